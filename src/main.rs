@@ -1,0 +1,327 @@
+//! The `sealpost` command: a thin layer over the library that reads
+//! arguments, loads the configuration and turns errors into messages and
+//! exit codes (0 success, 1 failure, 2 configuration or usage error).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use sealpost::config::{self, Config};
+use sealpost::message::{decrypt_message, encrypt_message, sign_message, Envelope};
+use sealpost::pgp::{Keystore, PassphraseSource, UnlockedKey};
+use sequoia_openpgp::serialize::Serialize;
+
+#[derive(Parser)]
+#[command(name = "sealpost", version, about = "Transparent OpenPGP encryption for the mail you already have")]
+struct Cli {
+    /// Configuration file (default: $SEALPOST_CONFIG, ./sealpost.toml,
+    /// $XDG_CONFIG_HOME/sealpost/sealpost.toml)
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and print every problem found
+    Check,
+    /// Manage your keys and your correspondents' keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Sign and encrypt a message read on stdin (PGP/MIME, header protection)
+    Encrypt(EncryptArgs),
+    /// Decrypt and verify a message read on stdin, as a mail client should see it
+    Decrypt,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate an Ed25519/Cv25519 key for one of your addresses
+    Generate {
+        /// The address the key is for
+        email: String,
+        /// Store the secret key without passphrase protection
+        #[arg(long)]
+        no_passphrase: bool,
+        /// Make an RFC 9580 (v6) key; GnuPG and Thunderbird cannot read these yet
+        #[arg(long)]
+        v6: bool,
+    },
+    /// Import keys (armored or binary, public or secret, several per file)
+    Import {
+        /// Files to read ("-" for stdin)
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List every key with its addresses, state and source
+    List,
+    /// Print the keys for an address, armored
+    Export {
+        /// The address
+        email: String,
+        /// Include the (passphrase-protected) secret key
+        #[arg(long)]
+        secret: bool,
+    },
+    /// Remove a key by fingerprint
+    Remove {
+        /// The fingerprint as shown by 'sealpost keys list'
+        fingerprint: String,
+    },
+}
+
+#[derive(Args)]
+struct EncryptArgs {
+    /// Sender address (default: the From header); its key signs
+    #[arg(long, value_name = "ADDR")]
+    from: Option<String>,
+    /// Recipient address, repeatable (default: To, Cc and Bcc)
+    #[arg(long = "to", value_name = "ADDR")]
+    to: Vec<String>,
+    /// Sign only (multipart/signed), do not encrypt
+    #[arg(long)]
+    sign_only: bool,
+    /// Write each copy to a file here: needed when Bcc recipients get their
+    /// own copies
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = match config::load(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(problems) => {
+            eprintln!("sealpost: the configuration has {} problem(s):", problems.len());
+            for p in &problems {
+                eprintln!("- {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    sealpost::logging::init(&loaded.config.log);
+    let outcome = match cli.command {
+        Command::Check => {
+            let file = loaded
+                .file
+                .as_deref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "none (defaults and environment)".into());
+            println!("configuration OK\n  file: {file}\n  data_dir: {}", loaded.config.data_dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(command) => keys(&loaded.config, command).map(|()| ExitCode::SUCCESS),
+        Command::Encrypt(args) => encrypt(&loaded.config, args).map(|()| ExitCode::SUCCESS),
+        Command::Decrypt => decrypt(&loaded.config),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sealpost: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn passphrases(config: &Config) -> PassphraseSource {
+    PassphraseSource::from_env_or(config.passphrase_file.clone())
+}
+
+fn keys(config: &Config, command: KeysCommand) -> Result<()> {
+    let mut store = Keystore::open(&config.data_dir)?;
+    match command {
+        KeysCommand::Generate { email, no_passphrase, v6 } => {
+            let passphrase = if no_passphrase {
+                None
+            } else {
+                Some(
+                    passphrases(config)
+                        .get("new key", &format!("the new key of <{email}>"), true)
+                        .context("a new key needs a passphrase (or --no-passphrase)")?,
+                )
+            };
+            let key = store.generate(&email, passphrase, v6)?;
+            println!("{}", key.fingerprint());
+            if no_passphrase {
+                eprintln!("warning: the secret key is stored without a passphrase; anyone who can read {} can use it", config.data_dir.display());
+            }
+        }
+        KeysCommand::Import { files } => {
+            for file in files {
+                let (bytes, name) = read_input(&file)?;
+                for fpr in store.import(&bytes, &name)? {
+                    println!("imported {fpr}");
+                }
+            }
+        }
+        KeysCommand::List => print_key_table(&store),
+        KeysCommand::Export { email, secret } => {
+            let matching = store.certs_for(&email);
+            if matching.is_empty() {
+                bail!("no key for <{email}>; see 'sealpost keys list'");
+            }
+            let mut out = std::io::stdout().lock();
+            for key in matching {
+                if secret {
+                    if !key.is_own() {
+                        bail!("no secret key for <{email}> ({} is someone else's public key)", key.fingerprint());
+                    }
+                    key.cert.as_tsk().armored().serialize(&mut out)?;
+                } else {
+                    key.cert.armored().serialize(&mut out)?;
+                }
+            }
+        }
+        KeysCommand::Remove { fingerprint } => {
+            let removed = store.remove(&fingerprint)?;
+            println!("removed {} ({})", removed.fingerprint(), removed.emails().join(", "));
+        }
+    }
+    Ok(())
+}
+
+fn print_key_table(store: &Keystore) {
+    let header = ["EMAIL", "FINGERPRINT", "ALGORITHM", "EXPIRES", "STATE", "SOURCE", "OWNER"];
+    let rows: Vec<[String; 7]> = store
+        .keys()
+        .iter()
+        .map(|k| {
+            [
+                k.emails().join(","),
+                k.fingerprint(),
+                k.algorithm(),
+                k.expiry().map(format_date).unwrap_or_else(|| "never".into()),
+                k.state().to_string(),
+                k.source.to_string(),
+                if k.is_own() { "own".into() } else { "peer".into() },
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// `YYYY-MM-DD` in UTC (Howard Hinnant's days-to-civil algorithm).
+fn format_date(t: SystemTime) -> String {
+    let days = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn read_input(path: &Path) -> Result<(Vec<u8>, String)> {
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).context("reading stdin")?;
+        return Ok((bytes, "stdin".into()));
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((bytes, path.display().to_string()))
+}
+
+fn unlock_sender(config: &Config, store: &Keystore, sender: &str) -> Result<UnlockedKey> {
+    let own = store.own_key(sender)?;
+    Ok(store.unlock(own, &passphrases(config))?)
+}
+
+fn encrypt(config: &Config, args: EncryptArgs) -> Result<()> {
+    let (message, _) = read_input(Path::new("-"))?;
+    let store = Keystore::open(&config.data_dir)?;
+    let mut envelope = match Envelope::from_headers(&message) {
+        Ok(envelope) => envelope,
+        // Explicit --from/--to may stand in for what the headers lack.
+        Err(_) if args.from.is_some() && (!args.to.is_empty() || args.sign_only) => Envelope {
+            sender: String::new(),
+            recipients: Vec::new(),
+        },
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(from) = args.from {
+        envelope.sender = from;
+    }
+    if !args.to.is_empty() {
+        envelope.recipients = args.to;
+    }
+    let sender = unlock_sender(config, &store, &envelope.sender)?;
+    if args.sign_only {
+        let signed = sign_message(&message, &envelope.sender, &sender)?;
+        std::io::stdout().lock().write_all(&signed)?;
+        return Ok(());
+    }
+    let copies = encrypt_message(&message, &envelope, &sender, &store)?;
+    match (copies.as_slice(), args.output_dir) {
+        ([only], None) => std::io::stdout().lock().write_all(&only.message)?,
+        (_, Some(dir)) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            for copy in &copies {
+                let name = if copy.is_bcc {
+                    format!("bcc-{}.eml", copy.recipients.join("_"))
+                } else {
+                    "visible.eml".to_string()
+                };
+                let path = dir.join(name);
+                std::fs::write(&path, &copy.message).with_context(|| format!("writing {}", path.display()))?;
+                println!("{}\t{}", path.display(), copy.recipients.join(","));
+            }
+        }
+        (_, None) => bail!(
+            "the message has Bcc recipients, who each get a separately encrypted copy; pass --output-dir DIR to receive one file per copy"
+        ),
+    }
+    Ok(())
+}
+
+fn decrypt(config: &Config) -> Result<ExitCode> {
+    let (message, _) = read_input(Path::new("-"))?;
+    let store = Keystore::open(&config.data_dir)?;
+    let source = passphrases(config);
+    let mut keys = Vec::new();
+    for own in store.own_keys() {
+        match store.unlock(own, &source) {
+            Ok(key) => keys.push(key),
+            Err(e) => eprintln!("sealpost: warning: {e}"),
+        }
+    }
+    let outcome = decrypt_message(&message, &keys, &store);
+    std::io::stdout().lock().write_all(&outcome.message)?;
+    if outcome.status.is_failure() {
+        eprintln!("sealpost: {}", outcome.status.header_value());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil_utc() {
+        assert_eq!(format_date(UNIX_EPOCH), "1970-01-01");
+        assert_eq!(format_date(UNIX_EPOCH + std::time::Duration::from_secs(951_782_400)), "2000-02-29");
+        assert_eq!(format_date(UNIX_EPOCH + std::time::Duration::from_secs(1_798_761_600)), "2027-01-01");
+    }
+}

@@ -1,0 +1,399 @@
+//! PGP/MIME, inline PGP or multipart/signed → what a mail client shows,
+//! with a `Sealpost-Status` header that says what was checked.
+
+use super::STATUS_HEADER;
+use crate::mime::{addresses, split_multipart, to_crlf, Entity};
+use crate::pgp::{self, Keystore, SignatureCheck, SignatureStatus, UnlockedKey};
+
+const ARMOR_BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
+const ARMOR_END: &[u8] = b"-----END PGP MESSAGE-----";
+
+/// What Sealpost found and checked, rendered as the `Sealpost-Status`
+/// header value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Not OpenPGP-protected at all.
+    NotProtected,
+    /// Decrypted; the signatures inside and any warnings.
+    Decrypted {
+        /// Signatures found inside the encryption.
+        signatures: SignatureCheck,
+        /// Inline PGP rather than PGP/MIME.
+        inline: bool,
+        /// Problems a reader should know about (spoofing signals).
+        warnings: Vec<String>,
+    },
+    /// A multipart/signed message that was only verified.
+    Signed {
+        /// The detached signature's result.
+        signatures: SignatureCheck,
+        /// Problems a reader should know about.
+        warnings: Vec<String>,
+    },
+    /// Protected, but it could not be decrypted or verified.
+    Failed {
+        /// Why, in words the user can act on.
+        reason: String,
+    },
+}
+
+impl Status {
+    /// The header value, e.g. `decrypted; signature=good; signer=ABCD…`.
+    pub fn header_value(&self) -> String {
+        let (mut out, check, warnings) = match self {
+            Status::NotProtected => return "not-protected".into(),
+            Status::Failed { reason } => return format!("failed; reason=\"{}\"", quote(reason)),
+            Status::Decrypted { signatures, inline: true, warnings } => ("decrypted; format=inline".to_string(), signatures, warnings),
+            Status::Decrypted { signatures, inline: false, warnings } => ("decrypted".to_string(), signatures, warnings),
+            Status::Signed { signatures, warnings } => ("signed".to_string(), signatures, warnings),
+        };
+        match check.best() {
+            None => out.push_str("; signature=none"),
+            Some(SignatureStatus::Good { signer, .. }) => out.push_str(&format!("; signature=good; signer={signer}")),
+            Some(SignatureStatus::UnknownKey { issuer }) => out.push_str(&format!("; signature=unknown-key; issuer={issuer}")),
+            Some(SignatureStatus::Bad { reason }) => out.push_str(&format!("; signature=bad; reason=\"{}\"", quote(reason))),
+        }
+        for w in warnings {
+            out.push_str(&format!("; warning=\"{}\"", quote(w)));
+        }
+        out
+    }
+
+    /// True when the message was protected but could not be opened.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Status::Failed { .. })
+    }
+}
+
+/// A good signature by a key that does not carry the From address is a
+/// spoofing signal: anyone can sign with their own key.
+fn signer_warning(from: Option<&String>, signatures: &SignatureCheck) -> Option<String> {
+    match (from, signatures.best()) {
+        (Some(from), Some(SignatureStatus::Good { signer_emails, .. })) if !signer_emails.contains(from) => {
+            Some(format!("the signing key does not belong to the From address <{from}>"))
+        }
+        _ => None,
+    }
+}
+
+fn quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace(['\r', '\n'], " ")
+}
+
+/// The result of [`decrypt_message`].
+#[derive(Debug)]
+pub struct DecryptOutcome {
+    /// The message to show: decrypted with protected headers restored, or
+    /// the original bytes; always with one `Sealpost-Status` header first.
+    pub message: Vec<u8>,
+    /// What was found.
+    pub status: Status,
+}
+
+/// The OpenPGP form of a message.
+enum Form<'a> {
+    /// RFC 3156 multipart/encrypted; the armored second part.
+    PgpMime(&'a [u8]),
+    /// RFC 3156 multipart/signed: signed part, signature.
+    Signed(&'a [u8], &'a [u8]),
+    /// A single text part holding an armored message.
+    Inline,
+    Plain,
+}
+
+fn classify<'a>(entity: &Entity<'a>) -> Form<'a> {
+    let ct = entity.content_type();
+    if ct.is("multipart/encrypted") || ct.is("multipart/mixed") {
+        // multipart/mixed covers PGP/MIME that Exchange rewrote: the same
+        // two parts under the wrong type.
+        if let Some(parts) = entity.parts() {
+            let control = parts.iter().position(|p| Entity::parse(p).content_type().is("application/pgp-encrypted"));
+            if let Some(i) = control {
+                if let Some(data) = parts.get(i + 1) {
+                    let data = Entity::parse(data);
+                    if find(data.body, ARMOR_BEGIN).is_some() {
+                        return Form::PgpMime(data.body);
+                    }
+                }
+            }
+        }
+    }
+    if ct.is("multipart/signed") && ct.param("protocol").is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-signature")) {
+        if let Some(parts) = ct.param("boundary").and_then(|b| split_multipart(entity.body, b)) {
+            if parts.len() == 2 {
+                return Form::Signed(parts[0], Entity::parse(parts[1]).body);
+            }
+        }
+    }
+    if ct.mime_type.starts_with("text/") && find(entity.body, ARMOR_BEGIN).is_some() {
+        return Form::Inline;
+    }
+    Form::Plain
+}
+
+/// True for input that already carries OpenPGP protection.
+pub(super) fn is_protected(entity: &Entity<'_>) -> bool {
+    !matches!(classify(entity), Form::Plain)
+}
+
+/// Decrypts and verifies `message` with our unlocked `keys`; signer
+/// certificates come from `keystore`. Never fails: when the message cannot
+/// be opened the original bytes come back untouched with a status saying
+/// why. Any `Sealpost-Status` the message arrived with is removed, so a
+/// sender cannot forge one.
+pub fn decrypt_message(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore) -> DecryptOutcome {
+    let entity = Entity::parse(message);
+    let result = match classify(&entity) {
+        Form::Plain => Err(Status::NotProtected),
+        Form::PgpMime(armored) => open_pgp_mime(&entity, armored, keys, keystore),
+        Form::Signed(signed, signature) => verify_signed(&entity, signed, signature, keystore),
+        Form::Inline => open_inline(&entity, keys, keystore),
+    };
+    match result {
+        Ok((body, status)) => DecryptOutcome { message: body, status },
+        Err(status) => DecryptOutcome {
+            message: with_status(&entity, message, &status),
+            status,
+        },
+    }
+}
+
+/// The original message with the status header first and any forged
+/// status header removed; every other byte as it was.
+fn with_status(entity: &Entity<'_>, original: &[u8], status: &Status) -> Vec<u8> {
+    let mut out = Vec::with_capacity(original.len() + 128);
+    push_status(&mut out, status);
+    for f in &entity.fields {
+        if !f.is(STATUS_HEADER) {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    out.extend_from_slice(&original[entity.header.len()..]);
+    out
+}
+
+fn push_status(out: &mut Vec<u8>, status: &Status) {
+    out.extend_from_slice(format!("{STATUS_HEADER}: {}\r\n", status.header_value()).as_bytes());
+}
+
+fn open_pgp_mime(
+    outer: &Entity<'_>,
+    armored: &[u8],
+    keys: &[UnlockedKey],
+    keystore: &Keystore,
+) -> Result<(Vec<u8>, Status), Status> {
+    let decrypted = pgp::decrypt(armored, keys, keystore).map_err(|reason| Status::Failed { reason })?;
+    if !decrypted.was_encrypted {
+        return Err(Status::Failed {
+            reason: "multipart/encrypted message without an encryption layer".into(),
+        });
+    }
+    let plaintext = to_crlf(&decrypted.plaintext).into_owned();
+    let mut signatures = decrypted.signatures;
+    let mut payload = Entity::parse(&plaintext);
+    // RFC 3156 §6.1: a multipart/signed inside the encryption.
+    if let Form::Signed(signed, signature) = classify(&payload) {
+        match pgp::verify_detached(signed, signature, keystore) {
+            Ok(check) => signatures.signatures.extend(check.signatures),
+            Err(reason) => signatures.signatures.push(SignatureStatus::Bad { reason }),
+        }
+        payload = Entity::parse(signed);
+    }
+    // pEp and RFC 8551 wrap the whole message as message/rfc822.
+    let ct = payload.content_type();
+    if ct.is("message/rfc822") && ct.param("hp").is_none() && ct.param("protected-headers").is_none() {
+        let inner = Entity::parse(payload.body);
+        return Ok(render(outer, &inner, true, signatures, false));
+    }
+    let marked = ct.param("protected-headers").is_some() || ct.param("hp").is_some();
+    Ok(render(outer, &payload, marked, signatures, false))
+}
+
+/// Builds the message a client sees: outer fields not replaced by protected
+/// ones, then the protected fields, then the payload's own content fields
+/// and body.
+fn render(
+    outer: &Entity<'_>,
+    payload: &Entity<'_>,
+    has_protected_headers: bool,
+    signatures: SignatureCheck,
+    inline: bool,
+) -> (Vec<u8>, Status) {
+    let protected: Vec<_> = if has_protected_headers {
+        payload
+            .fields
+            .iter()
+            .filter(|f| {
+                !f.is_structural()
+                    && !f.name().is_empty()
+                    && !f.is("HP-Outer")
+                    && !f.is("Autocrypt-Gossip")
+                    && !f.is(STATUS_HEADER)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut warnings = Vec::new();
+    let outer_from = addresses(outer.header, &["From"]);
+    let protected_header: Vec<u8> = protected.iter().flat_map(|f| f.raw.iter().copied()).collect();
+    let protected_from = addresses(&protected_header, &["From"]);
+    if !protected_from.is_empty() && !outer_from.is_empty() && protected_from != outer_from {
+        warnings.push(format!(
+            "protected From <{}> differs from outer From <{}>",
+            protected_from.join(", "),
+            outer_from.join(", ")
+        ));
+    }
+    warnings.extend(signer_warning(protected_from.first().or(outer_from.first()), &signatures));
+    let status = Status::Decrypted {
+        signatures,
+        inline,
+        warnings,
+    };
+
+    let mut out = Vec::with_capacity(payload.body.len() + outer.header.len() + 512);
+    push_status(&mut out, &status);
+    for f in &outer.fields {
+        let replaced = protected.iter().any(|p| p.name().eq_ignore_ascii_case(f.name()));
+        let keep = !replaced && !f.is(STATUS_HEADER) && (!f.is_structural() || f.is("MIME-Version"));
+        if keep {
+            out.extend_from_slice(&to_crlf(f.raw));
+        }
+    }
+    for f in &protected {
+        out.extend_from_slice(&to_crlf(f.raw));
+    }
+    for f in payload.fields.iter().filter(|f| f.is_structural() && !f.is("MIME-Version")) {
+        out.extend_from_slice(&to_crlf(f.raw));
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(payload.body);
+    (out, status)
+}
+
+fn verify_signed(
+    entity: &Entity<'_>,
+    signed: &[u8],
+    signature: &[u8],
+    keystore: &Keystore,
+) -> Result<(Vec<u8>, Status), Status> {
+    // The signature covers the part with CRLF line endings (RFC 3156 §5).
+    let canonical = to_crlf(signed);
+    let signatures = match pgp::verify_detached(&canonical, signature, keystore) {
+        Ok(check) => check,
+        Err(reason) => SignatureCheck {
+            signatures: vec![SignatureStatus::Bad { reason }],
+        },
+    };
+    let warnings = signer_warning(addresses(entity.header, &["From"]).first(), &signatures)
+        .into_iter()
+        .collect();
+    let status = Status::Signed { signatures, warnings };
+    let message = with_status(entity, &[entity.header, b"\r\n", entity.body].concat(), &status);
+    Ok((message, status))
+}
+
+/// Inline PGP: only the armored block is decrypted, and the result replaces
+/// the whole body. Text around the block is not merged with the decrypted
+/// text, so an attacker cannot wrap ciphertext in their own markup (EFAIL).
+fn open_inline(entity: &Entity<'_>, keys: &[UnlockedKey], keystore: &Keystore) -> Result<(Vec<u8>, Status), Status> {
+    let text = decoded_body(entity);
+    let start = find(&text, ARMOR_BEGIN).ok_or_else(|| Status::Failed {
+        reason: "inline PGP block not found after transfer decoding".into(),
+    })?;
+    let end = find(&text[start..], ARMOR_END)
+        .map(|i| start + i + ARMOR_END.len())
+        .ok_or_else(|| Status::Failed {
+            reason: "the inline PGP block is truncated (no END line)".into(),
+        })?;
+    let decrypted = pgp::decrypt(&text[start..end], keys, keystore).map_err(|reason| Status::Failed { reason })?;
+    if !decrypted.was_encrypted {
+        return Err(Status::Failed {
+            reason: "inline PGP block is not encrypted".into(),
+        });
+    }
+    let plaintext = to_crlf(&decrypted.plaintext).into_owned();
+    let charset = if std::str::from_utf8(&plaintext).is_ok() {
+        "utf-8".to_string()
+    } else {
+        entity.content_type().param("charset").unwrap_or("utf-8").to_string()
+    };
+    let mut mixed = Vec::with_capacity(plaintext.len() + 256);
+    mixed.extend_from_slice(format!("Content-Type: text/plain; charset=\"{charset}\"\r\nContent-Transfer-Encoding: 8bit\r\n").as_bytes());
+    let had_surrounding_text = text[..start].iter().any(|b| !b.is_ascii_whitespace())
+        || text[end..].iter().any(|b| !b.is_ascii_whitespace());
+    mixed.extend_from_slice(b"\r\n");
+    mixed.extend_from_slice(&plaintext);
+    let payload = Entity::parse(&mixed);
+    let (mut out, mut status) = render(entity, &payload, false, decrypted.signatures, true);
+    if had_surrounding_text {
+        if let Status::Decrypted { warnings, .. } = &mut status {
+            warnings.push("unencrypted text around the inline PGP block was removed".into());
+        }
+        let rest = out.split_off(out.iter().position(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0));
+        out.clear();
+        push_status(&mut out, &status);
+        out.extend_from_slice(&rest);
+    }
+    Ok((out, status))
+}
+
+/// The body after undoing quoted-printable or base64.
+fn decoded_body(entity: &Entity<'_>) -> Vec<u8> {
+    let mut section = entity.header.to_vec();
+    section.extend_from_slice(b"\r\n\r\n");
+    section.extend_from_slice(entity.body);
+    match entity.transfer_encoding().as_str() {
+        "quoted-printable" | "base64" => mail_parser::MessageParser::new()
+            .parse(&section)
+            .and_then(|m| m.root_part().contents().to_vec().into())
+            .unwrap_or_else(|| entity.body.to_vec()),
+        _ => entity.body.to_vec(),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_values_are_machine_readable() {
+        let good = Status::Decrypted {
+            signatures: SignatureCheck {
+                signatures: vec![SignatureStatus::Good {
+                    signer: "ABCD".into(),
+                    signer_emails: vec!["a@x.test".into()],
+                }],
+            },
+            inline: false,
+            warnings: Vec::new(),
+        };
+        assert_eq!(good.header_value(), "decrypted; signature=good; signer=ABCD");
+        let spoof = Status::Decrypted {
+            signatures: SignatureCheck::default(),
+            inline: true,
+            warnings: vec!["protected From differs".into()],
+        };
+        assert_eq!(
+            spoof.header_value(),
+            "decrypted; format=inline; signature=none; warning=\"protected From differs\""
+        );
+        let failed = Status::Failed { reason: "no \"key\"\r\n".into() };
+        assert_eq!(failed.header_value(), "failed; reason=\"no \\\"key\\\"  \"");
+    }
+
+    #[test]
+    fn forged_status_headers_are_removed_from_plain_mail() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = Keystore::open(dir.path()).unwrap();
+        let msg = b"From: a@x.test\r\nSealpost-Status: decrypted; signature=good\r\n\r\nhello\r\n";
+        let out = decrypt_message(msg, &[], &ks);
+        assert_eq!(out.status, Status::NotProtected);
+        assert_eq!(out.message, b"Sealpost-Status: not-protected\r\nFrom: a@x.test\r\n\r\nhello\r\n".to_vec());
+    }
+}

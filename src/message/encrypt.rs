@@ -1,0 +1,213 @@
+//! RFC 5322 message → PGP/MIME encrypted and signed copies.
+
+use sequoia_openpgp::Cert;
+
+use super::autocrypt::autocrypt_header;
+use super::payload::{build_payload, outer_fields, Protection};
+use super::MessageError;
+use crate::mime::{addresses, new_boundary, to_crlf, Entity};
+use crate::pgp::{encrypt_and_sign, normalize_email, Keystore, UnlockedKey};
+
+/// Who a message is from and who receives it (the SMTP envelope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The sender, whose key signs and who can always decrypt.
+    pub sender: String,
+    /// Every recipient, visible or Bcc.
+    pub recipients: Vec<String>,
+}
+
+impl Envelope {
+    /// The envelope a message's own headers describe: From, and
+    /// To + Cc + Bcc.
+    pub fn from_headers(message: &[u8]) -> Result<Envelope, MessageError> {
+        let entity = Entity::parse(message);
+        let sender = addresses(entity.header, &["From"])
+            .into_iter()
+            .next()
+            .ok_or(MessageError::NoSender)?;
+        let recipients = addresses(entity.header, &["To", "Cc", "Bcc"]);
+        if recipients.is_empty() {
+            return Err(MessageError::NoRecipients);
+        }
+        Ok(Envelope { sender, recipients })
+    }
+}
+
+/// One encrypted message ready to send to `recipients`.
+#[derive(Debug, Clone)]
+pub struct EncryptedCopy {
+    /// The envelope recipients of this copy.
+    pub recipients: Vec<String>,
+    /// True for the separate copy made for one Bcc recipient.
+    pub is_bcc: bool,
+    /// The complete PGP/MIME message.
+    pub message: Vec<u8>,
+}
+
+/// Encrypts `message` for the `envelope`: one copy for the recipients
+/// visible in To/Cc, and one copy per Bcc recipient (an envelope recipient
+/// not named in To/Cc), each encrypted only to its own recipients and the
+/// sender, so that no key ID reveals a Bcc recipient. Every copy is signed
+/// by `sender`. Fails if any recipient has no usable key.
+pub fn encrypt_message(
+    message: &[u8],
+    envelope: &Envelope,
+    sender: &UnlockedKey,
+    keystore: &Keystore,
+) -> Result<Vec<EncryptedCopy>, MessageError> {
+    let message = to_crlf(message);
+    if super::decrypt::is_protected(&Entity::parse(&message)) {
+        return Err(MessageError::AlreadyProtected);
+    }
+    let sender_email = normalize_email(&envelope.sender);
+    let completed = complete_headers(&message, &sender_email);
+    let entity = Entity::parse(&completed);
+
+    let visible_in_headers = addresses(entity.header, &["To", "Cc"]);
+    let mut visible: Vec<String> = Vec::new();
+    let mut bcc: Vec<String> = Vec::new();
+    for r in envelope.recipients.iter().map(|r| normalize_email(r)) {
+        let list = if visible_in_headers.contains(&r) { &mut visible } else { &mut bcc };
+        if !list.contains(&r) {
+            list.push(r);
+        }
+    }
+    if visible.is_empty() && bcc.is_empty() {
+        return Err(MessageError::NoRecipients);
+    }
+    let lookup = |addr: &String| keystore.recipient(addr).map(|c| (addr.clone(), c));
+    let visible_keys: Vec<(String, &Cert)> = visible.iter().map(lookup).collect::<Result<_, _>>()?;
+    let bcc_keys: Vec<(String, &Cert)> = bcc.iter().map(lookup).collect::<Result<_, _>>()?;
+
+    // Gossip helps recipients reply to all; Thunderbird sends it only when
+    // at least two others are visible, and never for Bcc.
+    let others: Vec<&(String, &Cert)> = visible_keys.iter().filter(|(a, _)| *a != sender_email).collect();
+    let gossip = if others.len() >= 2 {
+        others
+            .iter()
+            .map(|(addr, cert)| autocrypt_header("Autocrypt-Gossip", addr, cert))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+
+    let mut outer = outer_fields(&entity, true);
+    outer.push(autocrypt_header("Autocrypt", &sender_email, &sender.cert)?);
+    let payload = build_payload(&entity, &Protection::Cipher { outer_fields: &outer }, &gossip);
+
+    let mut copies = Vec::new();
+    if !visible_keys.is_empty() {
+        copies.push(seal(&payload, &outer, &visible_keys, false, sender)?);
+    }
+    for one in &bcc_keys {
+        copies.push(seal(&payload, &outer, std::slice::from_ref(one), true, sender)?);
+    }
+    Ok(copies)
+}
+
+/// Encrypts the payload to `recipients` and the sender and wraps it in the
+/// two RFC 3156 parts.
+fn seal(
+    payload: &[u8],
+    outer: &[Vec<u8>],
+    recipients: &[(String, &Cert)],
+    is_bcc: bool,
+    sender: &UnlockedKey,
+) -> Result<EncryptedCopy, MessageError> {
+    let mut keys: Vec<&Cert> = vec![&sender.cert];
+    for (_, cert) in recipients {
+        if !keys.iter().any(|k| k.fingerprint() == cert.fingerprint()) {
+            keys.push(cert);
+        }
+    }
+    let armored = encrypt_and_sign(payload, &keys, sender)?;
+    let boundary = new_boundary();
+    let mut out = Vec::with_capacity(armored.len() + 4096);
+    for field in outer {
+        out.extend_from_slice(field);
+    }
+    out.extend_from_slice(
+        format!(
+            "MIME-Version: 1.0\r\n\
+Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n boundary=\"{boundary}\"\r\n\
+\r\n\
+This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n\
+--{boundary}\r\n\
+Content-Type: application/pgp-encrypted\r\n\
+Content-Description: PGP/MIME version identification\r\n\
+\r\n\
+Version: 1\r\n\
+\r\n\
+--{boundary}\r\n\
+Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
+Content-Description: OpenPGP encrypted message\r\n\
+Content-Disposition: inline; filename=\"encrypted.asc\"\r\n\
+\r\n"
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&to_crlf(&armored));
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Ok(EncryptedCopy {
+        recipients: recipients.iter().map(|(a, _)| a.clone()).collect(),
+        is_bcc,
+        message: out,
+    })
+}
+
+/// Adds `Date` and `Message-ID` when the client left them out, so that the
+/// protected copy inside and the outer header agree (a relay adding them
+/// later would only touch the outside).
+pub(super) fn complete_headers(message: &[u8], sender_email: &str) -> Vec<u8> {
+    let entity = Entity::parse(message);
+    let mut extra = Vec::new();
+    if entity.field("Date").is_none() {
+        extra.extend_from_slice(format!("Date: {}\r\n", mail_builder::headers::date::Date::now().to_rfc822()).as_bytes());
+    }
+    if entity.field("Message-ID").is_none() {
+        let domain = sender_email.rsplit_once('@').map(|(_, d)| d).unwrap_or("sealpost.invalid");
+        let mut id = Vec::new();
+        mail_builder::headers::message_id::generate_message_id_header(&mut id, domain)
+            .expect("writing to a Vec cannot fail");
+        extra.extend_from_slice(b"Message-ID: ");
+        extra.extend_from_slice(&id);
+        extra.extend_from_slice(b"\r\n");
+    }
+    if extra.is_empty() {
+        return message.to_vec();
+    }
+    let mut out = Vec::with_capacity(message.len() + extra.len());
+    out.extend_from_slice(entity.header);
+    out.extend_from_slice(&extra);
+    out.extend_from_slice(&message[entity.header.len()..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_from_headers_includes_bcc() {
+        let env = Envelope::from_headers(b"From: A <A@x.test>\r\nTo: b@x.test\r\nBcc: c@x.test\r\n\r\n").unwrap();
+        assert_eq!(env.sender, "a@x.test");
+        assert_eq!(env.recipients, vec!["b@x.test", "c@x.test"]);
+        assert!(matches!(Envelope::from_headers(b"To: b@x\r\n\r\n"), Err(MessageError::NoSender)));
+        assert!(matches!(Envelope::from_headers(b"From: a@x\r\n\r\n"), Err(MessageError::NoRecipients)));
+    }
+
+    #[test]
+    fn missing_date_and_message_id_are_added_before_the_body() {
+        let out = complete_headers(b"From: a@x.test\r\n\r\nbody\r\n", "a@x.test");
+        let e = Entity::parse(&out);
+        assert!(e.field("Date").is_some());
+        assert!(e.field("Message-ID").unwrap().value().ends_with("@x.test>"));
+        assert_eq!(e.body, b"body\r\n");
+        let untouched = b"Date: x\r\nMessage-ID: <a@b>\r\n\r\nb";
+        assert_eq!(complete_headers(untouched, "a@x"), untouched.to_vec());
+    }
+}

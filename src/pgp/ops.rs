@@ -1,0 +1,354 @@
+//! The OpenPGP operations on byte strings: sign+encrypt in one layer
+//! (RFC 3156 §6.2), detached signatures (§5), decryption with
+//! verification, and the minimal key Autocrypt carries.
+
+use std::io::{Read, Write};
+
+use sequoia_openpgp as openpgp;
+use openpgp::armor;
+use openpgp::crypto::SessionKey;
+use openpgp::packet::{PKESK, SKESK};
+use openpgp::parse::stream::{
+    DecryptionHelper, DecryptorBuilder, DetachedVerifierBuilder, MessageLayer, MessageStructure,
+    VerificationError, VerificationHelper,
+};
+use openpgp::parse::Parse;
+use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient, Signer};
+use openpgp::serialize::Serialize;
+use openpgp::types::{HashAlgorithm, SymmetricAlgorithm};
+use openpgp::{Cert, Fingerprint, KeyHandle};
+
+use super::{normalize_email, KeyError, Keystore, UnlockedKey, POLICY};
+
+/// Signs `payload` with `signer` and encrypts it to every key in
+/// `recipients`, producing ASCII armor. AES-256 and SHA-256; SEIPDv1
+/// unless every recipient key advertises SEIPDv2 (sequoia's rule).
+pub fn encrypt_and_sign(payload: &[u8], recipients: &[&Cert], signer: &UnlockedKey) -> Result<Vec<u8>, KeyError> {
+    let signing_pair = signer
+        .signer
+        .clone()
+        .ok_or_else(|| KeyError::Crypto(format!("key {} has no valid signing key", signer.cert.fingerprint())))?;
+    let mut encryption_keys: Vec<Recipient> = Vec::new();
+    for cert in recipients {
+        let vc = cert.with_policy(&POLICY, None).map_err(KeyError::crypto)?;
+        let before = encryption_keys.len();
+        for ka in vc.keys().supported().alive().revoked(false).for_transport_encryption() {
+            encryption_keys.push(ka.into());
+        }
+        if encryption_keys.len() == before {
+            return Err(KeyError::Crypto(format!("key {} has no valid encryption key", cert.fingerprint())));
+        }
+    }
+    let mut out = Vec::with_capacity(payload.len() * 4 / 3 + 1024);
+    {
+        let message = Message::new(&mut out);
+        let message = Armorer::new(message).build().map_err(KeyError::crypto)?;
+        let message = Encryptor::for_recipients(message, encryption_keys)
+            .symmetric_algo(SymmetricAlgorithm::AES256)
+            .build()
+            .map_err(KeyError::crypto)?;
+        let message = Signer::new(message, signing_pair)
+            .map_err(KeyError::crypto)?
+            .hash_algo(HashAlgorithm::SHA256)
+            .map_err(KeyError::crypto)?
+            .build()
+            .map_err(KeyError::crypto)?;
+        let mut literal = LiteralWriter::new(message).build().map_err(KeyError::crypto)?;
+        literal.write_all(payload).map_err(KeyError::crypto)?;
+        literal.finalize().map_err(KeyError::crypto)?;
+    }
+    Ok(out)
+}
+
+/// An armored detached SHA-256 signature over `data`.
+pub fn sign_detached(data: &[u8], signer: &UnlockedKey) -> Result<Vec<u8>, KeyError> {
+    let signing_pair = signer
+        .signer
+        .clone()
+        .ok_or_else(|| KeyError::Crypto(format!("key {} has no valid signing key", signer.cert.fingerprint())))?;
+    let mut out = Vec::new();
+    {
+        let message = Message::new(&mut out);
+        let message = Armorer::new(message)
+            .kind(armor::Kind::Signature)
+            .build()
+            .map_err(KeyError::crypto)?;
+        let mut message = Signer::new(message, signing_pair)
+            .map_err(KeyError::crypto)?
+            .detached()
+            .hash_algo(HashAlgorithm::SHA256)
+            .map_err(KeyError::crypto)?
+            .build()
+            .map_err(KeyError::crypto)?;
+        message.write_all(data).map_err(KeyError::crypto)?;
+        message.finalize().map_err(KeyError::crypto)?;
+    }
+    Ok(out)
+}
+
+/// The outcome of checking one signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureStatus {
+    /// Cryptographically good, by a valid key of a known certificate.
+    Good {
+        /// The signer's certificate fingerprint.
+        signer: String,
+        /// The normalised addresses in the signer's valid user IDs.
+        signer_emails: Vec<String>,
+    },
+    /// Made by a key we do not have.
+    UnknownKey {
+        /// The issuer key ID or fingerprint named in the signature.
+        issuer: String,
+    },
+    /// Does not verify, or the key was not valid for signing then.
+    Bad {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// All signatures found on a message (possibly none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignatureCheck {
+    /// One entry per signature.
+    pub signatures: Vec<SignatureStatus>,
+}
+
+impl SignatureCheck {
+    /// The most favourable signature: a good one if any, then unknown-key,
+    /// then bad.
+    pub fn best(&self) -> Option<&SignatureStatus> {
+        self.signatures
+            .iter()
+            .find(|s| matches!(s, SignatureStatus::Good { .. }))
+            .or_else(|| self.signatures.iter().find(|s| matches!(s, SignatureStatus::UnknownKey { .. })))
+            .or_else(|| self.signatures.first())
+    }
+}
+
+/// A decrypted OpenPGP message.
+#[derive(Debug)]
+pub struct Decrypted {
+    /// The literal data.
+    pub plaintext: Vec<u8>,
+    /// True when there was an encryption layer (false for a message that
+    /// was only signed).
+    pub was_encrypted: bool,
+    /// The signatures inside.
+    pub signatures: SignatureCheck,
+}
+
+/// Decrypts (and verifies) an OpenPGP message, armored or binary, with our
+/// unlocked keys; signer certificates come from `keystore`. Unprotected
+/// (SED) data and data whose MDC fails are refused.
+pub fn decrypt(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore) -> Result<Decrypted, String> {
+    let helper = Helper {
+        keys,
+        keystore,
+        signatures: SignatureCheck::default(),
+        was_encrypted: false,
+    };
+    let mut decryptor = DecryptorBuilder::from_bytes(message)
+        .map_err(|e| format!("not an OpenPGP message: {e}"))?
+        .with_policy(&POLICY, None, helper)
+        .map_err(describe_decrypt_error)?;
+    let mut plaintext = Vec::with_capacity(message.len());
+    decryptor
+        .read_to_end(&mut plaintext)
+        .map_err(|e| describe_decrypt_error(e.into()))?;
+    if !decryptor.message_processed() {
+        return Err("the OpenPGP message is incomplete".into());
+    }
+    let helper = decryptor.into_helper();
+    Ok(Decrypted {
+        plaintext,
+        was_encrypted: helper.was_encrypted,
+        signatures: helper.signatures,
+    })
+}
+
+/// Verifies a detached signature over `data` against the certificates in
+/// `keystore`.
+pub fn verify_detached(data: &[u8], signature: &[u8], keystore: &Keystore) -> Result<SignatureCheck, String> {
+    let helper = Helper {
+        keys: &[],
+        keystore,
+        signatures: SignatureCheck::default(),
+        was_encrypted: false,
+    };
+    let mut verifier = DetachedVerifierBuilder::from_bytes(signature)
+        .map_err(|e| format!("not an OpenPGP signature: {e}"))?
+        .with_policy(&POLICY, None, helper)
+        .map_err(|e| e.to_string())?;
+    verifier.verify_bytes(data).map_err(|e| e.to_string())?;
+    Ok(verifier.into_helper().signatures)
+}
+
+fn describe_decrypt_error(e: anyhow::Error) -> String {
+    if let Some(openpgp::Error::ManipulatedMessage) = e.downcast_ref::<openpgp::Error>() {
+        return "the message was modified in transit (integrity check failed)".into();
+    }
+    let text = e.to_string();
+    if text.contains("Unknown packet type: 9") || text.contains("SED") {
+        return "the message uses unprotected encryption (no integrity protection) and is refused".into();
+    }
+    text
+}
+
+struct Helper<'a> {
+    keys: &'a [UnlockedKey],
+    keystore: &'a Keystore,
+    signatures: SignatureCheck,
+    was_encrypted: bool,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        let mut certs: Vec<Cert> = Vec::new();
+        for id in ids {
+            for cert in self.keystore.certs_with_key(id) {
+                if !certs.iter().any(|c| c.fingerprint() == cert.fingerprint()) {
+                    certs.push(cert);
+                }
+            }
+        }
+        Ok(certs)
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        for layer in structure.into_iter() {
+            match layer {
+                MessageLayer::Encryption { .. } => self.was_encrypted = true,
+                MessageLayer::Compression { .. } => {}
+                MessageLayer::SignatureGroup { results } => {
+                    for result in results {
+                        self.signatures.signatures.push(match result {
+                            Ok(good) => {
+                                let cert = good.ka.cert();
+                                let signer_emails = cert
+                                    .userids()
+                                    .filter_map(|u| u.userid().email_normalized().ok().flatten())
+                                    .collect();
+                                SignatureStatus::Good {
+                                    signer: cert.fingerprint().to_hex(),
+                                    signer_emails,
+                                }
+                            }
+                            Err(VerificationError::MissingKey { sig }) => SignatureStatus::UnknownKey {
+                                issuer: sig
+                                    .get_issuers()
+                                    .first()
+                                    .map(|h| h.to_hex())
+                                    .unwrap_or_else(|| "unknown".into()),
+                            },
+                            Err(other) => SignatureStatus::Bad {
+                                reason: other.to_string(),
+                            },
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DecryptionHelper for Helper<'_> {
+    fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        _skesks: &[SKESK],
+        sym_algo: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
+        // Addressed PKESKs first, then wildcard ones (anonymous recipients)
+        // against every key we hold.
+        for pkesk in pkesks {
+            let Some(recipient) = pkesk.recipient() else { continue };
+            for key in self.keys {
+                for pair in &key.decryptors {
+                    if !pair.public().key_handle().aliases(&recipient) {
+                        continue;
+                    }
+                    let mut pair = pair.clone();
+                    if let Some((algo, sk)) = pkesk.decrypt(&mut pair, sym_algo) {
+                        if decrypt(algo, &sk) {
+                            return Ok(Some(key.cert.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        for pkesk in pkesks.iter().filter(|p| p.recipient().is_none()) {
+            for key in self.keys {
+                for pair in &key.decryptors {
+                    let mut pair = pair.clone();
+                    if let Some((algo, sk)) = pkesk.decrypt(&mut pair, sym_algo) {
+                        if decrypt(algo, &sk) {
+                            return Ok(Some(key.cert.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        let ids: Vec<String> = pkesks
+            .iter()
+            .map(|p| p.recipient().map(|r| r.to_hex()).unwrap_or_else(|| "anonymous".into()))
+            .collect();
+        Err(anyhow::anyhow!(
+            "no secret key for this message (it is encrypted to {}); import the matching secret key with 'sealpost keys import'",
+            ids.join(", ")
+        ))
+    }
+}
+
+/// The certificate reduced to what Autocrypt allows in `keydata`: the
+/// primary key, the user ID for `email` with its self-signature, one valid
+/// encryption subkey with its binding, serialised in binary.
+pub fn minimal_autocrypt_key(cert: &Cert, email: &str) -> Result<Vec<u8>, KeyError> {
+    let email = normalize_email(email);
+    let vc = cert.with_policy(&POLICY, None).map_err(KeyError::crypto)?;
+    let uid = vc
+        .userids()
+        .find(|u| u.userid().email_normalized().ok().flatten().as_deref() == Some(email.as_str()))
+        .map(|u| u.userid().clone())
+        .ok_or_else(|| KeyError::NotFound(email.clone()))?;
+    let subkey: Option<Fingerprint> = vc
+        .keys()
+        .subkeys()
+        .alive()
+        .revoked(false)
+        .for_transport_encryption()
+        .next()
+        .map(|ka| ka.key().fingerprint());
+    let minimal = cert
+        .clone()
+        .strip_secret_key_material()
+        .retain_userids(|u| u.userid() == &uid)
+        .retain_subkeys(|k| Some(k.key().fingerprint()) == subkey);
+    // Keep only the newest self-signature per component (the policy-valid
+    // binding); older superseded ones only add bytes.
+    let mut out = Vec::new();
+    let vc = minimal.with_policy(&POLICY, None).map_err(KeyError::crypto)?;
+    let primary = vc.primary_key();
+    openpgp::Packet::from(primary.key().clone()).serialize(&mut out).map_err(KeyError::crypto)?;
+    if let Ok(direct) = vc.direct_key_signature() {
+        openpgp::Packet::from(direct.clone()).serialize(&mut out).map_err(KeyError::crypto)?;
+    }
+    for u in vc.userids() {
+        openpgp::Packet::from(u.userid().clone()).serialize(&mut out).map_err(KeyError::crypto)?;
+        openpgp::Packet::from(u.binding_signature().clone())
+            .serialize(&mut out)
+            .map_err(KeyError::crypto)?;
+    }
+    for k in vc.keys().subkeys() {
+        openpgp::Packet::from(k.key().clone().role_into_subordinate())
+            .serialize(&mut out)
+            .map_err(KeyError::crypto)?;
+        openpgp::Packet::from(k.binding_signature().clone())
+            .serialize(&mut out)
+            .map_err(KeyError::crypto)?;
+    }
+    Ok(out)
+}
