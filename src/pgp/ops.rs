@@ -186,14 +186,21 @@ pub fn verify_detached(data: &[u8], signature: &[u8], keystore: &Keystore) -> Re
 }
 
 fn describe_decrypt_error(e: anyhow::Error) -> String {
-    if let Some(openpgp::Error::ManipulatedMessage) = e.downcast_ref::<openpgp::Error>() {
-        return "the message was modified in transit (integrity check failed)".into();
+    for cause in e.chain() {
+        match cause.downcast_ref::<openpgp::Error>() {
+            Some(openpgp::Error::ManipulatedMessage) => {
+                return "the message was modified in transit (integrity check failed)".into()
+            }
+            Some(openpgp::Error::PolicyViolation(what, _)) if what.contains("SED") || what.contains("Symmetrically Encrypted Data") => {
+                return "the message uses unprotected encryption (no integrity protection) and is refused".into()
+            }
+            Some(openpgp::Error::PolicyViolation(what, _)) => {
+                return format!("the message uses {what}, which is considered insecure and is refused")
+            }
+            _ => {}
+        }
     }
-    let text = e.to_string();
-    if text.contains("Unknown packet type: 9") || text.contains("SED") {
-        return "the message uses unprotected encryption (no integrity protection) and is refused".into();
-    }
-    text
+    format!("{e:#}")
 }
 
 struct Helper<'a> {
