@@ -138,11 +138,13 @@ fn keys(config: &Config, command: KeysCommand) -> Result<()> {
             let passphrase = if no_passphrase {
                 None
             } else {
-                Some(
-                    passphrases(config)
-                        .get("new key", &format!("the new key of <{email}>"), true)
-                        .context("a new key needs a passphrase (or --no-passphrase)")?,
-                )
+                let passphrase = passphrases(config)
+                    .get("new key", &format!("the new key of <{email}>"), true)
+                    .context("a new key needs a passphrase (or --no-passphrase)")?;
+                if passphrase.map(|p| p.is_empty()) {
+                    bail!("the passphrase is empty; choose one, or pass --no-passphrase to store the key unprotected deliberately");
+                }
+                Some(passphrase)
             };
             let key = store.generate(&email, passphrase, v6)?;
             println!("{}", key.fingerprint());
