@@ -254,3 +254,24 @@ fn check_reports_every_problem_with_key_and_hint() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("log.level"), "{}", run.stderr);
 }
+
+#[test]
+fn json_logs_never_carry_secrets_or_content() {
+    let (alice, alice_pub) = User::with_key("alice@example.org");
+    let (bob, bob_pub) = User::with_key("bob@example.net");
+    alice.ok(&["keys", "import", path_str(&bob_pub)], b"");
+    let logging = [("SEALPOST_LOG__FORMAT", "json"), ("RUST_LOG", "trace")];
+    let encrypted = alice.run_with(&["encrypt"], MESSAGE, &logging);
+    assert_eq!(encrypted.code, 0, "{}", encrypted.stderr);
+    let imported = bob.run_with(&["keys", "import", path_str(&alice_pub)], b"", &logging);
+    let decrypted = bob.run_with(&["decrypt"], &encrypted.stdout, &logging);
+    assert_eq!(decrypted.code, 0, "{}", decrypted.stderr);
+    let logs = [encrypted.stderr, imported.stderr, decrypted.stderr].concat();
+    assert!(logs.contains("imported key") && logs.contains("opened message"), "{logs}");
+    for line in logs.lines() {
+        assert!(line.starts_with('{') && line.ends_with('}'), "not a JSON line: {line}");
+    }
+    for secret in [PASSPHRASE, "Hello Bob", "via the CLI", "BEGIN PGP"] {
+        assert!(!logs.contains(secret), "logs contain {secret:?}");
+    }
+}

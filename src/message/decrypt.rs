@@ -149,6 +149,11 @@ pub fn decrypt_message(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore
         Form::Signed(signed, signature) => verify_signed(&entity, signed, signature, keystore),
         Form::Inline => open_inline(&entity, keys, keystore),
     };
+    let status = match &result {
+        Ok((_, status)) | Err(status) => status,
+    };
+    // The status names fingerprints and reasons, never content.
+    tracing::debug!(status = %status.header_value(), "opened message");
     match result {
         Ok((body, status)) => DecryptOutcome { message: body, status },
         Err(status) => DecryptOutcome {

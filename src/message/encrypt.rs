@@ -96,6 +96,13 @@ pub fn encrypt_message(
     outer.push(autocrypt_header("Autocrypt", &sender_email, &sender.cert)?);
     let payload = build_payload(&entity, &Protection::Cipher { outer_fields: &outer }, &gossip);
 
+    tracing::debug!(
+        sender = %sender_email,
+        visible = visible_keys.len(),
+        bcc = bcc_keys.len(),
+        gossip = gossip.len(),
+        "encrypting message"
+    );
     let mut copies = Vec::new();
     if !visible_keys.is_empty() {
         copies.push(seal(&payload, &outer, &visible_keys, false, sender)?);

@@ -323,6 +323,7 @@ impl Keystore {
             .generate()
             .map_err(KeyError::crypto)?;
         let fpr = self.store(cert, KeySource::Generated)?;
+        tracing::info!(fingerprint = %fpr, %email, v6, "generated key");
         Ok(self.get(&fpr).expect("just stored"))
     }
 
@@ -345,7 +346,10 @@ impl Keystore {
         }
         let mut touched = Vec::new();
         for cert in certs {
-            touched.push(self.store(cert, KeySource::Imported)?);
+            let secret = cert.is_tsk();
+            let fpr = self.store(cert, KeySource::Imported)?;
+            tracing::info!(fingerprint = %fpr, secret, source = source_name, "imported key");
+            touched.push(fpr);
         }
         Ok(touched)
     }
@@ -363,6 +367,7 @@ impl Keystore {
         std::fs::remove_file(&path).map_err(KeyError::io(&path))?;
         let removed = self.keys.remove(index);
         self.write_meta()?;
+        tracing::info!(fingerprint = %wanted, "removed key");
         Ok(removed)
     }
 

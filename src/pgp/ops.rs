@@ -359,3 +359,39 @@ pub fn minimal_autocrypt_key(cert: &Cert, email: &str) -> Result<Vec<u8>, KeyErr
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pgp::PassphraseSource;
+    use openpgp::PacketPile;
+
+    fn seipd_version(armored: &[u8]) -> u8 {
+        let pile = PacketPile::from_bytes(armored).unwrap();
+        let version = pile
+            .children()
+            .find_map(|p| match p {
+                openpgp::Packet::SEIP(seip) => Some(seip.version()),
+                _ => None,
+            })
+            .expect("an encrypted data packet");
+        version
+    }
+
+    #[test]
+    fn seipdv2_only_when_every_recipient_advertises_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Keystore::open(dir.path()).unwrap();
+        store.generate("v6@x.test", None, true).unwrap();
+        store.generate("v4@x.test", None, false).unwrap();
+        store.generate("other6@x.test", None, true).unwrap();
+        let signer = store.unlock(store.own_key("v6@x.test").unwrap(), &PassphraseSource::None).unwrap();
+        let v4 = store.recipient("v4@x.test").unwrap().clone();
+        let v6 = store.recipient("other6@x.test").unwrap().clone();
+
+        let all_v6 = encrypt_and_sign(b"x", &[&signer.cert, &v6], &signer).unwrap();
+        assert_eq!(seipd_version(&all_v6), 2);
+        let mixed = encrypt_and_sign(b"x", &[&signer.cert, &v4], &signer).unwrap();
+        assert_eq!(seipd_version(&mixed), 1);
+    }
+}
