@@ -5,6 +5,7 @@
 //! how problems are reported (key path, what is wrong, what to do). It does
 //! not act on the configuration.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -28,6 +29,219 @@ pub struct Config {
     /// Log output.
     #[serde(default)]
     pub log: LogConfig,
+    /// Local listeners.
+    #[serde(default)]
+    pub listen: ListenConfig,
+    /// The default encryption policy (accounts may override it).
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// SMTP limits and timeouts.
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    /// The mail accounts Sealpost stands in front of (`[[account]]`).
+    #[serde(default, rename = "account")]
+    pub accounts: Vec<AccountConfig>,
+}
+
+/// Where Sealpost listens for mail clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListenConfig {
+    /// SMTP submission with STARTTLS offered.
+    #[serde(default = "default_smtp_listen")]
+    pub smtp: SocketAddr,
+    /// SMTP submission with implicit TLS (off unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtps: Option<SocketAddr>,
+    /// Certificate (PEM chain) for the local listeners; generated into
+    /// `data_dir/tls` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Prometheus metrics over HTTP (off unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
+    /// The name Sealpost gives itself in greetings.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            smtp: default_smtp_listen(),
+            smtps: None,
+            tls_cert: None,
+            tls_key: None,
+            metrics: None,
+            hostname: default_hostname(),
+        }
+    }
+}
+
+fn default_smtp_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1587))
+}
+
+fn default_hostname() -> String {
+    "localhost".into()
+}
+
+/// When outgoing mail is encrypted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncryptMode {
+    /// Encrypt when every recipient has a key, else sign only.
+    #[default]
+    Opportunistic,
+    /// Encrypt every message; `on_missing_key` says what happens otherwise.
+    Always,
+    /// Never encrypt; sign only.
+    Never,
+}
+
+/// What `encrypt = "always"` does for a recipient without a key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnMissingKey {
+    /// Send the message signed but not encrypted.
+    #[default]
+    SignOnly,
+    /// Refuse the recipient at RCPT time.
+    Reject,
+}
+
+/// The encryption policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyConfig {
+    /// When to encrypt.
+    #[serde(default)]
+    pub encrypt: EncryptMode,
+    /// What `always` does without a key.
+    #[serde(default)]
+    pub on_missing_key: OnMissingKey,
+    /// Domains (`partner.example`) or addresses that must only ever
+    /// receive encrypted mail.
+    #[serde(default)]
+    pub require_encryption_for: Vec<String>,
+}
+
+/// SMTP limits and timeouts (RFC 5321 §4.5.3.2 defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpConfig {
+    /// The largest message accepted, in bytes (announced as SIZE).
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: u64,
+    /// Seconds to wait for a client command.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout: u64,
+    /// Seconds to wait for each block of message data.
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            max_message_size: default_max_message_size(),
+            command_timeout: default_command_timeout(),
+            data_timeout: default_data_timeout(),
+        }
+    }
+}
+
+fn default_max_message_size() -> u64 {
+    50 * 1024 * 1024
+}
+
+fn default_command_timeout() -> u64 {
+    300
+}
+
+fn default_data_timeout() -> u64 {
+    180
+}
+
+/// One mail account: the login a client uses and the provider behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountConfig {
+    /// The user name the client logs in with, forwarded upstream unchanged.
+    pub login: String,
+    /// The account's address, whose key signs (default: `login`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The provider's submission server, `smtp://host:587` (STARTTLS,
+    /// mandatory) or `smtps://host:465` (implicit TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<String>,
+    /// Extra trust anchors (PEM) for private CAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// A policy replacing the global one for this account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyConfig>,
+}
+
+impl AccountConfig {
+    /// The address whose key signs: `address`, else `login`.
+    pub fn address(&self) -> String {
+        crate::pgp::normalize_email(self.address.as_deref().unwrap_or(&self.login))
+    }
+}
+
+/// An upstream server address from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl {
+    /// TLS from the first byte (`smtps://`) rather than STARTTLS.
+    pub implicit_tls: bool,
+    /// Host name (checked against the certificate).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl ServerUrl {
+    /// Parses `smtp://host[:port]` or `smtps://host[:port]` (default ports
+    /// 587 and 465; IPv6 literals in brackets).
+    pub fn parse_smtp(url: &str) -> Result<ServerUrl, String> {
+        Self::parse(url, ("smtp", 587), ("smtps", 465))
+    }
+
+    fn parse(url: &str, starttls: (&str, u16), implicit: (&str, u16)) -> Result<ServerUrl, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("'{url}' is not a URL like {}://host:{}", starttls.0, starttls.1))?;
+        let (implicit_tls, default_port) = match scheme.to_ascii_lowercase() {
+            s if s == starttls.0 => (false, starttls.1),
+            s if s == implicit.0 => (true, implicit.1),
+            other => return Err(format!("unsupported scheme '{other}' (use {}:// or {}://)", starttls.0, implicit.0)),
+        };
+        let authority = rest.trim_end_matches('/');
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or("unterminated IPv6 address")?;
+            (host.to_string(), after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (authority.to_string(), None),
+            }
+        };
+        if host.is_empty() || host.contains(['/', '@', ' ']) {
+            return Err(format!("'{url}' has no valid host"));
+        }
+        let port = match port {
+            Some(p) => p.parse::<u16>().map_err(|_| format!("'{p}' is not a port number"))?,
+            None => default_port,
+        };
+        Ok(ServerUrl { implicit_tls, host, port })
+    }
+}
+
+impl std::fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
 }
 
 /// Log output settings.
@@ -72,6 +286,10 @@ impl Default for Config {
             data_dir: default_data_dir(),
             passphrase_file: None,
             log: LogConfig::default(),
+            listen: ListenConfig::default(),
+            policy: PolicyConfig::default(),
+            smtp: SmtpConfig::default(),
+            accounts: Vec::new(),
         }
     }
 }
@@ -203,6 +421,17 @@ fn unknown_keys(figment: &Figment) -> Vec<Problem> {
 fn serde_keys(config: &Config) -> Vec<String> {
     let mut full = config.clone();
     full.passphrase_file = Some(PathBuf::new());
+    full.listen.smtps = Some(default_smtp_listen());
+    full.listen.tls_cert = Some(PathBuf::new());
+    full.listen.tls_key = Some(PathBuf::new());
+    full.listen.metrics = Some(default_smtp_listen());
+    full.accounts = vec![AccountConfig {
+        login: String::new(),
+        address: Some(String::new()),
+        smtp: Some(String::new()),
+        ca_file: Some(PathBuf::new()),
+        policy: Some(PolicyConfig::default()),
+    }];
     let mut keys = Vec::new();
     if let Ok(Value::Dict(_, dict)) = Value::serialize(&full) {
         walk(&dict, "", &mut |path| {
@@ -213,15 +442,22 @@ fn serde_keys(config: &Config) -> Vec<String> {
     keys
 }
 
-/// Visits every key path; `visit` returns false to skip a subtree.
+/// Visits every key path; `visit` returns false to skip a subtree. Tables
+/// inside arrays (`[[account]]`) share their array's path.
 fn walk(dict: &Dict, prefix: &str, visit: &mut dyn FnMut(&str) -> bool) {
     for (key, value) in dict {
         let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         if visit(&path) {
-            if let Value::Dict(_, inner) = value {
-                walk(inner, &path, visit);
-            }
+            walk_value(value, &path, visit);
         }
+    }
+}
+
+fn walk_value(value: &Value, path: &str, visit: &mut dyn FnMut(&str) -> bool) {
+    match value {
+        Value::Dict(_, inner) => walk(inner, path, visit),
+        Value::Array(_, items) => items.iter().for_each(|item| walk_value(item, path, visit)),
+        _ => {}
     }
 }
 
@@ -257,12 +493,119 @@ pub fn validate(config: &Config) -> Vec<Problem> {
             Ok(_) => {}
         }
     }
+    problems.extend(validate_listen(&config.listen));
+    problems.extend(validate_policy("policy", &config.policy));
+    problems.extend(validate_accounts(&config.accounts));
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         problems.push(Problem {
             key: "log.level".into(),
             message: format!("'{}' is not a valid filter: {e}", config.log.level),
             hint: "use a level such as 'info' or 'debug', or directives like 'sealpost=debug'".into(),
         });
+    }
+    problems
+}
+
+fn validate_listen(listen: &ListenConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    match (&listen.tls_cert, &listen.tls_key) {
+        (Some(_), None) | (None, Some(_)) => problems.push(Problem {
+            key: "listen.tls_cert".into(),
+            message: "tls_cert and tls_key must be given together".into(),
+            hint: "set both, or neither to use the generated local certificate".into(),
+        }),
+        _ => {}
+    }
+    for (key, path) in [("listen.tls_cert", &listen.tls_cert), ("listen.tls_key", &listen.tls_key)] {
+        if let Some(path) = path {
+            if !path.is_file() {
+                problems.push(Problem {
+                    key: key.into(),
+                    message: format!("{} does not exist", path.display()),
+                    hint: "give a PEM file, or remove the key to use the generated local certificate".into(),
+                });
+            }
+        }
+    }
+    if listen.smtps == Some(listen.smtp) {
+        problems.push(Problem {
+            key: "listen.smtps".into(),
+            message: format!("{} is also listen.smtp", listen.smtp),
+            hint: "give the implicit-TLS listener its own port (1465 is usual)".into(),
+        });
+    }
+    problems
+}
+
+fn validate_policy(key: &str, policy: &PolicyConfig) -> Vec<Problem> {
+    policy
+        .require_encryption_for
+        .iter()
+        .filter(|entry| {
+            let entry = entry.trim();
+            entry.is_empty() || entry.contains(char::is_whitespace) || entry.starts_with('@') || entry.ends_with('@')
+        })
+        .map(|entry| Problem {
+            key: format!("{key}.require_encryption_for"),
+            message: format!("'{entry}' is neither a domain nor an address"),
+            hint: "write a domain such as \"partner.example\" or an address such as \"ceo@corp.example\"".into(),
+        })
+        .collect()
+}
+
+fn validate_accounts(accounts: &[AccountConfig]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (i, account) in accounts.iter().enumerate() {
+        let key = |field: &str| format!("account[{i}].{field}");
+        if account.login.trim().is_empty() {
+            problems.push(Problem {
+                key: key("login"),
+                message: "empty login".into(),
+                hint: "set login to the user name your mail client logs in with".into(),
+            });
+        }
+        if accounts[..i].iter().any(|a| a.login.eq_ignore_ascii_case(&account.login)) {
+            problems.push(Problem {
+                key: key("login"),
+                message: format!("login '{}' is configured twice", account.login),
+                hint: "each login selects one account; remove the duplicate".into(),
+            });
+        }
+        if !account.address().contains('@') {
+            problems.push(Problem {
+                key: key("address"),
+                message: format!("'{}' is not an e-mail address", account.address()),
+                hint: "set address = \"you@example.com\" when the login is not your address".into(),
+            });
+        }
+        match &account.smtp {
+            None => problems.push(Problem {
+                key: key("smtp"),
+                message: "no submission server".into(),
+                hint: "set smtp = \"smtp://smtp.example.com:587\" (STARTTLS) or \"smtps://smtp.example.com:465\"".into(),
+            }),
+            Some(url) => {
+                if let Err(e) = ServerUrl::parse_smtp(url) {
+                    problems.push(Problem {
+                        key: key("smtp"),
+                        message: e,
+                        hint: "write smtp://host:587 (STARTTLS, mandatory) or smtps://host:465 (implicit TLS)".into(),
+                    });
+                }
+            }
+        }
+        if let Some(ca) = &account.ca_file {
+            if !ca.is_file() {
+                problems.push(Problem {
+                    key: key("ca_file"),
+                    message: format!("{} does not exist", ca.display()),
+                    hint: "give a PEM file with the extra trust anchors, or remove the key".into(),
+                });
+            }
+        }
+        if let Some(policy) = &account.policy {
+            problems.extend(validate_policy(&key("policy"), policy));
+        }
     }
     problems
 }
@@ -342,11 +685,49 @@ mod tests {
                     format: LogFormat::Human,
                     level: "not a [filter".into(),
                 },
+                ..Config::default()
             };
             let problems = validate(&config);
             let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
             assert_eq!(keys, vec!["data_dir", "passphrase_file", "log.level"], "{problems:?}");
             assert!(problems[1].hint.contains("chmod 600"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn accounts_and_policy_are_read_and_checked() {
+        jail(|j| {
+            let dir = j.directory().to_path_buf();
+            j.create_file(
+                "sealpost.toml",
+                &format!(
+                    "data_dir = \"{}\"\n[policy]\nencrypt = \"always\"\non_missing_key = \"reject\"\nrequire_encryption_for = [\"partner.example\"]\n\
+[[account]]\nlogin = \"alice@example.com\"\nsmtp = \"smtp://mail.example.com\"\n\
+[[account]]\nlogin = \"bob\"\naddress = \"Bob@Example.com\"\nsmtp = \"smtps://[::1]:4650\"\n[account.policy]\nencrypt = \"never\"\n",
+                    dir.display()
+                ),
+            )?;
+            let config = load(None).map_err(|p| format!("{p:?}"))?.config;
+            assert_eq!(config.policy.encrypt, EncryptMode::Always);
+            assert_eq!(config.policy.on_missing_key, OnMissingKey::Reject);
+            assert_eq!(config.accounts.len(), 2);
+            assert_eq!(config.accounts[1].address(), "bob@example.com");
+            assert_eq!(config.accounts[1].policy.as_ref().unwrap().encrypt, EncryptMode::Never);
+            let url = ServerUrl::parse_smtp(config.accounts[0].smtp.as_deref().unwrap()).unwrap();
+            assert_eq!((url.implicit_tls, url.host.as_str(), url.port), (false, "mail.example.com", 587));
+            let url = ServerUrl::parse_smtp(config.accounts[1].smtp.as_deref().unwrap()).unwrap();
+            assert_eq!((url.implicit_tls, url.host.as_str(), url.port), (true, "::1", 4650));
+
+            j.create_file(
+                "bad.toml",
+                "[[account]]\nlogin = \"x\"\nsmtp = \"imap://h\"\ntypo = 1\n[[account]]\nlogin = \"X\"\n[policy]\nrequire_encryption_for = [\"@\"]\n",
+            )?;
+            let problems = load(Some(Path::new("bad.toml"))).unwrap_err();
+            let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+            for expected in ["account.typo", "account[0].smtp", "account[0].address", "account[1].login", "account[1].smtp", "policy.require_encryption_for"] {
+                assert!(keys.contains(&expected), "{expected} not in {keys:?}");
+            }
             Ok(())
         });
     }
