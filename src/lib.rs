@@ -5,11 +5,20 @@
 //! - [`mime`]: byte-preserving reading of MIME structure;
 //! - [`pgp`]: keys and OpenPGP operations;
 //! - [`message`]: PGP/MIME encryption, signing and decryption of whole mail;
+//! - [`tls`]: the local certificate and verified upstream TLS;
+//! - [`account`]: configured accounts with their unlocked keys;
+//! - [`smtp`]: the submission proxy;
+//! - [`metrics`]: Prometheus counters;
 //! - [`config`]: the configuration file and its validation;
 //! - [`logging`]: tracing output (never secrets or message bodies).
 
+pub mod account;
 pub mod config;
+pub mod files;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod mime;
 pub mod pgp;
+pub mod smtp;
+pub mod tls;

@@ -136,6 +136,27 @@ pub(super) fn is_protected(entity: &Entity<'_>) -> bool {
     !matches!(classify(entity), Form::Plain)
 }
 
+/// The OpenPGP protection a message already carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protection {
+    /// None: plain mail.
+    None,
+    /// Signed (multipart/signed) but readable by anyone.
+    Signed,
+    /// Encrypted (PGP/MIME or inline PGP).
+    Encrypted,
+}
+
+/// Tells plain, signed and encrypted mail apart, as the submission proxy
+/// must before it touches a message.
+pub fn protection(message: &[u8]) -> Protection {
+    match classify(&Entity::parse(message)) {
+        Form::Plain => Protection::None,
+        Form::Signed(..) => Protection::Signed,
+        Form::PgpMime(_) | Form::Inline => Protection::Encrypted,
+    }
+}
+
 /// Decrypts and verifies `message` with our unlocked `keys`; signer
 /// certificates come from `keystore`. Never fails: when the message cannot
 /// be opened the original bytes come back untouched with a status saying

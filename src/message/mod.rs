@@ -15,7 +15,7 @@ mod payload;
 mod sign;
 
 pub use autocrypt::autocrypt_header;
-pub use decrypt::{decrypt_message, DecryptOutcome, Status};
+pub use decrypt::{decrypt_message, protection, DecryptOutcome, Protection, Status};
 pub use encrypt::{encrypt_message, EncryptedCopy, Envelope};
 pub use sign::sign_message;
 

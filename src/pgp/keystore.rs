@@ -7,7 +7,6 @@
 //! directory and written atomically (temporary file, then rename).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -546,32 +545,12 @@ fn read_meta(dir: &Path) -> Result<BTreeMap<String, Meta>, KeyError> {
     }
 }
 
-/// Creates `dir` (and parents) readable only by the owner.
-pub(crate) fn create_private_dir(dir: &Path) -> Result<(), KeyError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(KeyError::io(dir))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(KeyError::io(dir))
+fn create_private_dir(dir: &Path) -> Result<(), KeyError> {
+    crate::files::create_private_dir(dir).map_err(KeyError::io(dir))
 }
 
-/// Writes a file with mode 0600 atomically: a crash leaves the old or the
-/// new content, never half of either.
-pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(KeyError::io(&tmp))?;
-    file.write_all(bytes).map_err(KeyError::io(&tmp))?;
-    file.sync_all().map_err(KeyError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(KeyError::io(path))
+fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    crate::files::write_private_file(path, bytes).map_err(KeyError::io(path))
 }
 
 #[cfg(test)]

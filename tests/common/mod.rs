@@ -5,6 +5,10 @@
 //! `GNUPGHOME` and stops its agent when dropped.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod fault;
+pub mod proxy;
+pub mod stack;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

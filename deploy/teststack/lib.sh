@@ -1,0 +1,120 @@
+# Shared by start.sh, stop.sh and selftest.sh: the stack's fixed ports, its
+# file layout under DIR, and small process/port helpers. Sourced, not run.
+# shellcheck shell=bash disable=SC2034  # variables are used by the sourcing scripts
+
+# ---- ports (all on 127.0.0.1; fixed, so only one stack can run at a time) ---
+SMTP_INJECT_PORT=31025        # plain SMTP, no auth: test injection ("MX")
+SMTP_SUBMISSION_PORT=31587    # submission, STARTTLS required before AUTH
+SMTP_SUBMISSIONS_PORT=31465   # submissions, implicit TLS (wrapper mode)
+SMTP_PLAINAUTH_PORT=31588     # broken submission: no STARTTLS, AUTH in clear
+IMAP_PORT=31143               # IMAP with STARTTLS
+IMAPS_PORT=31993              # IMAP over implicit TLS
+LMTP_PORT=31024               # Dovecot LMTP, Postfix delivers here
+SASL_PORT=31012               # Dovecot auth service, Postfix SASL client
+STACK_HOST=127.0.0.1
+# Dovecot treats a connection whose client IP equals its server IP as
+# "secured" (src/login-common/client-common.c), so on 127.0.0.1 -> 127.0.0.1
+# LOGIN works without TLS whatever disable_plaintext_auth says. A connection
+# to 127.0.0.2 comes *from* 127.0.0.1, so on this extra listener Dovecot
+# behaves like a real provider: LOGINDISABLED until STARTTLS.
+IMAP_STRICT_HOST=127.0.0.2
+
+POSTFIX_PORTS=("$SMTP_INJECT_PORT" "$SMTP_SUBMISSION_PORT" "$SMTP_SUBMISSIONS_PORT" "$SMTP_PLAINAUTH_PORT")
+DOVECOT_PORTS=("$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT" "$SASL_PORT")
+
+# The mailbox users: address and password pw-<localpart>.
+STACK_USERS=(alice@example.org bob@example.net carol@example.com dave@example.com erin@example.org)
+STACK_DOMAINS=(example.org example.net example.com)
+
+# stack_dir ARG: resolves and validates DIR (absolute, no characters that
+# would need quoting in main.cf, dovecot.conf or the env file).
+stack_dir() {
+  local d="${1:-${SEALPOST_TESTSTACK_DIR:-/tmp/sealpost-teststack}}"
+  case "$d" in
+    /*) ;;
+    *) d="$PWD/$d" ;;
+  esac
+  d="${d%/}"
+  if ! [[ "$d" =~ ^/[A-Za-z0-9._/+-]+$ ]]; then
+    echo "teststack: DIR '$d' must be an absolute path of [A-Za-z0-9._/+-] only" >&2
+    return 1
+  fi
+  printf '%s\n' "$d"
+}
+
+# stack_paths DIR: sets the layout variables.
+stack_paths() {
+  DIR="$1"
+  CA_DIR="$DIR/ca"
+  CA2_DIR="$DIR/ca2"
+  TLS_DIR="$DIR/tls"
+  LOG_DIR="$DIR/log"
+  MAIL_ROOT="$DIR/mail"
+  DOVECOT_DIR="$DIR/dovecot"
+  DOVECOT_CONF="$DOVECOT_DIR/dovecot.conf"
+  DOVECOT_BASE="$DOVECOT_DIR/run"
+  DOVECOT_STATE="$DOVECOT_DIR/state"
+  DOVECOT_PID="$DOVECOT_BASE/master.pid"
+  DOVECOT_LOG="$LOG_DIR/dovecot.log"
+  POSTFIX_CONF="$DIR/postfix"
+  POSTFIX_QUEUE="$DIR/postfix-queue"
+  POSTFIX_DATA="$DIR/postfix-data"
+  POSTFIX_PID="$POSTFIX_QUEUE/pid/master.pid"
+  POSTFIX_LOG="$LOG_DIR/postfix.log"
+  STAMP="$DIR/.stamp"
+}
+
+# pid_of_file FILE EXPECTED_COMM: prints the pid in FILE if that process is
+# alive and is the expected program (guards against a recycled pid).
+pid_of_file() {
+  local file="$1" comm="$2" pid
+  [ -r "$file" ] || return 1
+  pid="$(tr -dc '0-9' <"$file")"
+  [ -n "$pid" ] || return 1
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ] || return 1
+  alive "$pid" || return 1
+  printf '%s\n' "$pid"
+}
+
+# alive PID: the process exists and is not a zombie. (Where PID 1 does not
+# reap orphans, a killed master lingers as a zombie that kill -0 still sees.)
+alive() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [ "${stat%% *}" != Z ]
+}
+
+dovecot_pid() { pid_of_file "$DOVECOT_PID" dovecot; }
+postfix_pid() { pid_of_file "$POSTFIX_PID" master; }
+
+# listening_ports: the TCP ports listened on by anyone (one ss call).
+listening_ports() {
+  ss -Hltn 2>/dev/null | awk '{print $4}' | sed -E 's/.*:([0-9]+)$/\1/' | sort -u
+}
+
+# all_listening PORT...: true if every port has a listener.
+all_listening() {
+  local have p
+  have="$(listening_ports)"
+  for p in "$@"; do
+    grep -qx "$p" <<<"$have" || return 1
+  done
+}
+
+# wait_gone PID SECONDS: waits for a process to exit; SIGKILL after the delay.
+wait_gone() {
+  local pid="$1" limit=$(($2 * 20)) i
+  for ((i = 0; i < limit; i++)); do
+    alive "$pid" || return 0
+    sleep 0.05
+  done
+  echo "teststack: pid $pid did not exit, sending SIGKILL" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# stamp_value: identifies the scripts that generated the configuration; a
+# change makes start.sh regenerate the config files and restart the daemons.
+stamp_value() {
+  cat "$TESTSTACK_HOME/start.sh" "$TESTSTACK_HOME/lib.sh" | sha256sum | cut -d' ' -f1
+}

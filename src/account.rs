@@ -1,0 +1,118 @@
+//! Accounts at run time: each configured `[[account]]` with its parsed
+//! upstream address, its TLS connector and its unlocked signing key.
+//! Protocol modules look accounts up by the login a client presents.
+
+use std::sync::Arc;
+
+use crate::config::{AccountConfig, Config, PolicyConfig, ServerUrl};
+use crate::pgp::{KeyError, Keystore, PassphraseSource, UnlockedKey};
+use crate::tls::{Connector, TlsError};
+
+/// Why the accounts could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The account's key is missing or stays locked.
+    #[error("account {login}: {source}")]
+    Key {
+        /// The account's login.
+        login: String,
+        /// The cause.
+        source: KeyError,
+    },
+    /// The account's TLS trust settings are unusable.
+    #[error("account {login}: {source}")]
+    Tls {
+        /// The account's login.
+        login: String,
+        /// The cause.
+        source: TlsError,
+    },
+    /// The account's server URL is invalid (normally caught by `check`).
+    #[error("account {login}: {reason}")]
+    Url {
+        /// The account's login.
+        login: String,
+        /// The cause.
+        reason: String,
+    },
+}
+
+/// One account, ready to serve.
+pub struct Account {
+    /// The login clients use, forwarded upstream unchanged.
+    pub login: String,
+    /// The address whose key signs.
+    pub address: String,
+    /// The submission server.
+    pub smtp: ServerUrl,
+    /// Verified TLS towards the account's servers.
+    pub connector: Connector,
+    /// The unlocked key that signs (and decrypts).
+    pub key: UnlockedKey,
+    /// The account's policy (its own, or the global one).
+    pub policy: PolicyConfig,
+}
+
+/// All accounts, looked up by login.
+pub struct Accounts {
+    accounts: Vec<Arc<Account>>,
+}
+
+impl Accounts {
+    /// Makes every configured account ready: parses its server address,
+    /// builds its connector and unlocks its key. Fails on the first account
+    /// that cannot be used, naming it.
+    pub fn load(config: &Config, keystore: &Keystore, passphrases: &PassphraseSource) -> Result<Accounts, AccountError> {
+        let mut accounts = Vec::new();
+        for account in &config.accounts {
+            accounts.push(Arc::new(ready(account, config, keystore, passphrases)?));
+        }
+        Ok(Accounts { accounts })
+    }
+
+    /// The account for a login (ASCII case-insensitive).
+    pub fn find(&self, login: &str) -> Option<Arc<Account>> {
+        self.accounts.iter().find(|a| a.login.eq_ignore_ascii_case(login)).cloned()
+    }
+
+    /// How many accounts there are.
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// True when none is configured.
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+}
+
+fn ready(account: &AccountConfig, config: &Config, keystore: &Keystore, passphrases: &PassphraseSource) -> Result<Account, AccountError> {
+    let login = account.login.clone();
+    let address = account.address();
+    let url = account.smtp.as_deref().ok_or_else(|| AccountError::Url {
+        login: login.clone(),
+        reason: "no smtp server configured".into(),
+    })?;
+    let smtp = ServerUrl::parse_smtp(url).map_err(|reason| AccountError::Url {
+        login: login.clone(),
+        reason,
+    })?;
+    let connector = Connector::new(account.ca_file.as_deref()).map_err(|source| AccountError::Tls {
+        login: login.clone(),
+        source,
+    })?;
+    let key_error = |source| AccountError::Key {
+        login: login.clone(),
+        source,
+    };
+    let own = keystore.own_key(&address).map_err(key_error)?;
+    let key = keystore.unlock(own, passphrases).map_err(key_error)?;
+    Ok(Account {
+        login: login.clone(),
+        address,
+        smtp,
+        connector,
+        key,
+        policy: account.policy.clone().unwrap_or_else(|| config.policy.clone()),
+    })
+}

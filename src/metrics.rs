@@ -1,0 +1,110 @@
+//! Prometheus metrics and the small HTTP endpoint that serves them
+//! (`listen.metrics`). Counters carry outcomes and reasons, never
+//! addresses or content.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Every metric Sealpost exports.
+pub struct Metrics {
+    registry: Registry,
+    /// SMTP sessions accepted.
+    pub smtp_sessions: IntCounter,
+    /// Messages by outcome: encrypted, signed (no key for some
+    /// recipient), passed (already protected), rejected, failed.
+    pub smtp_messages: IntCounterVec,
+    /// Recipients refused at RCPT by the encryption policy.
+    pub smtp_policy_rejections: IntCounter,
+    /// Upstream failures by kind (connect, tls, starttls, timeout, ...).
+    pub upstream_failures: IntCounterVec,
+    /// Seconds spent signing/encrypting one message, by outcome.
+    pub smtp_processing_seconds: HistogramVec,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let smtp_sessions = IntCounter::new("sealpost_smtp_sessions_total", "SMTP client sessions accepted").expect("valid metric");
+        let smtp_messages = IntCounterVec::new(
+            Opts::new("sealpost_smtp_messages_total", "Messages submitted, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let smtp_policy_rejections = IntCounter::new(
+            "sealpost_smtp_policy_rejections_total",
+            "Recipients refused because encryption was required and no key was found",
+        )
+        .expect("valid metric");
+        let upstream_failures = IntCounterVec::new(
+            Opts::new("sealpost_upstream_failures_total", "Failures talking to upstream servers, by kind"),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let smtp_processing_seconds = HistogramVec::new(
+            HistogramOpts::new("sealpost_smtp_processing_seconds", "Time to sign/encrypt one message")
+                .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(smtp_sessions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(smtp_messages.clone()),
+            Box::new(smtp_policy_rejections.clone()),
+            Box::new(upstream_failures.clone()),
+            Box::new(smtp_processing_seconds.clone()),
+        ] {
+            registry.register(metric).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            smtp_sessions,
+            smtp_messages,
+            smtp_policy_rejections,
+            upstream_failures,
+            smtp_processing_seconds,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to a Vec cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped. Requests
+/// are read with a size cap and a timeout; anything else gets 404.
+pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut request = vec![0u8; 8192];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(10), socket.read(&mut request)).await;
+            let Ok(Ok(n)) = read else { return };
+            let head = String::from_utf8_lossy(&request[..n]);
+            let (status, body) = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "see /metrics\n".to_string())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,886 @@
+//! One client session: the SMTP state machine between a mail client and
+//! the provider. The client hears 250 for a message only after the
+//! provider accepted every copy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::command::{Command, Param};
+use super::data::{read_chunk, read_data, read_line, DataEnd, ReadError};
+use super::policy::{self, Plan};
+use super::reply::Reply;
+use super::upstream::{Upstream, UpstreamError};
+use crate::account::{Account, Accounts};
+use crate::config::SmtpConfig;
+use crate::message::{encrypt_message, protection, sign_message, Envelope, MessageError};
+use crate::metrics::Metrics;
+use crate::pgp::Keystore;
+use crate::tls::{LocalTls, Stream};
+
+/// RFC 5321 §4.5.3.1.6 text line limit, applied to command lines.
+const MAX_COMMAND_LINE: usize = 1000;
+/// RFC 4954 §4: AUTH lines (OAuth tokens) may be much longer.
+const MAX_AUTH_LINE: usize = 12288;
+/// RFC 5321 §4.5.3.1.8 asks for at least 100; more is a mistake or abuse.
+const MAX_RECIPIENTS: usize = 1000;
+/// Time allowed for a client's TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// SASL mechanisms Sealpost relays (credentials go to the provider as they
+/// are; Sealpost only reads the user name to pick the account).
+const MECHANISMS: [&str; 4] = ["PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"];
+
+/// What every session shares.
+pub struct Shared {
+    /// SMTP limits and timeouts.
+    pub limits: SmtpConfig,
+    /// The name used in greetings.
+    pub hostname: String,
+    /// Recipients' certificates.
+    pub keystore: Keystore,
+    /// Accounts by login.
+    pub accounts: Accounts,
+    /// The local certificate.
+    pub tls: LocalTls,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// How a listener's connections start.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerKind {
+    /// TLS from the first byte (smtps).
+    pub implicit_tls: bool,
+    /// Bound to a loopback address: AUTH may precede STARTTLS.
+    pub loopback: bool,
+}
+
+/// Serves one client connection to its end.
+pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind) {
+    shared.metrics.smtp_sessions.inc();
+    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let _ = tcp.set_nodelay(true);
+    let stream = if kind.implicit_tls {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, shared.tls.acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => Stream::Server(Box::new(tls)),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "client TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        }
+    } else {
+        Stream::Plain(tcp)
+    };
+    let mut session = Session {
+        shared,
+        conn: Some(BufReader::new(stream)),
+        loopback: kind.loopback,
+        ehlo: None,
+        auth: None,
+        txn: None,
+    };
+    match session.run().await {
+        Ok(()) => tracing::debug!(%peer, "session closed"),
+        Err(e) => tracing::debug!(%peer, error = %e, "session ended"),
+    }
+    if let Some(auth) = session.auth.take() {
+        auth.upstream.quit().await;
+    }
+}
+
+/// Whether the session goes on.
+enum Flow {
+    Continue,
+    Close,
+    StartTls,
+}
+
+struct Authenticated {
+    account: Arc<Account>,
+    upstream: Upstream,
+}
+
+/// The envelope being built, mirrored upstream as it goes.
+struct Transaction {
+    from: String,
+    smtputf8: bool,
+    recipients: Vec<String>,
+    data: Vec<u8>,
+    /// BDAT chunks have started (DATA is then out of order).
+    chunking: bool,
+    too_large: bool,
+}
+
+/// One message ready for the provider.
+struct Outgoing {
+    recipients: Vec<String>,
+    message: Vec<u8>,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    conn: Option<BufReader<Stream>>,
+    loopback: bool,
+    ehlo: Option<String>,
+    auth: Option<Authenticated>,
+    txn: Option<Transaction>,
+}
+
+impl Session {
+    fn conn(&mut self) -> &mut BufReader<Stream> {
+        self.conn.as_mut().expect("the connection is only absent during STARTTLS")
+    }
+
+    fn is_tls(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.get_ref().is_tls())
+    }
+
+    async fn send(&mut self, reply: &Reply) -> std::io::Result<()> {
+        let conn = self.conn().get_mut();
+        conn.write_all(&reply.to_bytes()).await?;
+        conn.flush().await
+    }
+
+    async fn run(&mut self) -> std::io::Result<()> {
+        let greeting = Reply::new(220, format!("{} ESMTP Sealpost", self.shared.hostname));
+        self.send(&greeting).await?;
+        loop {
+            let timeout = Duration::from_secs(self.shared.limits.command_timeout);
+            let line = match tokio::time::timeout(timeout, read_line(self.conn(), MAX_AUTH_LINE)).await {
+                Err(_) => {
+                    let reply = Reply::new(421, format!("4.4.2 {} no command for {} s, closing", self.shared.hostname, timeout.as_secs()));
+                    return self.send(&reply).await;
+                }
+                Ok(Err(ReadError::TooLong)) => {
+                    self.send(&Reply::new(500, "5.5.2 Line too long")).await?;
+                    continue;
+                }
+                Ok(Err(ReadError::Closed)) => return Ok(()),
+                Ok(Err(ReadError::Io(e))) => return Err(e),
+                Ok(Ok(line)) => line,
+            };
+            let Ok(text) = String::from_utf8(line) else {
+                self.send(&Reply::new(500, "5.5.2 Command is not valid UTF-8")).await?;
+                continue;
+            };
+            let is_auth = text.get(..5).is_some_and(|v| v.eq_ignore_ascii_case("AUTH "));
+            if text.len() > MAX_COMMAND_LINE && !is_auth {
+                self.send(&Reply::new(500, "5.5.2 Line too long")).await?;
+                continue;
+            }
+            let command = match Command::parse(&text) {
+                Ok(command) => command,
+                Err(reply) => {
+                    self.send(&reply).await?;
+                    continue;
+                }
+            };
+            match self.dispatch(command).await? {
+                Flow::Continue => {}
+                Flow::Close => return Ok(()),
+                Flow::StartTls => {
+                    if !self.start_tls().await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, command: Command) -> std::io::Result<Flow> {
+        match command {
+            Command::Ehlo(name) => {
+                self.txn = None;
+                self.ehlo = Some(name.clone());
+                let reply = self.ehlo_reply(&name);
+                self.send(&reply).await?;
+            }
+            Command::Helo(name) => {
+                self.txn = None;
+                self.ehlo = Some(name);
+                let reply = Reply::new(250, self.shared.hostname.clone());
+                self.send(&reply).await?;
+            }
+            Command::StartTls => {
+                if self.is_tls() {
+                    self.send(&Reply::new(503, "5.5.1 TLS is already active")).await?;
+                } else {
+                    self.send(&Reply::new(220, "2.0.0 Ready to start TLS")).await?;
+                    return Ok(Flow::StartTls);
+                }
+            }
+            Command::Auth { mechanism, initial } => return self.auth(mechanism, initial).await,
+            Command::Mail { from, params } => return self.mail(from, params).await,
+            Command::Rcpt { to, params } => return self.rcpt(to, params).await,
+            Command::Data => return self.data().await,
+            Command::Bdat { size, last } => return self.bdat(size, last).await,
+            Command::Rset => {
+                if self.txn.take().is_some() {
+                    if let Some(flow) = self.reset_upstream().await? {
+                        return Ok(flow);
+                    }
+                }
+                self.send(&Reply::new(250, "2.0.0 OK")).await?;
+            }
+            Command::Noop => self.send(&Reply::new(250, "2.0.0 OK")).await?,
+            Command::Quit => {
+                self.send(&Reply::new(221, "2.0.0 Bye")).await?;
+                return Ok(Flow::Close);
+            }
+            Command::Vrfy => self.send(&Reply::new(252, "2.5.0 Cannot VRFY; send mail to find out")).await?,
+            Command::Help => self.send(&Reply::new(214, "2.0.0 Sealpost: see https://www.rfc-editor.org/rfc/rfc5321")).await?,
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn ehlo_reply(&self, name: &str) -> Reply {
+        let mut lines = vec![
+            format!("{} greets {name}", self.shared.hostname),
+            "PIPELINING".to_string(),
+            format!("SIZE {}", self.shared.limits.max_message_size),
+            "8BITMIME".to_string(),
+            "SMTPUTF8".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+            "CHUNKING".to_string(),
+        ];
+        if !self.is_tls() {
+            lines.push("STARTTLS".to_string());
+        }
+        if self.is_tls() || self.loopback {
+            lines.push(format!("AUTH {}", MECHANISMS.join(" ")));
+        }
+        Reply { code: 250, lines }
+    }
+
+    /// Upgrades the client connection. Returns false when the handshake
+    /// failed (the connection is then unusable).
+    async fn start_tls(&mut self) -> std::io::Result<bool> {
+        // Anything the client pipelined after STARTTLS was sent in clear
+        // and is discarded (RFC 3207 §4.2).
+        let stream = self.conn.take().expect("connection present").into_inner();
+        let Stream::Plain(tcp) = stream else {
+            unreachable!("STARTTLS is refused on TLS connections")
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.shared.tls.acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                self.conn = Some(BufReader::new(Stream::Server(Box::new(tls))));
+                self.ehlo = None;
+                self.txn = None;
+                if let Some(auth) = self.auth.take() {
+                    auth.upstream.quit().await;
+                }
+                Ok(true)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "client STARTTLS handshake failed");
+                Ok(false)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Reads one SASL response line from the client.
+    async fn sasl_line(&mut self) -> std::io::Result<Option<String>> {
+        let timeout = Duration::from_secs(self.shared.limits.command_timeout);
+        match tokio::time::timeout(timeout, read_line(self.conn(), MAX_AUTH_LINE)).await {
+            Ok(Ok(line)) => Ok(Some(String::from_utf8_lossy(&line).into_owned())),
+            Ok(Err(ReadError::Io(e))) => Err(e),
+            _ => Ok(None),
+        }
+    }
+
+    async fn auth(&mut self, mechanism: String, initial: Option<String>) -> std::io::Result<Flow> {
+        if self.auth.is_some() {
+            self.send(&Reply::new(503, "5.5.1 Already authenticated")).await?;
+            return Ok(Flow::Continue);
+        }
+        if self.txn.is_some() || self.ehlo.is_none() {
+            self.send(&Reply::new(503, "5.5.1 Send EHLO first, and AUTH before MAIL")).await?;
+            return Ok(Flow::Continue);
+        }
+        if !self.is_tls() && !self.loopback {
+            self.send(&Reply::new(538, "5.7.11 Encryption required: use STARTTLS before AUTH")).await?;
+            return Ok(Flow::Continue);
+        }
+        if !MECHANISMS.contains(&mechanism.as_str()) {
+            let reply = Reply::new(504, format!("5.5.4 Unsupported mechanism; use one of {}", MECHANISMS.join(", ")));
+            self.send(&reply).await?;
+            return Ok(Flow::Continue);
+        }
+        // The user name picks the account; everything else is the
+        // provider's business and is relayed untouched.
+        let (user, forward) = if mechanism == "LOGIN" {
+            let user_b64 = match initial {
+                Some(ir) => ir,
+                None => {
+                    self.send(&Reply::new(334, "VXNlcm5hbWU6")).await?;
+                    match self.sasl_line().await? {
+                        Some(line) if line != "*" => line,
+                        _ => return self.cancelled().await,
+                    }
+                }
+            };
+            (decode_b64(&user_b64), format!("AUTH LOGIN {user_b64}"))
+        } else {
+            let response = match initial {
+                Some(ir) => ir,
+                None => {
+                    self.send(&Reply::new(334, "")).await?;
+                    match self.sasl_line().await? {
+                        Some(line) if line != "*" => line,
+                        _ => return self.cancelled().await,
+                    }
+                }
+            };
+            let user = decode_b64(&response).and_then(|raw| sasl_user(&mechanism, &raw));
+            (user, format!("AUTH {mechanism} {response}"))
+        };
+        let Some(user) = user else {
+            self.send(&Reply::new(501, "5.5.2 Cannot decode the authentication response")).await?;
+            return Ok(Flow::Continue);
+        };
+        let Some(account) = self.shared.accounts.find(&user) else {
+            tracing::info!(%user, "login for an unconfigured account");
+            let reply = Reply::new(
+                535,
+                format!("5.7.8 Sealpost has no account for '{user}'; add an [[account]] with login = \"{user}\" to its configuration"),
+            );
+            self.send(&reply).await?;
+            return Ok(Flow::Continue);
+        };
+        let ehlo = self.ehlo.clone().unwrap_or_else(|| "localhost".into());
+        let mut upstream = match Upstream::connect(&account.smtp, &account.connector, &ehlo).await {
+            Ok(upstream) => upstream,
+            Err(e) => return self.upstream_failed(e).await,
+        };
+        if !upstream.capabilities.auth.iter().any(|m| m == &mechanism) {
+            let reply = Reply::new(504, format!("5.7.4 {} does not offer AUTH {mechanism}", upstream.server()));
+            self.send(&reply).await?;
+            upstream.quit().await;
+            return Ok(Flow::Continue);
+        }
+        let mut outcome = upstream.command(&forward).await;
+        loop {
+            let reply = match outcome {
+                Ok(reply) => reply,
+                Err(e) => return self.upstream_failed(e).await,
+            };
+            if reply.code == 334 {
+                self.send(&reply).await?;
+                let line = match self.sasl_line().await? {
+                    Some(line) => line,
+                    None => return Ok(Flow::Close),
+                };
+                outcome = upstream.command(&line).await;
+                continue;
+            }
+            self.send(&reply).await?;
+            if reply.code == 235 {
+                tracing::info!(login = %account.login, server = %upstream.server(), "authenticated");
+                self.auth = Some(Authenticated { account, upstream });
+            } else {
+                upstream.quit().await;
+            }
+            return Ok(Flow::Continue);
+        }
+    }
+
+    async fn cancelled(&mut self) -> std::io::Result<Flow> {
+        self.send(&Reply::new(501, "5.0.0 Authentication cancelled")).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Tells the client the provider is unreachable or unsafe, and closes.
+    async fn upstream_failed(&mut self, e: UpstreamError) -> std::io::Result<Flow> {
+        tracing::warn!(error = %e, "upstream failure");
+        self.shared.metrics.upstream_failures.with_label_values(&[e.kind()]).inc();
+        self.txn = None;
+        if let Some(auth) = self.auth.take() {
+            drop(auth); // the connection is broken or untrusted: no QUIT
+        }
+        self.send(&e.client_reply()).await?;
+        Ok(Flow::Close)
+    }
+
+    /// Relays an upstream reply; a 421 ends the session as it ends the
+    /// provider's.
+    async fn relay(&mut self, reply: &Reply) -> std::io::Result<Flow> {
+        self.send(reply).await?;
+        if reply.code == 421 {
+            self.auth = None;
+            return Ok(Flow::Close);
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn reset_upstream(&mut self) -> std::io::Result<Option<Flow>> {
+        let Some(auth) = self.auth.as_mut() else { return Ok(None) };
+        match auth.upstream.command("RSET").await {
+            Ok(_) => Ok(None),
+            Err(e) => Ok(Some(self.upstream_failed(e).await?)),
+        }
+    }
+
+    async fn mail(&mut self, from: String, params: Vec<Param>) -> std::io::Result<Flow> {
+        if self.auth.is_none() {
+            self.send(&Reply::new(530, "5.7.0 Authentication required")).await?;
+            return Ok(Flow::Continue);
+        }
+        if self.txn.is_some() {
+            self.send(&Reply::new(503, "5.5.1 Nested MAIL command")).await?;
+            return Ok(Flow::Continue);
+        }
+        let mut smtputf8 = false;
+        let mut eight_bit = false;
+        for param in &params {
+            match (param.keyword.as_str(), param.value.as_deref()) {
+                ("SIZE", Some(v)) => {
+                    let Ok(size) = v.parse::<u64>() else {
+                        self.send(&Reply::new(501, "5.5.4 SIZE must be a number")).await?;
+                        return Ok(Flow::Continue);
+                    };
+                    if let Some(reply) = self.size_refusal(size) {
+                        self.send(&reply).await?;
+                        return Ok(Flow::Continue);
+                    }
+                }
+                ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => {}
+                ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => eight_bit = true,
+                ("SMTPUTF8", None) => smtputf8 = true,
+                _ => {
+                    let reply = Reply::new(555, format!("5.5.4 Unsupported MAIL parameter {}", param.keyword));
+                    self.send(&reply).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+        let auth = self.auth.as_mut().expect("checked above");
+        let caps = &auth.upstream.capabilities;
+        if smtputf8 && !caps.smtputf8 {
+            let reply = Reply::new(553, format!("5.6.7 {} does not accept internationalized addresses (SMTPUTF8)", auth.upstream.server()));
+            self.send(&reply).await?;
+            return Ok(Flow::Continue);
+        }
+        let mut line = format!("MAIL FROM:<{from}>");
+        if smtputf8 {
+            line.push_str(" SMTPUTF8");
+        }
+        if eight_bit && caps.eightbitmime {
+            line.push_str(" BODY=8BITMIME");
+        }
+        let reply = match auth.upstream.command(&line).await {
+            Ok(reply) => reply,
+            Err(e) => return self.upstream_failed(e).await,
+        };
+        if reply.is_positive() {
+            self.txn = Some(Transaction {
+                from,
+                smtputf8,
+                recipients: Vec::new(),
+                data: Vec::new(),
+                chunking: false,
+                too_large: false,
+            });
+        }
+        self.relay(&reply).await
+    }
+
+    /// A 552 when `size` octets cannot go through: over our limit, or over
+    /// the provider's once encryption has grown it (base64 armor: 4/3).
+    fn size_refusal(&self, size: u64) -> Option<Reply> {
+        let ours = self.shared.limits.max_message_size;
+        if size > ours {
+            return Some(Reply::new(552, format!("5.3.4 Message size exceeds the limit of {ours} octets")));
+        }
+        let theirs = self.auth.as_ref()?.upstream.capabilities.size?;
+        let encrypted = size / 3 * 4 + 64 * 1024;
+        if encrypted > theirs {
+            return Some(Reply::new(
+                552,
+                format!("5.3.4 Encrypted, the message would exceed the provider's limit of {theirs} octets"),
+            ));
+        }
+        None
+    }
+
+    async fn rcpt(&mut self, to: String, params: Vec<Param>) -> std::io::Result<Flow> {
+        let Some(txn) = self.txn.as_ref() else {
+            self.send(&Reply::new(503, "5.5.1 Send MAIL first")).await?;
+            return Ok(Flow::Continue);
+        };
+        if txn.chunking {
+            self.send(&Reply::new(503, "5.5.1 RCPT after BDAT")).await?;
+            return Ok(Flow::Continue);
+        }
+        if txn.recipients.len() >= MAX_RECIPIENTS {
+            self.send(&Reply::new(452, "4.5.3 Too many recipients")).await?;
+            return Ok(Flow::Continue);
+        }
+        if let Some(param) = params.first() {
+            let reply = Reply::new(555, format!("5.5.4 Unsupported RCPT parameter {}", param.keyword));
+            self.send(&reply).await?;
+            return Ok(Flow::Continue);
+        }
+        let auth = self.auth.as_mut().expect("a transaction needs authentication");
+        if let Err(reply) = policy::check_recipient(&auth.account.policy, &self.shared.keystore, &to) {
+            self.shared.metrics.smtp_policy_rejections.inc();
+            tracing::info!(recipient = %to, "refused: encryption required and no usable key");
+            self.send(&reply).await?;
+            return Ok(Flow::Continue);
+        }
+        let reply = match auth.upstream.command(&format!("RCPT TO:<{to}>")).await {
+            Ok(reply) => reply,
+            Err(e) => return self.upstream_failed(e).await,
+        };
+        if reply.is_positive() {
+            let normalized = crate::pgp::normalize_email(&to);
+            let txn = self.txn.as_mut().expect("checked above");
+            if !txn.recipients.contains(&normalized) {
+                txn.recipients.push(normalized);
+            }
+        }
+        self.relay(&reply).await
+    }
+
+    async fn data(&mut self) -> std::io::Result<Flow> {
+        let Some(txn) = self.txn.as_ref() else {
+            self.send(&Reply::new(503, "5.5.1 Send MAIL first")).await?;
+            return Ok(Flow::Continue);
+        };
+        if txn.chunking {
+            self.send(&Reply::new(503, "5.5.1 DATA after BDAT")).await?;
+            return Ok(Flow::Continue);
+        }
+        if txn.recipients.is_empty() {
+            self.send(&Reply::new(554, "5.5.1 No valid recipients")).await?;
+            return Ok(Flow::Continue);
+        }
+        self.send(&Reply::new(354, "End data with <CR><LF>.<CR><LF>")).await?;
+        let max = self.shared.limits.max_message_size;
+        let timeout = Duration::from_secs(self.shared.limits.data_timeout);
+        let mut data = Vec::new();
+        let conn = self.conn.as_mut().expect("connection present");
+        let end = match tokio::time::timeout(timeout, read_data(conn, max, &mut data)).await {
+            Err(_) => {
+                let reply = Reply::new(421, format!("4.4.2 {} data timeout, closing", self.shared.hostname));
+                self.send(&reply).await?;
+                return Ok(Flow::Close);
+            }
+            Ok(Err(ReadError::Io(e))) => return Err(e),
+            Ok(Err(_)) => return Ok(Flow::Close),
+            Ok(Ok(end)) => end,
+        };
+        let txn = self.txn.as_mut().expect("checked above");
+        txn.data = data;
+        txn.too_large = end == DataEnd::TooLarge;
+        self.finish_message().await
+    }
+
+    async fn bdat(&mut self, size: u64, last: bool) -> std::io::Result<Flow> {
+        let max = self.shared.limits.max_message_size;
+        let timeout = Duration::from_secs(self.shared.limits.data_timeout);
+        // The chunk follows the command whatever we think of it: read it to
+        // stay in step with the client.
+        let mut scratch = Vec::new();
+        let has_recipients = self.txn.as_ref().is_some_and(|t| !t.recipients.is_empty());
+        let (mut buffer, already_too_large) = match self.txn.as_mut() {
+            Some(txn) if has_recipients => (std::mem::take(&mut txn.data), txn.too_large),
+            _ => (std::mem::take(&mut scratch), false),
+        };
+        let conn = self.conn.as_mut().expect("connection present");
+        let end = match tokio::time::timeout(timeout, read_chunk(conn, size, max, &mut buffer)).await {
+            Err(_) => {
+                let reply = Reply::new(421, format!("4.4.2 {} data timeout, closing", self.shared.hostname));
+                self.send(&reply).await?;
+                return Ok(Flow::Close);
+            }
+            Ok(Err(ReadError::Io(e))) => return Err(e),
+            Ok(Err(_)) => return Ok(Flow::Close),
+            Ok(Ok(end)) => end,
+        };
+        let Some(txn) = self.txn.as_mut().filter(|_| has_recipients) else {
+            let reply = if self.txn.is_none() {
+                Reply::new(503, "5.5.1 Send MAIL first")
+            } else {
+                Reply::new(554, "5.5.1 No valid recipients")
+            };
+            self.send(&reply).await?;
+            return Ok(Flow::Continue);
+        };
+        txn.chunking = true;
+        txn.data = buffer;
+        txn.too_large = already_too_large || end == DataEnd::TooLarge;
+        if !last {
+            let reply = Reply::new(250, format!("2.0.0 {size} octets received"));
+            self.send(&reply).await?;
+            return Ok(Flow::Continue);
+        }
+        self.finish_message().await
+    }
+
+    /// The message is complete: protect it, deliver every copy, answer.
+    async fn finish_message(&mut self) -> std::io::Result<Flow> {
+        let txn = self.txn.take().expect("a complete message has a transaction");
+        if txn.too_large {
+            if let Some(flow) = self.reset_upstream().await? {
+                return Ok(flow);
+            }
+            let limit = self.shared.limits.max_message_size;
+            self.send(&Reply::new(552, format!("5.3.4 Message size exceeds the limit of {limit} octets"))).await?;
+            return Ok(Flow::Continue);
+        }
+        let account = self.auth.as_ref().expect("a transaction needs authentication").account.clone();
+        let shared = self.shared.clone();
+        let recipients = txn.recipients.clone();
+        let started = Instant::now();
+        let data = txn.data;
+        let prepared = tokio::task::spawn_blocking(move || prepare(&shared, &account, &recipients, &data)).await;
+        let (outcome, outgoing) = match prepared {
+            Ok(Ok(prepared)) => prepared,
+            Ok(Err(reply)) => {
+                self.shared.metrics.smtp_messages.with_label_values(&["rejected"]).inc();
+                if let Some(flow) = self.reset_upstream().await? {
+                    return Ok(flow);
+                }
+                self.send(&reply).await?;
+                return Ok(Flow::Continue);
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "message processing panicked");
+                self.send(&Reply::new(451, "4.3.0 Internal error while protecting the message; nothing was sent")).await?;
+                return Ok(Flow::Close);
+            }
+        };
+        self.shared
+            .metrics
+            .smtp_processing_seconds
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
+        let mirror = Transaction {
+            data: Vec::new(),
+            ..txn
+        };
+        match self.deliver(&mirror, outgoing).await {
+            Ok(reply) => {
+                let label = if reply.is_positive() { outcome } else { "failed" };
+                self.shared.metrics.smtp_messages.with_label_values(&[label]).inc();
+                self.relay(&reply).await
+            }
+            Err(e) => {
+                self.shared.metrics.smtp_messages.with_label_values(&["failed"]).inc();
+                self.upstream_failed(e).await
+            }
+        }
+    }
+
+    /// Sends every copy. The transaction opened while the client gave its
+    /// recipients carries the message when one copy goes to exactly those
+    /// recipients; otherwise it is reset and each copy gets its own.
+    async fn deliver(&mut self, txn: &Transaction, outgoing: Vec<Outgoing>) -> Result<Reply, UpstreamError> {
+        let upstream = &mut self.auth.as_mut().expect("authenticated").upstream;
+        if let [only] = outgoing.as_slice() {
+            if same_recipients(&only.recipients, &txn.recipients) {
+                return upstream.send_message(&only.message).await;
+            }
+        }
+        upstream.command("RSET").await?;
+        let mut delivered: Vec<String> = Vec::new();
+        let mut failed: Vec<(Vec<String>, Reply)> = Vec::new();
+        let mut last_ok = None;
+        for copy in &outgoing {
+            match one_transaction(upstream, &txn.from, txn.smtputf8, copy).await? {
+                Ok(reply) => {
+                    delivered.extend(copy.recipients.iter().cloned());
+                    last_ok = Some(reply);
+                }
+                Err(reply) => failed.push((copy.recipients.clone(), reply)),
+            }
+        }
+        Ok(summarize(&outgoing, delivered, failed, last_ok))
+    }
+}
+
+/// MAIL, RCPTs and the message for one copy. The inner error is the
+/// provider's refusal (the transaction is reset); the outer one a broken
+/// connection.
+async fn one_transaction(
+    upstream: &mut Upstream,
+    from: &str,
+    smtputf8: bool,
+    copy: &Outgoing,
+) -> Result<Result<Reply, Reply>, UpstreamError> {
+    let mut mail = format!("MAIL FROM:<{from}> SIZE={}", copy.message.len());
+    if smtputf8 {
+        mail.push_str(" SMTPUTF8");
+    }
+    let reply = upstream.command(&mail).await?;
+    if !reply.is_positive() {
+        return Ok(Err(reply));
+    }
+    for rcpt in &copy.recipients {
+        let reply = upstream.command(&format!("RCPT TO:<{rcpt}>")).await?;
+        if !reply.is_positive() {
+            upstream.command("RSET").await?;
+            return Ok(Err(reply));
+        }
+    }
+    let reply = upstream.send_message(&copy.message).await?;
+    Ok(if reply.is_positive() { Ok(reply) } else { Err(reply) })
+}
+
+/// One reply for several copies: success only if all went; a refusal of
+/// everything keeps the provider's code (4xx stays 4xx so the client
+/// retries); a partial delivery is permanent and names who got it, so a
+/// retry does not send the message twice.
+fn summarize(outgoing: &[Outgoing], delivered: Vec<String>, failed: Vec<(Vec<String>, Reply)>, last_ok: Option<Reply>) -> Reply {
+    if failed.is_empty() {
+        let provider = last_ok.map(|r| r.text()).unwrap_or_default();
+        return Reply::new(
+            250,
+            format!(
+                "2.0.0 Delivered to {} recipients in {} separately encrypted copies ({provider})",
+                delivered.len(),
+                outgoing.len()
+            ),
+        );
+    }
+    if delivered.is_empty() {
+        let (_, first) = &failed[0];
+        return Reply {
+            code: first.code,
+            lines: first.lines.clone(),
+        };
+    }
+    let mut lines = vec![format!("5.3.0 Partial delivery: sent to {}", delivered.join(", "))];
+    for (recipients, reply) in &failed {
+        lines.push(format!("NOT sent to {}: {} {}", recipients.join(", "), reply.code, reply.text()));
+    }
+    lines.push("Do not resend to everyone: send again only to the recipients not reached".into());
+    Reply { code: 554, lines }
+}
+
+fn same_recipients(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+/// Applies the policy and produces the copies to send. Runs on a blocking
+/// thread: signing and encryption are CPU work. Returns the outcome label
+/// for metrics.
+fn prepare(shared: &Shared, account: &Account, recipients: &[String], message: &[u8]) -> Result<(&'static str, Vec<Outgoing>), Reply> {
+    let plan = policy::plan(&account.policy, &shared.keystore, recipients, protection(message))?;
+    let refused = |e: MessageError| Reply::new(554, format!("5.7.0 Sealpost could not protect the message: {e}"));
+    match plan {
+        Plan::PassThrough => Ok((
+            "passed",
+            vec![Outgoing {
+                recipients: recipients.to_vec(),
+                message: message.to_vec(),
+            }],
+        )),
+        Plan::SignOnly { missing } => {
+            if !missing.is_empty() {
+                tracing::info!(missing = ?missing, "no key for every recipient: sending signed, not encrypted");
+            }
+            let signed = sign_message(message, &account.address, &account.key).map_err(refused)?;
+            Ok((
+                "signed",
+                vec![Outgoing {
+                    recipients: recipients.to_vec(),
+                    message: signed,
+                }],
+            ))
+        }
+        Plan::Encrypt => {
+            let envelope = Envelope {
+                sender: account.address.clone(),
+                recipients: recipients.to_vec(),
+            };
+            let copies = encrypt_message(message, &envelope, &account.key, &shared.keystore).map_err(refused)?;
+            Ok((
+                "encrypted",
+                copies
+                    .into_iter()
+                    .map(|c| Outgoing {
+                        recipients: c.recipients,
+                        message: c.message,
+                    })
+                    .collect(),
+            ))
+        }
+    }
+}
+
+fn decode_b64(text: &str) -> Option<String> {
+    if text == "=" {
+        return Some(String::new());
+    }
+    let raw = base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()?;
+    String::from_utf8(raw).ok()
+}
+
+/// The user name inside a decoded SASL initial response.
+fn sasl_user(mechanism: &str, raw: &str) -> Option<String> {
+    match mechanism {
+        // authzid NUL authcid NUL password
+        "PLAIN" => {
+            let mut fields = raw.split('\0');
+            let authzid = fields.next()?;
+            let authcid = fields.next()?;
+            fields.next()?;
+            Some(if authcid.is_empty() { authzid } else { authcid }.to_string())
+        }
+        // user=NAME ^A auth=Bearer TOKEN ^A ^A
+        "XOAUTH2" => raw.split('\x01').find_map(|f| f.strip_prefix("user=")).map(str::to_string),
+        // RFC 7628: gs2 header "n,a=NAME," with =2C and =3D escapes
+        "OAUTHBEARER" => raw
+            .split('\x01')
+            .next()?
+            .split(',')
+            .find_map(|f| f.strip_prefix("a="))
+            .map(|a| a.replace("=2C", ",").replace("=3D", "=")),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_from_sasl_responses() {
+        assert_eq!(sasl_user("PLAIN", "\0alice@x.test\0secret").as_deref(), Some("alice@x.test"));
+        assert_eq!(sasl_user("PLAIN", "admin\0\0secret").as_deref(), Some("admin"));
+        assert_eq!(sasl_user("PLAIN", "no separators"), None);
+        assert_eq!(
+            sasl_user("XOAUTH2", "user=bob@x.test\x01auth=Bearer abc\x01\x01").as_deref(),
+            Some("bob@x.test")
+        );
+        assert_eq!(
+            sasl_user("OAUTHBEARER", "n,a=carol=2Cx@x.test,\x01host=h\x01auth=Bearer t\x01\x01").as_deref(),
+            Some("carol,x@x.test")
+        );
+        assert_eq!(decode_b64("AGFsaWNlAHB3").as_deref(), Some("\0alice\0pw"));
+        assert_eq!(decode_b64("=").as_deref(), Some(""));
+        assert_eq!(decode_b64("!!"), None);
+    }
+
+    #[test]
+    fn partial_delivery_is_permanent_and_names_recipients() {
+        let copies = vec![
+            Outgoing { recipients: vec!["a@x".into()], message: vec![] },
+            Outgoing { recipients: vec!["b@x".into()], message: vec![] },
+        ];
+        let ok = summarize(&copies, vec!["a@x".into(), "b@x".into()], vec![], Some(Reply::new(250, "2.0.0 queued")));
+        assert_eq!(ok.code, 250);
+        let none = summarize(&copies, vec![], vec![(vec!["a@x".into()], Reply::new(451, "4.3.0 try later"))], None);
+        assert_eq!(none.code, 451);
+        let partial = summarize(&copies, vec!["a@x".into()], vec![(vec!["b@x".into()], Reply::new(452, "4.2.2 full"))], None);
+        assert_eq!(partial.code, 554);
+        assert!(partial.to_string().contains("sent to a@x"));
+        assert!(partial.to_string().contains("NOT sent to b@x: 452 4.2.2 full"));
+    }
+}

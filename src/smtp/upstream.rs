@@ -1,0 +1,329 @@
+//! The client side towards the provider's submission server: connect,
+//! insist on TLS (implicit or STARTTLS, never a downgrade), learn the
+//! capabilities, relay commands and deliver messages.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::data::dot_stuff;
+use super::reply::{read_reply, Reply, ReplyError};
+use crate::config::ServerUrl;
+use crate::tls::{Connector, Stream, TlsError};
+
+/// How long to wait for the TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for a reply to a command (RFC 5321 §4.5.3.2: 5 min).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long to wait for the reply after the message data (10 min).
+const DATA_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What the upstream server offers after EHLO (over TLS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// PIPELINING.
+    pub pipelining: bool,
+    /// CHUNKING (BDAT).
+    pub chunking: bool,
+    /// SMTPUTF8.
+    pub smtputf8: bool,
+    /// 8BITMIME.
+    pub eightbitmime: bool,
+    /// STARTTLS (only meaningful before TLS).
+    pub starttls: bool,
+    /// SIZE limit, if announced and non-zero.
+    pub size: Option<u64>,
+    /// SASL mechanisms, upper-cased.
+    pub auth: Vec<String>,
+}
+
+impl Capabilities {
+    /// Reads the EHLO reply (its first line is the greeting).
+    pub fn from_ehlo(reply: &Reply) -> Capabilities {
+        let mut caps = Capabilities::default();
+        for line in reply.lines.iter().skip(1) {
+            let mut words = line.split_whitespace();
+            let Some(keyword) = words.next() else { continue };
+            match keyword.to_ascii_uppercase().as_str() {
+                "PIPELINING" => caps.pipelining = true,
+                "CHUNKING" => caps.chunking = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                "8BITMIME" => caps.eightbitmime = true,
+                "STARTTLS" => caps.starttls = true,
+                "SIZE" => caps.size = words.next().and_then(|s| s.parse().ok()).filter(|&s| s > 0),
+                "AUTH" => caps.auth = words.map(str::to_ascii_uppercase).collect(),
+                _ => {}
+            }
+        }
+        caps
+    }
+}
+
+/// Why talking to the upstream server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connection failed.
+    #[error("cannot connect to {server}: {source}")]
+    Connect {
+        /// host:port.
+        server: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TLS failed (certificate, handshake).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The server does not offer STARTTLS: refusing to continue in clear.
+    #[error("{server} does not offer STARTTLS; refusing to send anything without TLS")]
+    NoStartTls {
+        /// host:port.
+        server: String,
+    },
+    /// The server answered STARTTLS with an error.
+    #[error("{server} refused STARTTLS ({reply}); refusing to send anything without TLS")]
+    StartTlsRefused {
+        /// host:port.
+        server: String,
+        /// What it said.
+        reply: String,
+    },
+    /// Data arrived before the TLS handshake (STARTTLS command injection).
+    #[error("{server} sent data before the TLS handshake; connection dropped")]
+    Injection {
+        /// host:port.
+        server: String,
+    },
+    /// The greeting or EHLO was refused.
+    #[error("{server} refused the session: {reply}")]
+    Refused {
+        /// host:port.
+        server: String,
+        /// What it said.
+        reply: String,
+    },
+    /// Reading a reply failed.
+    #[error("{server}: {source}")]
+    Reply {
+        /// host:port.
+        server: String,
+        /// The cause.
+        source: ReplyError,
+    },
+    /// No reply in time.
+    #[error("{server} did not answer within {seconds} s")]
+    Timeout {
+        /// host:port.
+        server: String,
+        /// The limit.
+        seconds: u64,
+    },
+}
+
+impl UpstreamError {
+    /// The reply for the mail client: 421 (closing), 4.7.0 for security
+    /// refusals, 4.4.x for network trouble, so clients retry later.
+    pub fn client_reply(&self) -> Reply {
+        let enhanced = match self {
+            UpstreamError::Tls(_)
+            | UpstreamError::NoStartTls { .. }
+            | UpstreamError::StartTlsRefused { .. }
+            | UpstreamError::Injection { .. } => "4.7.0",
+            UpstreamError::Connect { .. } | UpstreamError::Timeout { .. } => "4.4.1",
+            UpstreamError::Refused { .. } | UpstreamError::Reply { .. } => "4.4.2",
+        };
+        Reply::new(421, format!("{enhanced} Sealpost: {self}"))
+    }
+
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } => "connect",
+            UpstreamError::Tls(_) => "tls",
+            UpstreamError::NoStartTls { .. } | UpstreamError::StartTlsRefused { .. } | UpstreamError::Injection { .. } => "starttls",
+            UpstreamError::Refused { .. } => "refused",
+            UpstreamError::Reply { .. } => "protocol",
+            UpstreamError::Timeout { .. } => "timeout",
+        }
+    }
+}
+
+/// An authenticated-or-not session with the provider, always over TLS.
+pub struct Upstream {
+    conn: BufReader<Stream>,
+    server: String,
+    /// What the server offers.
+    pub capabilities: Capabilities,
+}
+
+impl Upstream {
+    /// Connects to `url`, establishes TLS (implicit, or STARTTLS which must
+    /// be offered and must succeed) and says EHLO with `ehlo_name`.
+    pub async fn connect(url: &ServerUrl, connector: &Connector, ehlo_name: &str) -> Result<Upstream, UpstreamError> {
+        let server = url.to_string();
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((url.host.as_str(), url.port)))
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                server: server.clone(),
+                seconds: CONNECT_TIMEOUT.as_secs(),
+            })?
+            .map_err(|source| UpstreamError::Connect {
+                server: server.clone(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let stream = if url.implicit_tls {
+            connector.handshake(tcp, &url.host, url.port).await?
+        } else {
+            let mut plain = Upstream {
+                conn: BufReader::new(Stream::Plain(tcp)),
+                server: server.clone(),
+                capabilities: Capabilities::default(),
+            };
+            plain.expect_greeting().await?;
+            let caps = plain.ehlo(ehlo_name).await?;
+            if !caps.starttls {
+                return Err(UpstreamError::NoStartTls { server });
+            }
+            let reply = plain.command("STARTTLS").await?;
+            if reply.code != 220 {
+                return Err(UpstreamError::StartTlsRefused {
+                    server,
+                    reply: reply.text(),
+                });
+            }
+            // Anything already buffered was sent in clear after our
+            // STARTTLS: an injection attempt (CVE-2011-0411 class).
+            if !plain.conn.buffer().is_empty() {
+                return Err(UpstreamError::Injection { server });
+            }
+            let Stream::Plain(tcp) = plain.conn.into_inner() else {
+                unreachable!("the connection was created plain")
+            };
+            connector.handshake(tcp, &url.host, url.port).await?
+        };
+        let mut upstream = Upstream {
+            conn: BufReader::new(stream),
+            server,
+            capabilities: Capabilities::default(),
+        };
+        if url.implicit_tls {
+            upstream.expect_greeting().await?;
+        }
+        upstream.capabilities = upstream.ehlo(ehlo_name).await?;
+        Ok(upstream)
+    }
+
+    /// host:port, for messages.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    async fn expect_greeting(&mut self) -> Result<(), UpstreamError> {
+        let greeting = self.reply().await?;
+        if greeting.code != 220 {
+            return Err(UpstreamError::Refused {
+                server: self.server.clone(),
+                reply: greeting.text(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn ehlo(&mut self, name: &str) -> Result<Capabilities, UpstreamError> {
+        let reply = self.command(&format!("EHLO {name}")).await?;
+        if !reply.is_positive() {
+            return Err(UpstreamError::Refused {
+                server: self.server.clone(),
+                reply: reply.text(),
+            });
+        }
+        Ok(Capabilities::from_ehlo(&reply))
+    }
+
+    /// Sends one command line.
+    pub async fn send(&mut self, line: &str) -> Result<(), UpstreamError> {
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        self.write(&bytes).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        let io = |source: std::io::Error| UpstreamError::Reply {
+            server: self.server.clone(),
+            source: ReplyError::Io(source),
+        };
+        let stream = self.conn.get_mut();
+        stream.write_all(bytes).await.map_err(io)?;
+        stream.flush().await.map_err(io)
+    }
+
+    /// Reads one reply.
+    pub async fn reply(&mut self) -> Result<Reply, UpstreamError> {
+        self.reply_within(REPLY_TIMEOUT).await
+    }
+
+    async fn reply_within(&mut self, limit: Duration) -> Result<Reply, UpstreamError> {
+        match tokio::time::timeout(limit, read_reply(&mut self.conn)).await {
+            Err(_) => Err(UpstreamError::Timeout {
+                server: self.server.clone(),
+                seconds: limit.as_secs(),
+            }),
+            Ok(Err(source)) => Err(UpstreamError::Reply {
+                server: self.server.clone(),
+                source,
+            }),
+            Ok(Ok(reply)) => Ok(reply),
+        }
+    }
+
+    /// Sends a command and reads its reply.
+    pub async fn command(&mut self, line: &str) -> Result<Reply, UpstreamError> {
+        self.send(line).await?;
+        self.reply().await
+    }
+
+    /// Sends the message after accepted RCPTs: BDAT when offered (no
+    /// stuffing needed), else DATA. Returns the final reply, which may be a
+    /// refusal.
+    pub async fn send_message(&mut self, message: &[u8]) -> Result<Reply, UpstreamError> {
+        if self.capabilities.chunking {
+            self.send(&format!("BDAT {} LAST", message.len())).await?;
+            self.write(message).await?;
+            return self.reply_within(DATA_TIMEOUT).await;
+        }
+        let go_ahead = self.command("DATA").await?;
+        if go_ahead.code != 354 {
+            return Ok(go_ahead);
+        }
+        self.write(&dot_stuff(message)).await?;
+        self.reply_within(DATA_TIMEOUT).await
+    }
+
+    /// Says goodbye; errors do not matter any more.
+    pub async fn quit(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.command("QUIT")).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_from_postfix_ehlo() {
+        let reply = Reply {
+            code: 250,
+            lines: ["mail.example.test", "PIPELINING", "SIZE 52428800", "ETRN", "STARTTLS", "AUTH PLAIN login", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        let caps = Capabilities::from_ehlo(&reply);
+        assert!(caps.pipelining && caps.chunking && caps.smtputf8 && caps.eightbitmime && caps.starttls);
+        assert_eq!(caps.size, Some(52_428_800));
+        assert_eq!(caps.auth, vec!["PLAIN", "LOGIN"]);
+        assert_eq!(Capabilities::from_ehlo(&Reply::new(250, "x")), Capabilities::default());
+    }
+}

@@ -1,0 +1,171 @@
+//! A real `sealpost serve` process for the integration tests, configured
+//! against the test stack, with its own ports and log file.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::stack::{stack, Stack};
+use super::{User, PASSPHRASE};
+
+/// A running proxy; stopped (SIGTERM) when dropped.
+pub struct Proxy {
+    child: Child,
+    /// SMTP with STARTTLS.
+    pub smtp: SocketAddr,
+    /// SMTP with implicit TLS.
+    pub smtps: SocketAddr,
+    /// Prometheus metrics.
+    pub metrics: SocketAddr,
+    /// The proxy's stderr.
+    pub log: PathBuf,
+    _config_dir: tempfile::TempDir,
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+impl Proxy {
+    /// Starts a proxy whose data_dir is `user`'s key store, with one
+    /// account for `user` submitting to `upstream` (an `smtp://` or
+    /// `smtps://` URL; `None` means the stack's STARTTLS submission port).
+    /// `extra` is appended to the configuration (e.g. a `[policy]` table).
+    pub fn start(user: &User, upstream: Option<&str>, extra: &str) -> Proxy {
+        let stack: &Stack = stack();
+        let (smtp, smtps, metrics) = (free_port(), free_port(), free_port());
+        let upstream = upstream
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("smtp://{}:{}", stack.tls_name, stack.submission_port));
+        let config_dir = tempfile::tempdir().unwrap();
+        let config = config_dir.path().join("sealpost.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{data}\"\n{extra}\n[listen]\nsmtp = \"{smtp}\"\nsmtps = \"{smtps}\"\nmetrics = \"{metrics}\"\n\n\
+[[account]]\nlogin = \"{login}\"\nsmtp = \"{upstream}\"\nca_file = \"{ca}\"\n",
+                data = user.dir.path().display(),
+                login = user.email,
+                ca = stack.ca_file.display(),
+            ),
+        )
+        .unwrap();
+        let log = config_dir.path().join("sealpost.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sealpost"))
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .env("SEALPOST_PASSPHRASE", PASSPHRASE)
+            .env("RUST_LOG", "sealpost=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut proxy = Proxy {
+            child,
+            smtp,
+            smtps,
+            metrics,
+            log,
+            _config_dir: config_dir,
+        };
+        proxy.wait_ready();
+        proxy
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("sealpost serve exited ({status}):\n{}", self.log_text());
+            }
+            if TcpStream::connect(self.smtp).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("sealpost serve did not start listening:\n{}", self.log_text());
+    }
+
+    /// What the proxy logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The metrics page.
+    pub fn metrics_text(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(self.metrics).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A unique token for this test run, to find its messages among others.
+pub fn token(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{label}-{}-{nanos}", std::process::id())
+}
+
+/// Runs a Python 3 snippet (smtplib and friends), returning its stdout;
+/// panics with stderr if it fails.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 is installed");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs swaks with `args`, returning (exit success, transcript).
+pub fn swaks(args: &[&str]) -> (bool, String) {
+    let out = Command::new("swaks")
+        .args(args)
+        .output()
+        .expect("swaks is installed by deploy/teststack/start.sh");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Writes `bytes` to a file in a fresh temporary directory.
+pub fn temp_file(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("message.eml");
+    std::fs::write(&path, bytes).unwrap();
+    (dir, path)
+}
+
+/// The path as &str.
+pub fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
