@@ -257,4 +257,10 @@ open(sys.argv[4], "wb").write(msg)
     let sent = std::fs::read(&sent_file).unwrap();
     assert_eq!(leaf_bodies(&shown.message), leaf_bodies(&sent), "every part arrives byte for byte");
     assert!(contains(&shown.message, "Subject: Größe".as_bytes()));
+    assert!(contains(&shown.message, "From: Zoë <alice@example.org>".as_bytes()), "the original header inside");
+    // Outside, the provider got plain ASCII headers (RFC 2047), which is
+    // why the SMTPUTF8 message could be delivered by an LMTP server that
+    // does not offer SMTPUTF8.
+    let outer = sealpost::mime::Entity::parse(&delivered);
+    assert!(outer.header.is_ascii());
 }

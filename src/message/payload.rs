@@ -2,7 +2,7 @@
 //! encrypted, carrying the protected header fields (RFC 9788 and
 //! Thunderbird's `protected-headers="v1"`).
 
-use crate::mime::{new_boundary, Entity, Field};
+use crate::mime::{ascii_field, new_boundary, Entity, Field};
 
 /// The user-facing fields copied into the payload root.
 pub(super) const PROTECTED_FIELDS: [&str; 9] = [
@@ -91,7 +91,10 @@ pub(super) fn build_payload(message: &Entity<'_>, protection: &Protection<'_>, g
 
 /// The outer header fields of a protected message: every original field
 /// that is neither structural nor dropped, with Subject replaced by the
-/// placeholder when `hide_subject` is set. Each entry is a complete field.
+/// placeholder when `hide_subject` is set, and raw UTF-8 re-encoded as
+/// RFC 2047 words (the originals travel inside, protected; outside, plain
+/// ASCII lets the message cross relays without SMTPUTF8). Each entry is a
+/// complete field.
 pub(super) fn outer_fields(message: &Entity<'_>, hide_subject: bool) -> Vec<Vec<u8>> {
     message
         .fields
@@ -101,7 +104,7 @@ pub(super) fn outer_fields(message: &Entity<'_>, hide_subject: bool) -> Vec<Vec<
             if hide_subject && f.is("Subject") {
                 format!("Subject: {SUBJECT_PLACEHOLDER}\r\n").into_bytes()
             } else {
-                f.raw.to_vec()
+                ascii_field(f)
             }
         })
         .collect()

@@ -62,6 +62,53 @@ pub fn decoded_text(header: &[u8], name: &str) -> Option<String> {
         })
 }
 
+/// Address fields whose display names may be re-encoded.
+const ADDRESS_FIELDS: [&str; 7] = ["From", "To", "Cc", "Reply-To", "Sender", "Resent-From", "Resent-To"];
+
+/// The field with any raw UTF-8 in it re-encoded as RFC 2047 encoded
+/// words, so that the header is plain ASCII and a relay needs no SMTPUTF8.
+/// Display names are encoded; an address that is itself non-ASCII cannot
+/// be, and the field is returned unchanged. ASCII fields come back as
+/// they are, byte for byte.
+pub fn ascii_field(field: &Field<'_>) -> Vec<u8> {
+    use mail_builder::headers::address::Address as Out;
+    use mail_builder::headers::Header;
+    if field.raw.is_ascii() || field.name().is_empty() {
+        return field.raw.to_vec();
+    }
+    let mut section = field.raw.to_vec();
+    section.extend_from_slice(b"\r\n");
+    let parsed = MessageParser::new().parse_headers(&section);
+    let Some(value) = parsed.as_ref().and_then(|m| m.headers().first()).map(|h| &h.value) else {
+        return field.raw.to_vec();
+    };
+    let name = field.name();
+    let mut out = format!("{name}:").into_bytes();
+    let written = match value {
+        mail_parser::HeaderValue::Address(list) if ADDRESS_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name)) => {
+            let mut items = Vec::new();
+            for addr in list.iter() {
+                let Some(email) = addr.address().filter(|a| a.is_ascii()) else {
+                    return field.raw.to_vec();
+                };
+                items.push(Out::new_address(addr.name().map(str::to_string), email.to_string()));
+            }
+            Out::new_list(items).write_header(&mut out, name.len() + 1)
+        }
+        mail_parser::HeaderValue::Text(text) => {
+            mail_builder::headers::text::Text::new(text.to_string()).write_header(&mut out, name.len() + 1)
+        }
+        _ => return field.raw.to_vec(),
+    };
+    if written.is_err() {
+        return field.raw.to_vec();
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 /// Rewrites bare LF line endings as CRLF, the canonical form RFC 3156 signs
 /// and encrypts. Input that is already CRLF is returned as it is.
 pub fn to_crlf(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
@@ -113,6 +160,19 @@ Subject: hi\r\n";
     fn decoded_text_decodes_encoded_words() {
         let header = b"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n";
         assert_eq!(decoded_text(header, "subject").as_deref(), Some("Grüße"));
+    }
+
+    #[test]
+    fn non_ascii_fields_become_encoded_words() {
+        let header = "From: Zoë Ångström <zoe@example.org>\r\nComments: Grüße\r\nTo: bob@example.net\r\nCc: jörg@exämple.org\r\n\r\n";
+        let e = Entity::parse(header.as_bytes());
+        let from = ascii_field(&e.fields[0]);
+        assert!(from.is_ascii(), "{}", String::from_utf8_lossy(&from));
+        assert_eq!(addresses(&from, &["From"]), vec!["zoe@example.org"]);
+        assert_eq!(decoded_text(&ascii_field(&e.fields[1]), "Comments").as_deref(), Some("Grüße"));
+        assert!(ascii_field(&e.fields[1]).is_ascii());
+        assert_eq!(ascii_field(&e.fields[2]), e.fields[2].raw.to_vec(), "ASCII stays byte for byte");
+        assert_eq!(ascii_field(&e.fields[3]), e.fields[3].raw.to_vec(), "a UTF-8 address cannot be encoded");
     }
 
     #[test]
