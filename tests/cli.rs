@@ -275,3 +275,48 @@ fn json_logs_never_carry_secrets_or_content() {
         assert!(!logs.contains(secret), "logs contain {secret:?}");
     }
 }
+
+#[test]
+fn serve_refuses_to_start_with_a_clear_reason() {
+    let user = User::new();
+    let run = user.run(&["serve"], b"");
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("no [[account]] is configured"), "{}", run.stderr);
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = user.path("sealpost.toml");
+    let write_config = |listen: &str| {
+        std::fs::write(
+            &config,
+            format!("[listen]\nsmtp = \"{listen}\"\n[[account]]\nlogin = \"alice@example.org\"\nsmtp = \"smtp://127.0.0.1:1\"\n"),
+        )
+        .unwrap();
+    };
+    write_config("127.0.0.1:0");
+    let run = user.run(&["serve"], b"");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("account alice@example.org: no secret key for <alice@example.org>; create one with 'sealpost keys generate alice@example.org'"),
+        "{}",
+        run.stderr
+    );
+    user.ok(&["keys", "generate", "alice@example.org"], b"");
+    let run = user.run_with(&["serve"], b"", &[("SEALPOST_PASSPHRASE", "wrong")]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("wrong passphrase"), "{}", run.stderr);
+    let taken = busy.local_addr().unwrap().to_string();
+    write_config(&taken);
+    let run = user.run(&["serve"], b"");
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains(&format!("cannot listen on {taken} (listen.smtp)")), "{}", run.stderr);
+}
+
+#[test]
+fn local_certificate_fingerprint_is_stable() {
+    let user = User::new();
+    let first = user.ok(&["local-cert"], b"").stdout_text();
+    let second = user.ok(&["local-cert"], b"").stdout_text();
+    assert_eq!(first, second);
+    let fingerprint = first.lines().next().unwrap();
+    assert_eq!(fingerprint.split(':').count(), 32, "{fingerprint}");
+}

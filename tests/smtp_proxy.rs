@@ -264,3 +264,88 @@ open(sys.argv[4], "wb").write(msg)
     let outer = sealpost::mime::Entity::parse(&delivered);
     assert!(outer.header.is_ascii());
 }
+
+/// A raw conversation on the loopback listener (no TLS needed there for
+/// AUTH, as with local bridges); each reply is checked as a client sees it.
+struct Raw {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl Raw {
+    fn connect(proxy: &Proxy) -> Raw {
+        let tcp = std::net::TcpStream::connect(proxy.smtp).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut raw = Raw {
+            reader: std::io::BufReader::new(tcp.try_clone().unwrap()),
+            writer: tcp,
+        };
+        assert!(raw.reply().starts_with("220 "));
+        raw
+    }
+
+    /// Reads one (multi-line) reply.
+    fn reply(&mut self) -> String {
+        use std::io::BufRead;
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    fn command(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+}
+
+#[test]
+fn protocol_errors_get_rfc_replies_and_the_session_goes_on() {
+    stack();
+    let mut alice = User::new("alice@example.org");
+    let bob = User::new("bob@example.net");
+    alice.knows(&[&bob]);
+    let proxy = Proxy::start(&alice, None, "[smtp]\nmax_message_size = 100000\n");
+    let mut c = Raw::connect(&proxy);
+    assert!(c.command("MAIL FROM:<alice@example.org>").starts_with("530 5.7.0"), "MAIL before AUTH");
+    assert!(c.command("BOGUS").starts_with("500 5.5.2"));
+    assert!(c.command(&"X".repeat(1500)).starts_with("500 5.5.2 Line too long"));
+    assert!(c.command("MAIL FROM:broken<").starts_with("501 5.5.4"));
+    let ehlo = c.command("EHLO client.test");
+    assert!(ehlo.contains("250-STARTTLS") && ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
+    use base64::Engine;
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("\0alice@example.org\0{}", password("alice@example.org")));
+    assert!(c.command(&format!("AUTH PLAIN {credentials}")).starts_with("235 "), "AUTH in clear on loopback");
+    assert!(c.command("AUTH PLAIN xyz").starts_with("503 5.5.1"));
+    assert!(c.command("RCPT TO:<bob@example.net>").starts_with("503 5.5.1"), "RCPT before MAIL");
+    assert!(c.command("DATA").starts_with("503 5.5.1"), "DATA before MAIL");
+    assert!(c.command("MAIL FROM:<alice@example.org> SIZE=200000").starts_with("552 5.3.4"), "SIZE over the limit");
+    assert!(c.command("MAIL FROM:<alice@example.org> FOO=1").starts_with("555 5.5.4"));
+    assert!(c.command("MAIL FROM:<alice@example.org>").starts_with("250"));
+    assert!(c.command("DATA").starts_with("554 5.5.1"), "DATA without an accepted RCPT");
+    assert!(c.command("RCPT TO:<bob@example.net>").starts_with("250"));
+    assert!(c.command("DATA").starts_with("354"));
+    c.send(format!("Subject: big\r\n\r\n{}\r\n.\r\n", "y".repeat(150_000)).as_bytes());
+    assert!(c.reply().starts_with("552 5.3.4"), "oversized data is read, then refused");
+    assert!(c.command("NOOP").starts_with("250"), "the session goes on");
+    assert!(c.command("QUIT").starts_with("221"));
+}
+
+#[test]
+fn the_client_is_timed_out_when_silent() {
+    stack();
+    let alice = User::new("alice@example.org");
+    let proxy = Proxy::start(&alice, None, "[smtp]\ncommand_timeout = 1\n");
+    let mut c = Raw::connect(&proxy);
+    assert!(c.reply().starts_with("421 4.4.2"), "a silent client is told and dropped");
+}
