@@ -21,4 +21,5 @@ pub mod metrics;
 pub mod mime;
 pub mod pgp;
 pub mod smtp;
+pub mod spool;
 pub mod tls;

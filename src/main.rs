@@ -389,6 +389,7 @@ fn serve(config: &Config) -> Result<()> {
             accounts,
             tls,
             metrics,
+            spool_dir: config.data_dir.join("spool"),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

@@ -3,10 +3,12 @@
 use sequoia_openpgp::Cert;
 
 use super::autocrypt::autocrypt_header;
-use super::payload::{build_payload, outer_fields, Protection};
+use std::io::{Read, Write};
+
+use super::payload::{outer_fields, PayloadFrame, Protection};
 use super::MessageError;
 use crate::mime::{addresses, new_boundary, to_crlf, Entity};
-use crate::pgp::{encrypt_and_sign, normalize_email, Keystore, UnlockedKey};
+use crate::pgp::{encrypt_and_sign_to, normalize_email, Keystore, UnlockedKey};
 
 /// Who a message is from and who receives it (the SMTP envelope).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,86 +59,139 @@ pub fn encrypt_message(
     keystore: &Keystore,
 ) -> Result<Vec<EncryptedCopy>, MessageError> {
     let message = to_crlf(message);
-    if super::decrypt::is_protected(&Entity::parse(&message)) {
+    let entity = Entity::parse(&message);
+    if super::decrypt::is_protected(&entity) {
         return Err(MessageError::AlreadyProtected);
     }
-    let sender_email = normalize_email(&envelope.sender);
-    let completed = complete_headers(&message, &sender_email);
-    let entity = Entity::parse(&completed);
-
-    let visible_in_headers = addresses(entity.header, &["To", "Cc"]);
-    let mut visible: Vec<String> = Vec::new();
-    let mut bcc: Vec<String> = Vec::new();
-    for r in envelope.recipients.iter().map(|r| normalize_email(r)) {
-        let list = if visible_in_headers.contains(&r) { &mut visible } else { &mut bcc };
-        if !list.contains(&r) {
-            list.push(r);
-        }
-    }
-    if visible.is_empty() && bcc.is_empty() {
-        return Err(MessageError::NoRecipients);
-    }
-    let lookup = |addr: &String| keystore.recipient(addr).map(|c| (addr.clone(), c));
-    let visible_keys: Vec<(String, &Cert)> = visible.iter().map(lookup).collect::<Result<_, _>>()?;
-    let bcc_keys: Vec<(String, &Cert)> = bcc.iter().map(lookup).collect::<Result<_, _>>()?;
-
-    // Gossip helps recipients reply to all; Thunderbird sends it only when
-    // at least two others are visible, and never for Bcc.
-    let others: Vec<&(String, &Cert)> = visible_keys.iter().filter(|(a, _)| *a != sender_email).collect();
-    let gossip = if others.len() >= 2 {
-        others
-            .iter()
-            .map(|(addr, cert)| autocrypt_header("Autocrypt-Gossip", addr, cert))
-            .collect::<Result<Vec<_>, _>>()?
-    } else {
-        Vec::new()
-    };
-
-    let mut outer = outer_fields(&entity, true);
-    outer.push(autocrypt_header("Autocrypt", &sender_email, &sender.cert)?);
-    let payload = build_payload(&entity, &Protection::Cipher { outer_fields: &outer }, &gossip);
-
-    tracing::debug!(
-        sender = %sender_email,
-        visible = visible_keys.len(),
-        bcc = bcc_keys.len(),
-        gossip = gossip.len(),
-        "encrypting message"
-    );
-    let mut copies = Vec::new();
-    if !visible_keys.is_empty() {
-        copies.push(seal(&payload, &outer, &visible_keys, false, sender)?);
-    }
-    for one in &bcc_keys {
-        copies.push(seal(&payload, &outer, std::slice::from_ref(one), true, sender)?);
+    let sealer = Sealer::new(entity.header, envelope, sender, keystore)?;
+    let mut copies = Vec::with_capacity(sealer.copies().len());
+    for (index, copy) in sealer.copies().iter().enumerate() {
+        let mut out = Vec::with_capacity(message.len() * 4 / 3 + 8192);
+        sealer.write_copy(index, &mut &entity.body[..], &mut out)?;
+        copies.push(EncryptedCopy {
+            recipients: copy.recipients.clone(),
+            is_bcc: copy.is_bcc,
+            message: out,
+        });
     }
     Ok(copies)
 }
 
-/// Encrypts the payload to `recipients` and the sender and wraps it in the
-/// two RFC 3156 parts.
-fn seal(
-    payload: &[u8],
-    outer: &[Vec<u8>],
-    recipients: &[(String, &Cert)],
-    is_bcc: bool,
-    sender: &UnlockedKey,
-) -> Result<EncryptedCopy, MessageError> {
-    let mut keys: Vec<&Cert> = vec![&sender.cert];
-    for (_, cert) in recipients {
-        if !keys.iter().any(|k| k.fingerprint() == cert.fingerprint()) {
-            keys.push(cert);
+/// One copy a [`Sealer`] will write.
+#[derive(Debug, Clone)]
+pub struct CopyPlan<'k> {
+    /// Its envelope recipients.
+    pub recipients: Vec<String>,
+    /// The separate copy for one Bcc recipient.
+    pub is_bcc: bool,
+    keys: Vec<&'k Cert>,
+}
+
+/// Encrypts a message whose header section is known and whose body
+/// arrives as a stream (a spool file, for large messages): it decides the
+/// copies, the protected and outer headers and the gossip once, then
+/// writes each copy from a fresh reader of the body.
+pub struct Sealer<'k> {
+    outer: Vec<Vec<u8>>,
+    frame: PayloadFrame,
+    copies: Vec<CopyPlan<'k>>,
+    sender: &'k UnlockedKey,
+}
+
+impl<'k> Sealer<'k> {
+    /// Plans the copies for `envelope` from the message's header section
+    /// (CRLF, without the blank line). The body must not be OpenPGP
+    /// already (callers check with [`super::protection`]).
+    pub fn new(header: &[u8], envelope: &Envelope, sender: &'k UnlockedKey, keystore: &'k Keystore) -> Result<Sealer<'k>, MessageError> {
+        let sender_email = normalize_email(&envelope.sender);
+        let mut section = header.to_vec();
+        section.extend_from_slice(b"\r\n");
+        let completed = complete_headers(&section, &sender_email);
+        let entity = Entity::parse(&completed);
+
+        let visible_in_headers = addresses(entity.header, &["To", "Cc"]);
+        let mut visible: Vec<String> = Vec::new();
+        let mut bcc: Vec<String> = Vec::new();
+        for r in envelope.recipients.iter().map(|r| normalize_email(r)) {
+            let list = if visible_in_headers.contains(&r) { &mut visible } else { &mut bcc };
+            if !list.contains(&r) {
+                list.push(r);
+            }
         }
+        if visible.is_empty() && bcc.is_empty() {
+            return Err(MessageError::NoRecipients);
+        }
+        let lookup = |addr: &String| keystore.recipient(addr).map(|c| (addr.clone(), c));
+        let visible_keys: Vec<(String, &Cert)> = visible.iter().map(lookup).collect::<Result<_, _>>()?;
+        let bcc_keys: Vec<(String, &Cert)> = bcc.iter().map(lookup).collect::<Result<_, _>>()?;
+
+        // Gossip helps recipients reply to all; Thunderbird sends it only
+        // when at least two others are visible, and never for Bcc.
+        let others: Vec<&(String, &Cert)> = visible_keys.iter().filter(|(a, _)| *a != sender_email).collect();
+        let gossip = if others.len() >= 2 {
+            others
+                .iter()
+                .map(|(addr, cert)| autocrypt_header("Autocrypt-Gossip", addr, cert))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+
+        let mut outer = outer_fields(&entity, true);
+        outer.push(autocrypt_header("Autocrypt", &sender_email, &sender.cert)?);
+        let frame = PayloadFrame::new(&entity, &Protection::Cipher { outer_fields: &outer }, &gossip);
+        tracing::debug!(
+            sender = %sender_email,
+            visible = visible_keys.len(),
+            bcc = bcc_keys.len(),
+            gossip = gossip.len(),
+            "encrypting message"
+        );
+
+        let plan = |recipients: &[(String, &'k Cert)], is_bcc: bool| {
+            let mut keys: Vec<&'k Cert> = vec![&sender.cert];
+            for (_, cert) in recipients {
+                if !keys.iter().any(|k| k.fingerprint() == cert.fingerprint()) {
+                    keys.push(cert);
+                }
+            }
+            CopyPlan {
+                recipients: recipients.iter().map(|(a, _)| a.clone()).collect(),
+                is_bcc,
+                keys,
+            }
+        };
+        let mut copies = Vec::new();
+        if !visible_keys.is_empty() {
+            copies.push(plan(&visible_keys, false));
+        }
+        for one in &bcc_keys {
+            copies.push(plan(std::slice::from_ref(one), true));
+        }
+        Ok(Sealer {
+            outer,
+            frame,
+            copies,
+            sender,
+        })
     }
-    let armored = encrypt_and_sign(payload, &keys, sender)?;
-    let boundary = new_boundary();
-    let mut out = Vec::with_capacity(armored.len() + 4096);
-    for field in outer {
-        out.extend_from_slice(field);
+
+    /// The copies to write, visible copy first.
+    pub fn copies(&self) -> &[CopyPlan<'k>] {
+        &self.copies
     }
-    out.extend_from_slice(
-        format!(
-            "MIME-Version: 1.0\r\n\
+
+    /// Writes copy `index`: outer header, the two RFC 3156 parts, the
+    /// payload (frame around `body`) signed and encrypted in between.
+    pub fn write_copy(&self, index: usize, body: &mut dyn Read, out: &mut (dyn Write + Send + Sync)) -> Result<(), MessageError> {
+        let copy = &self.copies[index];
+        let boundary = new_boundary();
+        for field in &self.outer {
+            out.write_all(field)?;
+        }
+        out.write_all(
+            format!(
+                "MIME-Version: 1.0\r\n\
 Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n boundary=\"{boundary}\"\r\n\
 \r\n\
 This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n\
@@ -151,19 +206,17 @@ Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
 Content-Description: OpenPGP encrypted message\r\n\
 Content-Disposition: inline; filename=\"encrypted.asc\"\r\n\
 \r\n"
+            )
+            .as_bytes(),
         )
-        .as_bytes(),
-    );
-    out.extend_from_slice(&to_crlf(&armored));
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+        ?;
+        let mut payload = (&self.frame.head[..]).chain(body).chain(&self.frame.tail[..]);
+        encrypt_and_sign_to(&mut payload, out, &copy.keys, self.sender)?;
+        // The armor ends with a newline; the blank line before the closing
+        // delimiter matches what Thunderbird writes.
+        out.write_all(format!("\r\n--{boundary}--\r\n").as_bytes())?;
+        Ok(())
     }
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    Ok(EncryptedCopy {
-        recipients: recipients.iter().map(|(a, _)| a.clone()).collect(),
-        is_bcc,
-        message: out,
-    })
 }
 
 /// Adds `Date` and `Message-ID` when the client left them out, so that the

@@ -16,7 +16,7 @@ mod sign;
 
 pub use autocrypt::autocrypt_header;
 pub use decrypt::{decrypt_message, protection, DecryptOutcome, Protection, Status};
-pub use encrypt::{encrypt_message, EncryptedCopy, Envelope};
+pub use encrypt::{encrypt_message, CopyPlan, EncryptedCopy, Envelope, Sealer};
 pub use sign::sign_message;
 
 use crate::pgp::KeyError;
@@ -39,4 +39,7 @@ pub enum MessageError {
     /// A key problem (missing, expired, revoked, locked).
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// Writing the result failed (a full spool disk, a closed pipe).
+    #[error("writing the message failed: {0}")]
+    Write(#[from] std::io::Error),
 }

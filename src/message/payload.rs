@@ -35,58 +35,72 @@ pub(super) enum Protection<'a> {
     Clear,
 }
 
-/// Builds the payload root for `message` (already CRLF). The root is always
-/// `multipart/mixed`, as Thunderbird writes it: a `multipart/mixed` message
-/// keeps its own root, anything else is wrapped whole with its original
-/// content fields, so its body bytes are unchanged.
-pub(super) fn build_payload(message: &Entity<'_>, protection: &Protection<'_>, gossip: &[Vec<u8>]) -> Vec<u8> {
-    let hp = match protection {
-        Protection::Cipher { .. } => "cipher",
-        Protection::Clear => "clear",
-    };
-    let marker = format!(";\r\n protected-headers=\"v1\"; hp=\"{hp}\"\r\n");
-    let ct = message.content_type();
-    let keeps_root = ct.is("multipart/mixed") && ct.param("boundary").is_some();
+/// The payload root for `message` (already CRLF), as the bytes before and
+/// after the original body, so the body itself can stream through
+/// untouched. The root is always `multipart/mixed`, as Thunderbird writes
+/// it: a `multipart/mixed` message keeps its own root, anything else is
+/// wrapped whole with its original content fields.
+pub(super) struct PayloadFrame {
+    /// Root header section, and for a wrapped message the opening
+    /// delimiter and the original content fields.
+    pub head: Vec<u8>,
+    /// The closing delimiter of the wrapper, or nothing.
+    pub tail: Vec<u8>,
+}
 
-    let mut out = Vec::with_capacity(message.body.len() + 4096);
-    let wrapper_boundary = new_boundary();
-    if keeps_root {
-        let field = message.field("Content-Type").expect("multipart has a Content-Type");
-        out.extend_from_slice(strip_newline(field.raw));
-        out.extend_from_slice(marker.as_bytes());
-    } else {
-        out.extend_from_slice(format!("Content-Type: multipart/mixed; boundary=\"{wrapper_boundary}\"").as_bytes());
-        out.extend_from_slice(marker.as_bytes());
-    }
-    for name in PROTECTED_FIELDS {
-        for field in message.fields.iter().filter(|f| f.is(name)) {
-            out.extend_from_slice(field.raw);
+impl PayloadFrame {
+    /// Frames `message`'s body (only its header fields are read).
+    pub fn new(message: &Entity<'_>, protection: &Protection<'_>, gossip: &[Vec<u8>]) -> PayloadFrame {
+        let hp = match protection {
+            Protection::Cipher { .. } => "cipher",
+            Protection::Clear => "clear",
+        };
+        let marker = format!(";\r\n protected-headers=\"v1\"; hp=\"{hp}\"\r\n");
+        let ct = message.content_type();
+        let keeps_root = ct.is("multipart/mixed") && ct.param("boundary").is_some();
+
+        let mut head = Vec::with_capacity(4096);
+        let wrapper_boundary = new_boundary();
+        if keeps_root {
+            let field = message.field("Content-Type").expect("multipart has a Content-Type");
+            head.extend_from_slice(strip_newline(field.raw));
+        } else {
+            head.extend_from_slice(format!("Content-Type: multipart/mixed; boundary=\"{wrapper_boundary}\"").as_bytes());
         }
-    }
-    if let Protection::Cipher { outer_fields } = protection {
-        for field in outer_fields.iter() {
-            out.extend_from_slice(b"HP-Outer: ");
-            out.extend_from_slice(field);
+        head.extend_from_slice(marker.as_bytes());
+        for name in PROTECTED_FIELDS {
+            for field in message.fields.iter().filter(|f| f.is(name)) {
+                head.extend_from_slice(field.raw);
+            }
         }
-    }
-    for g in gossip {
-        out.extend_from_slice(g);
-    }
-    out.extend_from_slice(b"\r\n");
-    if keeps_root {
-        out.extend_from_slice(message.body);
-    } else {
-        out.extend_from_slice(format!("--{wrapper_boundary}\r\n").as_bytes());
+        if let Protection::Cipher { outer_fields } = protection {
+            for field in outer_fields.iter() {
+                head.extend_from_slice(b"HP-Outer: ");
+                head.extend_from_slice(field);
+            }
+        }
+        for g in gossip {
+            head.extend_from_slice(g);
+        }
+        head.extend_from_slice(b"\r\n");
+        if keeps_root {
+            return PayloadFrame { head, tail: Vec::new() };
+        }
+        head.extend_from_slice(format!("--{wrapper_boundary}\r\n").as_bytes());
         for field in message.fields.iter().filter(|f| f.is_structural() && !f.is("MIME-Version")) {
-            out.extend_from_slice(field.raw);
+            head.extend_from_slice(field.raw);
         }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(message.body);
+        head.extend_from_slice(b"\r\n");
         // The newline before a delimiter belongs to the delimiter, so the
         // body keeps its own final newline.
-        out.extend_from_slice(format!("\r\n--{wrapper_boundary}--\r\n").as_bytes());
+        let tail = format!("\r\n--{wrapper_boundary}--\r\n").into_bytes();
+        PayloadFrame { head, tail }
     }
-    out
+
+    /// The whole payload around `body`, in memory.
+    pub fn around(&self, body: &[u8]) -> Vec<u8> {
+        [&self.head[..], body, &self.tail[..]].concat()
+    }
 }
 
 /// The outer header fields of a protected message: every original field
@@ -126,7 +140,7 @@ X-Mailer: test\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n";
     fn single_part_is_wrapped_in_multipart_mixed_with_its_content_fields() {
         let msg = Entity::parse(PLAIN);
         let outer = outer_fields(&msg, true);
-        let payload = build_payload(&msg, &Protection::Cipher { outer_fields: &outer }, &[]);
+        let payload = PayloadFrame::new(&msg, &Protection::Cipher { outer_fields: &outer }, &[]).around(msg.body);
         let root = Entity::parse(&payload);
         let ct = root.content_type();
         assert!(ct.is("multipart/mixed"));
@@ -148,7 +162,7 @@ X-Mailer: test\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n";
     fn multipart_mixed_root_is_kept_and_marked() {
         let msg = b"From: a@x.test\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\r\none\r\n--b--\r\n";
         let e = Entity::parse(msg);
-        let payload = build_payload(&e, &Protection::Clear, &[b"Autocrypt-Gossip: addr=x\r\n".to_vec()]);
+        let payload = PayloadFrame::new(&e, &Protection::Clear, &[b"Autocrypt-Gossip: addr=x\r\n".to_vec()]).around(e.body);
         let root = Entity::parse(&payload);
         assert_eq!(root.content_type().param("boundary"), Some("b"));
         assert_eq!(root.content_type().param("hp"), Some("clear"));

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use super::autocrypt::autocrypt_header;
 use super::encrypt::complete_headers;
-use super::payload::{build_payload, outer_fields, Protection};
+use super::payload::{outer_fields, PayloadFrame, Protection};
 use super::MessageError;
 use crate::mime::{new_boundary, split_multipart, to_crlf, Entity};
 use crate::pgp::{normalize_email, sign_detached, UnlockedKey};
@@ -21,7 +21,7 @@ pub fn sign_message(message: &[u8], sender_email: &str, sender: &UnlockedKey) ->
     let sender_email = normalize_email(sender_email);
     let completed = complete_headers(&message, &sender_email);
     let entity = Entity::parse(&completed);
-    let signed_part = seven_bit(&build_payload(&entity, &Protection::Clear, &[]));
+    let signed_part = seven_bit(&PayloadFrame::new(&entity, &Protection::Clear, &[]).around(entity.body));
     let signature = to_crlf(&sign_detached(&signed_part, sender)?).into_owned();
 
     let boundary = new_boundary();

@@ -24,6 +24,20 @@ use super::{normalize_email, KeyError, Keystore, UnlockedKey, POLICY};
 /// `recipients`, producing ASCII armor. AES-256 and SHA-256; SEIPDv1
 /// unless every recipient key advertises SEIPDv2 (sequoia's rule).
 pub fn encrypt_and_sign(payload: &[u8], recipients: &[&Cert], signer: &UnlockedKey) -> Result<Vec<u8>, KeyError> {
+    let mut out = Vec::with_capacity(payload.len() * 4 / 3 + 1024);
+    encrypt_and_sign_to(&mut &payload[..], &mut out, recipients, signer)?;
+    Ok(out)
+}
+
+/// [`encrypt_and_sign`] from a reader to a writer, holding only buffers:
+/// large messages stream from and to spool files. The armor is written
+/// with CRLF line endings, as mail needs it.
+pub fn encrypt_and_sign_to(
+    payload: &mut dyn Read,
+    out: &mut (dyn Write + Send + Sync),
+    recipients: &[&Cert],
+    signer: &UnlockedKey,
+) -> Result<(), KeyError> {
     let signing_pair = signer
         .signer
         .clone()
@@ -39,25 +53,47 @@ pub fn encrypt_and_sign(payload: &[u8], recipients: &[&Cert], signer: &UnlockedK
             return Err(KeyError::Crypto(format!("key {} has no valid encryption key", cert.fingerprint())));
         }
     }
-    let mut out = Vec::with_capacity(payload.len() * 4 / 3 + 1024);
-    {
-        let message = Message::new(&mut out);
-        let message = Armorer::new(message).build().map_err(KeyError::crypto)?;
-        let message = Encryptor::for_recipients(message, encryption_keys)
-            .symmetric_algo(SymmetricAlgorithm::AES256)
-            .build()
-            .map_err(KeyError::crypto)?;
-        let message = Signer::new(message, signing_pair)
-            .map_err(KeyError::crypto)?
-            .hash_algo(HashAlgorithm::SHA256)
-            .map_err(KeyError::crypto)?
-            .build()
-            .map_err(KeyError::crypto)?;
-        let mut literal = LiteralWriter::new(message).build().map_err(KeyError::crypto)?;
-        literal.write_all(payload).map_err(KeyError::crypto)?;
-        literal.finalize().map_err(KeyError::crypto)?;
+    let mut crlf = CrlfWriter { inner: out };
+    let message = Message::new(&mut crlf);
+    let message = Armorer::new(message).build().map_err(KeyError::crypto)?;
+    let message = Encryptor::for_recipients(message, encryption_keys)
+        .symmetric_algo(SymmetricAlgorithm::AES256)
+        .build()
+        .map_err(KeyError::crypto)?;
+    let message = Signer::new(message, signing_pair)
+        .map_err(KeyError::crypto)?
+        .hash_algo(HashAlgorithm::SHA256)
+        .map_err(KeyError::crypto)?
+        .build()
+        .map_err(KeyError::crypto)?;
+    let mut literal = LiteralWriter::new(message).build().map_err(KeyError::crypto)?;
+    std::io::copy(payload, &mut literal).map_err(KeyError::crypto)?;
+    literal.finalize().map_err(KeyError::crypto)?;
+    Ok(())
+}
+
+/// Turns the armor writer's LF line endings into CRLF on the way out.
+struct CrlfWriter<'a> {
+    inner: &'a mut (dyn Write + Send + Sync),
+}
+
+impl Write for CrlfWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut start = 0;
+        for (i, &b) in buf.iter().enumerate() {
+            if b == b'\n' {
+                self.inner.write_all(&buf[start..i])?;
+                self.inner.write_all(b"\r\n")?;
+                start = i + 1;
+            }
+        }
+        self.inner.write_all(&buf[start..])?;
+        Ok(buf.len())
     }
-    Ok(out)
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// An armored detached SHA-256 signature over `data`.

@@ -2,7 +2,11 @@
 //! sending. A client can never make Sealpost hold more than the configured
 //! message size, nor one unbounded line.
 
+use std::io::Write;
+
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt};
+
+use crate::spool::Spool;
 
 /// How message data is read in pieces.
 const DATA_CHUNK: u64 = 64 * 1024;
@@ -69,7 +73,7 @@ pub enum DataEnd {
 /// Reads DATA content up to the terminating `.` line, undoing dot-stuffing
 /// (RFC 5321 §4.5.2), into `out`. Beyond `max` octets the rest is read and
 /// dropped, so the client hears a 552 instead of a broken connection.
-pub async fn read_data<R: AsyncBufRead + Unpin>(reader: &mut R, max: u64, out: &mut Vec<u8>) -> Result<DataEnd, ReadError> {
+pub async fn read_data<R: AsyncBufRead + Unpin>(reader: &mut R, max: u64, out: &mut Spool) -> Result<DataEnd, ReadError> {
     let mut at_line_start = true;
     let mut too_large = false;
     let mut chunk = Vec::new();
@@ -90,11 +94,11 @@ pub async fn read_data<R: AsyncBufRead + Unpin>(reader: &mut R, max: u64, out: &
         }
         at_line_start = chunk.ends_with(b"\n");
         if !too_large {
-            if out.len() as u64 + piece.len() as u64 > max {
+            if out.len() + piece.len() as u64 > max {
                 too_large = true;
-                *out = Vec::new();
+                out.clear();
             } else {
-                out.extend_from_slice(piece);
+                out.write_all(piece)?;
             }
         }
     }
@@ -102,8 +106,8 @@ pub async fn read_data<R: AsyncBufRead + Unpin>(reader: &mut R, max: u64, out: &
 
 /// Reads one BDAT chunk of exactly `size` octets, appending to `out`
 /// unless that would pass `max` (then the octets are read and dropped).
-pub async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, size: u64, max: u64, out: &mut Vec<u8>) -> Result<DataEnd, ReadError> {
-    let fits = out.len() as u64 + size <= max;
+pub async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, size: u64, max: u64, out: &mut Spool) -> Result<DataEnd, ReadError> {
+    let fits = out.len() + size <= max;
     let mut remaining = size;
     let mut buf = vec![0u8; DATA_CHUNK.min(size.max(1)) as usize];
     while remaining > 0 {
@@ -113,34 +117,67 @@ pub async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R, size: u64, max: u6
             return Err(ReadError::Closed);
         }
         if fits {
-            out.extend_from_slice(&buf[..n]);
+            out.write_all(&buf[..n])?;
         }
         remaining -= n as u64;
     }
     if fits {
         Ok(DataEnd::Complete)
     } else {
-        *out = Vec::new();
+        out.clear();
         Ok(DataEnd::TooLarge)
     }
 }
 
-/// The message as DATA content: lines starting with `.` doubled, a final
-/// line ending ensured, and the terminating `.` line appended.
+/// Dot-stuffing (RFC 5321 §4.5.2) applied chunk by chunk, so a spooled
+/// message goes out without being loaded whole.
+#[derive(Debug)]
+pub struct DotStuffer {
+    at_line_start: bool,
+    ends_with_crlf: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            at_line_start: true,
+            ends_with_crlf: false,
+        }
+    }
+}
+
+impl DotStuffer {
+    /// Appends `chunk` to `out`, doubling dots that start a line.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        for &b in chunk {
+            if self.at_line_start && b == b'.' {
+                out.push(b'.');
+            }
+            out.push(b);
+            self.ends_with_crlf = b == b'\n' && (out.len() >= 2 && out[out.len() - 2] == b'\r');
+            self.at_line_start = b == b'\n';
+        }
+        if !chunk.is_empty() && !chunk.ends_with(b"\n") {
+            self.ends_with_crlf = false;
+        }
+    }
+
+    /// The end: a final line ending if the message lacked one, then the
+    /// terminating `.` line.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        if !self.ends_with_crlf {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
+/// The whole message as DATA content (for small messages and tests).
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
-    let mut at_line_start = true;
-    for &b in message {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
+    let mut stuffer = DotStuffer::default();
+    stuffer.push(message, &mut out);
+    stuffer.finish(&mut out);
     out
 }
 
@@ -158,15 +195,36 @@ mod tests {
         assert!(matches!(read_line(&mut r, 1000).await, Err(ReadError::Closed)));
     }
 
+    fn spool() -> (tempfile::TempDir, Spool) {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path(), 16);
+        (dir, spool)
+    }
+
+    #[test]
+    fn stuffing_in_chunks_equals_stuffing_at_once() {
+        let message = b"a\r\n.b\r\n..c\r\nend";
+        for split in 0..message.len() {
+            let mut out = Vec::new();
+            let mut stuffer = DotStuffer::default();
+            stuffer.push(&message[..split], &mut out);
+            stuffer.push(&message[split..], &mut out);
+            stuffer.finish(&mut out);
+            assert_eq!(out, dot_stuff(message), "split at {split}");
+        }
+        assert_eq!(dot_stuff(b"x\r\n"), b"x\r\n.\r\n".to_vec());
+    }
+
     #[tokio::test]
     async fn data_is_unstuffed_and_round_trips_with_dot_stuff() {
         let message = b"Subject: x\r\n\r\n.leading dot\r\n..two\r\nend\r\n";
         let wire = dot_stuff(message);
         assert_eq!(wire, b"Subject: x\r\n\r\n..leading dot\r\n...two\r\nend\r\n.\r\n".to_vec());
         let mut r = tokio::io::BufReader::new(&wire[..]);
-        let mut out = Vec::new();
+        let (_d, mut out) = spool();
         assert_eq!(read_data(&mut r, 1000, &mut out).await.unwrap(), DataEnd::Complete);
-        assert_eq!(out, message.to_vec());
+        assert!(out.on_disk(), "past the threshold the data is on disk");
+        assert_eq!(out.to_vec().unwrap(), message.to_vec());
         assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n.\r\n".to_vec());
     }
 
@@ -174,7 +232,7 @@ mod tests {
     async fn oversized_data_is_drained_then_refused() {
         let wire = [vec![b'x'; 3000], b"\r\n.\r\nQUIT\r\n".to_vec()].concat();
         let mut r = tokio::io::BufReader::new(&wire[..]);
-        let mut out = Vec::new();
+        let (_d, mut out) = spool();
         assert_eq!(read_data(&mut r, 100, &mut out).await.unwrap(), DataEnd::TooLarge);
         assert!(out.is_empty());
         assert_eq!(read_line(&mut r, 100).await.unwrap(), b"QUIT");
@@ -184,11 +242,12 @@ mod tests {
     async fn bdat_chunks_are_exact() {
         let wire = b"0123456789NOOP\r\n";
         let mut r = tokio::io::BufReader::new(&wire[..]);
-        let mut out = Vec::new();
+        let (_d, mut out) = spool();
         assert_eq!(read_chunk(&mut r, 10, 100, &mut out).await.unwrap(), DataEnd::Complete);
-        assert_eq!(out, b"0123456789");
+        assert_eq!(out.to_vec().unwrap(), b"0123456789");
         assert_eq!(read_line(&mut r, 100).await.unwrap(), b"NOOP");
         let mut r = tokio::io::BufReader::new(&wire[..]);
-        assert_eq!(read_chunk(&mut r, 10, 5, &mut Vec::new()).await.unwrap(), DataEnd::TooLarge);
+        let (_d2, mut small) = spool();
+        assert_eq!(read_chunk(&mut r, 10, 5, &mut small).await.unwrap(), DataEnd::TooLarge);
     }
 }

@@ -16,9 +16,11 @@ use super::reply::Reply;
 use super::upstream::{Upstream, UpstreamError};
 use crate::account::{Account, Accounts};
 use crate::config::SmtpConfig;
-use crate::message::{encrypt_message, protection, sign_message, Envelope, MessageError};
+use crate::message::{protection, sign_message, Envelope, MessageError, Sealer};
+use crate::mime::Entity;
 use crate::metrics::Metrics;
 use crate::pgp::Keystore;
+use crate::spool::{Spool, DEFAULT_THRESHOLD};
 use crate::tls::{LocalTls, Stream};
 
 /// RFC 5321 §4.5.3.1.6 text line limit, applied to command lines.
@@ -27,6 +29,8 @@ const MAX_COMMAND_LINE: usize = 1000;
 const MAX_AUTH_LINE: usize = 12288;
 /// RFC 5321 §4.5.3.1.8 asks for at least 100; more is a mistake or abuse.
 const MAX_RECIPIENTS: usize = 1000;
+/// The header section must end within this many octets.
+const MAX_HEADER_SECTION: usize = 1024 * 1024;
 /// Time allowed for a client's TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// SASL mechanisms Sealpost relays (credentials go to the provider as they
@@ -47,6 +51,8 @@ pub struct Shared {
     pub tls: LocalTls,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Where messages over the spool threshold are written (private).
+    pub spool_dir: std::path::PathBuf,
 }
 
 /// How a listener's connections start.
@@ -109,7 +115,7 @@ struct Transaction {
     from: String,
     smtputf8: bool,
     recipients: Vec<String>,
-    data: Vec<u8>,
+    data: Spool,
     /// BDAT chunks have started (DATA is then out of order).
     chunking: bool,
     too_large: bool,
@@ -118,7 +124,7 @@ struct Transaction {
 /// One message ready for the provider.
 struct Outgoing {
     recipients: Vec<String>,
-    message: Vec<u8>,
+    message: Spool,
 }
 
 struct Session {
@@ -481,7 +487,7 @@ impl Session {
                 from,
                 smtputf8,
                 recipients: Vec::new(),
-                data: Vec::new(),
+                data: Spool::new(&self.shared.spool_dir, DEFAULT_THRESHOLD),
                 chunking: false,
                 too_large: false,
             });
@@ -562,9 +568,9 @@ impl Session {
         self.send(&Reply::new(354, "End data with <CR><LF>.<CR><LF>")).await?;
         let max = self.shared.limits.max_message_size;
         let timeout = Duration::from_secs(self.shared.limits.data_timeout);
-        let mut data = Vec::new();
         let conn = self.conn.as_mut().expect("connection present");
-        let end = match tokio::time::timeout(timeout, read_data(conn, max, &mut data)).await {
+        let data = &mut self.txn.as_mut().expect("checked above").data;
+        let end = match tokio::time::timeout(timeout, read_data(conn, max, data)).await {
             Err(_) => {
                 let reply = Reply::new(421, format!("4.4.2 {} data timeout, closing", self.shared.hostname));
                 self.send(&reply).await?;
@@ -574,9 +580,7 @@ impl Session {
             Ok(Err(_)) => return Ok(Flow::Close),
             Ok(Ok(end)) => end,
         };
-        let txn = self.txn.as_mut().expect("checked above");
-        txn.data = data;
-        txn.too_large = end == DataEnd::TooLarge;
+        self.txn.as_mut().expect("checked above").too_large = end == DataEnd::TooLarge;
         self.finish_message().await
     }
 
@@ -585,14 +589,14 @@ impl Session {
         let timeout = Duration::from_secs(self.shared.limits.data_timeout);
         // The chunk follows the command whatever we think of it: read it to
         // stay in step with the client.
-        let mut scratch = Vec::new();
         let has_recipients = self.txn.as_ref().is_some_and(|t| !t.recipients.is_empty());
-        let (mut buffer, already_too_large) = match self.txn.as_mut() {
-            Some(txn) if has_recipients => (std::mem::take(&mut txn.data), txn.too_large),
-            _ => (std::mem::take(&mut scratch), false),
+        let mut discard = Spool::new(&self.shared.spool_dir, DEFAULT_THRESHOLD);
+        let target = match self.txn.as_mut() {
+            Some(txn) if has_recipients => &mut txn.data,
+            _ => &mut discard,
         };
         let conn = self.conn.as_mut().expect("connection present");
-        let end = match tokio::time::timeout(timeout, read_chunk(conn, size, max, &mut buffer)).await {
+        let end = match tokio::time::timeout(timeout, read_chunk(conn, size, max, target)).await {
             Err(_) => {
                 let reply = Reply::new(421, format!("4.4.2 {} data timeout, closing", self.shared.hostname));
                 self.send(&reply).await?;
@@ -612,8 +616,7 @@ impl Session {
             return Ok(Flow::Continue);
         };
         txn.chunking = true;
-        txn.data = buffer;
-        txn.too_large = already_too_large || end == DataEnd::TooLarge;
+        txn.too_large |= end == DataEnd::TooLarge;
         if !last {
             let reply = Reply::new(250, format!("2.0.0 {size} octets received"));
             self.send(&reply).await?;
@@ -637,8 +640,14 @@ impl Session {
         let shared = self.shared.clone();
         let recipients = txn.recipients.clone();
         let started = Instant::now();
-        let data = txn.data;
-        let prepared = tokio::task::spawn_blocking(move || prepare(&shared, &account, &recipients, &data)).await;
+        let Transaction {
+            from,
+            smtputf8,
+            recipients: envelope_recipients,
+            data,
+            ..
+        } = txn;
+        let prepared = tokio::task::spawn_blocking(move || prepare(&shared, &account, &recipients, data)).await;
         let (outcome, outgoing) = match prepared {
             Ok(Ok(prepared)) => prepared,
             Ok(Err(reply)) => {
@@ -660,11 +669,7 @@ impl Session {
             .smtp_processing_seconds
             .with_label_values(&[outcome])
             .observe(started.elapsed().as_secs_f64());
-        let mirror = Transaction {
-            data: Vec::new(),
-            ..txn
-        };
-        match self.deliver(&mirror, outgoing).await {
+        match self.deliver(&from, smtputf8, &envelope_recipients, outgoing).await {
             Ok(reply) => {
                 let label = if reply.is_positive() { outcome } else { "failed" };
                 self.shared.metrics.smtp_messages.with_label_values(&[label]).inc();
@@ -680,10 +685,10 @@ impl Session {
     /// Sends every copy. The transaction opened while the client gave its
     /// recipients carries the message when one copy goes to exactly those
     /// recipients; otherwise it is reset and each copy gets its own.
-    async fn deliver(&mut self, txn: &Transaction, outgoing: Vec<Outgoing>) -> Result<Reply, UpstreamError> {
+    async fn deliver(&mut self, from: &str, smtputf8: bool, opened_for: &[String], outgoing: Vec<Outgoing>) -> Result<Reply, UpstreamError> {
         let upstream = &mut self.auth.as_mut().expect("authenticated").upstream;
         if let [only] = outgoing.as_slice() {
-            if same_recipients(&only.recipients, &txn.recipients) {
+            if same_recipients(&only.recipients, opened_for) {
                 return upstream.send_message(&only.message).await;
             }
         }
@@ -692,7 +697,7 @@ impl Session {
         let mut failed: Vec<(Vec<String>, Reply)> = Vec::new();
         let mut last_ok = None;
         for copy in &outgoing {
-            match one_transaction(upstream, &txn.from, txn.smtputf8, copy).await? {
+            match one_transaction(upstream, from, smtputf8, copy).await? {
                 Ok(reply) => {
                     delivered.extend(copy.recipients.iter().cloned());
                     last_ok = Some(reply);
@@ -768,48 +773,59 @@ fn same_recipients(a: &[String], b: &[String]) -> bool {
 }
 
 /// Applies the policy and produces the copies to send. Runs on a blocking
-/// thread: signing and encryption are CPU work. Returns the outcome label
-/// for metrics.
-fn prepare(shared: &Shared, account: &Account, recipients: &[String], message: &[u8]) -> Result<(&'static str, Vec<Outgoing>), Reply> {
-    let plan = policy::plan(&account.policy, &shared.keystore, recipients, protection(message))?;
-    let refused = |e: MessageError| Reply::new(554, format!("5.7.0 Sealpost could not protect the message: {e}"));
+/// thread: signing and encryption are CPU work. Encryption streams the
+/// body from the spool into one spool per copy; only signing without
+/// encryption (which must re-encode parts to 7 bit) holds the message in
+/// memory. Returns the outcome label for metrics.
+fn prepare(shared: &Shared, account: &Account, recipients: &[String], message: Spool) -> Result<(&'static str, Vec<Outgoing>), Reply> {
+    let spool_failed = |e: std::io::Error| {
+        tracing::error!(error = %e, "spool I/O failed");
+        Reply::new(451, "4.3.0 Sealpost could not spool the message (local disk problem); nothing was sent")
+    };
+    let refused = |e: MessageError| match e {
+        MessageError::Write(e) => spool_failed(e),
+        other => Reply::new(554, format!("5.7.0 Sealpost could not protect the message: {other}")),
+    };
+    let head = message.head(MAX_HEADER_SECTION).map_err(spool_failed)?;
+    let plan = policy::plan(&account.policy, &shared.keystore, recipients, protection(&head))?;
+    let one = |message: Spool| {
+        vec![Outgoing {
+            recipients: recipients.to_vec(),
+            message,
+        }]
+    };
     match plan {
-        Plan::PassThrough => Ok((
-            "passed",
-            vec![Outgoing {
-                recipients: recipients.to_vec(),
-                message: message.to_vec(),
-            }],
-        )),
+        Plan::PassThrough => Ok(("passed", one(message))),
         Plan::SignOnly { missing } => {
             if !missing.is_empty() {
                 tracing::info!(missing = ?missing, "no key for every recipient: sending signed, not encrypted");
             }
-            let signed = sign_message(message, &account.address, &account.key).map_err(refused)?;
-            Ok((
-                "signed",
-                vec![Outgoing {
-                    recipients: recipients.to_vec(),
-                    message: signed,
-                }],
-            ))
+            let bytes = message.to_vec().map_err(spool_failed)?;
+            let signed = sign_message(&bytes, &account.address, &account.key).map_err(refused)?;
+            Ok(("signed", one(Spool::from_vec(&shared.spool_dir, signed))))
         }
         Plan::Encrypt => {
+            let entity = Entity::parse(&head);
+            let header_complete = entity.header.len() < head.len() || head.len() as u64 == message.len();
+            if !header_complete {
+                return Err(Reply::new(552, format!("5.3.4 The header section is larger than {MAX_HEADER_SECTION} octets")));
+            }
+            let body_offset = (head.len() - entity.body.len()) as u64;
             let envelope = Envelope {
                 sender: account.address.clone(),
                 recipients: recipients.to_vec(),
             };
-            let copies = encrypt_message(message, &envelope, &account.key, &shared.keystore).map_err(refused)?;
-            Ok((
-                "encrypted",
-                copies
-                    .into_iter()
-                    .map(|c| Outgoing {
-                        recipients: c.recipients,
-                        message: c.message,
-                    })
-                    .collect(),
-            ))
+            let sealer = Sealer::new(entity.header, &envelope, &account.key, &shared.keystore).map_err(refused)?;
+            let mut outgoing = Vec::with_capacity(sealer.copies().len());
+            for (index, copy) in sealer.copies().iter().enumerate() {
+                let mut out = message.sibling();
+                sealer.write_copy(index, &mut message.reader_at(body_offset), &mut out).map_err(refused)?;
+                outgoing.push(Outgoing {
+                    recipients: copy.recipients.clone(),
+                    message: out,
+                });
+            }
+            Ok(("encrypted", outgoing))
         }
     }
 }
@@ -871,8 +887,8 @@ mod tests {
     #[test]
     fn partial_delivery_is_permanent_and_names_recipients() {
         let copies = vec![
-            Outgoing { recipients: vec!["a@x".into()], message: vec![] },
-            Outgoing { recipients: vec!["b@x".into()], message: vec![] },
+            Outgoing { recipients: vec!["a@x".into()], message: Spool::from_vec(std::path::Path::new("/nonexistent"), vec![]) },
+            Outgoing { recipients: vec!["b@x".into()], message: Spool::from_vec(std::path::Path::new("/nonexistent"), vec![]) },
         ];
         let ok = summarize(&copies, vec!["a@x".into(), "b@x".into()], vec![], Some(Reply::new(250, "2.0.0 queued")));
         assert_eq!(ok.code, 250);

@@ -7,9 +7,12 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::data::dot_stuff;
+use std::io::Read;
+
+use super::data::DotStuffer;
 use super::reply::{read_reply, Reply, ReplyError};
 use crate::config::ServerUrl;
+use crate::spool::Spool;
 use crate::tls::{Connector, Stream, TlsError};
 
 /// How long to wait for the TCP connection.
@@ -18,6 +21,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long to wait for the reply after the message data (10 min).
 const DATA_TIMEOUT: Duration = Duration::from_secs(600);
+/// Message data goes out in pieces of this size.
+const SEND_CHUNK: usize = 64 * 1024;
 
 /// What the upstream server offers after EHLO (over TLS).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -284,20 +289,45 @@ impl Upstream {
         self.reply().await
     }
 
-    /// Sends the message after accepted RCPTs: BDAT when offered (no
-    /// stuffing needed), else DATA. Returns the final reply, which may be a
-    /// refusal.
-    pub async fn send_message(&mut self, message: &[u8]) -> Result<Reply, UpstreamError> {
+    /// Sends the message after accepted RCPTs, streaming it from the
+    /// spool: BDAT when offered (no stuffing needed), else DATA. Returns
+    /// the final reply, which may be a refusal.
+    pub async fn send_message(&mut self, message: &Spool) -> Result<Reply, UpstreamError> {
+        let mut reader = message.reader_at(0);
+        let mut chunk = vec![0u8; SEND_CHUNK];
+        let spool_error = |server: &str, e: std::io::Error| UpstreamError::Reply {
+            server: server.to_string(),
+            source: ReplyError::Io(e),
+        };
         if self.capabilities.chunking {
             self.send(&format!("BDAT {} LAST", message.len())).await?;
-            self.write(message).await?;
+            loop {
+                let n = reader.read(&mut chunk).map_err(|e| spool_error(&self.server, e))?;
+                if n == 0 {
+                    break;
+                }
+                self.write(&chunk[..n]).await?;
+            }
             return self.reply_within(DATA_TIMEOUT).await;
         }
         let go_ahead = self.command("DATA").await?;
         if go_ahead.code != 354 {
             return Ok(go_ahead);
         }
-        self.write(&dot_stuff(message)).await?;
+        let mut stuffer = DotStuffer::default();
+        let mut stuffed = Vec::with_capacity(SEND_CHUNK + SEND_CHUNK / 8);
+        loop {
+            let n = reader.read(&mut chunk).map_err(|e| spool_error(&self.server, e))?;
+            if n == 0 {
+                break;
+            }
+            stuffed.clear();
+            stuffer.push(&chunk[..n], &mut stuffed);
+            self.write(&stuffed).await?;
+        }
+        stuffed.clear();
+        stuffer.finish(&mut stuffed);
+        self.write(&stuffed).await?;
         self.reply_within(DATA_TIMEOUT).await
     }
 
