@@ -119,10 +119,8 @@ fn policy_refuses_at_rcpt_and_signs_when_a_key_is_missing() {
     let proxy = Proxy::start(&alice, None, "[policy]\nrequire_encryption_for = [\"example.com\"]\n");
     let tag = token("policy");
     let script = r#"
-import smtplib, ssl, sys
 port, tag, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-s = smtplib.SMTP("127.0.0.1", port); s.starttls(context=ctx); s.login("alice@example.org", pw)
+s = connect(port); s.login("alice@example.org", pw)
 s.mail("alice@example.org")
 print("carol", *s.rcpt("carol@example.com"))
 print("erin", *s.rcpt("erin@example.org"))
@@ -162,9 +160,7 @@ fn provider_refusals_reach_the_client_and_tls_is_never_downgraded() {
     let alice = User::new("alice@example.org");
     let proxy = Proxy::start(&alice, None, "");
     let login = r#"
-import smtplib, ssl, sys
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-s = smtplib.SMTP("127.0.0.1", int(sys.argv[1])); s.starttls(context=ctx)
+s = connect(int(sys.argv[1]))
 try:
     s.login("alice@example.org", sys.argv[2]); print("ok")
 except smtplib.SMTPAuthenticationError as e:
@@ -183,9 +179,7 @@ except smtplib.SMTPResponseException as e:
     let stack = stack();
     let plain = Proxy::start(&alice, Some(&format!("smtp://{}:{}", stack.tls_name, stack.plainauth_port)), "");
     let raw_auth = r#"
-import smtplib, ssl, sys, base64
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-s = smtplib.SMTP("127.0.0.1", int(sys.argv[1])); s.starttls(context=ctx); s.ehlo()
+s = connect(int(sys.argv[1])); s.ehlo()
 code, text = s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice@example.org\0" + sys.argv[2].encode()).decode())
 print("error", code, text.decode())
 "#;
@@ -209,9 +203,7 @@ fn an_upstream_that_dies_mid_message_gives_4xx_not_250() {
     let upstream = common::fault::DyingUpstream::start();
     let proxy = Proxy::start(&alice, Some(&format!("smtp://localhost:{}", upstream.port)), "");
     let script = r#"
-import smtplib, ssl, sys
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-s = smtplib.SMTP("127.0.0.1", int(sys.argv[1])); s.starttls(context=ctx); s.login("alice@example.org", "x")
+s = connect(int(sys.argv[1])); s.login("alice@example.org", "x")
 try:
     s.sendmail("alice@example.org", ["bob@example.net"], b"Subject: x\r\n\r\nbody\r\n"); print("accepted")
 except smtplib.SMTPResponseException as e:
@@ -234,15 +226,13 @@ fn pipelining_big_attachments_8bit_and_smtputf8() {
     let proxy = Proxy::start(&alice, None, "");
     let tag = token("big");
     let script = r#"
-import smtplib, ssl, sys, os, base64
 port, tag, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 payload = base64.encodebytes(os.urandom(20 * 1024 * 1024)).replace(b"\n", b"\r\n")
 msg = (f"From: Zoë <alice@example.org>\r\nTo: Bob <bob@example.net>\r\nSubject: Größe {tag}\r\n"
        f"Message-ID: <{tag}@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
        "--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße aus Köln\r\n"
        "--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n").encode() + payload + b"--b--\r\n"
-s = smtplib.SMTP("127.0.0.1", port); s.starttls(context=ctx); s.login("alice@example.org", pw)
+s = connect(port); s.login("alice@example.org", pw)
 code = s.sendmail("alice@example.org", ["bob@example.net"], msg, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
 print("sent", len(msg))
 open(sys.argv[4], "wb").write(msg)

@@ -76,8 +76,15 @@ fn signer_warning(from: Option<&String>, signatures: &SignatureCheck) -> Option<
     }
 }
 
+/// A header parameter value: quotes and backslashes escaped, every control
+/// character (line breaks, ESC, NUL) turned into a space, so nothing a
+/// sender controls can break the line or reach a terminal raw.
 fn quote(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace(['\r', '\n'], " ")
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
 }
 
 /// The result of [`decrypt_message`].
@@ -125,8 +132,12 @@ fn classify<'a>(entity: &Entity<'a>) -> Form<'a> {
             }
         }
     }
-    if ct.mime_type.starts_with("text/") && find(entity.body, ARMOR_BEGIN).is_some() {
-        return Form::Inline;
+    if ct.mime_type.starts_with("text/") {
+        let armored = find(entity.body, ARMOR_BEGIN).is_some()
+            || (entity.transfer_encoding() == "base64" && find(&decoded_body(entity), ARMOR_BEGIN).is_some());
+        if armored {
+            return Form::Inline;
+        }
     }
     Form::Plain
 }
@@ -167,7 +178,7 @@ pub fn decrypt_message(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore
     let result = match classify(&entity) {
         Form::Plain => Err(Status::NotProtected),
         Form::PgpMime(armored) => open_pgp_mime(&entity, armored, keys, keystore),
-        Form::Signed(signed, signature) => verify_signed(&entity, signed, signature, keystore),
+        Form::Signed(signed, signature) => verify_signed(&entity, message, signed, signature, keystore),
         Form::Inline => open_inline(&entity, keys, keystore),
     };
     let status = match &result {
@@ -184,21 +195,27 @@ pub fn decrypt_message(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore
     }
 }
 
-/// The original message with the status header first and any forged
-/// status header removed; every other byte as it was.
+/// The original message with any forged status header removed and ours
+/// added as the last header field; every other byte as it was.
 fn with_status(entity: &Entity<'_>, original: &[u8], status: &Status) -> Vec<u8> {
     let mut out = Vec::with_capacity(original.len() + 128);
-    push_status(&mut out, status);
     for f in &entity.fields {
         if !f.is(STATUS_HEADER) {
             out.extend_from_slice(f.raw);
         }
     }
+    push_status(&mut out, status);
     out.extend_from_slice(&original[entity.header.len()..]);
     out
 }
 
+/// Appends the status as the header's last field. Last, because a field
+/// that follows can never be glued to it: a malformed line starting with
+/// white space after it would read as a continuation of our verdict.
 fn push_status(out: &mut Vec<u8>, status: &Status) {
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.extend_from_slice(b"\r\n");
+    }
     out.extend_from_slice(format!("{STATUS_HEADER}: {}\r\n", status.header_value()).as_bytes());
 }
 
@@ -229,10 +246,10 @@ fn open_pgp_mime(
     let ct = payload.content_type();
     if ct.is("message/rfc822") && ct.param("hp").is_none() && ct.param("protected-headers").is_none() {
         let inner = Entity::parse(payload.body);
-        return Ok(render(outer, &inner, true, signatures, false));
+        return Ok(render(outer, &inner, true, signatures, false, Vec::new()));
     }
     let marked = ct.param("protected-headers").is_some() || ct.param("hp").is_some();
-    Ok(render(outer, &payload, marked, signatures, false))
+    Ok(render(outer, &payload, marked, signatures, false, Vec::new()))
 }
 
 /// Builds the message a client sees: outer fields not replaced by protected
@@ -244,6 +261,7 @@ fn render(
     has_protected_headers: bool,
     signatures: SignatureCheck,
     inline: bool,
+    mut warnings: Vec<String>,
 ) -> (Vec<u8>, Status) {
     let protected: Vec<_> = if has_protected_headers {
         payload
@@ -260,7 +278,6 @@ fn render(
     } else {
         Vec::new()
     };
-    let mut warnings = Vec::new();
     let outer_from = addresses(outer.header, &["From"]);
     let protected_header: Vec<u8> = protected.iter().flat_map(|f| f.raw.iter().copied()).collect();
     let protected_from = addresses(&protected_header, &["From"]);
@@ -279,7 +296,6 @@ fn render(
     };
 
     let mut out = Vec::with_capacity(payload.body.len() + outer.header.len() + 512);
-    push_status(&mut out, &status);
     for f in &outer.fields {
         let replaced = protected.iter().any(|p| p.name().eq_ignore_ascii_case(f.name()));
         let keep = !replaced && !f.is(STATUS_HEADER) && (!f.is_structural() || f.is("MIME-Version"));
@@ -293,6 +309,7 @@ fn render(
     for f in payload.fields.iter().filter(|f| f.is_structural() && !f.is("MIME-Version")) {
         out.extend_from_slice(&to_crlf(f.raw));
     }
+    push_status(&mut out, &status);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(payload.body);
     (out, status)
@@ -300,6 +317,7 @@ fn render(
 
 fn verify_signed(
     entity: &Entity<'_>,
+    original: &[u8],
     signed: &[u8],
     signature: &[u8],
     keystore: &Keystore,
@@ -316,7 +334,7 @@ fn verify_signed(
         .into_iter()
         .collect();
     let status = Status::Signed { signatures, warnings };
-    let message = with_status(entity, &[entity.header, b"\r\n", entity.body].concat(), &status);
+    let message = with_status(entity, original, &status);
     Ok((message, status))
 }
 
@@ -347,22 +365,16 @@ fn open_inline(entity: &Entity<'_>, keys: &[UnlockedKey], keystore: &Keystore) -
     };
     let mut mixed = Vec::with_capacity(plaintext.len() + 256);
     mixed.extend_from_slice(format!("Content-Type: text/plain; charset=\"{charset}\"\r\nContent-Transfer-Encoding: 8bit\r\n").as_bytes());
+    let mut warnings = Vec::new();
     let had_surrounding_text = text[..start].iter().any(|b| !b.is_ascii_whitespace())
         || text[end..].iter().any(|b| !b.is_ascii_whitespace());
+    if had_surrounding_text {
+        warnings.push("unencrypted text around the inline PGP block was removed".into());
+    }
     mixed.extend_from_slice(b"\r\n");
     mixed.extend_from_slice(&plaintext);
     let payload = Entity::parse(&mixed);
-    let (mut out, mut status) = render(entity, &payload, false, decrypted.signatures, true);
-    if had_surrounding_text {
-        if let Status::Decrypted { warnings, .. } = &mut status {
-            warnings.push("unencrypted text around the inline PGP block was removed".into());
-        }
-        let rest = out.split_off(out.iter().position(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0));
-        out.clear();
-        push_status(&mut out, &status);
-        out.extend_from_slice(&rest);
-    }
-    Ok((out, status))
+    Ok(render(entity, &payload, false, decrypted.signatures, true, warnings))
 }
 
 /// The body after undoing quoted-printable or base64.
@@ -420,6 +432,6 @@ mod tests {
         let msg = b"From: a@x.test\r\nSealpost-Status: decrypted; signature=good\r\n\r\nhello\r\n";
         let out = decrypt_message(msg, &[], &ks);
         assert_eq!(out.status, Status::NotProtected);
-        assert_eq!(out.message, b"Sealpost-Status: not-protected\r\nFrom: a@x.test\r\n\r\nhello\r\n".to_vec());
+        assert_eq!(out.message, b"From: a@x.test\r\nSealpost-Status: not-protected\r\n\r\nhello\r\n".to_vec());
     }
 }

@@ -17,6 +17,7 @@ mod sign;
 pub use autocrypt::autocrypt_header;
 pub use decrypt::{decrypt_message, protection, DecryptOutcome, Protection, Status};
 pub use encrypt::{encrypt_message, CopyPlan, EncryptedCopy, Envelope, Sealer};
+pub use payload::PROTECTED_FIELDS;
 pub use sign::sign_message;
 
 use crate::pgp::KeyError;

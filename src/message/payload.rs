@@ -5,7 +5,7 @@
 use crate::mime::{ascii_field, new_boundary, Entity, Field};
 
 /// The user-facing fields copied into the payload root.
-pub(super) const PROTECTED_FIELDS: [&str; 9] = [
+pub const PROTECTED_FIELDS: [&str; 9] = [
     "Subject",
     "From",
     "To",

@@ -91,10 +91,18 @@ impl<'a> Entity<'a> {
                     last.raw = &bytes[start..line_end];
                 }
                 _ => {
+                    // A name is printable ASCII; white space may follow it
+                    // before the colon (RFC 5322 obsolete syntax) but not
+                    // precede it: a line starting with white space and no
+                    // field before it is malformed, not a field.
                     let name_len = line
                         .iter()
                         .position(|&b| b == b':')
-                        .filter(|&i| i > 0 && line[..i].iter().all(|b| b.is_ascii_graphic() || *b == b' '))
+                        .filter(|&i| {
+                            let name = &line[..i];
+                            let end = name.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(0, |e| e + 1);
+                            end > 0 && name[..end].iter().all(u8::is_ascii_graphic)
+                        })
                         .unwrap_or(0);
                     fields.push(Field {
                         raw: line,
@@ -220,6 +228,16 @@ mod tests {
         assert_eq!(e.fields[2].value(), "");
         assert_eq!(e.body, b"body\r\n");
         assert_eq!(e.header, b"From: a@x\r\nSubject: one\r\n two\r\nX-Empty:\r\n");
+    }
+
+    #[test]
+    fn white_space_around_names() {
+        let e = Entity::parse(b" Subject: x\r\nX-A\t: y\r\nX B: z\r\n\r\n");
+        assert_eq!(e.fields.len(), 3);
+        assert_eq!(e.fields[0].name(), "", "a leading space cannot start a field");
+        assert!(e.fields[1].is("x-a"));
+        assert_eq!(e.fields[1].value(), "y");
+        assert_eq!(e.fields[2].name(), "", "no space inside a name");
     }
 
     #[test]

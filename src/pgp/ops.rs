@@ -179,6 +179,14 @@ pub struct Decrypted {
 /// unlocked keys; signer certificates come from `keystore`. Unprotected
 /// (SED) data and data whose MDC fails are refused.
 pub fn decrypt(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore) -> Result<Decrypted, String> {
+    // sequoia-openpgp 2.4.2 panics on some truncated encrypted packets
+    // (an unwrap in its parser). A damaged message must give a status,
+    // never take the process or session down.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decrypt_unguarded(message, keys, keystore)))
+        .unwrap_or_else(|_| Err("the OpenPGP data is truncated or corrupt".into()))
+}
+
+fn decrypt_unguarded(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore) -> Result<Decrypted, String> {
     let helper = Helper {
         keys,
         keystore,
@@ -207,6 +215,11 @@ pub fn decrypt(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore) -> Res
 /// Verifies a detached signature over `data` against the certificates in
 /// `keystore`.
 pub fn verify_detached(data: &[u8], signature: &[u8], keystore: &Keystore) -> Result<SignatureCheck, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_unguarded(data, signature, keystore)))
+        .unwrap_or_else(|_| Err("the OpenPGP signature is truncated or corrupt".into()))
+}
+
+fn verify_unguarded(data: &[u8], signature: &[u8], keystore: &Keystore) -> Result<SignatureCheck, String> {
     let helper = Helper {
         keys: &[],
         keystore,

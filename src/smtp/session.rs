@@ -570,18 +570,31 @@ impl Session {
         let timeout = Duration::from_secs(self.shared.limits.data_timeout);
         let conn = self.conn.as_mut().expect("connection present");
         let data = &mut self.txn.as_mut().expect("checked above").data;
-        let end = match tokio::time::timeout(timeout, read_data(conn, max, data)).await {
-            Err(_) => {
-                let reply = Reply::new(421, format!("4.4.2 {} data timeout, closing", self.shared.hostname));
-                self.send(&reply).await?;
-                return Ok(Flow::Close);
-            }
-            Ok(Err(ReadError::Io(e))) => return Err(e),
-            Ok(Err(_)) => return Ok(Flow::Close),
-            Ok(Ok(end)) => end,
+        let read = tokio::time::timeout(timeout, read_data(conn, max, data)).await;
+        let end = match self.data_outcome(read).await? {
+            Ok(end) => end,
+            Err(flow) => return Ok(flow),
         };
         self.txn.as_mut().expect("checked above").too_large = end == DataEnd::TooLarge;
         self.finish_message().await
+    }
+
+    /// How reading message data ended: the data, or the end of the session
+    /// (a silent client is told why).
+    async fn data_outcome(
+        &mut self,
+        read: Result<Result<DataEnd, ReadError>, tokio::time::error::Elapsed>,
+    ) -> std::io::Result<Result<DataEnd, Flow>> {
+        match read {
+            Err(_) => {
+                let reply = Reply::new(421, format!("4.4.2 {} data timeout, closing", self.shared.hostname));
+                self.send(&reply).await?;
+                Ok(Err(Flow::Close))
+            }
+            Ok(Err(ReadError::Io(e))) => Err(e),
+            Ok(Err(_)) => Ok(Err(Flow::Close)),
+            Ok(Ok(end)) => Ok(Ok(end)),
+        }
     }
 
     async fn bdat(&mut self, size: u64, last: bool) -> std::io::Result<Flow> {
@@ -596,15 +609,10 @@ impl Session {
             _ => &mut discard,
         };
         let conn = self.conn.as_mut().expect("connection present");
-        let end = match tokio::time::timeout(timeout, read_chunk(conn, size, max, target)).await {
-            Err(_) => {
-                let reply = Reply::new(421, format!("4.4.2 {} data timeout, closing", self.shared.hostname));
-                self.send(&reply).await?;
-                return Ok(Flow::Close);
-            }
-            Ok(Err(ReadError::Io(e))) => return Err(e),
-            Ok(Err(_)) => return Ok(Flow::Close),
-            Ok(Ok(end)) => end,
+        let read = tokio::time::timeout(timeout, read_chunk(conn, size, max, target)).await;
+        let end = match self.data_outcome(read).await? {
+            Ok(end) => end,
+            Err(flow) => return Ok(flow),
         };
         let Some(txn) = self.txn.as_mut().filter(|_| has_recipients) else {
             let reply = if self.txn.is_none() {

@@ -240,6 +240,19 @@ pub fn leaf_bodies(bytes: &[u8]) -> Vec<Vec<u8>> {
     }
 }
 
+/// Splits Sealpost's status field out of a message it returned: the value,
+/// and the message without that line (which must then be the original).
+pub fn without_status(message: &[u8]) -> (String, Vec<u8>) {
+    let start = if message.starts_with(b"Sealpost-Status: ") {
+        0
+    } else {
+        find(message, b"\nSealpost-Status: ").expect("a Sealpost-Status field") + 1
+    };
+    let end = start + message[start..].iter().position(|&b| b == b'\n').expect("a whole line") + 1;
+    let value = String::from_utf8_lossy(&message[start + 17..end]).trim_end().to_string();
+    (value, [&message[..start], &message[end..]].concat())
+}
+
 /// The value of the first `name` field, unfolded.
 pub fn header(bytes: &[u8], name: &str) -> Option<String> {
     Entity::parse(bytes).field(name).map(|f| f.value())

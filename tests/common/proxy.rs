@@ -128,12 +128,24 @@ pub fn token(label: &str) -> String {
     format!("{label}-{}-{nanos}", std::process::id())
 }
 
-/// Runs a Python 3 snippet (smtplib and friends), returning its stdout;
-/// panics with stderr if it fails.
+/// What every Python snippet starts with: the modules the tests use and
+/// `connect(port)`, an SMTP session to a proxy after STARTTLS (the proxy's
+/// certificate is its self-signed local one).
+const PYTHON_PRELUDE: &str = r#"
+import base64, os, smtplib, ssl, sys
+def connect(port):
+    ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+    s = smtplib.SMTP("127.0.0.1", port); s.starttls(context=ctx)
+    return s
+"#;
+
+/// Runs a Python 3 snippet (smtplib and friends) after
+/// [`PYTHON_PRELUDE`], returning its stdout; panics with stderr if it
+/// fails.
 pub fn python(script: &str, args: &[&str]) -> String {
     let out = Command::new("python3")
         .arg("-c")
-        .arg(script)
+        .arg(format!("{PYTHON_PRELUDE}{script}"))
         .args(args)
         .output()
         .expect("python3 is installed");
