@@ -8,6 +8,7 @@
 //! - [`tls`]: the local certificate and verified upstream TLS;
 //! - [`account`]: configured accounts with their unlocked keys;
 //! - [`smtp`]: the submission proxy;
+//! - [`serve`]: starting and stopping the proxies;
 //! - [`metrics`]: Prometheus counters;
 //! - [`config`]: the configuration file and its validation;
 //! - [`logging`]: tracing output (never secrets or message bodies).
@@ -20,6 +21,7 @@ pub mod message;
 pub mod metrics;
 pub mod mime;
 pub mod pgp;
+pub mod serve;
 pub mod smtp;
 pub mod spool;
 pub mod tls;

@@ -9,12 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use std::sync::Arc;
-
-use sealpost::account::Accounts;
 use sealpost::config::{self, Config};
-use sealpost::metrics::Metrics;
-use sealpost::smtp;
 use sealpost::tls::LocalTls;
 use sealpost::message::{decrypt_message, encrypt_message, sign_message, Envelope};
 use sealpost::pgp::{Keystore, PassphraseSource, UnlockedKey};
@@ -128,7 +123,9 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys(&loaded.config, command).map(|()| ExitCode::SUCCESS),
         Command::Encrypt(args) => encrypt(&loaded.config, args).map(|()| ExitCode::SUCCESS),
         Command::Decrypt => decrypt(&loaded.config),
-        Command::Serve => serve(&loaded.config).map(|()| ExitCode::SUCCESS),
+        Command::Serve => sealpost::serve::run(&loaded.config, &passphrases(&loaded.config))
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
         Command::LocalCert => local_cert(&loaded.config).map(|()| ExitCode::SUCCESS),
     };
     match outcome {
@@ -341,69 +338,6 @@ fn local_cert(config: &Config) -> Result<()> {
     let tls = local_tls(config)?;
     println!("{}\n  file: {}", tls.fingerprint, tls.cert_path.display());
     Ok(())
-}
-
-fn serve(config: &Config) -> Result<()> {
-    if config.accounts.is_empty() {
-        bail!("no [[account]] is configured; see config/sealpost.example.toml");
-    }
-    let keystore = Keystore::open(&config.data_dir)?;
-    let accounts = Accounts::load(config, &keystore, &passphrases(config))?;
-    let tls = local_tls(config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let mut listeners = Vec::new();
-        let bind = |addr, implicit_tls, key: &'static str| {
-            let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} ({key})"));
-            listener.map(|l| (l, implicit_tls))
-        };
-        let mut bound = vec![bind(config.listen.smtp, false, "listen.smtp")?];
-        if let Some(addr) = config.listen.smtps {
-            bound.push(bind(addr, true, "listen.smtps")?);
-        }
-        for (socket, implicit_tls) in bound {
-            socket.set_nonblocking(true)?;
-            let addr = socket.local_addr()?;
-            listeners.push(smtp::server::Listener {
-                socket: tokio::net::TcpListener::from_std(socket)?,
-                kind: smtp::session::ListenerKind {
-                    implicit_tls,
-                    loopback: addr.ip().is_loopback(),
-                },
-            });
-            tracing::info!(%addr, implicit_tls, "SMTP listener ready");
-        }
-        let metrics = Arc::new(Metrics::new());
-        if let Some(addr) = config.listen.metrics {
-            let socket = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (listen.metrics)"))?;
-            tracing::info!(%addr, "metrics at /metrics");
-            tokio::spawn(sealpost::metrics::serve(socket, metrics.clone()));
-        }
-        tracing::info!(fingerprint = %tls.fingerprint, accounts = accounts.len(), "local certificate SHA-256");
-        let shared = Arc::new(smtp::session::Shared {
-            limits: config.smtp.clone(),
-            hostname: config.listen.hostname.clone(),
-            keystore,
-            accounts,
-            tls,
-            metrics,
-            spool_dir: config.data_dir.join("spool"),
-        });
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-            tracing::info!("stopping");
-            let _ = stop.send(true);
-        });
-        smtp::server::run(shared, listeners, stopped).await;
-        Ok(())
-    })
 }
 
 #[cfg(test)]
