@@ -247,7 +247,7 @@ impl Stack {
     }
 
     /// Waits until the user's INBOX holds at least `count` messages whose
-    /// raw bytes contain `needle` (a token the test put in the message), and
+    /// first 64 KiB contain `needle` (a token the test put in the header), and
     /// returns those messages, oldest first. Panics after `timeout`.
     pub fn wait_for_matching(
         &self,
@@ -296,6 +296,16 @@ impl Stack {
         )
     }
 
+    /// Deletes the user's messages whose head contains `needle`, so big
+    /// test messages do not pile up across runs.
+    pub fn remove_matching(&self, user_email: &str, needle: &[u8]) {
+        for path in message_files(&self.maildir(user_email)) {
+            if read_head(&path, HEAD_BYTES).is_ok_and(|head| contains(&head, needle)) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+
     fn wait_until(
         &self,
         user: &str,
@@ -309,10 +319,7 @@ impl Stack {
         );
         let deadline = Instant::now() + timeout;
         loop {
-            let messages: Vec<Vec<u8>> = read_messages(&self.maildir(user))
-                .into_iter()
-                .filter(|m| needle.is_none_or(|n| contains(m, n)))
-                .collect();
+            let messages = read_messages(&self.maildir(user), needle);
             if messages.len() >= count {
                 return messages;
             }
@@ -330,6 +337,16 @@ impl Stack {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// How much of each message file a token search reads.
+const HEAD_BYTES: u64 = 64 * 1024;
+
+fn read_head(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?.take(max).read_to_end(&mut head)?;
+    Ok(head)
 }
 
 /// Message files in a Maildir's new/ and cur/, in delivery order: Maildir
@@ -377,10 +394,21 @@ fn delivery_key(path: &Path) -> (u64, u64, String) {
 /// Reads every message in the INBOX. A message can move from new/ to cur/
 /// between listing and reading (an IMAP client opened the mailbox): then
 /// list again.
-fn read_messages(maildir: &Path) -> Vec<Vec<u8>> {
+fn read_messages(maildir: &Path, needle: Option<&[u8]>) -> Vec<Vec<u8>> {
     'retry: for _ in 0..20 {
         let mut out = Vec::new();
         for path in message_files(maildir) {
+            // Tokens live in the header (the Message-ID), so only the head
+            // of each file is searched: mailboxes fill up with big
+            // messages over many runs.
+            let head = match read_head(&path, HEAD_BYTES) {
+                Ok(head) => head,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue 'retry,
+                Err(e) => panic!("cannot read {}: {e}", path.display()),
+            };
+            if needle.is_some_and(|n| !contains(&head, n)) {
+                continue;
+            }
             match std::fs::read(&path) {
                 Ok(bytes) => out.push(bytes),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue 'retry,
