@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::config::{AccountConfig, Config, PolicyConfig, ServerUrl};
 use crate::pgp::{KeyError, Keystore, PassphraseSource, UnlockedKey};
-use crate::tls::{Connector, TlsError};
+use crate::tls::{Connector, Pin, PinStore, TlsError, Trust};
 
 /// Why the accounts could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,8 @@ pub enum AccountError {
         /// The cause.
         source: TlsError,
     },
-    /// The account's server URL is invalid (normally caught by `check`).
+    /// The account's server URL or pins are invalid (normally caught by
+    /// `check`).
     #[error("account {login}: {reason}")]
     Url {
         /// The account's login.
@@ -97,7 +98,21 @@ fn ready(account: &AccountConfig, config: &Config, keystore: &Keystore, passphra
         login: login.clone(),
         reason,
     })?;
-    let connector = Connector::new(account.ca_file.as_deref()).map_err(|source| AccountError::Tls {
+    let pins = account
+        .pins
+        .iter()
+        .map(|p| Pin::parse(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| AccountError::Url {
+            login: login.clone(),
+            reason,
+        })?;
+    let trust = Trust {
+        mode: account.trust,
+        pins,
+        store: PinStore::new(&config.data_dir),
+    };
+    let connector = Connector::new(account.ca_file.as_deref(), trust).map_err(|source| AccountError::Tls {
         login: login.clone(),
         source,
     })?;

@@ -13,6 +13,8 @@ use figment::value::{Dict, Value};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::tls::{Pin, TrustMode};
+
 /// Environment variables with the `SEALPOST_` prefix that are not
 /// configuration keys.
 const NON_CONFIG_ENV: [&str; 2] = ["passphrase", "config"];
@@ -178,6 +180,14 @@ pub struct AccountConfig {
     /// Extra trust anchors (PEM) for private CAs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// How the account's servers are authenticated: `tofu` (default),
+    /// `ca`, `pin` or `ca+pin`.
+    #[serde(default)]
+    pub trust: TrustMode,
+    /// Public-key pins (`sha256/BASE64`) for `pin` and `ca+pin`; several
+    /// allowed, so a backup key can be pinned before a rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<String>,
     /// A policy replacing the global one for this account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyConfig>,
@@ -430,6 +440,8 @@ fn serde_keys(config: &Config) -> Vec<String> {
         address: Some(String::new()),
         smtp: Some(String::new()),
         ca_file: Some(PathBuf::new()),
+        trust: TrustMode::default(),
+        pins: vec![String::new()],
         policy: Some(PolicyConfig::default()),
     }];
     let mut keys = Vec::new();
@@ -602,6 +614,22 @@ fn validate_accounts(accounts: &[AccountConfig]) -> Vec<Problem> {
                     hint: "give a PEM file with the extra trust anchors, or remove the key".into(),
                 });
             }
+        }
+        for pin in &account.pins {
+            if let Err(e) = Pin::parse(pin) {
+                problems.push(Problem {
+                    key: key("pins"),
+                    message: e,
+                    hint: "'sealpost pin fetch smtps://host:465' prints the pins of a server".into(),
+                });
+            }
+        }
+        if matches!(account.trust, TrustMode::Pin | TrustMode::CaAndPin) && account.pins.is_empty() {
+            problems.push(Problem {
+                key: key("pins"),
+                message: "trust = \"pin\" or \"ca+pin\" needs at least one pin".into(),
+                hint: "'sealpost pin fetch URL' prints the pins to paste; pin a backup key too".into(),
+            });
         }
         if let Some(policy) = &account.policy {
             problems.extend(validate_policy(&key("policy"), policy));

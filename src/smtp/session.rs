@@ -402,7 +402,12 @@ impl Session {
 
     /// Tells the client the provider is unreachable or unsafe, and closes.
     async fn upstream_failed(&mut self, e: UpstreamError) -> std::io::Result<Flow> {
-        tracing::warn!(error = %e, "upstream failure");
+        if e.kind() == "pin" {
+            // Names the server, the seen and the pinned keys.
+            tracing::error!(error = %e, "refused a server presenting an unexpected key");
+        } else {
+            tracing::warn!(error = %e, "upstream failure");
+        }
         self.shared.metrics.upstream_failures.with_label_values(&[e.kind()]).inc();
         self.txn = None;
         if let Some(auth) = self.auth.take() {

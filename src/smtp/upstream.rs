@@ -144,6 +144,7 @@ impl UpstreamError {
     pub fn kind(&self) -> &'static str {
         match self {
             UpstreamError::Connect { .. } => "connect",
+            UpstreamError::Tls(TlsError::PinMismatch(_)) => "pin",
             UpstreamError::Tls(_) => "tls",
             UpstreamError::NoStartTls { .. } | UpstreamError::StartTlsRefused { .. } | UpstreamError::Injection { .. } => "starttls",
             UpstreamError::Refused { .. } => "refused",

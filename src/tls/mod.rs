@@ -7,14 +7,20 @@
 //! nothing about SMTP or IMAP.
 
 mod local;
+mod pin;
+mod pinstore;
 mod stream;
 mod upstream;
+mod verify;
 
 use std::sync::Arc;
 
 pub use local::LocalTls;
+pub use pin::{Pin, TrustMode};
+pub use pinstore::{PinRecord, PinStore};
 pub use stream::Stream;
-pub use upstream::Connector;
+pub use upstream::{Connector, Trust};
+pub use verify::{PinMismatch, Presented};
 
 use sha2::{Digest, Sha256};
 
@@ -47,6 +53,12 @@ pub enum TlsError {
     /// The server's name is not usable for certificate checking.
     #[error("'{0}' is not a valid server name for TLS")]
     BadName(String),
+    /// A certificate could not be read.
+    #[error("{0}")]
+    Certificate(String),
+    /// A pinned server presented another key.
+    #[error(transparent)]
+    PinMismatch(#[from] PinMismatch),
     /// The handshake with an upstream server failed.
     #[error("TLS with {host} failed: {reason}")]
     Handshake {

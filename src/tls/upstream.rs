@@ -1,26 +1,44 @@
-//! Verified TLS to upstream servers: the system's trust anchors plus an
-//! account's `ca_file`, host name always checked.
+//! Verified TLS to upstream servers. One connector per account applies the
+//! account's trust mode: CA checking (system roots plus `ca_file`, host
+//! name checked), pins, both, or trust on first use recorded in
+//! `pins.toml`.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::pin::{Pin, TrustMode};
+use super::pinstore::{PinRecord, PinStore};
+use super::verify::{PinMismatch, PinningVerifier};
 use super::{provider, Stream, TlsError};
+
+/// How an account authenticates its servers.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// The mode.
+    pub mode: TrustMode,
+    /// Configured pins (`pin` and `ca+pin` modes).
+    pub pins: Vec<Pin>,
+    /// Where TOFU records live.
+    pub store: PinStore,
+}
 
 /// Makes verified TLS connections for one account.
 #[derive(Clone)]
 pub struct Connector {
-    inner: TlsConnector,
+    trust: Trust,
+    ca: Arc<WebPkiServerVerifier>,
 }
 
 impl Connector {
     /// Trusts the system roots and, if given, every certificate in
-    /// `ca_file` (for providers with a private CA).
-    pub fn new(ca_file: Option<&Path>) -> Result<Connector, TlsError> {
+    /// `ca_file` (for providers with a private CA), as `trust` says.
+    pub fn new(ca_file: Option<&Path>, trust: Trust) -> Result<Connector, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
         // A broken system bundle entry is skipped, not fatal: one bad file
         // must not take every account offline.
@@ -41,27 +59,68 @@ impl Connector {
                 roots.add(cert).map_err(|e| pem_error(path, e))?;
             }
         }
-        let config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(Connector {
-            inner: TlsConnector::from(Arc::new(config)),
-        })
+        let ca = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        Ok(Connector { trust, ca })
     }
 
-    /// Runs the TLS handshake on `tcp` for `host` (`port` only names the
-    /// server in errors).
+    /// Runs the TLS handshake on `tcp` for `host:port`. Under TOFU, the
+    /// first successful handshake records the server's key.
     pub async fn handshake(&self, tcp: TcpStream, host: &str, port: u16) -> Result<Stream, TlsError> {
+        let server = format!("{host}:{port}");
         let name = ServerName::try_from(host.to_string()).map_err(|_| TlsError::BadName(host.to_string()))?;
-        match self.inner.connect(name, tcp).await {
-            Ok(tls) => Ok(Stream::Client(Box::new(tls))),
-            Err(e) => Err(TlsError::Handshake {
-                host: format!("{host}:{port}"),
-                reason: explain(&e),
-            }),
+        let recorded = match self.trust.mode {
+            TrustMode::Tofu => self.trust.store.get(&server)?,
+            _ => None,
+        };
+        let (required, check_ca) = match (self.trust.mode, &recorded) {
+            (TrustMode::Ca, _) => (Vec::new(), true),
+            (TrustMode::Pin, _) => (self.trust.pins.clone(), false),
+            (TrustMode::CaAndPin, _) => (self.trust.pins.clone(), true),
+            (TrustMode::Tofu, Some(record)) => (vec![record.required().map_err(TlsError::Certificate)?], false),
+            (TrustMode::Tofu, None) => (Vec::new(), true),
+        };
+        let provider = provider();
+        let verifier = Arc::new(PinningVerifier::new(
+            server.clone(),
+            self.trust.mode,
+            required,
+            check_ca.then(|| self.ca.clone()),
+            provider.signature_verification_algorithms,
+        ));
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| handshake_error(&server, &e))?;
+        if self.trust.mode == TrustMode::Tofu && recorded.is_none() {
+            let presented = verifier.presented().expect("an accepted certificate was presented");
+            let record = PinRecord {
+                pin: presented.leaf.to_string(),
+                issuer_pin: presented.issuer.as_ref().map(Pin::to_string),
+                recorded: mail_builder::headers::date::Date::now().to_rfc822(),
+                certificate_sha256: presented.certificate_sha256.clone(),
+            };
+            let in_force = self.trust.store.record_first(&server, record)?;
+            // Two first contacts that saw different keys: one of them was
+            // not talking to the real server.
+            if in_force.pin != presented.leaf.to_string() {
+                return Err(PinMismatch {
+                    server,
+                    seen: presented.leaf.to_string(),
+                    pinned: in_force.pin,
+                }
+                .into());
+            }
+            tracing::info!(%server, pin = %presented.leaf, "first contact: recorded the server's key (trust on first use)");
         }
+        Ok(Stream::Client(Box::new(tls)))
     }
 }
 
@@ -72,24 +131,32 @@ fn pem_error(path: &Path, e: impl std::fmt::Display) -> TlsError {
     }
 }
 
-/// Turns a handshake failure into a sentence with a hint.
-fn explain(e: &std::io::Error) -> String {
+/// Turns a handshake failure into an error that says what to do.
+fn handshake_error(server: &str, e: &std::io::Error) -> TlsError {
     use rustls::CertificateError;
+    let handshake = |reason: String| TlsError::Handshake {
+        host: server.to_string(),
+        reason,
+    };
     let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
-        return e.to_string();
+        return handshake(e.to_string());
     };
     match tls {
-        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            "the server's certificate is not signed by a trusted authority; if the provider uses a private CA, add it with ca_file".into()
-        }
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => match other.0.downcast_ref::<PinMismatch>() {
+            Some(mismatch) => TlsError::PinMismatch(mismatch.clone()),
+            None => handshake(other.to_string()),
+        },
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => handshake(
+            "the server's certificate is not signed by a trusted authority; if the provider uses a private CA, add it with ca_file, or pin its key (trust = \"pin\", see 'sealpost pin fetch')".into(),
+        ),
         rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
         | rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
-            "the server's certificate is for a different host name; check the server name in the account's URL".into()
+            handshake("the server's certificate is for a different host name; check the server name in the account's URL".into())
         }
         rustls::Error::InvalidCertificate(CertificateError::Expired)
         | rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. }) => {
-            "the server's certificate has expired".into()
+            handshake("the server's certificate has expired".into())
         }
-        other => other.to_string(),
+        other => handshake(other.to_string()),
     }
 }
