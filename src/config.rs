@@ -218,6 +218,12 @@ impl ServerUrl {
         Self::parse(url, ("smtp", 587), ("smtps", 465))
     }
 
+    /// Parses `imap://host[:port]` (STARTTLS) or `imaps://host[:port]`
+    /// (default ports 143 and 993).
+    pub fn parse_imap(url: &str) -> Result<ServerUrl, String> {
+        Self::parse(url, ("imap", 143), ("imaps", 993))
+    }
+
     fn parse(url: &str, starttls: (&str, u16), implicit: (&str, u16)) -> Result<ServerUrl, String> {
         let (scheme, rest) = url
             .split_once("://")

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use sealpost::config::{self, Config};
-use sealpost::tls::LocalTls;
+use sealpost::tls::{fetch_chain, ChainEntry, FetchTarget, LocalTls, PinRecord, PinStore};
 use sealpost::message::{decrypt_message, encrypt_message, sign_message, Envelope};
 use sealpost::pgp::{Keystore, PassphraseSource, UnlockedKey};
 use sequoia_openpgp::serialize::Serialize;
@@ -42,6 +42,33 @@ enum Command {
     /// Print the local certificate's SHA-256 fingerprint (to compare with
     /// what the mail client shows), generating the certificate if needed
     LocalCert,
+    /// Inspect and manage the keys of upstream servers (certificate pinning)
+    #[command(subcommand)]
+    Pin(PinCommand),
+}
+
+#[derive(Subcommand)]
+enum PinCommand {
+    /// Connect to a server and print its certificate chain, each key's pin and the config line to paste
+    Fetch {
+        /// smtp://host:587, smtps://host:465, imap://host:143 or imaps://host:993
+        url: String,
+    },
+    /// List the server keys recorded on first contact (trust = "tofu")
+    List,
+    /// Record the key a server presents now, after a legitimate key change
+    Accept {
+        /// HOST:PORT (the protocol is taken from the configured accounts or the port), or a URL
+        server: String,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Forget the recorded key of a server; the next connection records anew
+    Forget {
+        /// HOST:PORT
+        server: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -127,6 +154,7 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
         Command::LocalCert => local_cert(&loaded.config).map(|()| ExitCode::SUCCESS),
+        Command::Pin(command) => pin(&loaded.config, command).map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,
@@ -338,6 +366,113 @@ fn local_cert(config: &Config) -> Result<()> {
     let tls = local_tls(config)?;
     println!("{}\n  file: {}", tls.fingerprint, tls.cert_path.display());
     Ok(())
+}
+
+fn pin(config: &Config, command: PinCommand) -> Result<()> {
+    let store = PinStore::new(&config.data_dir);
+    match command {
+        PinCommand::Fetch { url } => {
+            let target = FetchTarget::parse(&url).map_err(anyhow::Error::msg)?;
+            let chain = fetch(&target)?;
+            print_chain(&target, &chain);
+            let pins: Vec<String> = chain.iter().map(|c| format!("\"{}\"", c.pin)).collect();
+            println!("\nConfig line (the first pin is the server's own key; pin a backup key as well before a rotation):");
+            println!("pins = [{}]", pins.join(", "));
+        }
+        PinCommand::List => {
+            let records = store.all()?;
+            if records.is_empty() {
+                println!("no server keys recorded yet ({})", store.path().display());
+            }
+            for (server, record) in records {
+                println!("{server}\n  pin: {}\n  recorded: {}\n  certificate SHA-256: {}", record.pin, record.recorded, record.certificate_sha256);
+            }
+        }
+        PinCommand::Accept { server, yes } => {
+            let target = accept_target(config, &server)?;
+            let chain = fetch(&target)?;
+            print_chain(&target, &chain);
+            let leaf = chain.first().context("the server presented no certificate")?;
+            let previous = store.get(&target.server())?;
+            if let Some(previous) = &previous {
+                println!("\nrecorded now: {}", previous.pin);
+            }
+            println!("presented:    {}", leaf.pin);
+            if !yes && !confirm(&format!("Record {} for {}?", leaf.pin, target.server()))? {
+                bail!("nothing recorded");
+            }
+            store.replace(
+                &target.server(),
+                PinRecord {
+                    pin: leaf.pin.to_string(),
+                    issuer_pin: chain.get(1).map(|c| c.pin.to_string()),
+                    recorded: mail_builder::headers::date::Date::now().to_rfc822(),
+                    certificate_sha256: leaf.sha256.clone(),
+                },
+            )?;
+            println!("recorded {} for {}", leaf.pin, target.server());
+        }
+        PinCommand::Forget { server } => {
+            if store.forget(&server)? {
+                println!("forgot the key of {server}; the next connection records the key it sees");
+            } else {
+                bail!("no key recorded for {server}; see 'sealpost pin list'");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fetch(target: &FetchTarget) -> Result<Vec<ChainEntry>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(runtime.block_on(fetch_chain(target))?)
+}
+
+fn print_chain(target: &FetchTarget, chain: &[ChainEntry]) {
+    println!("{} presents {} certificate(s):", target.server(), chain.len());
+    for (i, cert) in chain.iter().enumerate() {
+        println!(
+            "[{i}] subject: {}\n    issuer: {}\n    valid: {} until {}\n    SHA-256: {}\n    pin: {}",
+            cert.subject, cert.issuer, cert.not_before, cert.not_after, cert.sha256, cert.pin
+        );
+    }
+}
+
+/// The URL for `pin accept`: given, or found from the configured accounts
+/// with this host:port, or from a well-known port.
+fn accept_target(config: &Config, server: &str) -> Result<FetchTarget> {
+    if server.contains("://") {
+        return FetchTarget::parse(server).map_err(anyhow::Error::msg);
+    }
+    let configured = config
+        .accounts
+        .iter()
+        .filter_map(|a| a.smtp.as_deref())
+        .filter_map(|url| FetchTarget::parse(url).ok())
+        .find(|t| t.server().eq_ignore_ascii_case(server));
+    if let Some(target) = configured {
+        return Ok(target);
+    }
+    let (host, port) = server.rsplit_once(':').context("give HOST:PORT or a URL such as smtps://host:465")?;
+    let scheme = match port {
+        "465" => "smtps",
+        "587" | "25" => "smtp",
+        "993" => "imaps",
+        "143" => "imap",
+        _ => bail!("cannot tell how to connect to {server}; give a URL such as smtps://{server} or imaps://{server}"),
+    };
+    FetchTarget::parse(&format!("{scheme}://{host}:{port}")).map_err(anyhow::Error::msg)
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        bail!("not on a terminal: pass --yes to record without asking");
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 #[cfg(test)]

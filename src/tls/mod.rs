@@ -6,6 +6,7 @@
 //! checking (and later pinning) happens in exactly one place. It knows
 //! nothing about SMTP or IMAP.
 
+mod fetch;
 mod local;
 mod pin;
 mod pinstore;
@@ -15,6 +16,7 @@ mod verify;
 
 use std::sync::Arc;
 
+pub use fetch::{fetch_chain, ChainEntry, FetchTarget, Protocol};
 pub use local::LocalTls;
 pub use pin::{Pin, TrustMode};
 pub use pinstore::{PinRecord, PinStore};
