@@ -28,27 +28,59 @@ pub fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
+/// How a test proxy is configured beyond the defaults.
+#[derive(Default)]
+pub struct Setup<'a> {
+    /// The account's submission URL (default: the stack's STARTTLS port).
+    pub upstream: Option<&'a str>,
+    /// Top-level configuration (e.g. a `[policy]` table).
+    pub extra: &'a str,
+    /// Lines added to the `[[account]]` table (e.g. `trust = "pin"`).
+    pub account: &'a str,
+    /// Leave out the stack's CA as `ca_file`.
+    pub without_ca_file: bool,
+}
+
 impl Proxy {
     /// Starts a proxy whose data_dir is `user`'s key store, with one
     /// account for `user` submitting to `upstream` (an `smtp://` or
     /// `smtps://` URL; `None` means the stack's STARTTLS submission port).
     /// `extra` is appended to the configuration (e.g. a `[policy]` table).
     pub fn start(user: &User, upstream: Option<&str>, extra: &str) -> Proxy {
+        Proxy::start_with(
+            user,
+            Setup {
+                upstream,
+                extra,
+                ..Setup::default()
+            },
+        )
+    }
+
+    /// Starts a proxy as [`Setup`] says.
+    pub fn start_with(user: &User, setup: Setup<'_>) -> Proxy {
         let stack: &Stack = stack();
         let (smtp, smtps, metrics) = (free_port(), free_port(), free_port());
-        let upstream = upstream
+        let upstream = setup
+            .upstream
             .map(str::to_string)
             .unwrap_or_else(|| format!("smtp://{}:{}", stack.tls_name, stack.submission_port));
+        let ca_line = if setup.without_ca_file {
+            String::new()
+        } else {
+            format!("ca_file = \"{}\"\n", stack.ca_file.display())
+        };
         let config_dir = tempfile::tempdir().unwrap();
         let config = config_dir.path().join("sealpost.toml");
         std::fs::write(
             &config,
             format!(
                 "data_dir = \"{data}\"\n{extra}\n[listen]\nsmtp = \"{smtp}\"\nsmtps = \"{smtps}\"\nmetrics = \"{metrics}\"\n\n\
-[[account]]\nlogin = \"{login}\"\nsmtp = \"{upstream}\"\nca_file = \"{ca}\"\n",
+[[account]]\nlogin = \"{login}\"\nsmtp = \"{upstream}\"\n{ca_line}{account}\n",
                 data = user.dir.path().display(),
+                extra = setup.extra,
                 login = user.email,
-                ca = stack.ca_file.display(),
+                account = setup.account,
             ),
         )
         .unwrap();
