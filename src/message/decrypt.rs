@@ -231,7 +231,10 @@ fn open_pgp_mime(
             reason: "multipart/encrypted message without an encryption layer".into(),
         });
     }
-    let plaintext = to_crlf(&decrypted.plaintext).into_owned();
+    let plaintext = match to_crlf(&decrypted.plaintext) {
+        std::borrow::Cow::Borrowed(_) => decrypted.plaintext,
+        std::borrow::Cow::Owned(converted) => converted,
+    };
     let mut signatures = decrypted.signatures;
     let mut payload = Entity::parse(&plaintext);
     // RFC 3156 §6.1: a multipart/signed inside the encryption.
@@ -244,17 +247,37 @@ fn open_pgp_mime(
     }
     // pEp and RFC 8551 wrap the whole message as message/rfc822.
     let ct = payload.content_type();
-    if ct.is("message/rfc822") && ct.param("hp").is_none() && ct.param("protected-headers").is_none() {
+    let (header, status, body) = if ct.is("message/rfc822") && ct.param("hp").is_none() && ct.param("protected-headers").is_none() {
         let inner = Entity::parse(payload.body);
-        return Ok(render(outer, &inner, true, signatures, false, Vec::new()));
-    }
-    let marked = ct.param("protected-headers").is_some() || ct.param("hp").is_some();
-    Ok(render(outer, &payload, marked, signatures, false, Vec::new()))
+        let (header, status) = render(outer, &inner, true, signatures, false, Vec::new());
+        (header, status, range_within(&plaintext, inner.body))
+    } else {
+        let marked = ct.param("protected-headers").is_some() || ct.param("hp").is_some();
+        let (header, status) = render(outer, &payload, marked, signatures, false, Vec::new());
+        (header, status, range_within(&plaintext, payload.body))
+    };
+    Ok((assemble(header, plaintext, body), status))
 }
 
-/// Builds the message a client sees: outer fields not replaced by protected
-/// ones, then the protected fields, then the payload's own content fields
-/// and body.
+/// Where `part` (a sub-slice) lies within `buffer`.
+fn range_within(buffer: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = part.as_ptr() as usize - buffer.as_ptr() as usize;
+    debug_assert!(start + part.len() <= buffer.len());
+    start..start + part.len()
+}
+
+/// `header` followed by `buffer[body]`, built in `buffer`'s own memory:
+/// a large decrypted body is moved, not copied.
+fn assemble(header: Vec<u8>, mut buffer: Vec<u8>, body: std::ops::Range<usize>) -> Vec<u8> {
+    buffer.truncate(body.end);
+    buffer.splice(0..body.start, header);
+    buffer
+}
+
+/// Builds the header section a client sees, blank line included: outer
+/// fields not replaced by protected ones, then the protected fields, then
+/// the payload's own content fields, then the status. The payload's body
+/// follows it unchanged.
 fn render(
     outer: &Entity<'_>,
     payload: &Entity<'_>,
@@ -295,7 +318,7 @@ fn render(
         warnings,
     };
 
-    let mut out = Vec::with_capacity(payload.body.len() + outer.header.len() + 512);
+    let mut out = Vec::with_capacity(outer.header.len() + payload.header.len() + 512);
     for f in &outer.fields {
         let replaced = protected.iter().any(|p| p.name().eq_ignore_ascii_case(f.name()));
         let keep = !replaced && !f.is(STATUS_HEADER) && (!f.is_structural() || f.is("MIME-Version"));
@@ -311,7 +334,6 @@ fn render(
     }
     push_status(&mut out, &status);
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(payload.body);
     (out, status)
 }
 
@@ -374,7 +396,9 @@ fn open_inline(entity: &Entity<'_>, keys: &[UnlockedKey], keystore: &Keystore) -
     mixed.extend_from_slice(b"\r\n");
     mixed.extend_from_slice(&plaintext);
     let payload = Entity::parse(&mixed);
-    Ok(render(entity, &payload, false, decrypted.signatures, true, warnings))
+    let (header, status) = render(entity, &payload, false, decrypted.signatures, true, warnings);
+    let body = range_within(&mixed, payload.body);
+    Ok((assemble(header, mixed, body), status))
 }
 
 /// The body after undoing quoted-printable or base64.

@@ -175,6 +175,9 @@ pub struct Decrypted {
     pub signatures: SignatureCheck,
 }
 
+/// sequoia's look-ahead while decrypting.
+const DECRYPT_BUFFER: usize = 256 * 1024;
+
 /// Decrypts (and verifies) an OpenPGP message, armored or binary, with our
 /// unlocked keys; signer certificates come from `keystore`. Unprotected
 /// (SED) data and data whose MDC fails are refused.
@@ -193,8 +196,12 @@ fn decrypt_unguarded(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore) 
         signatures: SignatureCheck::default(),
         was_encrypted: false,
     };
+    // The whole plaintext is collected and used only after the final
+    // integrity and signature checks pass, so sequoia need not hold back
+    // its own (default 25 MiB) copy until then.
     let mut decryptor = DecryptorBuilder::from_bytes(message)
         .map_err(|e| format!("not an OpenPGP message: {e}"))?
+        .buffer_size(DECRYPT_BUFFER)
         .with_policy(&POLICY, None, helper)
         .map_err(describe_decrypt_error)?;
     let mut plaintext = Vec::with_capacity(message.len());
