@@ -172,3 +172,118 @@ fn pin_fetch_prints_the_chain_and_the_line_to_paste() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("STARTTLS refused"));
 }
+
+/// A proxy whose account submits to `port` of the stack (same host name,
+/// another certificate) with these account lines.
+fn proxy_for(alice: &User, port: u16, account: &str) -> Proxy {
+    let url = format!("smtp://{}:{}", stack().tls_name, port);
+    Proxy::start_with(
+        alice,
+        Setup {
+            upstream: Some(&url),
+            account,
+            ..Setup::default()
+        },
+    )
+}
+
+/// Records `pin` for `port` as if the first contact had shown it.
+fn first_contact_saw(alice: &User, port: u16, pin: &Pin) {
+    let record = sealpost::tls::PinRecord {
+        pin: pin.to_string(),
+        issuer_pin: None,
+        recorded: "first contact".into(),
+        certificate_sha256: String::new(),
+    };
+    PinStore::new(alice.dir.path())
+        .record_first(&format!("{}:{port}", stack().tls_name), record)
+        .unwrap();
+}
+
+/// Sessions of the impostor service that saw an AUTH command (Postfix logs
+/// `auth=1` or `auth=0/1` when the session ends), i.e. whether a
+/// credential reached it.
+fn impostor_logins() -> usize {
+    std::fs::read_to_string(&stack().postfix_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("pin-impostor") && l.contains(" auth="))
+        .count()
+}
+
+/// [`impostor_logins`] once Postfix has logged the sessions that ended.
+fn impostor_logins_settled(expected_at_least: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let n = impostor_logins();
+        if n >= expected_at_least || std::time::Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_impostor_certificate_from_the_trusted_ca_fools_ca_mode_only() {
+    let stack = stack();
+    let real = pin_of(&stack.server_cert);
+    let port = stack.impostor_submission_port;
+
+    // The attack: a certificate for the right name from a trusted CA, but
+    // not the provider's key. CA checking alone lets it through.
+    let alice = User::new("alice@example.org");
+    let before = impostor_logins();
+    let proxy = proxy_for(&alice, port, "trust = \"ca\"\n");
+    assert!(login(&proxy).starts_with("235"));
+    drop(proxy);
+    assert_eq!(impostor_logins_settled(before + 1), before + 1, "the login reached the impostor");
+
+    let refused = [
+        ("pin", format!("trust = \"pin\"\npins = [\"{real}\"]\n")),
+        ("ca+pin", format!("trust = \"ca+pin\"\npins = [\"{real}\"]\n")),
+        ("tofu after contact with the real key", String::new()),
+    ];
+    for (what, account) in refused {
+        let alice = User::new("alice@example.org");
+        if account.is_empty() {
+            first_contact_saw(&alice, port, &real);
+        }
+        let before = impostor_logins_settled(0);
+        let proxy = proxy_for(&alice, port, &account);
+        let reply = login(&proxy);
+        drop(proxy);
+        assert!(
+            reply.starts_with(&format!("421 4.7.0 Sealpost: {}:{port} presented an unexpected key (seen {}", stack.tls_name, pin_of(&stack.impostor_cert))),
+            "{what}: {reply}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        assert_eq!(impostor_logins(), before, "{what}: no credential reached the impostor");
+    }
+}
+
+#[test]
+fn pins_need_no_ca_and_catch_certificates_from_other_cas() {
+    let stack = stack();
+    let alice = User::new("alice@example.org");
+    let selfsigned = format!("trust = \"pin\"\npins = [\"{}\"]\n", pin_of(&stack.selfsigned_cert));
+    assert!(login(&proxy_for(&alice, stack.selfsigned_submission_port, &selfsigned)).starts_with("235"));
+    let ca_only = login(&proxy_for(&alice, stack.selfsigned_submission_port, "trust = \"ca\"\n"));
+    assert!(ca_only.starts_with("421 4.7.0") && ca_only.contains("not signed by a trusted authority"), "{ca_only}");
+    let other_ca = login(&proxy_for(&alice, stack.other_ca_submission_port, "trust = \"ca\"\n"));
+    assert!(other_ca.starts_with("421 4.7.0"), "{other_ca}");
+}
+
+#[test]
+fn a_renewal_with_the_same_key_passes_and_a_backup_pin_allows_rotation() {
+    let stack = stack();
+    let alice = User::new("alice@example.org");
+    let real = pin_of(&stack.server_cert);
+    assert_eq!(pin_of(&stack.renewed_cert), real, "the renewal keeps the key");
+    first_contact_saw(&alice, stack.renewed_submission_port, &real);
+    assert!(login(&proxy_for(&alice, stack.renewed_submission_port, "")).starts_with("235"), "TOFU: same key, new certificate");
+
+    // The provider moves to its pre-announced backup key (here: the
+    // impostor's key plays the new key); pinned in advance, it passes.
+    let rotated = format!("trust = \"pin\"\npins = [\"{real}\", \"{}\"]\n", pin_of(&stack.impostor_cert));
+    assert!(login(&proxy_for(&alice, stack.impostor_submission_port, &rotated)).starts_with("235"));
+}

@@ -19,7 +19,26 @@ STACK_HOST=127.0.0.1
 # behaves like a real provider: LOGINDISABLED until STARTTLS.
 IMAP_STRICT_HOST=127.0.0.2
 
-POSTFIX_PORTS=("$SMTP_INJECT_PORT" "$SMTP_SUBMISSION_PORT" "$SMTP_SUBMISSIONS_PORT" "$SMTP_PLAINAUTH_PORT")
+# Certificate-pinning services: the same names (localhost, 127.0.0.1, ::1,
+# 127.0.0.2), each port presenting another certificate (see pin_cert below).
+# Submission ports: the rules of $SMTP_SUBMISSION_PORT (STARTTLS required).
+IMPOSTOR_SUBMISSION_PORT=31591   # impostor.pem: same CA, another key
+OTHER_CA_SUBMISSION_PORT=31592   # other-ca.pem: signed by the second CA
+SELFSIGNED_SUBMISSION_PORT=31593 # selfsigned.pem: no CA, its own key
+RENEWED_SUBMISSION_PORT=31594    # renewed.pem: same CA, same key as server.pem
+# IMAPS (implicit TLS), one small extra Dovecot instance per certificate:
+# Dovecot chooses ssl_cert by local IP or SNI name, never by port.
+IMPOSTOR_IMAPS_PORT=31995
+OTHER_CA_IMAPS_PORT=31996
+SELFSIGNED_IMAPS_PORT=31997
+RENEWED_IMAPS_PORT=31998
+# The pinning variants, and their ports in the same order.
+PIN_NAMES=(impostor other-ca selfsigned renewed)
+PIN_SUBMISSION_PORTS=("$IMPOSTOR_SUBMISSION_PORT" "$OTHER_CA_SUBMISSION_PORT" "$SELFSIGNED_SUBMISSION_PORT" "$RENEWED_SUBMISSION_PORT")
+PIN_IMAPS_PORTS=("$IMPOSTOR_IMAPS_PORT" "$OTHER_CA_IMAPS_PORT" "$SELFSIGNED_IMAPS_PORT" "$RENEWED_IMAPS_PORT")
+
+POSTFIX_PORTS=("$SMTP_INJECT_PORT" "$SMTP_SUBMISSION_PORT" "$SMTP_SUBMISSIONS_PORT" "$SMTP_PLAINAUTH_PORT"
+  "${PIN_SUBMISSION_PORTS[@]}")
 DOVECOT_PORTS=("$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT" "$SASL_PORT")
 
 # The mailbox users: address and password pw-<localpart>.
@@ -61,7 +80,28 @@ stack_paths() {
   POSTFIX_DATA="$DIR/postfix-data"
   POSTFIX_PID="$POSTFIX_QUEUE/pid/master.pid"
   POSTFIX_LOG="$LOG_DIR/postfix.log"
+  # One directory per pinning Dovecot instance: DOVECOT_PINS/<name>/
+  # holds dovecot.conf, run/ (its base_dir) and state/.
+  DOVECOT_PINS="$DIR/dovecot-pins"
   STAMP="$DIR/.stamp"
+}
+
+# pin_submission_port NAME, pin_imaps_port NAME, pin_cert NAME, pin_key
+# NAME: the ports, certificate and private key of a pinning variant
+# (PIN_NAMES). "renewed" reuses server.key: a renewal without a key change.
+pin_index() {
+  local i
+  for i in "${!PIN_NAMES[@]}"; do
+    [ "${PIN_NAMES[$i]}" != "$1" ] || { echo "$i"; return 0; }
+  done
+  echo "teststack: no pinning variant '$1' (${PIN_NAMES[*]})" >&2
+  return 1
+}
+pin_submission_port() { local i; i="$(pin_index "$1")" && echo "${PIN_SUBMISSION_PORTS[$i]}"; }
+pin_imaps_port() { local i; i="$(pin_index "$1")" && echo "${PIN_IMAPS_PORTS[$i]}"; }
+pin_cert() { echo "$TLS_DIR/$1.pem"; }
+pin_key() {
+  if [ "$1" = renewed ]; then echo "$TLS_DIR/server.key"; else echo "$TLS_DIR/$1.key"; fi
 }
 
 # pid_of_file FILE EXPECTED_COMM: prints the pid in FILE if that process is
@@ -86,6 +126,8 @@ alive() {
 }
 
 dovecot_pid() { pid_of_file "$DOVECOT_PID" dovecot; }
+# pin_dovecot_pid NAME: the master of the pinning Dovecot instance NAME.
+pin_dovecot_pid() { pid_of_file "$DOVECOT_PINS/$1/run/master.pid" dovecot; }
 postfix_pid() { pid_of_file "$POSTFIX_PID" master; }
 
 # listening_ports: the TCP ports listened on by anyone (one ss call).

@@ -289,5 +289,182 @@ spare_certs() {
 }
 check "spare certificates: impostor (same CA, other key), other-ca (second CA)" spare_certs
 
+# ---------------------------------------------------------------- pinning
+# Every pinning port presents its own certificate for the same names; the
+# fingerprints of what is served must match the files in DIR/tls.
+
+# pin_env NAME WHAT: a pinning variant's value from DIR/env, e.g.
+# pin_env other-ca SUBMISSION_PORT is $OTHER_CA_SUBMISSION_PORT.
+pin_env() {
+  local var
+  var="$(tr a-z- A-Z_ <<<"$1")_$2"
+  [ -n "${!var:-}" ] || { echo "selftest: $DIR/env has no $var" >&2; return 1; }
+  echo "${!var}"
+}
+
+# The trust anchor under which each variant verifies: the test CA for
+# impostor and renewed, the second CA for other-ca, itself for selfsigned.
+pin_anchor() {
+  case "$1" in
+    impostor | renewed) echo "$CA_FILE" ;;
+    other-ca) echo "$CA2_FILE" ;;
+    selfsigned) echo "$SELFSIGNED_CERT" ;;
+  esac
+}
+# fingerprint / spki: SHA-256 of the certificate / of its public key
+# (SubjectPublicKeyInfo, DER), from PEM on stdin.
+fingerprint() { openssl x509 -noout -fingerprint -sha256 | cut -d= -f2; }
+spki() { openssl x509 -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1; }
+# served PORT [smtp]: the PEM certificate presented on PORT (implicit TLS,
+# or STARTTLS for smtp).
+served() {
+  local st=()
+  [ -z "${2:-}" ] || st=(-starttls "$2")
+  openssl s_client -connect "$STACK_HOST:$1" "${st[@]}" -servername localhost </dev/null 2>/dev/null |
+    sed -n '/-BEGIN CERTIFICATE-/,/-END CERTIFICATE-/p'
+}
+# verifies PORT MODE CAFILE: the served chain verifies for localhost under CAFILE.
+verifies() {
+  local st=() t
+  [ -z "$2" ] || st=(-starttls "$2")
+  t="$(openssl s_client -connect "$STACK_HOST:$1" "${st[@]}" -servername localhost \
+    -verify_hostname localhost -CAfile "$3" -verify_return_error </dev/null 2>&1)"
+  grep -q 'Verify return code: 0 (ok)' <<<"$t"
+}
+
+pin_serves() { # NAME PORT [smtp]
+  local name="$1" port="$2" mode="${3:-}" want got anchor other
+  want="$(fingerprint <"$(pin_env "$name" CERT)")"
+  got="$(served "$port" "$mode" | fingerprint)"
+  echo "$name on $port: expected $want"
+  echo "$name on $port: served   $got"
+  [ -n "$got" ] && [ "$got" = "$want" ] || return 1
+  [ "$got" != "$(fingerprint <"$SERVER_CERT")" ] || { echo "that is server.pem"; return 1; }
+  anchor="$(pin_anchor "$name")"
+  verifies "$port" "$mode" "$anchor" || { echo "does not verify under $anchor"; return 1; }
+  # ...and under no other anchor.
+  for other in "$CA_FILE" "$CA2_FILE" "$SELFSIGNED_CERT"; do
+    [ "$other" = "$anchor" ] && continue
+    ! verifies "$port" "$mode" "$other" || { echo "also verifies under $other"; return 1; }
+  done
+  echo "verifies under $anchor only"
+}
+for name in "${PIN_NAMES[@]}"; do
+  anchor="$(pin_anchor "$name")"
+  check "pinning submission $(pin_env "$name" SUBMISSION_PORT) STARTTLS: serves $name.pem, verifies under ${anchor#"$STACK_DIR"/} only" \
+    pin_serves "$name" "$(pin_env "$name" SUBMISSION_PORT)" smtp
+  check "pinning imaps $(pin_env "$name" IMAPS_PORT): serves $name.pem, verifies under ${anchor#"$STACK_DIR"/} only" \
+    pin_serves "$name" "$(pin_env "$name" IMAPS_PORT)"
+done
+
+pin_keys() {
+  local server renewed impostor other selfsigned
+  server="$(spki <"$SERVER_CERT")"
+  renewed="$(spki <"$RENEWED_CERT")"
+  impostor="$(spki <"$IMPOSTOR_CERT")"
+  other="$(spki <"$OTHER_CA_CERT")"
+  selfsigned="$(spki <"$SELFSIGNED_CERT")"
+  printf 'SPKI sha256 %-10s %s\n' server "$server" renewed "$renewed" impostor "$impostor" \
+    other-ca "$other" selfsigned "$selfsigned"
+  [ "$renewed" = "$server" ] || { echo "renewed.pem has another key"; return 1; }
+  [ "$impostor" != "$server" ] && [ "$other" != "$server" ] && [ "$selfsigned" != "$server" ] || return 1
+  [ "$(printf '%s\n' "$server" "$impostor" "$other" "$selfsigned" | sort -u | wc -l)" -eq 4 ] || return 1
+  # As served: 31594 presents the key of 31587, 31591 another one.
+  [ "$(served "$RENEWED_SUBMISSION_PORT" smtp | spki)" = "$(served "$SMTP_SUBMISSION_PORT" smtp | spki)" ] || return 1
+  [ "$(served "$IMPOSTOR_SUBMISSION_PORT" smtp | spki)" != "$(served "$SMTP_SUBMISSION_PORT" smtp | spki)" ] || return 1
+  [ "$(served "$RENEWED_IMAPS_PORT" | spki)" = "$(served "$IMAPS_PORT" | spki)" ] || return 1
+  # renewed.pem is another certificate from the same CA: other serial, other validity.
+  local a b
+  a="$(openssl x509 -in "$SERVER_CERT" -noout -serial -enddate)"
+  b="$(openssl x509 -in "$RENEWED_CERT" -noout -serial -enddate)"
+  printf 'server.pem  %s\nrenewed.pem %s\n' "$(tr '\n' ' ' <<<"$a")" "$(tr '\n' ' ' <<<"$b")"
+  [ "$(sed -n 1p <<<"$a")" != "$(sed -n 1p <<<"$b")" ] && [ "$(sed -n 2p <<<"$a")" != "$(sed -n 2p <<<"$b")" ] || return 1
+  [ "$(openssl x509 -in "$RENEWED_CERT" -noout -issuer)" = "$(openssl x509 -in "$SERVER_CERT" -noout -issuer)" ] || return 1
+  # selfsigned.pem: its own issuer, unknown to both CAs.
+  [ "$(openssl x509 -in "$SELFSIGNED_CERT" -noout -issuer | cut -d= -f2-)" = \
+    "$(openssl x509 -in "$SELFSIGNED_CERT" -noout -subject | cut -d= -f2-)" ] || return 1
+  ! openssl verify -CAfile "$CA_FILE" "$SELFSIGNED_CERT" && ! openssl verify -CAfile "$CA2_FILE" "$SELFSIGNED_CERT"
+}
+check "pinning keys: renewed.pem has server.pem's SPKI (also as served on 31594 vs 31587), impostor/other-ca/selfsigned do not" pin_keys
+
+pin_submission_rules() {
+  local name port t
+  for name in "${PIN_NAMES[@]}"; do
+    port="$(pin_env "$name" SUBMISSION_PORT)"
+    t="$(swaks_q --port "$port" --quit-after EHLO 2>&1)"
+    if ! grep -q '250-STARTTLS' <<<"$t" || grep -q 'AUTH' <<<"$t"; then
+      echo "$t"
+      return 1
+    fi
+    t="$(swaks_q --port "$port" --from alice@example.org --to bob@example.net 2>&1 || true)"
+    grep -qE '^<~?\*+ +530 .*STARTTLS' <<<"$t" || { echo "$t"; return 1; }
+    # AUTH works after STARTTLS, verifying the certificate under its anchor.
+    swaks_q --port "$port" -tls --tls-verify --tls-ca-path "$(pin_anchor "$name")" \
+      --auth PLAIN --auth-user erin@example.org --auth-password pw-erin \
+      --from erin@example.org --to bob@example.net --quit-after AUTH >"$OUT.x" 2>&1 || { cat "$OUT.x"; return 1; }
+    echo "$name $port: STARTTLS required, 530 before it, AUTH after it"
+  done
+  rm -f "$OUT.x"
+}
+check "pinning submission 31591-31594: same rules as 31587 (no AUTH/MAIL before STARTTLS, AUTH after)" pin_submission_rules
+
+pin_renewed_delivers() {
+  swaks_q --port "$RENEWED_SUBMISSION_PORT" -tls --tls-verify --tls-ca-path "$CA_FILE" \
+    --auth LOGIN --auth-user bob@example.net --auth-password pw-bob \
+    --from bob@example.net --to alice@example.org \
+    --header "Subject: $TOKEN renewed" --body "body $TOKEN renewed"
+  wait_mail alice@example.org "$TOKEN renewed" 10
+}
+check "pinning submission $RENEWED_SUBMISSION_PORT (renewed): AUTH LOGIN as bob, delivered to alice" pin_renewed_delivers
+
+# with_ca FILE COMMAND...: runs COMMAND with CA_FILE=FILE in its environment.
+with_ca() {
+  local CA_FILE="$1"
+  export CA_FILE
+  shift
+  "$@"
+}
+for name in "${PIN_NAMES[@]}"; do
+  check "pinning imaps $(pin_env "$name" IMAPS_PORT) ($name): LOGIN as alice, the main instance's mail and mailboxes" \
+    with_ca "$(pin_anchor "$name")" imap_py imaps "$STACK_HOST" "$(pin_env "$name" IMAPS_PORT)" alice@example.org "$TOKEN plainauth"
+done
+
+# resumed PORT MODE SESSION: "Reused" or "New" for a connection offering SESSION.
+resumed() {
+  local st=()
+  [ -z "$2" ] || st=(-starttls "$2")
+  openssl s_client -connect "$STACK_HOST:$1" "${st[@]}" -servername localhost -sess_in "$3" </dev/null 2>&1 |
+    grep -oE '^(New|Reused),' | tr -d ,
+}
+no_cross_port_resumption() {
+  local sess name r
+  sess="$(mktemp)"
+  # QUIT / LOGOUT make s_client read on until the server closes, so it also
+  # receives the TLS 1.3 session ticket that -sess_out saves.
+  printf 'QUIT\r\n' | openssl s_client -connect "$STACK_HOST:$SMTP_SUBMISSION_PORT" -starttls smtp \
+    -servername localhost -ign_eof -sess_out "$sess" >/dev/null 2>&1
+  # Control: 31587 itself (and 31465) resume it, through tlsmgr's shared
+  # ticket key; that is what the pinning ports must not do.
+  r="$(resumed "$SMTP_SUBMISSION_PORT" smtp "$sess")"
+  echo "session from $SMTP_SUBMISSION_PORT offered to $SMTP_SUBMISSION_PORT: $r"
+  [ "$r" = Reused ] || { echo "(the control failed: no usable session saved)"; rm -f "$sess"; return 1; }
+  for name in "${PIN_NAMES[@]}"; do
+    r="$(resumed "$(pin_env "$name" SUBMISSION_PORT)" smtp "$sess")"
+    echo "session from $SMTP_SUBMISSION_PORT offered to $(pin_env "$name" SUBMISSION_PORT): $r"
+    [ "$r" = New ] || { rm -f "$sess"; return 1; }
+  done
+  # Dovecot never resumes at all (a new imap-login process, with new ticket
+  # keys, per connection), but check the pinning instances all the same.
+  printf 'a LOGOUT\r\n' | openssl s_client -connect "$STACK_HOST:$IMAPS_PORT" \
+    -servername localhost -ign_eof -sess_out "$sess" >/dev/null 2>&1
+  for name in "${PIN_NAMES[@]}"; do
+    r="$(resumed "$(pin_env "$name" IMAPS_PORT)" "" "$sess")"
+    echo "session from $IMAPS_PORT offered to $(pin_env "$name" IMAPS_PORT): $r"
+    [ "$r" = New ] || { rm -f "$sess"; return 1; }
+  done
+  rm -f "$sess"
+}
+check "pinning ports: no TLS session resumption from 31587/31993 (the certificate is always sent)" no_cross_port_resumption
+
 echo "selftest: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -3,6 +3,9 @@
 # a deliberately broken plain-auth submission port, plain SMTP injection) and
 # a real Dovecot (IMAP+STARTTLS, IMAPS, LMTP, SASL auth), both on 127.0.0.1
 # high ports, with all state under DIR (default /tmp/sealpost-teststack).
+# For certificate-pinning tests, four more submission ports and four small
+# extra Dovecot instances (IMAPS) present other certificates for the same
+# names.
 #
 #   deploy/teststack/start.sh [DIR]
 #
@@ -27,10 +30,16 @@ die() { echo "teststack: error: $*" >&2; exit 1; }
 # ---------------------------------------------------------------- fast path
 # Everything up, every port listening, configuration from this very script:
 # nothing to do. No lock, no package checks: this must stay well under 1 s.
+pins_running() {
+  local n
+  for n in "${PIN_NAMES[@]}"; do
+    pin_dovecot_pid "$n" >/dev/null || return 1
+  done
+}
 healthy() {
   [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(stamp_value)" ] &&
-    dovecot_pid >/dev/null && postfix_pid >/dev/null &&
-    all_listening "${POSTFIX_PORTS[@]}" "${DOVECOT_PORTS[@]}"
+    dovecot_pid >/dev/null && postfix_pid >/dev/null && pins_running &&
+    all_listening "${POSTFIX_PORTS[@]}" "${DOVECOT_PORTS[@]}" "${PIN_IMAPS_PORTS[@]}"
 }
 if healthy; then
   exit 0
@@ -101,7 +110,7 @@ VMAIL_GID="$(id -g vmail)"
 # DIR and its parents must be traversable by the unprivileged daemon users
 # (postfix, dovecot, dovenull, vmail).
 chmod 0755 "$DIR"
-install -d -m 0755 "$CA_DIR" "$CA2_DIR" "$TLS_DIR" "$LOG_DIR" "$DOVECOT_DIR" "$POSTFIX_CONF"
+install -d -m 0755 "$CA_DIR" "$CA2_DIR" "$TLS_DIR" "$LOG_DIR" "$DOVECOT_DIR" "$POSTFIX_CONF" "$DOVECOT_PINS"
 install -d -m 0755 -o vmail -g vmail "$MAIL_ROOT"
 # Dovecot creates base_dir itself; Postfix's queue and data directories are
 # created and given their owners by `postfix check` (post-install).
@@ -120,26 +129,52 @@ new_ca() { # DIR CN
     -addext "subjectKeyIdentifier=hash" 2>>"$LOG_DIR/openssl.log"
   chmod 0600 "$1/ca.key"
 }
-new_leaf() { # CA_DIR OUT_BASENAME
-  local ext
-  ext="$(mktemp)"
+# leaf_ext FILE [self]: the extensions of every server certificate. A
+# self-signed one names no authority key (there is no issuer).
+leaf_ext() {
   # 127.0.0.2 too, for the strict IMAP listener (see lib.sh).
-  cat >"$ext" <<'EOF'
+  cat >"$1" <<'EOF'
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
 subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1,IP:127.0.0.2
 subjectKeyIdentifier=hash
-authorityKeyIdentifier=keyid
 EOF
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -keyout "$TLS_DIR/$2.key" -out "$TLS_DIR/$2.csr" -subj "/O=Sealpost test stack/CN=localhost" 2>>"$LOG_DIR/openssl.log"
+  [ "${2:-}" = self ] || echo "authorityKeyIdentifier=keyid" >>"$1"
+}
+# new_leaf CA_DIR OUT_BASENAME [DAYS KEY]: a certificate for a new key, or
+# for the existing private key KEY (then no OUT_BASENAME.key is written).
+new_leaf() {
+  local ext days="${3:-825}"
+  ext="$(mktemp)"
+  leaf_ext "$ext"
+  if [ -n "${4:-}" ]; then
+    openssl req -new -key "$4" -out "$TLS_DIR/$2.csr" \
+      -subj "/O=Sealpost test stack/CN=localhost" 2>>"$LOG_DIR/openssl.log"
+  else
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -keyout "$TLS_DIR/$2.key" -out "$TLS_DIR/$2.csr" -subj "/O=Sealpost test stack/CN=localhost" 2>>"$LOG_DIR/openssl.log"
+    chmod 0600 "$TLS_DIR/$2.key"
+  fi
   openssl x509 -req -in "$TLS_DIR/$2.csr" -CA "$1/ca.pem" -CAkey "$1/ca.key" \
-    -set_serial "0x$(openssl rand -hex 16)" -days 825 -extfile "$ext" \
+    -set_serial "0x$(openssl rand -hex 16)" -days "$days" -extfile "$ext" \
     -out "$TLS_DIR/$2.pem" 2>>"$LOG_DIR/openssl.log"
   rm -f "$ext" "$TLS_DIR/$2.csr"
-  chmod 0600 "$TLS_DIR/$2.key"
 }
+# new_selfsigned OUT_BASENAME: a new key that signs its own certificate.
+new_selfsigned() {
+  local ext
+  ext="$(mktemp)"
+  leaf_ext "$ext" self
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$TLS_DIR/$1.key" -out "$TLS_DIR/$1.csr" -subj "/O=Sealpost test stack/CN=localhost" 2>>"$LOG_DIR/openssl.log"
+  chmod 0600 "$TLS_DIR/$1.key"
+  openssl x509 -req -in "$TLS_DIR/$1.csr" -signkey "$TLS_DIR/$1.key" \
+    -set_serial "0x$(openssl rand -hex 16)" -days 825 -extfile "$ext" \
+    -out "$TLS_DIR/$1.pem" 2>>"$LOG_DIR/openssl.log"
+  rm -f "$ext" "$TLS_DIR/$1.csr"
+}
+pubkey_of() { openssl x509 -in "$1" -noout -pubkey 2>/dev/null; }
 leaf_ok() { # CA_DIR BASENAME: present, valid for another day, signed by the CA
   [ -s "$TLS_DIR/$2.pem" ] && [ -s "$TLS_DIR/$2.key" ] &&
     openssl x509 -in "$TLS_DIR/$2.pem" -noout -checkend 86400 >/dev/null 2>&1 &&
@@ -156,6 +191,23 @@ leaf_ok "$CA_DIR" server || new_leaf "$CA_DIR" server
 leaf_ok "$CA_DIR" impostor || new_leaf "$CA_DIR" impostor
 # Same names from an unrelated CA: for CA-trust tests.
 leaf_ok "$CA2_DIR" other-ca || new_leaf "$CA2_DIR" other-ca
+# A renewal without a key change: server.key again, the same CA, another
+# serial and another validity (820 days, not 825). Redone whenever its key
+# no longer matches server.pem's (server.pem was replaced).
+renewed_ok() {
+  [ -s "$TLS_DIR/renewed.pem" ] &&
+    openssl x509 -in "$TLS_DIR/renewed.pem" -noout -checkend 86400 >/dev/null 2>&1 &&
+    openssl verify -CAfile "$CA_DIR/ca.pem" "$TLS_DIR/renewed.pem" >/dev/null 2>&1 &&
+    [ "$(pubkey_of "$TLS_DIR/renewed.pem")" = "$(pubkey_of "$TLS_DIR/server.pem")" ]
+}
+renewed_ok || new_leaf "$CA_DIR" renewed 820 "$TLS_DIR/server.key"
+# Self-signed with its own key: no CA at all, trusted only by itself.
+selfsigned_ok() {
+  [ -s "$TLS_DIR/selfsigned.pem" ] && [ -s "$TLS_DIR/selfsigned.key" ] &&
+    openssl x509 -in "$TLS_DIR/selfsigned.pem" -noout -checkend 86400 >/dev/null 2>&1 &&
+    openssl verify -CAfile "$TLS_DIR/selfsigned.pem" "$TLS_DIR/selfsigned.pem" >/dev/null 2>&1
+}
+selfsigned_ok || new_selfsigned selfsigned
 
 # ------------------------------------------------------------------- users
 # passwd-file shared by Dovecot's passdb and userdb. SHA256-CRYPT hashes of
@@ -178,26 +230,18 @@ chmod 0640 "$users_file.new"
 mv -f "$users_file.new" "$users_file"
 
 # ----------------------------------------------------------------- Dovecot
-cat >"$DOVECOT_CONF" <<EOF
-# Sealpost test stack: generated by deploy/teststack/start.sh, do not edit.
-# A standalone config: nothing from /etc/dovecot is included.
-instance_name = sealpost-teststack
-base_dir = $DOVECOT_BASE
-state_dir = $DOVECOT_STATE
-protocols = imap lmtp
-# Loopback only. 127.0.0.2 serves the "strict" plain IMAP listener below.
-listen = 127.0.0.1
-hostname = mail.example.test
-postmaster_address = postmaster@example.org
-
-log_path = $DOVECOT_LOG
-info_log_path = $DOVECOT_LOG
+# dovecot_shared LOG CERT KEY: what the main instance and the pinning
+# instances have in common (logging, TLS, users, mailboxes, limits).
+dovecot_shared() {
+  cat <<EOF
+log_path = $1
+info_log_path = $1
 log_timestamp = "%Y-%m-%d %H:%M:%S "
 auth_verbose = yes
 
 ssl = yes
-ssl_cert = <$TLS_DIR/server.pem
-ssl_key = <$TLS_DIR/server.key
+ssl_cert = <$2
+ssl_key = <$3
 ssl_min_protocol = TLSv1.2
 # LOGIN/AUTH PLAIN only after STARTTLS, as at real providers (but see the
 # 127.0.0.2 note in lib.sh: 127.0.0.1 -> 127.0.0.1 counts as secured).
@@ -248,6 +292,45 @@ protocol imap {
   # connections per user and IP) would make parallel tests fail.
   mail_max_userip_connections = 200
 }
+EOF
+}
+dovecot_anvil() {
+  cat <<EOF
+# ...and no growing auth penalty (up to 15 s per login from 127.0.0.1 after
+# failures): with the anvil-auth-penalty socket unusable, the auth process
+# disables the penalty (src/auth/auth-penalty.c).
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+EOF
+}
+# doveconf_check CONF: fails with doveconf's complaint if CONF is invalid.
+doveconf_check() {
+  doveconf -c "$1" -n >/dev/null 2>"$DIR/doveconf.err" || {
+    cat "$DIR/doveconf.err" >&2
+    die "dovecot configuration $1 rejected"
+  }
+  rm -f "$DIR/doveconf.err"
+}
+
+{
+  cat <<EOF
+# Sealpost test stack: generated by deploy/teststack/start.sh, do not edit.
+# A standalone config: nothing from /etc/dovecot is included.
+instance_name = sealpost-teststack
+base_dir = $DOVECOT_BASE
+state_dir = $DOVECOT_STATE
+protocols = imap lmtp
+# Loopback only. 127.0.0.2 serves the "strict" plain IMAP listener below.
+listen = 127.0.0.1
+hostname = mail.example.test
+postmaster_address = postmaster@example.org
+
+EOF
+  dovecot_shared "$DOVECOT_LOG" "$TLS_DIR/server.pem" "$TLS_DIR/server.key"
+  cat <<EOF
 
 service imap-login {
   inet_listener imap {
@@ -273,21 +356,58 @@ service auth {
     port = $SASL_PORT
   }
 }
-# ...and no growing auth penalty (up to 15 s per login from 127.0.0.1 after
-# failures): with the anvil-auth-penalty socket unusable, the auth process
-# disables the penalty (src/auth/auth-penalty.c).
-service anvil {
-  unix_listener anvil-auth-penalty {
-    mode = 0
+EOF
+  dovecot_anvil
+} >"$DOVECOT_CONF"
+chmod 0644 "$DOVECOT_CONF"
+doveconf_check "$DOVECOT_CONF"
+
+# Pinning instances. Dovecot 2.3 picks ssl_cert per local IP (`local`
+# blocks) or per SNI name (`local_name`), never per port, and every
+# pinning service must be on 127.0.0.1 with the same names. So each
+# certificate gets its own small Dovecot: IMAPS only (no LMTP, no SASL
+# port), the same passwd-file and Maildirs as the main instance. Idle, each
+# is four processes (master, log, config, anvil); login, auth and imap
+# processes start on demand.
+for name in "${PIN_NAMES[@]}"; do
+  pin_dir="$DOVECOT_PINS/$name"
+  install -d -m 0755 "$pin_dir" "$pin_dir/state"
+  {
+    cat <<EOF
+# Sealpost test stack: generated by deploy/teststack/start.sh, do not edit.
+# Pinning instance "$name": IMAPS on 127.0.0.1:$(pin_imaps_port "$name") with
+# $(pin_cert "$name"), the main instance's users and mail.
+instance_name = sealpost-pin-$name
+base_dir = $pin_dir/run
+state_dir = $pin_dir/state
+protocols = imap
+listen = 127.0.0.1
+hostname = mail.example.test
+postmaster_address = postmaster@example.org
+
+EOF
+    dovecot_shared "$LOG_DIR/dovecot-pin-$name.log" "$(pin_cert "$name")" "$(pin_key "$name")"
+    cat <<EOF
+
+service imap-login {
+  # No plain IMAP listener (the built-in default would be port 143).
+  inet_listener imap {
+    port = 0
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $(pin_imaps_port "$name")
+    ssl = yes
   }
 }
 EOF
-chmod 0644 "$DOVECOT_CONF"
-doveconf -c "$DOVECOT_CONF" -n >/dev/null 2>"$DIR/doveconf.err" || {
-  cat "$DIR/doveconf.err" >&2
-  die "dovecot configuration rejected"
-}
-rm -f "$DIR/doveconf.err"
+    dovecot_anvil
+  } >"$pin_dir/dovecot.conf"
+  chmod 0644 "$pin_dir/dovecot.conf"
+  touch "$LOG_DIR/dovecot-pin-$name.log"
+  chmod 0644 "$LOG_DIR/dovecot-pin-$name.log"
+  doveconf_check "$pin_dir/dovecot.conf"
+done
 
 # ----------------------------------------------------------------- Postfix
 # Recipients Postfix accepts (others are rejected at RCPT time, as at a real
@@ -376,6 +496,35 @@ smtpd_relay_restrictions = reject_unauth_destination
 smtpd_recipient_restrictions =
 EOF
 
+# The rules of the submission port, shared by the pinning submission ports.
+SUBMISSION_RULES="  -o smtpd_tls_security_level=encrypt
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_tls_auth_only=yes
+  -o smtpd_client_restrictions=
+  -o smtpd_sender_restrictions=reject_authenticated_sender_login_mismatch
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+  -o milter_macro_daemon_name=ORIGINATING"
+# Certificate-pinning submission ports: the rules above, another
+# certificate each. No session tickets there: every smtpd shares tlsmgr's
+# ticket key, so a client could otherwise resume, on a pinning port, a TLS
+# session from the real submission port and never see this port's
+# certificate. (smtpd_tls_session_cache_timeout=0 would say the same but,
+# being tlsmgr's setting, cannot be overridden per service.)
+pin_submission_services() {
+  local name
+  for name in "${PIN_NAMES[@]}"; do
+    cat <<EOF
+# Pinning: $name certificate.
+127.0.0.1:$(pin_submission_port "$name") inet n - n - - smtpd
+  -o syslog_name=postfix-sealpost/pin-$name
+  -o smtpd_tls_chain_files=$(pin_key "$name"),$(pin_cert "$name")
+  -o tls_session_ticket_cipher=
+$SUBMISSION_RULES
+EOF
+  done
+}
+
 # Every service runs with chroot = n (5th column): the stack's paths are
 # not inside a chroot and Dovecot's auth port must be reachable.
 cat >"$POSTFIX_CONF/master.cf" <<EOF
@@ -389,14 +538,7 @@ cat >"$POSTFIX_CONF/master.cf" <<EOF
 # send anywhere, but only with their own address as envelope sender.
 127.0.0.1:$SMTP_SUBMISSION_PORT inet n - n - - smtpd
   -o syslog_name=postfix-sealpost/submission
-  -o smtpd_tls_security_level=encrypt
-  -o smtpd_sasl_auth_enable=yes
-  -o smtpd_tls_auth_only=yes
-  -o smtpd_client_restrictions=
-  -o smtpd_sender_restrictions=reject_authenticated_sender_login_mismatch
-  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
-  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
-  -o milter_macro_daemon_name=ORIGINATING
+$SUBMISSION_RULES
 # Submissions: implicit TLS (RFC 8314), same rules.
 127.0.0.1:$SMTP_SUBMISSIONS_PORT inet n - n - - smtpd
   -o syslog_name=postfix-sealpost/submissions
@@ -419,6 +561,7 @@ cat >"$POSTFIX_CONF/master.cf" <<EOF
   -o smtpd_sender_restrictions=reject_authenticated_sender_login_mismatch
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
   -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+$(pin_submission_services)
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -460,6 +603,14 @@ IMAP_PORT=$IMAP_PORT
 IMAPS_PORT=$IMAPS_PORT
 LMTP_PORT=$LMTP_PORT
 SASL_PORT=$SASL_PORT
+IMPOSTOR_SUBMISSION_PORT=$IMPOSTOR_SUBMISSION_PORT
+OTHER_CA_SUBMISSION_PORT=$OTHER_CA_SUBMISSION_PORT
+SELFSIGNED_SUBMISSION_PORT=$SELFSIGNED_SUBMISSION_PORT
+RENEWED_SUBMISSION_PORT=$RENEWED_SUBMISSION_PORT
+IMPOSTOR_IMAPS_PORT=$IMPOSTOR_IMAPS_PORT
+OTHER_CA_IMAPS_PORT=$OTHER_CA_IMAPS_PORT
+SELFSIGNED_IMAPS_PORT=$SELFSIGNED_IMAPS_PORT
+RENEWED_IMAPS_PORT=$RENEWED_IMAPS_PORT
 CA_FILE=$CA_DIR/ca.pem
 CA_KEY=$CA_DIR/ca.key
 CA2_FILE=$CA2_DIR/ca.pem
@@ -469,6 +620,9 @@ IMPOSTOR_CERT=$TLS_DIR/impostor.pem
 IMPOSTOR_KEY=$TLS_DIR/impostor.key
 OTHER_CA_CERT=$TLS_DIR/other-ca.pem
 OTHER_CA_KEY=$TLS_DIR/other-ca.key
+RENEWED_CERT=$TLS_DIR/renewed.pem
+SELFSIGNED_CERT=$TLS_DIR/selfsigned.pem
+SELFSIGNED_KEY=$TLS_DIR/selfsigned.key
 MAIL_ROOT=$MAIL_ROOT
 POSTFIX_CONFIG_DIR=$POSTFIX_CONF
 POSTFIX_QUEUE_DIR=$POSTFIX_QUEUE
@@ -480,8 +634,9 @@ EOF
 mv -f "$DIR/env.new" "$DIR/env"
 
 # ---------------------------------------------------------------- (re)start
-# A configuration generated by another version of this script: restart both
-# daemons so that they read the new files.
+# A configuration generated by another version of this script: restart all
+# daemons so that they read the new files (stop.sh also stops the pinning
+# Dovecots).
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" != "$(stamp_value)" ]; then
   log "configuration changed, restarting"
   bash "$TESTSTACK_HOME/stop.sh" "$DIR" 9>&-
@@ -529,6 +684,13 @@ if pid="$(postfix_pid)" && ! all_listening "${POSTFIX_PORTS[@]}"; then
   kill -TERM "$pid" 2>/dev/null || true
   wait_gone "$pid" 5
 fi
+for name in "${PIN_NAMES[@]}"; do
+  if pid="$(pin_dovecot_pid "$name")" && ! all_listening "$(pin_imaps_port "$name")"; then
+    log "dovecot pin-$name (pid $pid) is missing its port, restarting it"
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_gone "$pid" 5
+  fi
+done
 
 if ! dovecot_pid >/dev/null; then
   ports_free "${DOVECOT_PORTS[@]}"
@@ -542,6 +704,21 @@ if ! dovecot_pid >/dev/null; then
   }
   wait_ports dovecot "$DOVECOT_LOG" "${DOVECOT_PORTS[@]}"
 fi
+
+# The pinning instances: all started, then waited for together.
+started=()
+for name in "${PIN_NAMES[@]}"; do
+  pin_dovecot_pid "$name" >/dev/null && continue
+  ports_free "$(pin_imaps_port "$name")"
+  rm -f "$DOVECOT_PINS/$name/run/master.pid"
+  setsid dovecot -c "$DOVECOT_PINS/$name/dovecot.conf" </dev/null \
+    >>"$LOG_DIR/dovecot-pin-$name.start.log" 2>&1 9>&- || {
+    tail -n 20 "$LOG_DIR/dovecot-pin-$name.start.log" "$LOG_DIR/dovecot-pin-$name.log" >&2 || true
+    die "dovecot pin-$name failed to start"
+  }
+  started+=("$(pin_imaps_port "$name")")
+done
+((${#started[@]} == 0)) || wait_ports "pinning dovecots" "$LOG_DIR/dovecot-pin-${PIN_NAMES[0]}.log" "${started[@]}"
 
 if ! postfix_pid >/dev/null; then
   ports_free "${POSTFIX_PORTS[@]}"
@@ -566,4 +743,4 @@ if ! postfix_pid >/dev/null; then
 fi
 
 stamp_value >"$STAMP"
-log "up in $DIR (ports: submission $SMTP_SUBMISSION_PORT, smtps $SMTP_SUBMISSIONS_PORT, plain-auth $SMTP_PLAINAUTH_PORT, inject $SMTP_INJECT_PORT, imap $IMAP_PORT, imaps $IMAPS_PORT)"
+log "up in $DIR (ports: submission $SMTP_SUBMISSION_PORT, smtps $SMTP_SUBMISSIONS_PORT, plain-auth $SMTP_PLAINAUTH_PORT, inject $SMTP_INJECT_PORT, imap $IMAP_PORT, imaps $IMAPS_PORT; pinning: submission ${PIN_SUBMISSION_PORTS[*]}, imaps ${PIN_IMAPS_PORTS[*]})"

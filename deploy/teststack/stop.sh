@@ -15,9 +15,10 @@ DIR="$(stack_dir "${1:-}")"
 stack_paths "$DIR"
 [ -d "$DIR" ] || exit 0
 
-# Only the two master processes recorded in DIR are signalled; they take
-# their children down with them. Both are told first and then waited for
-# (each needs 2-3 s to finish its children).
+# Only the master processes recorded in DIR are signalled (Postfix, the main
+# Dovecot and the pinning Dovecots); they take their children down with
+# them. All are told first and then waited for (each needs 2-3 s to finish
+# its children).
 pids=()
 if pid="$(postfix_pid)"; then
   # `postfix stop` is the orderly way (it sends SIGTERM to the master).
@@ -28,6 +29,12 @@ if pid="$(dovecot_pid)"; then
   kill -TERM "$pid" 2>/dev/null || true
   pids+=("$pid")
 fi
+for name in "${PIN_NAMES[@]}"; do
+  if pid="$(pin_dovecot_pid "$name")"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    pids+=("$pid")
+  fi
+done
 for pid in "${pids[@]}"; do
   wait_gone "$pid" 10
 done

@@ -3,6 +3,13 @@
 //! `deploy/teststack/start.sh` (see `deploy/teststack/README.md` for the
 //! ports, users and files).
 //!
+//! For certificate-pinning tests, more ports serve the same names
+//! (`localhost`, 127.0.0.1, ::1, 127.0.0.2) with other certificates: one
+//! submission port and one IMAPS port each for [`Stack::impostor_cert`],
+//! [`Stack::other_ca_cert`], [`Stack::selfsigned_cert`] and
+//! [`Stack::renewed_cert`]. None of them resumes a TLS session from another
+//! port, so the certificate is presented on every connection.
+//!
 //! [`stack()`] starts it once per test process and returns its description;
 //! later calls, from any thread, return the same [`Stack`]. The stack itself
 //! outlives the test process and is shared by every test binary, so mail
@@ -68,6 +75,28 @@ pub struct Stack {
     pub lmtp_port: u16,
     /// Dovecot's SASL auth service (31012), used by Postfix.
     pub sasl_port: u16,
+    /// Pinning: submission (31591), the rules of [`Stack::submission_port`],
+    /// presenting [`Stack::impostor_cert`] (same CA and names, another key).
+    pub impostor_submission_port: u16,
+    /// Pinning: submission (31592) presenting [`Stack::other_ca_cert`]
+    /// (same names, signed by the second CA).
+    pub other_ca_submission_port: u16,
+    /// Pinning: submission (31593) presenting [`Stack::selfsigned_cert`]
+    /// (same names, no CA).
+    pub selfsigned_submission_port: u16,
+    /// Pinning: submission (31594) presenting [`Stack::renewed_cert`] (same
+    /// CA, names and key as [`Stack::server_cert`]: a renewal).
+    pub renewed_submission_port: u16,
+    /// Pinning: IMAP over implicit TLS (31995) presenting
+    /// [`Stack::impostor_cert`]; same users and mailboxes as
+    /// [`Stack::imaps_port`] (a separate Dovecot instance on the same mail).
+    pub impostor_imaps_port: u16,
+    /// Pinning: IMAPS (31996) presenting [`Stack::other_ca_cert`].
+    pub other_ca_imaps_port: u16,
+    /// Pinning: IMAPS (31997) presenting [`Stack::selfsigned_cert`].
+    pub selfsigned_imaps_port: u16,
+    /// Pinning: IMAPS (31998) presenting [`Stack::renewed_cert`].
+    pub renewed_imaps_port: u16,
     /// The test CA that signed the servers' certificate (`DIR/ca/ca.pem`).
     pub ca_file: PathBuf,
     /// A second, unrelated CA (`DIR/ca2/ca.pem`).
@@ -77,14 +106,29 @@ pub struct Stack {
     /// Its private key.
     pub server_key: PathBuf,
     /// Same names, same CA, another key (`DIR/tls/impostor.pem`): for
-    /// pinning tests. Not served by the stack.
+    /// pinning tests. Served on [`Stack::impostor_submission_port`] and
+    /// [`Stack::impostor_imaps_port`].
     pub impostor_cert: PathBuf,
     /// Its private key.
     pub impostor_key: PathBuf,
-    /// Same names from the second CA (`DIR/tls/other-ca.pem`). Not served.
+    /// Same names from the second CA (`DIR/tls/other-ca.pem`). Served on
+    /// [`Stack::other_ca_submission_port`] and [`Stack::other_ca_imaps_port`].
     pub other_ca_cert: PathBuf,
     /// Its private key.
     pub other_ca_key: PathBuf,
+    /// A renewal of [`Stack::server_cert`] (`DIR/tls/renewed.pem`): same
+    /// names, same CA, same private key ([`Stack::server_key`]), so the same
+    /// SPKI, but another serial and validity. Served on
+    /// [`Stack::renewed_submission_port`] and [`Stack::renewed_imaps_port`].
+    pub renewed_cert: PathBuf,
+    /// A self-signed certificate for the same names with its own key
+    /// (`DIR/tls/selfsigned.pem`; `CA:FALSE`, it verifies only when it is
+    /// itself the trust anchor). Served on
+    /// [`Stack::selfsigned_submission_port`] and
+    /// [`Stack::selfsigned_imaps_port`].
+    pub selfsigned_cert: PathBuf,
+    /// Its private key.
+    pub selfsigned_key: PathBuf,
     /// Root of the Maildirs: `MAIL_ROOT/<domain>/<localpart>/Maildir`.
     pub mail_root: PathBuf,
     /// Postfix's queue; mail to other domains stays in its `deferred/`.
@@ -148,7 +192,11 @@ fn domain(email: &str) -> &str {
 
 impl Stack {
     /// Reads the description of the stack in `dir` from its `env` file
-    /// (written by start.sh); does not start anything.
+    /// (written by start.sh); does not start anything. An `env` file from an
+    /// older start.sh, without the pinning entries, still loads: those
+    /// fields then get their fixed ports and `DIR/tls/` paths (whether
+    /// anything listens there is another matter; [`stack()`] always runs
+    /// the current start.sh first, which adds them).
     pub fn load(dir: &Path) -> Stack {
         let env_file = dir.join("env");
         let text = std::fs::read_to_string(&env_file)
@@ -170,6 +218,20 @@ impl Stack {
                 .unwrap_or_else(|e| panic!("{k} in {}: {e}", env_file.display()))
         };
         let path = |k: &str| PathBuf::from(get(k));
+        // Entries added after the first version of the env file.
+        let port_or = |k: &str, default: u16| -> u16 {
+            if vars.contains_key(k) {
+                port(k)
+            } else {
+                default
+            }
+        };
+        let tls_dir = path("STACK_DIR").join("tls");
+        let path_or = |k: &str, file: &str| -> PathBuf {
+            vars.get(k)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| tls_dir.join(file))
+        };
         Stack {
             dir: path("STACK_DIR"),
             host: get("STACK_HOST"),
@@ -183,6 +245,14 @@ impl Stack {
             imaps_port: port("IMAPS_PORT"),
             lmtp_port: port("LMTP_PORT"),
             sasl_port: port("SASL_PORT"),
+            impostor_submission_port: port_or("IMPOSTOR_SUBMISSION_PORT", 31591),
+            other_ca_submission_port: port_or("OTHER_CA_SUBMISSION_PORT", 31592),
+            selfsigned_submission_port: port_or("SELFSIGNED_SUBMISSION_PORT", 31593),
+            renewed_submission_port: port_or("RENEWED_SUBMISSION_PORT", 31594),
+            impostor_imaps_port: port_or("IMPOSTOR_IMAPS_PORT", 31995),
+            other_ca_imaps_port: port_or("OTHER_CA_IMAPS_PORT", 31996),
+            selfsigned_imaps_port: port_or("SELFSIGNED_IMAPS_PORT", 31997),
+            renewed_imaps_port: port_or("RENEWED_IMAPS_PORT", 31998),
             ca_file: path("CA_FILE"),
             ca2_file: path("CA2_FILE"),
             server_cert: path("SERVER_CERT"),
@@ -191,6 +261,9 @@ impl Stack {
             impostor_key: path("IMPOSTOR_KEY"),
             other_ca_cert: path("OTHER_CA_CERT"),
             other_ca_key: path("OTHER_CA_KEY"),
+            renewed_cert: path_or("RENEWED_CERT", "renewed.pem"),
+            selfsigned_cert: path_or("SELFSIGNED_CERT", "selfsigned.pem"),
+            selfsigned_key: path_or("SELFSIGNED_KEY", "selfsigned.key"),
             mail_root: path("MAIL_ROOT"),
             postfix_queue_dir: path("POSTFIX_QUEUE_DIR"),
             postfix_log: path("POSTFIX_LOG"),
