@@ -8,6 +8,7 @@
 //! - [`tls`]: the local certificate and verified upstream TLS;
 //! - [`account`]: configured accounts with their unlocked keys;
 //! - [`smtp`]: the submission proxy;
+//! - [`imap`]: the IMAP proxy (so far its framing layer);
 //! - [`serve`]: starting and stopping the proxies;
 //! - [`metrics`]: Prometheus counters;
 //! - [`config`]: the configuration file and its validation;
@@ -16,6 +17,7 @@
 pub mod account;
 pub mod config;
 pub mod files;
+pub mod imap;
 pub mod logging;
 pub mod message;
 pub mod metrics;
