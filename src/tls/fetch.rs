@@ -3,16 +3,14 @@
 //! without trusting it. Nothing is sent but the protocol's own greeting
 //! and STARTTLS; the connection is closed right after the handshake.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::pin::Pin;
+use super::pin::{Pin, TrustMode};
+use super::verify::PinningVerifier;
 use crate::config::ServerUrl;
 use super::{provider, sha256_fingerprint, TlsError};
 
@@ -100,10 +98,15 @@ pub async fn fetch_chain(target: &FetchTarget) -> Result<Vec<ChainEntry>, TlsErr
         starttls(&mut tcp, target.protocol).await.map_err(failed)?;
     }
     let provider = provider();
-    let recorder = Arc::new(Recorder {
-        chain: Mutex::new(Vec::new()),
-        algorithms: provider.signature_verification_algorithms,
-    });
+    // No CA and no pins: the verifier only records the chain (and checks
+    // that the server signed the handshake with the leaf's key).
+    let recorder = Arc::new(PinningVerifier::new(
+        server.clone(),
+        TrustMode::Pin,
+        Vec::new(),
+        None,
+        provider.signature_verification_algorithms,
+    ));
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -116,8 +119,8 @@ pub async fn fetch_chain(target: &FetchTarget) -> Result<Vec<ChainEntry>, TlsErr
         .await
         .map_err(io)?;
     let _ = tls.shutdown().await;
-    let chain = recorder.chain.lock().expect("not poisoned").clone();
-    chain.iter().map(|der| describe(der)).collect()
+    let presented = recorder.presented().ok_or_else(|| failed("the server presented no certificate".into()))?;
+    presented.chain.iter().map(|der| describe(der)).collect()
 }
 
 fn describe(der: &CertificateDer<'_>) -> Result<ChainEntry, TlsError> {
@@ -195,42 +198,6 @@ async fn starttls(tcp: &mut TcpStream, protocol: Protocol) -> Result<(), String>
         return Err("the server sent data before the TLS handshake".into());
     }
     Ok(())
-}
-
-/// Records the presented chain; accepts it only after checking that the
-/// server signed the handshake with the leaf's key.
-#[derive(Debug)]
-struct Recorder {
-    chain: Mutex<Vec<CertificateDer<'static>>>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Recorder {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let mut chain = vec![end_entity.clone().into_owned()];
-        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        *self.chain.lock().expect("not poisoned") = chain;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

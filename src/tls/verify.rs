@@ -35,6 +35,8 @@ pub struct Presented {
     pub issuer: Option<Pin>,
     /// SHA-256 fingerprint of the leaf certificate.
     pub certificate_sha256: String,
+    /// The whole chain as sent, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
 }
 
 /// Verifies one server (`server` is host:port) under one trust mode.
@@ -52,7 +54,9 @@ pub struct PinningVerifier {
 
 impl PinningVerifier {
     /// `ca` is consulted when given; `required` pins when not empty. The
-    /// connector decides both from the trust mode and the pin store.
+    /// connector decides both from the trust mode and the pin store; with
+    /// neither, the verifier only records what the server presents (for
+    /// `sealpost pin fetch`), still checking the handshake signature.
     pub fn new(
         server: String,
         mode: TrustMode,
@@ -113,10 +117,13 @@ impl ServerCertVerifier for PinningVerifier {
                 return Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(mismatch)))));
             }
         }
+        let mut chain = vec![end_entity.clone().into_owned()];
+        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
         *self.presented.lock().expect("not poisoned") = Some(Presented {
             leaf,
             issuer,
             certificate_sha256: sha256_fingerprint(end_entity),
+            chain,
         });
         Ok(ServerCertVerified::assertion())
     }
