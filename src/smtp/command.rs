@@ -217,6 +217,17 @@ mod tests {
         assert_eq!(Command::parse("quit").unwrap(), Command::Quit);
     }
 
+    proptest::proptest! {
+        /// Any line a client can send parses or gets a 5xx reply; nothing
+        /// panics.
+        #[test]
+        fn any_line_parses_or_is_refused(line in "\\PC{0,300}") {
+            if let Err(reply) = Command::parse(&line) {
+                proptest::prop_assert!((500..600).contains(&reply.code));
+            }
+        }
+    }
+
     #[test]
     fn errors_carry_rfc_codes() {
         assert_eq!(Command::parse("FOO").unwrap_err().code, 500);

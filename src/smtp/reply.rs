@@ -99,7 +99,13 @@ pub async fn read_reply<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Reply
         if !raw.ends_with(b"\n") || line.len() < 3 {
             return Err(malformed());
         }
-        let this: u16 = line[..3].parse().map_err(|_| malformed())?;
+        // Byte checks first: the text may hold any bytes (lossily decoded),
+        // and slicing must stay on ASCII.
+        let digits = line.as_bytes()[..3].iter().all(u8::is_ascii_digit);
+        let this: u16 = match line.get(..3) {
+            Some(code) if digits => code.parse().map_err(|_| malformed())?,
+            _ => return Err(malformed()),
+        };
         if !(200..600).contains(&this) || code.is_some_and(|c| c != this) {
             return Err(malformed());
         }
@@ -136,6 +142,19 @@ mod tests {
         assert_eq!(r.lines, vec!["mail.example", "PIPELINING", "SIZE 100"]);
         assert_eq!(r.to_string(), "250-mail.example\r\n250-PIPELINING\r\n250 SIZE 100\r\n");
         assert_eq!(parse(b"354\r\n").await.unwrap(), Reply { code: 354, lines: vec![String::new()] });
+    }
+
+    proptest::proptest! {
+        /// Whatever a server sends, reading a reply ends with a reply or an
+        /// error; nothing panics.
+        #[test]
+        fn any_server_bytes_end_cleanly(input in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let outcome = runtime.block_on(parse(&input));
+            if let Ok(reply) = outcome {
+                proptest::prop_assert!((200..600).contains(&reply.code));
+            }
+        }
     }
 
     #[tokio::test]
