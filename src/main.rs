@@ -290,27 +290,15 @@ fn unlock_sender(config: &Config, store: &Keystore, sender: &str) -> Result<Unlo
 fn encrypt(config: &Config, args: EncryptArgs) -> Result<()> {
     let (message, _) = read_input(Path::new("-"))?;
     let store = Keystore::open(&config.data_dir)?;
-    let mut envelope = match Envelope::from_headers(&message) {
-        Ok(envelope) => envelope,
-        // Explicit --from/--to may stand in for what the headers lack.
-        Err(_) if args.from.is_some() && (!args.to.is_empty() || args.sign_only) => Envelope {
-            sender: String::new(),
-            recipients: Vec::new(),
-        },
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(from) = args.from {
-        envelope.sender = from;
-    }
-    if !args.to.is_empty() {
-        envelope.recipients = args.to;
-    }
-    let sender = unlock_sender(config, &store, &envelope.sender)?;
     if args.sign_only {
-        let signed = sign_message(&message, &envelope.sender, &sender)?;
+        let sender_email = Envelope::sender(&message, args.from.as_deref())?;
+        let sender = unlock_sender(config, &store, &sender_email)?;
+        let signed = sign_message(&message, &sender_email, &sender)?;
         std::io::stdout().lock().write_all(&signed)?;
         return Ok(());
     }
+    let envelope = Envelope::resolve(&message, args.from.as_deref(), &args.to)?;
+    let sender = unlock_sender(config, &store, &envelope.sender)?;
     let copies = encrypt_message(&message, &envelope, &sender, &store)?;
     match (copies.as_slice(), args.output_dir) {
         ([only], None) => std::io::stdout().lock().write_all(&only.message)?,

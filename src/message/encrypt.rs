@@ -20,15 +20,26 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// The envelope a message's own headers describe: From, and
-    /// To + Cc + Bcc.
-    pub fn from_headers(message: &[u8]) -> Result<Envelope, MessageError> {
-        let entity = Entity::parse(message);
-        let sender = addresses(entity.header, &["From"])
-            .into_iter()
-            .next()
-            .ok_or(MessageError::NoSender)?;
-        let recipients = addresses(entity.header, &["To", "Cc", "Bcc"]);
+    /// The sender: `explicit` when given, else the message's From.
+    pub fn sender(message: &[u8], explicit: Option<&str>) -> Result<String, MessageError> {
+        match explicit {
+            Some(address) => Ok(normalize_email(address)),
+            None => addresses(Entity::parse(message).header, &["From"])
+                .into_iter()
+                .next()
+                .ok_or(MessageError::NoSender),
+        }
+    }
+
+    /// The envelope: explicit sender and recipients where given, else what
+    /// the message's headers say (From; To + Cc + Bcc).
+    pub fn resolve(message: &[u8], from: Option<&str>, to: &[String]) -> Result<Envelope, MessageError> {
+        let sender = Envelope::sender(message, from)?;
+        let recipients = if to.is_empty() {
+            addresses(Entity::parse(message).header, &["To", "Cc", "Bcc"])
+        } else {
+            to.iter().map(|r| normalize_email(r)).collect()
+        };
         if recipients.is_empty() {
             return Err(MessageError::NoRecipients);
         }
@@ -252,12 +263,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn envelope_from_headers_includes_bcc() {
-        let env = Envelope::from_headers(b"From: A <A@x.test>\r\nTo: b@x.test\r\nBcc: c@x.test\r\n\r\n").unwrap();
+    fn envelope_from_headers_or_explicit_values() {
+        let message = b"From: A <A@x.test>\r\nTo: b@x.test\r\nBcc: c@x.test\r\n\r\n";
+        let env = Envelope::resolve(message, None, &[]).unwrap();
         assert_eq!(env.sender, "a@x.test");
         assert_eq!(env.recipients, vec!["b@x.test", "c@x.test"]);
-        assert!(matches!(Envelope::from_headers(b"To: b@x\r\n\r\n"), Err(MessageError::NoSender)));
-        assert!(matches!(Envelope::from_headers(b"From: a@x\r\n\r\n"), Err(MessageError::NoRecipients)));
+        let explicit = Envelope::resolve(b"Subject: x\r\n\r\n", Some("Me@x.test"), &["You@x.test".to_string()]).unwrap();
+        assert_eq!((explicit.sender.as_str(), explicit.recipients[0].as_str()), ("me@x.test", "you@x.test"));
+        let only_to = Envelope::resolve(b"From: a@x.test\r\n\r\n", None, &["d@x.test".to_string()]).unwrap();
+        assert_eq!(only_to.recipients, vec!["d@x.test"]);
+        assert!(matches!(Envelope::resolve(b"To: b@x\r\n\r\n", None, &[]), Err(MessageError::NoSender)));
+        assert!(matches!(Envelope::resolve(b"From: a@x\r\n\r\n", None, &[]), Err(MessageError::NoRecipients)));
     }
 
     #[test]
