@@ -722,7 +722,8 @@ impl Session {
     }
 }
 
-/// MAIL, RCPTs and the message for one copy. The inner error is the
+/// MAIL, RCPTs and the message for one copy; MAIL and RCPTs go in one
+/// write when the provider offers PIPELINING. The inner error is the
 /// provider's refusal (the transaction is reset); the outer one a broken
 /// connection.
 async fn one_transaction(
@@ -735,16 +736,29 @@ async fn one_transaction(
     if smtputf8 {
         mail.push_str(" SMTPUTF8");
     }
-    let reply = upstream.command(&mail).await?;
-    if !reply.is_positive() {
-        return Ok(Err(reply));
-    }
-    for rcpt in &copy.recipients {
-        let reply = upstream.command(&format!("RCPT TO:<{rcpt}>")).await?;
-        if !reply.is_positive() {
-            upstream.command("RSET").await?;
-            return Ok(Err(reply));
+    let mut envelope = vec![mail];
+    envelope.extend(copy.recipients.iter().map(|rcpt| format!("RCPT TO:<{rcpt}>")));
+    let mut replies = Vec::with_capacity(envelope.len());
+    if upstream.capabilities.pipelining {
+        upstream.send(&envelope.join("\r\n")).await?;
+        for _ in &envelope {
+            replies.push(upstream.reply().await?);
         }
+    } else {
+        for line in &envelope {
+            let reply = upstream.command(line).await?;
+            let refused = !reply.is_positive();
+            replies.push(reply);
+            if refused {
+                break;
+            }
+        }
+    }
+    if let Some(refusal) = replies.iter().position(|r| !r.is_positive()) {
+        if refusal > 0 {
+            upstream.command("RSET").await?;
+        }
+        return Ok(Err(replies.swap_remove(refusal)));
     }
     let reply = upstream.send_message(&copy.message).await?;
     Ok(if reply.is_positive() { Ok(reply) } else { Err(reply) })
