@@ -97,7 +97,6 @@ pub async fn fetch_chain(target: &FetchTarget) -> Result<Vec<ChainEntry>, TlsErr
     if !target.implicit_tls {
         starttls(&mut tcp, target.protocol).await.map_err(failed)?;
     }
-    let provider = provider();
     // No CA and no pins: the verifier only records the chain (and checks
     // that the server signed the handshake with the leaf's key).
     let recorder = Arc::new(PinningVerifier::new(
@@ -105,14 +104,9 @@ pub async fn fetch_chain(target: &FetchTarget) -> Result<Vec<ChainEntry>, TlsErr
         TrustMode::Pin,
         Vec::new(),
         None,
-        provider.signature_verification_algorithms,
+        provider().signature_verification_algorithms,
     ));
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(recorder.clone())
-        .with_no_client_auth();
+    let config = PinningVerifier::client_config(&recorder)?;
     let name = ServerName::try_from(target.host.clone()).map_err(|_| TlsError::BadName(target.host.clone()))?;
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)

@@ -81,20 +81,14 @@ impl Connector {
             (TrustMode::Tofu, Some(record)) => (vec![record.required().map_err(TlsError::Certificate)?], false),
             (TrustMode::Tofu, None) => (Vec::new(), true),
         };
-        let provider = provider();
-        let verifier = Arc::new(PinningVerifier::new(
+            let verifier = Arc::new(PinningVerifier::new(
             server.clone(),
             self.trust.mode,
             required,
             check_ca.then(|| self.ca.clone()),
-            provider.signature_verification_algorithms,
+            provider().signature_verification_algorithms,
         ));
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
+        let config = PinningVerifier::client_config(&verifier)?;
         let tls = TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await

@@ -74,6 +74,17 @@ impl PinningVerifier {
         }
     }
 
+    /// A client configuration that authenticates servers with `verifier`
+    /// (and only with it).
+    pub fn client_config(verifier: &Arc<PinningVerifier>) -> Result<rustls::ClientConfig, super::TlsError> {
+        Ok(rustls::ClientConfig::builder_with_provider(super::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| super::TlsError::Config(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth())
+    }
+
     /// What the server presented, once the certificate was accepted.
     pub fn presented(&self) -> Option<Presented> {
         self.presented.lock().expect("not poisoned").clone()
