@@ -9,6 +9,7 @@
 //! - [`account`]: configured accounts with their unlocked keys;
 //! - [`smtp`]: the submission proxy;
 //! - [`imap`]: the IMAP proxy (so far its framing layer);
+//! - [`store`]: the proxies' data at rest (the decrypted-message cache);
 //! - [`serve`]: starting and stopping the proxies;
 //! - [`metrics`]: Prometheus counters;
 //! - [`config`]: the configuration file and its validation;
@@ -26,4 +27,5 @@ pub mod pgp;
 pub mod serve;
 pub mod smtp;
 pub mod spool;
+pub mod store;
 pub mod tls;

@@ -15,8 +15,8 @@ mod passphrase;
 pub use error::KeyError;
 pub use keystore::{KeySource, KeyState, Keystore, StoredKey, UnlockedKey};
 pub use ops::{
-    decrypt, encrypt_and_sign, encrypt_and_sign_to, minimal_autocrypt_key, sign_detached, verify_detached, Decrypted,
-    SignatureCheck, SignatureStatus,
+    decrypt, decrypt_own, encrypt_and_sign, encrypt_and_sign_to, minimal_autocrypt_key, sign_detached, verify_detached,
+    Decrypted, SignatureCheck, SignatureStatus,
 };
 pub use passphrase::{Passphrase, PassphraseSource};
 

@@ -185,11 +185,25 @@ pub fn decrypt(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore) -> Res
     // sequoia-openpgp 2.4.2 panics on some truncated encrypted packets
     // (an unwrap in its parser). A damaged message must give a status,
     // never take the process or session down.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decrypt_unguarded(message, keys, keystore)))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decrypt_unguarded(message, keys, Some(keystore))))
         .unwrap_or_else(|_| Err("the OpenPGP data is truncated or corrupt".into()))
 }
 
-fn decrypt_unguarded(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore) -> Result<Decrypted, String> {
+/// Decrypts data Sealpost encrypted to one of its own keys for itself
+/// (with [`encrypt_and_sign`], recipient and signer both `key`), such as
+/// the message cache's key file. Signatures are checked against `key`'s
+/// certificate alone, so no key store is needed; the caller decides which
+/// [`SignatureStatus`] it accepts.
+pub fn decrypt_own(message: &[u8], key: &UnlockedKey) -> Result<Decrypted, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decrypt_unguarded(message, std::slice::from_ref(key), None)
+    }))
+    .unwrap_or_else(|_| Err("the OpenPGP data is truncated or corrupt".into()))
+}
+
+/// Signer certificates come from `keystore`, or with `None` from `keys`
+/// themselves.
+fn decrypt_unguarded(message: &[u8], keys: &[UnlockedKey], keystore: Option<&Keystore>) -> Result<Decrypted, String> {
     let helper = Helper {
         keys,
         keystore,
@@ -229,7 +243,7 @@ pub fn verify_detached(data: &[u8], signature: &[u8], keystore: &Keystore) -> Re
 fn verify_unguarded(data: &[u8], signature: &[u8], keystore: &Keystore) -> Result<SignatureCheck, String> {
     let helper = Helper {
         keys: &[],
-        keystore,
+        keystore: Some(keystore),
         signatures: SignatureCheck::default(),
         was_encrypted: false,
     };
@@ -261,7 +275,8 @@ fn describe_decrypt_error(e: anyhow::Error) -> String {
 
 struct Helper<'a> {
     keys: &'a [UnlockedKey],
-    keystore: &'a Keystore,
+    /// Where signer certificates come from; `None`: only `keys`' own.
+    keystore: Option<&'a Keystore>,
     signatures: SignatureCheck,
     was_encrypted: bool,
 }
@@ -270,7 +285,16 @@ impl VerificationHelper for Helper<'_> {
     fn get_certs(&mut self, ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
         let mut certs: Vec<Cert> = Vec::new();
         for id in ids {
-            for cert in self.keystore.certs_with_key(id) {
+            let found = match self.keystore {
+                Some(keystore) => keystore.certs_with_key(id),
+                None => self
+                    .keys
+                    .iter()
+                    .filter(|k| k.cert.keys().any(|ka| ka.key().key_handle().aliases(id)))
+                    .map(|k| k.cert.clone())
+                    .collect(),
+            };
+            for cert in found {
                 if !certs.iter().any(|c| c.fingerprint() == cert.fingerprint()) {
                     certs.push(cert);
                 }

@@ -1,0 +1,59 @@
+//! The proxies' data at rest: so far the cache of decrypted messages the
+//! IMAP proxy keeps so that a restart needs no re-decryption
+//! ([`MessageCache`]).
+//!
+//! This module owns how that data is laid out on disk, how it is
+//! encrypted, and how much of it is kept. It reads and writes files under
+//! directories its callers give it (inside `data_dir`, created 0700,
+//! files 0600) and nothing else: it never touches sockets, never parses
+//! MIME or IMAP, and never logs message content, mailbox names or keys.
+//!
+//! Everything here is synchronous with short internal locking; callers in
+//! async code should run the operations that read or write entries with
+//! `tokio::task::spawn_blocking` (see [`MessageCache`]).
+
+mod cache;
+
+use std::path::PathBuf;
+
+pub use cache::{EntryKey, MessageCache};
+
+/// Something went wrong opening or writing a store. Every message names
+/// the path involved and what the user can do; none carries secrets,
+/// mailbox names or message content.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file system operation failed.
+    #[error("message cache: cannot {action} {}: {source}; check that the directory is writable by the Sealpost user and that the disk is not full", path.display())]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// What was being done ("read", "create the directory", ...).
+        action: &'static str,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The cache's key file cannot be opened with this account's key: the
+    /// directory belongs to another key, or the file is damaged or was
+    /// replaced. The cache is refused rather than silently recreated.
+    #[error("the message cache in {} cannot be opened with the key {fingerprint}: {reason}. The directory holds only decrypted copies of mail that stays on the server, so it can be deleted safely; Sealpost then starts with an empty cache", dir.display())]
+    KeyUnreadable {
+        /// The cache directory.
+        dir: PathBuf,
+        /// The account key that was tried.
+        fingerprint: String,
+        /// Why it did not open.
+        reason: String,
+    },
+    /// A new cache key could not be made or wrapped (for example the
+    /// account key cannot sign or encrypt).
+    #[error("cannot create the key of the message cache in {} with the key {fingerprint}: {reason}", dir.display())]
+    KeyCreation {
+        /// The cache directory.
+        dir: PathBuf,
+        /// The account key that was used.
+        fingerprint: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
