@@ -44,8 +44,10 @@ pub struct Account {
     pub login: String,
     /// The address whose key signs.
     pub address: String,
-    /// The submission server.
-    pub smtp: ServerUrl,
+    /// The submission server, if the account has one.
+    pub smtp: Option<ServerUrl>,
+    /// The IMAP server, if the account has one.
+    pub imap: Option<ServerUrl>,
     /// Verified TLS towards the account's servers.
     pub connector: Connector,
     /// The unlocked key that signs (and decrypts).
@@ -76,6 +78,11 @@ impl Accounts {
         self.accounts.iter().find(|a| a.login.eq_ignore_ascii_case(login)).cloned()
     }
 
+    /// Every account.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Account>> {
+        self.accounts.iter()
+    }
+
     /// How many accounts there are.
     pub fn len(&self) -> usize {
         self.accounts.len()
@@ -90,14 +97,15 @@ impl Accounts {
 fn ready(account: &AccountConfig, config: &Config, keystore: &Keystore, passphrases: &PassphraseSource) -> Result<Account, AccountError> {
     let login = account.login.clone();
     let address = account.address();
-    let url = account.smtp.as_deref().ok_or_else(|| AccountError::Url {
-        login: login.clone(),
-        reason: "no smtp server configured".into(),
-    })?;
-    let smtp = ServerUrl::parse_smtp(url).map_err(|reason| AccountError::Url {
+    let url_error = |reason| AccountError::Url {
         login: login.clone(),
         reason,
-    })?;
+    };
+    let smtp = account.smtp.as_deref().map(ServerUrl::parse_smtp).transpose().map_err(url_error)?;
+    let imap = account.imap.as_deref().map(ServerUrl::parse_imap).transpose().map_err(url_error)?;
+    if smtp.is_none() && imap.is_none() {
+        return Err(url_error("neither an smtp nor an imap server is configured".into()));
+    }
     let pins = account
         .pins
         .iter()
@@ -126,6 +134,7 @@ fn ready(account: &AccountConfig, config: &Config, keystore: &Keystore, passphra
         login: login.clone(),
         address,
         smtp,
+        imap,
         connector,
         key,
         policy: account.policy.clone().unwrap_or_else(|| config.policy.clone()),

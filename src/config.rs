@@ -40,6 +40,9 @@ pub struct Config {
     /// SMTP limits and timeouts.
     #[serde(default)]
     pub smtp: SmtpConfig,
+    /// IMAP limits, the decrypted-message cache and the APPEND policy.
+    #[serde(default)]
+    pub imap: ImapConfig,
     /// The mail accounts Sealpost stands in front of (`[[account]]`).
     #[serde(default, rename = "account")]
     pub accounts: Vec<AccountConfig>,
@@ -54,6 +57,12 @@ pub struct ListenConfig {
     /// SMTP submission with implicit TLS (off unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtps: Option<SocketAddr>,
+    /// IMAP with STARTTLS offered.
+    #[serde(default = "default_imap_listen")]
+    pub imap: SocketAddr,
+    /// IMAP with implicit TLS (off unless set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imaps: Option<SocketAddr>,
     /// Certificate (PEM chain) for the local listeners; generated into
     /// `data_dir/tls` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +83,8 @@ impl Default for ListenConfig {
         ListenConfig {
             smtp: default_smtp_listen(),
             smtps: None,
+            imap: default_imap_listen(),
+            imaps: None,
             tls_cert: None,
             tls_key: None,
             metrics: None,
@@ -84,6 +95,10 @@ impl Default for ListenConfig {
 
 fn default_smtp_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 1587))
+}
+
+fn default_imap_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1143))
 }
 
 fn default_hostname() -> String {
@@ -165,6 +180,83 @@ fn default_data_timeout() -> u64 {
     180
 }
 
+/// IMAP proxy settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImapConfig {
+    /// The largest message decrypted on FETCH or encrypted on APPEND, in
+    /// bytes; larger ones are shown as stored and refused on upload.
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: u64,
+    /// Disk space for each account's decrypted-message cache (encrypted
+    /// at rest, least recently used evicted first), in bytes.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: u64,
+    /// Which uploads (APPEND) are encrypted to the account's own key:
+    /// `"all"` (default), `"none"`, or a list of mailbox names and
+    /// SPECIAL-USE attributes such as `["\\Drafts", "\\Sent", "Archive"]`.
+    #[serde(default)]
+    pub append_encrypt: AppendEncrypt,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            max_message_size: default_max_message_size(),
+            cache_size: default_cache_size(),
+            append_encrypt: AppendEncrypt::default(),
+        }
+    }
+}
+
+fn default_cache_size() -> u64 {
+    1024 * 1024 * 1024
+}
+
+/// Which uploaded messages are encrypted (`imap.append_encrypt`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "AppendEncryptForm", into = "AppendEncryptForm")]
+pub enum AppendEncrypt {
+    /// Every plaintext upload.
+    #[default]
+    All,
+    /// None: uploads reach the server as the client sent them.
+    None,
+    /// Uploads to these mailboxes (names, or SPECIAL-USE attributes such
+    /// as `\Drafts`).
+    Only(Vec<String>),
+}
+
+/// How `append_encrypt` is written in the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum AppendEncryptForm {
+    Word(String),
+    List(Vec<String>),
+}
+
+impl TryFrom<AppendEncryptForm> for AppendEncrypt {
+    type Error = String;
+
+    fn try_from(form: AppendEncryptForm) -> Result<Self, String> {
+        match form {
+            AppendEncryptForm::Word(w) if w.eq_ignore_ascii_case("all") => Ok(AppendEncrypt::All),
+            AppendEncryptForm::Word(w) if w.eq_ignore_ascii_case("none") => Ok(AppendEncrypt::None),
+            AppendEncryptForm::Word(w) => Err(format!("'{w}' is not \"all\", \"none\" or a list of mailboxes")),
+            AppendEncryptForm::List(list) => Ok(AppendEncrypt::Only(list)),
+        }
+    }
+}
+
+impl From<AppendEncrypt> for AppendEncryptForm {
+    fn from(value: AppendEncrypt) -> Self {
+        match value {
+            AppendEncrypt::All => AppendEncryptForm::Word("all".into()),
+            AppendEncrypt::None => AppendEncryptForm::Word("none".into()),
+            AppendEncrypt::Only(list) => AppendEncryptForm::List(list),
+        }
+    }
+}
+
 /// One mail account: the login a client uses and the provider behind it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountConfig {
@@ -177,6 +269,10 @@ pub struct AccountConfig {
     /// mandatory) or `smtps://host:465` (implicit TLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<String>,
+    /// The provider's IMAP server, `imaps://host:993` (implicit TLS) or
+    /// `imap://host:143` (STARTTLS, mandatory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imap: Option<String>,
     /// Extra trust anchors (PEM) for private CAs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
@@ -305,6 +401,7 @@ impl Default for Config {
             listen: ListenConfig::default(),
             policy: PolicyConfig::default(),
             smtp: SmtpConfig::default(),
+            imap: ImapConfig::default(),
             accounts: Vec::new(),
         }
     }
@@ -438,6 +535,7 @@ fn serde_keys(config: &Config) -> Vec<String> {
     let mut full = config.clone();
     full.passphrase_file = Some(PathBuf::new());
     full.listen.smtps = Some(default_smtp_listen());
+    full.listen.imaps = Some(default_imap_listen());
     full.listen.tls_cert = Some(PathBuf::new());
     full.listen.tls_key = Some(PathBuf::new());
     full.listen.metrics = Some(default_smtp_listen());
@@ -445,6 +543,7 @@ fn serde_keys(config: &Config) -> Vec<String> {
         login: String::new(),
         address: Some(String::new()),
         smtp: Some(String::new()),
+        imap: Some(String::new()),
         ca_file: Some(PathBuf::new()),
         trust: TrustMode::default(),
         pins: vec![String::new()],
@@ -545,12 +644,16 @@ fn validate_listen(listen: &ListenConfig) -> Vec<Problem> {
             }
         }
     }
-    if listen.smtps == Some(listen.smtp) {
-        problems.push(Problem {
-            key: "listen.smtps".into(),
-            message: format!("{} is also listen.smtp", listen.smtp),
-            hint: "give the implicit-TLS listener its own port (1465 is usual)".into(),
-        });
+    let mut addresses = vec![("listen.smtp", Some(listen.smtp)), ("listen.smtps", listen.smtps), ("listen.imap", Some(listen.imap)), ("listen.imaps", listen.imaps)];
+    addresses.retain(|(_, a)| a.is_some());
+    for (i, (key, addr)) in addresses.iter().enumerate() {
+        if let Some((other, _)) = addresses[..i].iter().find(|(_, a)| a == addr) {
+            problems.push(Problem {
+                key: key.to_string(),
+                message: format!("{} is also {other}", addr.expect("kept only set addresses")),
+                hint: "give each listener its own port (1587 smtp, 1465 smtps, 1143 imap, 1993 imaps are usual)".into(),
+            });
+        }
     }
     problems
 }
@@ -596,20 +699,29 @@ fn validate_accounts(accounts: &[AccountConfig]) -> Vec<Problem> {
                 hint: "set address = \"you@example.com\" when the login is not your address".into(),
             });
         }
-        match &account.smtp {
-            None => problems.push(Problem {
+        if account.smtp.is_none() && account.imap.is_none() {
+            problems.push(Problem {
                 key: key("smtp"),
-                message: "no submission server".into(),
-                hint: "set smtp = \"smtp://smtp.example.com:587\" (STARTTLS) or \"smtps://smtp.example.com:465\"".into(),
-            }),
-            Some(url) => {
-                if let Err(e) = ServerUrl::parse_smtp(url) {
-                    problems.push(Problem {
-                        key: key("smtp"),
-                        message: e,
-                        hint: "write smtp://host:587 (STARTTLS, mandatory) or smtps://host:465 (implicit TLS)".into(),
-                    });
-                }
+                message: "neither a submission nor an IMAP server".into(),
+                hint: "set smtp = \"smtp://smtp.example.com:587\" and/or imap = \"imaps://imap.example.com:993\"".into(),
+            });
+        }
+        if let Some(url) = &account.smtp {
+            if let Err(e) = ServerUrl::parse_smtp(url) {
+                problems.push(Problem {
+                    key: key("smtp"),
+                    message: e,
+                    hint: "write smtp://host:587 (STARTTLS, mandatory) or smtps://host:465 (implicit TLS)".into(),
+                });
+            }
+        }
+        if let Some(url) = &account.imap {
+            if let Err(e) = ServerUrl::parse_imap(url) {
+                problems.push(Problem {
+                    key: key("imap"),
+                    message: e,
+                    hint: "write imaps://host:993 (implicit TLS) or imap://host:143 (STARTTLS, mandatory)".into(),
+                });
             }
         }
         if let Some(ca) = &account.ca_file {

@@ -8,7 +8,8 @@
 //! - [`tls`]: the local certificate and verified upstream TLS;
 //! - [`account`]: configured accounts with their unlocked keys;
 //! - [`smtp`]: the submission proxy;
-//! - [`imap`]: the IMAP proxy (so far its framing layer);
+//! - [`imap`]: the IMAP proxy;
+//! - [`listener`]: accepting connections for either proxy;
 //! - [`store`]: the proxies' data at rest (the decrypted-message cache);
 //! - [`serve`]: starting and stopping the proxies;
 //! - [`metrics`]: Prometheus counters;
@@ -19,6 +20,7 @@ pub mod account;
 pub mod config;
 pub mod files;
 pub mod imap;
+pub mod listener;
 pub mod logging;
 pub mod message;
 pub mod metrics;

@@ -435,7 +435,8 @@ fn accept_target(config: &Config, server: &str) -> Result<FetchTarget> {
     let configured = config
         .accounts
         .iter()
-        .filter_map(|a| a.smtp.as_deref())
+        .flat_map(|a| [a.smtp.as_deref(), a.imap.as_deref()])
+        .flatten()
         .filter_map(|url| FetchTarget::parse(url).ok())
         .find(|t| t.server().eq_ignore_ascii_case(server));
     if let Some(target) = configured {

@@ -2,7 +2,7 @@
 //! (`listen.metrics`). Counters carry outcomes and reasons, never
 //! addresses or content.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -20,6 +20,16 @@ pub struct Metrics {
     pub upstream_failures: IntCounterVec,
     /// Seconds spent signing/encrypting one message, by outcome.
     pub smtp_processing_seconds: HistogramVec,
+    /// IMAP sessions accepted.
+    pub imap_sessions: IntCounter,
+    /// Encrypted messages shown to IMAP clients, by outcome: decrypted,
+    /// cached (served from the cache), failed (shown as stored).
+    pub imap_messages: IntCounterVec,
+    /// Seconds spent decrypting one message for an IMAP client.
+    pub imap_decrypt_seconds: Histogram,
+    /// Uploads (APPEND) by outcome: encrypted, already-encrypted, passed
+    /// (policy), refused.
+    pub imap_appends: IntCounterVec,
 }
 
 impl Metrics {
@@ -48,12 +58,29 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let imap_sessions = IntCounter::new("sealpost_imap_sessions_total", "IMAP client sessions accepted").expect("valid metric");
+        let imap_messages = IntCounterVec::new(
+            Opts::new("sealpost_imap_messages_total", "Encrypted messages shown to IMAP clients, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let imap_decrypt_seconds = Histogram::with_opts(
+            HistogramOpts::new("sealpost_imap_decrypt_seconds", "Time to decrypt one message for an IMAP client")
+                .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+        )
+        .expect("valid metric");
+        let imap_appends = IntCounterVec::new(Opts::new("sealpost_imap_appends_total", "Uploaded messages, by outcome"), &["outcome"])
+            .expect("valid metric");
         for metric in [
             Box::new(smtp_sessions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(smtp_messages.clone()),
             Box::new(smtp_policy_rejections.clone()),
             Box::new(upstream_failures.clone()),
             Box::new(smtp_processing_seconds.clone()),
+            Box::new(imap_sessions.clone()),
+            Box::new(imap_messages.clone()),
+            Box::new(imap_decrypt_seconds.clone()),
+            Box::new(imap_appends.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -64,6 +91,10 @@ impl Metrics {
             smtp_policy_rejections,
             upstream_failures,
             smtp_processing_seconds,
+            imap_sessions,
+            imap_messages,
+            imap_decrypt_seconds,
+            imap_appends,
         }
     }
 

@@ -2,6 +2,7 @@
 //! configured listener, and run the proxies until SIGINT or SIGTERM.
 //! Anything that cannot work is refused before the first client connects.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,8 +10,8 @@ use crate::account::{AccountError, Accounts};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pgp::{KeyError, Keystore, PassphraseSource};
-use crate::smtp::server::Listener;
-use crate::smtp::session::{ListenerKind, Shared};
+use crate::listener::{Listener, ListenerKind};
+use crate::store::{MessageCache, StoreError};
 use crate::tls::{LocalTls, TlsError};
 
 /// Why the proxies could not start.
@@ -38,6 +39,9 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An account's decrypted-message cache cannot be opened.
+    #[error(transparent)]
+    Cache(#[from] StoreError),
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
@@ -48,14 +52,23 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
     if config.accounts.is_empty() {
         return Err(ServeError::NoAccounts);
     }
-    let keystore = Keystore::open(&config.data_dir)?;
-    let accounts = Accounts::load(config, &keystore, passphrases)?;
+    let keystore = Arc::new(Keystore::open(&config.data_dir)?);
+    let accounts = Arc::new(Accounts::load(config, &keystore, passphrases)?);
     let tls = LocalTls::load_or_generate(&config.data_dir, config.listen.tls_cert.as_deref(), config.listen.tls_key.as_deref())?;
+    let mut caches = HashMap::new();
+    for account in accounts.iter().filter(|a| a.imap.is_some()) {
+        let dir = config.data_dir.join("cache").join(crate::store::account_dir_name(&account.login));
+        caches.insert(account.login.clone(), Arc::new(MessageCache::open(&dir, &account.key, config.imap.cache_size)?));
+    }
     // Bound before the runtime starts, so a taken port is reported as
     // the configuration key to change.
-    let mut sockets = vec![(bind(config.listen.smtp, "listen.smtp")?, false)];
+    let mut smtp_sockets = vec![(bind(config.listen.smtp, "listen.smtp")?, false)];
     if let Some(addr) = config.listen.smtps {
-        sockets.push((bind(addr, "listen.smtps")?, true));
+        smtp_sockets.push((bind(addr, "listen.smtps")?, true));
+    }
+    let mut imap_sockets = vec![(bind(config.listen.imap, "listen.imap")?, false)];
+    if let Some(addr) = config.listen.imaps {
+        imap_sockets.push((bind(addr, "listen.imaps")?, true));
     }
     let metrics_socket = config.listen.metrics.map(|addr| bind(addr, "listen.metrics")).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -63,18 +76,8 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
         .build()
         .map_err(ServeError::Runtime)?;
     runtime.block_on(async {
-        let mut listeners = Vec::new();
-        for (socket, implicit_tls) in sockets {
-            let addr = socket.local_addr().map_err(ServeError::Runtime)?;
-            listeners.push(Listener {
-                socket: tokio::net::TcpListener::from_std(socket).map_err(ServeError::Runtime)?,
-                kind: ListenerKind {
-                    implicit_tls,
-                    loopback: addr.ip().is_loopback(),
-                },
-            });
-            tracing::info!(%addr, implicit_tls, "SMTP listener ready");
-        }
+        let smtp_listeners = listeners(smtp_sockets, "SMTP")?;
+        let imap_listeners = listeners(imap_sockets, "IMAP")?;
         let metrics = Arc::new(Metrics::new());
         if let Some(socket) = metrics_socket {
             let addr = socket.local_addr().map_err(ServeError::Runtime)?;
@@ -83,11 +86,20 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
             tokio::spawn(crate::metrics::serve(socket, metrics.clone()));
         }
         tracing::info!(fingerprint = %tls.fingerprint, accounts = accounts.len(), "local certificate SHA-256");
-        let shared = Arc::new(Shared {
+        let smtp = Arc::new(crate::smtp::session::Shared {
             limits: config.smtp.clone(),
             hostname: config.listen.hostname.clone(),
+            keystore: keystore.clone(),
+            accounts: accounts.clone(),
+            tls: tls.clone(),
+            metrics: metrics.clone(),
+            spool_dir: config.data_dir.join("spool"),
+        });
+        let imap = Arc::new(crate::imap::session::Shared {
+            limits: config.imap.clone(),
             keystore,
             accounts,
+            caches,
             tls,
             metrics,
             spool_dir: config.data_dir.join("spool"),
@@ -98,9 +110,29 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
             tracing::info!("stopping");
             let _ = stop.send(true);
         });
-        crate::smtp::server::run(shared, listeners, stopped).await;
+        tokio::join!(
+            crate::listener::run(smtp_listeners, stopped.clone(), move |tcp, kind| crate::smtp::session::handle(smtp.clone(), tcp, kind)),
+            crate::listener::run(imap_listeners, stopped, move |tcp, kind| crate::imap::session::handle(imap.clone(), tcp, kind)),
+        );
         Ok(())
     })
+}
+
+/// Async listeners for bound sockets (`true`: implicit TLS).
+fn listeners(sockets: Vec<(std::net::TcpListener, bool)>, protocol: &str) -> Result<Vec<Listener>, ServeError> {
+    let mut listeners = Vec::new();
+    for (socket, implicit_tls) in sockets {
+        let addr = socket.local_addr().map_err(ServeError::Runtime)?;
+        listeners.push(Listener {
+            socket: tokio::net::TcpListener::from_std(socket).map_err(ServeError::Runtime)?,
+            kind: ListenerKind {
+                implicit_tls,
+                loopback: addr.ip().is_loopback(),
+            },
+        });
+        tracing::info!(%addr, implicit_tls, "{protocol} listener ready");
+    }
+    Ok(listeners)
 }
 
 fn bind(addr: SocketAddr, key: &'static str) -> Result<std::net::TcpListener, ServeError> {

@@ -30,6 +30,9 @@ pub enum FrameError {
     /// A literal announcement that is not a number (or too large).
     #[error("malformed literal announcement")]
     BadLiteral,
+    /// A literal larger than the proxy accepts here.
+    #[error("literal of {0} octets is over the limit")]
+    LiteralTooLarge(u64),
     /// The peer closed the connection mid-message.
     #[error("connection closed in the middle of a message")]
     Truncated,

@@ -1,7 +1,25 @@
-//! The IMAP proxy (in progress, issue #4). So far only the framing layer:
-//! a literal-aware scanner that splits either direction of an IMAP
-//! connection into CRLF-terminated segments and literals, so that the
-//! proxy can pass everything through byte for byte and parse only what it
-//! must transform. It owns no sockets and no session state.
+//! The IMAP proxy: mail clients read their provider's mailboxes through
+//! Sealpost and see encrypted messages decrypted; what they upload is
+//! encrypted before the provider sees it.
+//!
+//! Layout: [`framer`] splits either direction into lines and literals,
+//! [`wire`] holds the few messages read whole and walks their syntax,
+//! [`command`] reads client commands, [`capability`] filters capability
+//! lists, [`auth`] reads login credentials, [`upstream`] talks to the
+//! provider, [`session`] relays a connection, [`fetch`] rewrites FETCH
+//! answers about encrypted messages (with [`view`] answering items from a
+//! decrypted message and [`emit`] writing IMAP values), [`append`]
+//! encrypts uploads. Everything not named here passes byte for byte. This
+//! module never does OpenPGP itself: it calls [`crate::message`].
 
+pub mod append;
+pub mod auth;
+pub mod capability;
+pub mod command;
+pub mod emit;
+pub mod fetch;
 pub mod framer;
+pub mod session;
+pub mod upstream;
+pub mod view;
+pub mod wire;

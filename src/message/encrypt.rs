@@ -88,6 +88,35 @@ pub fn encrypt_message(
     Ok(copies)
 }
 
+/// Encrypts `message` to its owner alone, signed by them: for the copies
+/// a user keeps on their own server (drafts, sent copies) rather than
+/// sends. Unlike a copy for recipients, the Bcc fields stay, protected
+/// inside, because only the owner can read them.
+pub fn seal_for_self(message: &[u8], owner_address: &str, owner: &UnlockedKey) -> Result<Vec<u8>, MessageError> {
+    let message = to_crlf(message);
+    let entity = Entity::parse(&message);
+    if super::decrypt::is_protected(&entity) {
+        return Err(MessageError::AlreadyProtected);
+    }
+    let owner_address = normalize_email(owner_address);
+    let bcc: Vec<Vec<u8>> = entity.fields.iter().filter(|f| f.is("Bcc")).map(|f| f.raw.to_vec()).collect();
+    let mut outer = outer_fields(&entity, true);
+    outer.push(autocrypt_header("Autocrypt", &owner_address, &owner.cert)?);
+    let sealer = Sealer {
+        frame: PayloadFrame::new(&entity, &Protection::Cipher { outer_fields: &outer }, &bcc),
+        outer,
+        copies: vec![CopyPlan {
+            recipients: vec![owner_address],
+            is_bcc: false,
+            keys: vec![&owner.cert],
+        }],
+        sender: owner,
+    };
+    let mut out = Vec::with_capacity(message.len() * 4 / 3 + 8192);
+    sealer.write_copy(0, &mut &entity.body[..], &mut out)?;
+    Ok(out)
+}
+
 /// One copy a [`Sealer`] will write.
 #[derive(Debug, Clone)]
 pub struct CopyPlan<'k> {

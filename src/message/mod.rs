@@ -16,7 +16,7 @@ mod sign;
 
 pub use autocrypt::autocrypt_header;
 pub use decrypt::{decrypt_message, protection, DecryptOutcome, Protection, Status};
-pub use encrypt::{encrypt_message, CopyPlan, EncryptedCopy, Envelope, Sealer};
+pub use encrypt::{encrypt_message, seal_for_self, CopyPlan, EncryptedCopy, Envelope, Sealer};
 pub use payload::PROTECTED_FIELDS;
 pub use sign::sign_message;
 

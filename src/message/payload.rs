@@ -50,7 +50,10 @@ pub(super) struct PayloadFrame {
 
 impl PayloadFrame {
     /// Frames `message`'s body (only its header fields are read).
-    pub fn new(message: &Entity<'_>, protection: &Protection<'_>, gossip: &[Vec<u8>]) -> PayloadFrame {
+    /// `extra_fields` (complete fields: Autocrypt-Gossip, or the Bcc of a
+    /// copy only the sender can read) go into the root after the protected
+    /// ones.
+    pub fn new(message: &Entity<'_>, protection: &Protection<'_>, extra_fields: &[Vec<u8>]) -> PayloadFrame {
         let hp = match protection {
             Protection::Cipher { .. } => "cipher",
             Protection::Clear => "clear",
@@ -79,8 +82,8 @@ impl PayloadFrame {
                 head.extend_from_slice(field);
             }
         }
-        for g in gossip {
-            head.extend_from_slice(g);
+        for field in extra_fields {
+            head.extend_from_slice(field);
         }
         head.extend_from_slice(b"\r\n");
         if keeps_root {

@@ -5,13 +5,12 @@
 //! Layout: [`command`] and [`reply`] parse the protocol, [`data`] reads
 //! bounded lines and message data, [`policy`] decides per recipient and per
 //! message, [`upstream`] talks to the provider, [`session`] is the state
-//! machine, [`server`] accepts connections. This module never writes
+//! machine ([`crate::listener`] accepts connections). This module never writes
 //! OpenPGP itself: it calls [`crate::message`].
 
 pub mod command;
 pub mod data;
 pub mod policy;
 pub mod reply;
-pub mod server;
 pub mod session;
 pub mod upstream;

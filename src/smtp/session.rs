@@ -21,6 +21,7 @@ use crate::mime::Entity;
 use crate::metrics::Metrics;
 use crate::pgp::Keystore;
 use crate::spool::{Spool, DEFAULT_THRESHOLD};
+use crate::listener::ListenerKind;
 use crate::tls::{LocalTls, Stream};
 
 /// RFC 5321 §4.5.3.1.6 text line limit, applied to command lines.
@@ -44,24 +45,15 @@ pub struct Shared {
     /// The name used in greetings.
     pub hostname: String,
     /// Recipients' certificates.
-    pub keystore: Keystore,
+    pub keystore: Arc<Keystore>,
     /// Accounts by login.
-    pub accounts: Accounts,
+    pub accounts: Arc<Accounts>,
     /// The local certificate.
     pub tls: LocalTls,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// Where messages over the spool threshold are written (private).
     pub spool_dir: std::path::PathBuf,
-}
-
-/// How a listener's connections start.
-#[derive(Debug, Clone, Copy)]
-pub struct ListenerKind {
-    /// TLS from the first byte (smtps).
-    pub implicit_tls: bool,
-    /// Bound to a loopback address: AUTH may precede STARTTLS.
-    pub loopback: bool,
 }
 
 /// Serves one client connection to its end.
@@ -358,8 +350,16 @@ impl Session {
             self.send(&reply).await?;
             return Ok(Flow::Continue);
         };
+        let Some(url) = &account.smtp else {
+            let reply = Reply::new(
+                535,
+                format!("5.7.8 Sealpost has no submission server for '{user}'; set smtp = \"smtp://host:587\" in its [[account]]"),
+            );
+            self.send(&reply).await?;
+            return Ok(Flow::Continue);
+        };
         let ehlo = self.ehlo.clone().unwrap_or_else(|| "localhost".into());
-        let mut upstream = match Upstream::connect(&account.smtp, &account.connector, &ehlo).await {
+        let mut upstream = match Upstream::connect(url, &account.connector, &ehlo).await {
             Ok(upstream) => upstream,
             Err(e) => return self.upstream_failed(e).await,
         };

@@ -57,3 +57,12 @@ pub enum StoreError {
         reason: String,
     },
 }
+
+/// The directory name for one account's store under `data_dir/cache`: a
+/// hash of the login (ASCII case folded), so the file system shows no
+/// account names.
+pub fn account_dir_name(login: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(login.to_ascii_lowercase().as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}

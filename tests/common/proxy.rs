@@ -16,6 +16,10 @@ pub struct Proxy {
     pub smtp: SocketAddr,
     /// SMTP with implicit TLS.
     pub smtps: SocketAddr,
+    /// IMAP with STARTTLS offered.
+    pub imap: SocketAddr,
+    /// IMAP with implicit TLS.
+    pub imaps: SocketAddr,
     /// Prometheus metrics.
     pub metrics: SocketAddr,
     /// The proxy's stderr.
@@ -39,6 +43,8 @@ pub struct Setup<'a> {
     pub account: &'a str,
     /// Leave out the stack's CA as `ca_file`.
     pub without_ca_file: bool,
+    /// The account's IMAP URL (default: the stack's STARTTLS IMAP port).
+    pub imap_upstream: Option<&'a str>,
 }
 
 impl Proxy {
@@ -61,6 +67,11 @@ impl Proxy {
     pub fn start_with(user: &User, setup: Setup<'_>) -> Proxy {
         let stack: &Stack = stack();
         let (smtp, smtps, metrics) = (free_port(), free_port(), free_port());
+        let (imap, imaps) = (free_port(), free_port());
+        let imap_upstream = setup
+            .imap_upstream
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("imap://{}:{}", stack.tls_name, stack.imap_port));
         let upstream = setup
             .upstream
             .map(str::to_string)
@@ -75,8 +86,8 @@ impl Proxy {
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{data}\"\n{extra}\n[listen]\nsmtp = \"{smtp}\"\nsmtps = \"{smtps}\"\nmetrics = \"{metrics}\"\n\n\
-[[account]]\nlogin = \"{login}\"\nsmtp = \"{upstream}\"\n{ca_line}{account}\n",
+                "data_dir = \"{data}\"\n{extra}\n[listen]\nsmtp = \"{smtp}\"\nsmtps = \"{smtps}\"\nimap = \"{imap}\"\nimaps = \"{imaps}\"\nmetrics = \"{metrics}\"\n\n\
+[[account]]\nlogin = \"{login}\"\nsmtp = \"{upstream}\"\nimap = \"{imap_upstream}\"\n{ca_line}{account}\n",
                 data = user.dir.path().display(),
                 extra = setup.extra,
                 login = user.email,
@@ -98,6 +109,8 @@ impl Proxy {
             child,
             smtp,
             smtps,
+            imap,
+            imaps,
             metrics,
             log,
             _config_dir: config_dir,
@@ -160,16 +173,28 @@ pub fn token(label: &str) -> String {
     format!("{label}-{}-{nanos}", std::process::id())
 }
 
-/// What every Python snippet starts with: the modules the tests use and
-/// `connect(port)`, an SMTP session to a proxy after STARTTLS (the proxy's
-/// certificate is its self-signed local one).
+/// What every Python snippet starts with: the modules the tests use,
+/// `connect(port)`, an SMTP session to a proxy after STARTTLS, and
+/// `imap(port, user, password)`, a logged-in imaplib session after
+/// STARTTLS (the proxy's certificate is its self-signed local one).
 const PYTHON_PRELUDE: &str = r#"
-import base64, os, smtplib, ssl, sys
-def connect(port):
+import base64, imaplib, json, os, smtplib, ssl, sys
+def local_tls():
     ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-    s = smtplib.SMTP("127.0.0.1", port); s.starttls(context=ctx)
+    return ctx
+def connect(port):
+    s = smtplib.SMTP("127.0.0.1", port); s.starttls(context=local_tls())
     return s
+def imap(port, user, password):
+    m = imaplib.IMAP4("127.0.0.1", int(port)); m.starttls(ssl_context=local_tls())
+    m.login(user, password)
+    return m
 "#;
+
+/// The Python prelude, for tests that run python3 themselves.
+pub fn prelude() -> &'static str {
+    PYTHON_PRELUDE
+}
 
 /// Runs a Python 3 snippet (smtplib and friends) after
 /// [`PYTHON_PRELUDE`], returning its stdout; panics with stderr if it

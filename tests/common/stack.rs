@@ -369,6 +369,24 @@ impl Stack {
         )
     }
 
+    /// Delivers `message` to `to` through the plain inject port (no AUTH,
+    /// no Sealpost), as mail from the outside arrives at a provider.
+    pub fn inject(&self, to: &str, message: &[u8]) {
+        use std::io::Write;
+        let mut child = Command::new("python3")
+            .args([
+                "-c",
+                "import smtplib, sys\ns = smtplib.SMTP('127.0.0.1', int(sys.argv[1]))\ns.sendmail('sender@example.net', [sys.argv[2]], sys.stdin.buffer.read())\ns.quit()",
+                &self.smtp_inject_port.to_string(),
+                to,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 is installed");
+        child.stdin.take().unwrap().write_all(message).unwrap();
+        assert!(child.wait().unwrap().success(), "injecting a message to {to} failed");
+    }
+
     /// Deletes the user's messages whose head contains `needle`, so big
     /// test messages do not pile up across runs.
     pub fn remove_matching(&self, user_email: &str, needle: &[u8]) {

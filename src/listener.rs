@@ -1,13 +1,21 @@
 //! Listeners: accept connections and run a session for each until told to
-//! stop.
+//! stop, for any protocol. Owns the accept loop and the drain on
+//! shutdown; knows nothing of what the sessions speak.
 
-use std::sync::Arc;
+use std::future::Future;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::session::{handle, ListenerKind, Shared};
+/// How a listener's connections start.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerKind {
+    /// TLS from the first byte (smtps, imaps).
+    pub implicit_tls: bool,
+    /// Bound to a loopback address: login may precede STARTTLS.
+    pub loopback: bool,
+}
 
 /// A bound listener and how its connections start.
 pub struct Listener {
@@ -17,9 +25,14 @@ pub struct Listener {
     pub kind: ListenerKind,
 }
 
-/// Accepts on every listener until `shutdown` turns true, then waits for
-/// the running sessions to finish.
-pub async fn run(shared: Arc<Shared>, listeners: Vec<Listener>, mut shutdown: watch::Receiver<bool>) {
+/// Accepts on every listener until `shutdown` turns true, running
+/// `session` for each connection, then waits for the running sessions to
+/// finish.
+pub async fn run<S, F>(listeners: Vec<Listener>, mut shutdown: watch::Receiver<bool>, session: S)
+where
+    S: Fn(TcpStream, ListenerKind) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
     let mut sessions = JoinSet::new();
     let mut accepting = JoinSet::new();
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
@@ -48,7 +61,7 @@ pub async fn run(shared: Arc<Shared>, listeners: Vec<Listener>, mut shutdown: wa
         tokio::select! {
             _ = shutdown.changed() => break,
             Some((tcp, kind)) = conn_rx.recv() => {
-                sessions.spawn(handle(shared.clone(), tcp, kind));
+                sessions.spawn(session(tcp, kind));
             }
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
         }

