@@ -287,3 +287,99 @@ fn a_renewal_with_the_same_key_passes_and_a_backup_pin_allows_rotation() {
     let rotated = format!("trust = \"pin\"\npins = [\"{real}\", \"{}\"]\n", pin_of(&stack.impostor_cert));
     assert!(login(&proxy_for(&alice, stack.impostor_submission_port, &rotated)).starts_with("235"));
 }
+
+/// Logs in through the proxy's IMAP side with LOGIN and prints the
+/// answer (`OK ...` or the error text).
+fn imap_login(proxy: &Proxy) -> String {
+    let script = r#"
+m = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+try:
+    typ, data = m.login("alice@example.org", sys.argv[2])
+    print(typ, data[0].decode())
+except imaplib.IMAP4.error as e:
+    message = e.args[0]
+    print("NO", message.decode() if isinstance(message, bytes) else message)
+"#;
+    python(script, &[&proxy.imap.port().to_string(), &password("alice@example.org")])
+}
+
+/// A proxy whose account reads mail from IMAPS `port` of the stack.
+fn imap_proxy_for(alice: &User, port: u16, account: &str) -> Proxy {
+    let url = format!("imaps://{}:{}", stack().tls_name, port);
+    Proxy::start_with(
+        alice,
+        Setup {
+            imap_upstream: Some(&url),
+            account,
+            ..Setup::default()
+        },
+    )
+}
+
+/// Connections in which the impostor IMAPS service saw a user name
+/// (Dovecot names the user of every login attempt, failed or not).
+fn impostor_imap_logins() -> usize {
+    std::fs::read_to_string(stack().dir.join("log/dovecot-pin-impostor.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("user=<alice@example.org>"))
+        .count()
+}
+
+#[test]
+fn imap_an_impostor_certificate_fools_ca_mode_only() {
+    let stack = stack();
+    let real = pin_of(&stack.server_cert);
+    let port = stack.impostor_imaps_port;
+
+    let alice = User::new("alice@example.org");
+    let before = impostor_imap_logins();
+    let reply = imap_login(&imap_proxy_for(&alice, port, "trust = \"ca\"\n"));
+    assert!(reply.starts_with("OK"), "ca mode logs in at the impostor: {reply}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(impostor_imap_logins() > before, "the login reached the impostor");
+
+    let refused = [
+        ("pin", format!("trust = \"pin\"\npins = [\"{real}\"]\n")),
+        ("ca+pin", format!("trust = \"ca+pin\"\npins = [\"{real}\"]\n")),
+        ("tofu after contact with the real key", String::new()),
+    ];
+    for (what, account) in refused {
+        let alice = User::new("alice@example.org");
+        if account.is_empty() {
+            first_contact_saw(&alice, port, &real);
+        }
+        let before = impostor_imap_logins();
+        let proxy = imap_proxy_for(&alice, port, &account);
+        let reply = imap_login(&proxy);
+        assert!(
+            reply.starts_with(&format!(
+                "NO [UNAVAILABLE] Sealpost: {}:{port} presented an unexpected key (seen {}",
+                stack.tls_name,
+                pin_of(&stack.impostor_cert)
+            )),
+            "{what}: {reply}"
+        );
+        assert!(reply.contains(&format!("run 'sealpost pin accept {}:{port}'", stack.tls_name)), "{what}: {reply}");
+        assert!(proxy.metrics_text().contains("sealpost_upstream_failures_total{kind=\"pin\"} 1"), "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(impostor_imap_logins(), before, "{what}: no credential reached the impostor");
+    }
+}
+
+#[test]
+fn imap_pins_need_no_ca_renewals_pass_and_backup_pins_allow_rotation() {
+    let stack = stack();
+    let alice = User::new("alice@example.org");
+    let real = pin_of(&stack.server_cert);
+    let selfsigned = format!("trust = \"pin\"\npins = [\"{}\"]\n", pin_of(&stack.selfsigned_cert));
+    assert!(imap_login(&imap_proxy_for(&alice, stack.selfsigned_imaps_port, &selfsigned)).starts_with("OK"));
+    let ca_only = imap_login(&imap_proxy_for(&alice, stack.selfsigned_imaps_port, "trust = \"ca\"\n"));
+    assert!(ca_only.starts_with("NO [UNAVAILABLE]") && ca_only.contains("not signed by a trusted authority"), "{ca_only}");
+    assert!(imap_login(&imap_proxy_for(&alice, stack.other_ca_imaps_port, "trust = \"ca\"\n")).starts_with("NO [UNAVAILABLE]"));
+
+    first_contact_saw(&alice, stack.renewed_imaps_port, &real);
+    assert!(imap_login(&imap_proxy_for(&alice, stack.renewed_imaps_port, "")).starts_with("OK"), "TOFU: same key, new certificate");
+    let rotated = format!("trust = \"pin\"\npins = [\"{real}\", \"{}\"]\n", pin_of(&stack.impostor_cert));
+    assert!(imap_login(&imap_proxy_for(&alice, stack.impostor_imaps_port, &rotated)).starts_with("OK"));
+}
