@@ -58,7 +58,7 @@ fi
 
 # ----------------------------------------------------------------- packages
 PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-lmtpd swaks libnet-ssleay-perl
-  isync openssl python3 ca-certificates iproute2)
+  isync curl openssl python3 ca-certificates iproute2)
 install_packages() {
   local missing=() p
   for p in "${PACKAGES[@]}"; do
