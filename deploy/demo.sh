@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The end-to-end demo: Alice and Bob with their own Sealpost key stores, a
-# real Postfix + Dovecot provider on loopback, a message submitted through
-# Sealpost's SMTP proxy, what the provider stored, and Bob reading it with
-# GnuPG and with his Sealpost. Exits non-zero if any check fails.
+# The end-to-end demo: Alice and Bob each run Sealpost in front of the same
+# real Postfix + Dovecot provider on loopback. Alice's mail client sends
+# through Sealpost's SMTP proxy; the provider stores only ciphertext; GnuPG
+# checks it independently; Bob's mail client reads it in clear through his
+# Sealpost's IMAP proxy, and a draft he saves reaches the provider
+# encrypted. Exits non-zero if any check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/setup-debian.sh
@@ -31,22 +33,39 @@ step "3. A mail provider: real Postfix (submission) and Dovecot (IMAP, LMTP) on 
 bash deploy/teststack/start.sh
 . /tmp/sealpost-teststack/env
 
-step "4. Alice runs Sealpost in front of her provider"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+step "4. Alice and Bob each run Sealpost in front of their provider"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port); imap_port=$(free_port); bob_smtp=$(free_port)
 cat > "$work/alice.toml" <<TOML
 data_dir = "$work/alice"
 [listen]
 smtp = "127.0.0.1:$port"
+imap = "127.0.0.1:$(free_port)"
 [[account]]
 login = "alice@example.org"
 smtp = "smtp://localhost:$SMTP_SUBMISSION_PORT"
 ca_file = "$CA_FILE"
 TOML
-cat "$work/alice.toml"
+cat > "$work/bob.toml" <<TOML
+data_dir = "$work/bob"
+[listen]
+smtp = "127.0.0.1:$bob_smtp"
+imap = "127.0.0.1:$imap_port"
+[[account]]
+login = "bob@example.net"
+smtp = "smtp://localhost:$SMTP_SUBMISSION_PORT"
+imap = "imap://localhost:$IMAP_PORT"
+ca_file = "$CA_FILE"
+TOML
+cat "$work/bob.toml"
 "$bin" --config "$work/alice.toml" serve 2> "$work/serve.log" &
 serve_pid=$!
-trap 'kill $serve_pid 2>/dev/null || true; gpgconf --homedir "$work/gpg-bob" --kill all 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+"$bin" --config "$work/bob.toml" serve 2> "$work/bob-serve.log" &
+bob_pid=$!
+trap 'kill $serve_pid $bob_pid 2>/dev/null || true; gpgconf --homedir "$work/gpg-bob" --kill all 2>/dev/null || true; rm -rf "$work"' EXIT
+for p in $port $imap_port; do
+  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.1; done
+done
 
 step "5. Alice's mail client submits this message to Sealpost (STARTTLS, her provider password)"
 tag="demo-$(date +%s%N)"
@@ -85,14 +104,68 @@ grep -E '^\[GNUPG:\] (DECRYPTION_OKAY|GOODSIG|VALIDSIG)' "$work/gpg-status" | cu
 echo "--- protected headers inside the ciphertext:"
 sed -n '1,/^\r\{0,1\}$/p' "$work/gpg-plain.eml" | grep -v -e '^ ' -e '^Autocrypt-Gossip' | grep -v '^HP-Outer' || true
 
-step "8. Bob's Sealpost decrypts it for his mail client"
-bob decrypt < "$work/encrypted.eml" > "$work/decrypted.eml"
-cat "$work/decrypted.eml"
-grep -q '^Sealpost-Status: decrypted; signature=good' "$work/decrypted.eml" || fail "no good signature status"
-grep -q 'Quarterly' "$work/decrypted.eml" || fail "real subject not restored"
-grep -q 'cXVhcnRlcixyZXZlbnVlClEzLDQyMDAwMAo=' "$work/decrypted.eml" || fail "attachment changed"
+step "8. Bob's mail client reads his INBOX through Sealpost's IMAP proxy"
+python3 - "$imap_port" "$tag" "$work/encrypted.eml" "$work/seen.eml" <<'PY' || { tail -20 "$work/bob-serve.log"; fail "reading through the IMAP proxy failed"; }
+import imaplib, re, ssl, sys, email, email.policy
+port, tag, stored_path, seen_path = sys.argv[1:5]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4("127.0.0.1", int(port)); m.starttls(ssl_context=ctx)
+m.login("bob@example.net", "pw-bob"); m.select("INBOX")
+uid = m.uid("SEARCH", None, "HEADER", "Message-ID", tag)[1][0].split()[-1]
+seen = m.uid("FETCH", uid, "(BODY.PEEK[])")[1][0][1]
+open(seen_path, "wb").write(seen)
+size = re.search(rb"RFC822.SIZE (\d+)", m.uid("FETCH", uid, "(RFC822.SIZE)")[1][0]).group(1)
+m.logout()
+def show(raw):
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    lines = ["Subject: " + str(msg["Subject"]), "From: " + str(msg["From"])]
+    if msg["Sealpost-Status"]:
+        lines.append("Sealpost-Status: " + str(msg["Sealpost-Status"])[:38] + "...")
+    lines.append("Content-Type: " + msg.get_content_type())
+    lines.append("")
+    body = msg.get_body(("plain",)) if msg.is_multipart() else msg
+    text = body.get_content() if body is not None and body.get_content_type() == "text/plain" else ""
+    if not text:
+        armored = raw[raw.find(b"-----BEGIN PGP MESSAGE-----"):].decode(errors="replace")
+        text = armored
+    lines += text.strip().splitlines()[:6]
+    return [l[:44] for l in lines]
+left, right = show(open(stored_path, "rb").read()), show(seen)
+print(f"{'WHAT THE PROVIDER STORED':<46}| WHAT BOB'S MAIL CLIENT SEES")
+print("-" * 46 + "+" + "-" * 46)
+for i in range(max(len(left), len(right))):
+    l = left[i] if i < len(left) else ""
+    r = right[i] if i < len(right) else ""
+    print(f"{l:<46}| {r}")
+print(f"\n(RFC822.SIZE through Sealpost: {size.decode()} octets, the size of what the client sees)")
+PY
+grep -q '^Sealpost-Status: decrypted; signature=good' "$work/seen.eml" || fail "no good signature status through IMAP"
+grep -q 'Quarterly' "$work/seen.eml" || fail "real subject not restored through IMAP"
+grep -q 'cXVhcnRlcixyZXZlbnVlClEzLDQyMDAwMAo=' "$work/seen.eml" || fail "attachment changed through IMAP"
+echo "check: the client sees the real subject, the text and the attachment, and a good signature"
 
-step "9. A tampered message is refused; Bob's client gets the original and a clear status"
+step "9. Bob saves a draft: it reaches the provider encrypted"
+marker="draft-$(date +%s%N)"
+python3 - "$imap_port" "$marker" <<'PY' || fail "saving a draft through the IMAP proxy failed"
+import imaplib, ssl, sys
+port, marker = sys.argv[1:3]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4("127.0.0.1", int(port)); m.starttls(ssl_context=ctx); m.login("bob@example.net", "pw-bob")
+m.create("Drafts")
+draft = f"From: Bob <bob@example.net>\r\nTo: Alice <alice@example.org>\r\nSubject: Re: numbers {marker}\r\nMessage-ID: <{marker}@example.net>\r\n\r\nThanks, I will look at {marker} tonight.\r\n"
+print(m.append("Drafts", "(\\Draft)", None, draft.encode())[1][0].decode())
+m.select("Drafts")
+uid = m.uid("SEARCH", None, "HEADER", "Message-ID", marker)[1][0].split()[-1]
+back = m.uid("FETCH", uid, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][0][1].decode().strip()
+print("read back through Sealpost:", back)
+assert marker in back
+PY
+draft_file=$(grep -l "$marker@example.net" "$MAIL_ROOT"/example.net/bob/Maildir/.Drafts/{new,cur}/* 2>/dev/null | head -1 || true)
+[ -n "$draft_file" ] || fail "the draft was not stored"
+grep -q "Thanks, I will look" "$draft_file" && fail "the draft reached the provider in clear"
+echo "on the provider's disk: $(grep -m1 '^Subject:' "$draft_file"), $(grep -c 'BEGIN PGP MESSAGE' "$draft_file") OpenPGP message, no draft text"
+
+step "10. A tampered message is refused; Bob's client gets the original and a clear status"
 python3 - "$work/encrypted.eml" "$work/tampered.eml" <<'PY'
 import sys
 data = open(sys.argv[1], 'rb').read()
@@ -111,13 +184,14 @@ grep '^Sealpost-Status:' "$work/tampered-out.eml"
 
 cat <<TEXT
 
-To use it with Thunderbird: run 'sealpost serve' with a config like the one
-above pointing at your provider, then set the outgoing server to
-127.0.0.1 port $port, STARTTLS, your provider's user name and password, and
-accept Sealpost's local certificate, whose fingerprint 'sealpost local-cert'
-prints:
-$("$bin" --config "$work/alice.toml" local-cert | head -1)
+To use it with Thunderbird: run 'sealpost serve' with a config like Bob's
+above pointing at your provider, then in the account settings set
+  incoming (IMAP): 127.0.0.1 port $imap_port, STARTTLS, normal password
+  outgoing (SMTP): 127.0.0.1 port $bob_smtp, STARTTLS, normal password
+with your provider's user name and password, and accept Sealpost's local
+certificate, whose fingerprint 'sealpost local-cert' prints:
+$("$bin" --config "$work/bob.toml" local-cert | head -1)
 The mail stack keeps running for inspection; stop it with
 'bash deploy/teststack/stop.sh'.
 TEXT
-printf '\n\033[1mDEMO OK\033[0m: Sealpost encrypted before the provider, GnuPG and Bob read it.\n'
+printf '\n\033[1mDEMO OK\033[0m: Sealpost encrypted before the provider; GnuPG and Bob (through IMAP) read it; his draft was stored encrypted.\n'
