@@ -33,11 +33,20 @@ pub struct Upload<'a> {
     pub literal_plus: bool,
 }
 
-/// An APPEND's arguments: the mailbox and, per message, the text before
-/// its literal (flags, date) and the literal itself.
+/// An APPEND's arguments: the mailbox and its messages.
 struct Parsed {
     mailbox: Vec<u8>,
-    messages: Vec<(Vec<u8>, Vec<u8>)>,
+    messages: Vec<Message>,
+}
+
+/// One message of an APPEND (MULTIAPPEND has several).
+struct Message {
+    /// The flags and date before the literal, as written (with a leading
+    /// space each).
+    prefix: Vec<u8>,
+    /// Sent as `UTF8 (~{n})` (RFC 6855) rather than a plain literal.
+    utf8: bool,
+    bytes: Vec<u8>,
 }
 
 impl Upload<'_> {
@@ -50,7 +59,7 @@ impl Upload<'_> {
             Ok(parsed) => parsed,
             Err(Unusable::Unreadable) => {
                 return self
-                    .refuse(&tag, "BAD Sealpost: cannot read this APPEND (CATENATE and UTF8 uploads are not relayed); nothing was stored")
+                    .refuse(&tag, "BAD Sealpost: cannot read this APPEND (CATENATE is not relayed); nothing was stored")
                     .await
             }
             Err(Unusable::TooBig) => {
@@ -61,15 +70,15 @@ impl Upload<'_> {
         };
         let encrypt = self.applies(&parsed.mailbox);
         let mut outgoing = Vec::with_capacity(parsed.messages.len());
-        for (prefix, message) in parsed.messages {
+        for Message { prefix, utf8, bytes } in parsed.messages {
             let account = self.account.clone();
-            let prepared = tokio::task::spawn_blocking(move || prepare(message, encrypt, &account))
+            let prepared = tokio::task::spawn_blocking(move || prepare(bytes, encrypt, &account))
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             match prepared {
-                Ok((message, outcome)) => {
+                Ok((bytes, outcome)) => {
                     self.shared.metrics.imap_appends.with_label_values(&[outcome]).inc();
-                    outgoing.push((prefix, message));
+                    outgoing.push(Message { prefix, utf8, bytes });
                 }
                 Err(e) => {
                     self.shared.metrics.imap_appends.with_label_values(&["refused"]).inc();
@@ -88,10 +97,12 @@ impl Upload<'_> {
                 .refuse(&tag, "NO [CANNOT] Sealpost cannot relay a mailbox name with line breaks; nothing was stored")
                 .await;
         }
-        for (prefix, message) in &outgoing {
-            line.extend_from_slice(prefix);
+        for message in &outgoing {
+            line.extend_from_slice(&message.prefix);
             let non_sync = self.literal_plus;
-            line.extend_from_slice(format!(" {{{}{}}}\r\n", message.len(), if non_sync { "+" } else { "" }).as_bytes());
+            let (open, close) = if message.utf8 { ("UTF8 (~", ")") } else { ("", "") };
+            let plus = if non_sync { "+" } else { "" };
+            line.extend_from_slice(format!(" {open}{{{}{plus}}}\r\n", message.bytes.len()).as_bytes());
             if !non_sync {
                 let invited = await_continuation(self.state, &tag);
                 upstream.write_all(&line).await?;
@@ -105,8 +116,10 @@ impl Upload<'_> {
             }
             upstream.write_all(&line).await?;
             line.clear();
-            upstream.write_all(message).await?;
+            upstream.write_all(&message.bytes).await?;
+            line.extend_from_slice(close.as_bytes());
         }
+        upstream.write_all(&line).await?;
         upstream.write_all(b"\r\n").await?;
         upstream.flush().await?;
         Ok(())
@@ -170,13 +183,13 @@ fn without_status(message: &[u8]) -> Vec<u8> {
 
 /// Why an APPEND cannot be relayed.
 enum Unusable {
-    /// CATENATE, UTF8, a missing literal: syntax the proxy does not relay.
+    /// CATENATE, a missing literal: syntax the proxy does not relay.
     Unreadable,
     /// A message over the size limit.
     TooBig,
 }
 
-/// Reads `mailbox *([flags] [date] literal)`.
+/// Reads `mailbox *([flags] [date] (literal / UTF8 (literal8)))`.
 fn parse(wire: &Wire, args: usize, max: u64) -> Result<Parsed, Unusable> {
     let mut c = wire.cursor();
     c.pos = Pos { part: 0, at: args };
@@ -196,12 +209,27 @@ fn parse(wire: &Wire, args: usize, max: u64) -> Result<Parsed, Unusable> {
                 c.skip_spaces();
             }
         }
+        let mut utf8 = false;
+        let before = c.clone();
+        if c.token().eq_ignore_ascii_case(b"UTF8") {
+            c.skip_spaces();
+            utf8 = c.eat(b'(');
+            if !utf8 {
+                return Err(Unusable::Unreadable);
+            }
+        } else {
+            c = before;
+        }
         let span = c.value().ok_or(Unusable::Unreadable)?;
         let spool = Cursor::literal_of(wire, span).ok_or(Unusable::Unreadable)?;
         if spool.len() > max {
             return Err(Unusable::TooBig);
         }
-        messages.push((prefix, spool.to_vec().map_err(|_| Unusable::Unreadable)?));
+        if utf8 && !c.eat(b')') {
+            return Err(Unusable::Unreadable);
+        }
+        let bytes = spool.to_vec().map_err(|_| Unusable::Unreadable)?;
+        messages.push(Message { prefix, utf8, bytes });
     }
     if messages.is_empty() {
         return Err(Unusable::Unreadable);
@@ -223,4 +251,52 @@ fn push_mailbox(line: &mut Vec<u8>, name: &[u8]) -> bool {
     }
     line.push(b'"');
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::framer::read_segment;
+    use crate::imap::wire::Continuations;
+
+    async fn parsed(bytes: &[u8], max: u64) -> Result<Parsed, Unusable> {
+        let mut reader = tokio::io::BufReader::new(bytes);
+        let mut first = Vec::new();
+        let literal = read_segment(&mut reader, 1 << 20, &mut first).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let wire = Wire::read::<_, Vec<u8>>(&mut reader, first, literal, dir.path(), 1 << 20, u64::MAX, Continuations::None)
+            .await
+            .unwrap();
+        let args = head(wire.first_line()).unwrap().args;
+        parse(&wire, args, max)
+    }
+
+    #[tokio::test]
+    async fn append_forms() {
+        let p = parsed(b"a APPEND \"Sent Items\" (\\Seen) \"27-Nov-2026 10:00:00 +0000\" {5+}\r\nhello\r\n", 100).await.ok().unwrap();
+        assert_eq!(p.mailbox, b"Sent Items");
+        assert_eq!(p.messages.len(), 1);
+        assert_eq!(p.messages[0].prefix, b" (\\Seen) \"27-Nov-2026 10:00:00 +0000\"");
+        assert_eq!(p.messages[0].bytes, b"hello");
+
+        let multi = parsed(b"a APPEND Drafts {1+}\r\nx (\\Draft) {2+}\r\nyz\r\n", 100).await.ok().unwrap();
+        let bodies: Vec<&[u8]> = multi.messages.iter().map(|m| m.bytes.as_slice()).collect();
+        assert_eq!(bodies, [&b"x"[..], b"yz"]);
+
+        let utf8 = parsed(b"a APPEND INBOX UTF8 (~{3+}\r\n\xc3\xa9!)\r\n", 100).await.ok().unwrap();
+        assert!(utf8.messages[0].utf8);
+        assert_eq!(utf8.messages[0].bytes, "\u{e9}!".as_bytes());
+
+        assert!(matches!(parsed(b"a APPEND INBOX CATENATE (URL \"/x\")\r\n", 100).await, Err(Unusable::Unreadable)));
+        assert!(matches!(parsed(b"a APPEND INBOX\r\n", 100).await, Err(Unusable::Unreadable)));
+        assert!(matches!(parsed(b"a APPEND INBOX {5+}\r\nhello\r\n", 4).await, Err(Unusable::TooBig)));
+    }
+
+    #[test]
+    fn statuses_of_messages_sealpost_showed_are_not_stored() {
+        let shown = b"From: a@x.test\r\nSubject: s\r\nSealpost-Status: decrypted; signature=good\r\n\r\nbody\r\n";
+        assert_eq!(without_status(shown), b"From: a@x.test\r\nSubject: s\r\n\r\nbody\r\n");
+        let plain = b"Subject: s\r\n\r\nbody";
+        assert_eq!(without_status(plain), plain.to_vec());
+    }
 }
