@@ -781,6 +781,29 @@ fn unusable_dir(dir: &Path) -> Option<String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_example_file_states_every_default() {
+        let text = include_str!("../config/sealpost.example.toml");
+        let parsed: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .unwrap();
+        assert_eq!(parsed, Config::default());
+        assert!(unknown_keys(&Figment::from(Toml::string(text))).is_empty());
+    }
+
+    #[test]
+    fn append_encrypt_takes_a_word_or_a_list() {
+        let read = |toml: &str| Figment::from(Toml::string(toml)).extract_inner::<AppendEncrypt>("imap.append_encrypt");
+        assert_eq!(read("[imap]\nappend_encrypt = \"none\"").unwrap(), AppendEncrypt::None);
+        assert_eq!(read("[imap]\nappend_encrypt = \"ALL\"").unwrap(), AppendEncrypt::All);
+        assert_eq!(
+            read("[imap]\nappend_encrypt = [\"\\\\Drafts\", \"Archive\"]").unwrap(),
+            AppendEncrypt::Only(vec!["\\Drafts".into(), "Archive".into()])
+        );
+        assert!(read("[imap]\nappend_encrypt = \"some\"").is_err());
+    }
+
     /// Runs `f` in a jail with a clean environment and working directory.
     fn jail(f: impl FnOnce(&mut figment::Jail) -> figment::error::Result<()>) {
         figment::Jail::expect_with(f);
