@@ -250,3 +250,80 @@ print(typ, d[0].decode())
     assert!(contains(&through["whole"], format!("Unfinished {marker}").as_bytes()));
     assert!(text(&through["flags"]).contains("\\Draft"));
 }
+
+#[test]
+fn reading_sets_seen_as_without_sealpost_and_peeking_does_not() {
+    let stack = stack();
+    let alice = User::new("alice@example.org");
+    let mut carol = User::new("carol@example.com");
+    carol.knows(&[&alice]);
+    let mut alice = alice;
+    alice.knows(&[&carol]);
+    let proxy = Proxy::start(&carol, None, "");
+    let tok = token("imap-seen");
+    let copies = alice.encrypt(&plain_message(&tok, "Seen or not", "text"), &["carol@example.com"]);
+    stack.inject("carol@example.com", &copies[0].message);
+    stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
+    let script = r#"
+port, user, pw, tok = sys.argv[1:5]
+m = imap(port, user, pw)
+m.select("INBOX")
+uid = m.uid("SEARCH", None, "HEADER", "Message-ID", tok)[1][0].split()[-1]
+def flags():
+    return m.uid("FETCH", uid, "(FLAGS)")[1][0].decode()
+m.uid("FETCH", uid, "(BODY.PEEK[] BODYSTRUCTURE)")
+print("after peek:", flags())
+d = m.uid("FETCH", uid, "(BODY[TEXT])")[1]
+print("answer:", d[-1].decode() if isinstance(d[-1], bytes) else "")
+print("after read:", flags())
+"#;
+    let out = python(script, &[&proxy.imap.port().to_string(), "carol@example.com", &password("carol@example.com"), &tok]);
+    let line = |prefix: &str| out.lines().find(|l| l.starts_with(prefix)).unwrap_or_default().to_string();
+    assert!(!line("after peek:").contains("\\Seen"), "{out}");
+    assert!(line("after read:").contains("\\Seen"), "{out}");
+}
+
+#[test]
+fn a_20_mb_encrypted_attachment_reads_whole_and_consistent() {
+    use sha2::Digest;
+    let stack = stack();
+    let alice = User::new("alice@example.org");
+    let mut carol = User::new("carol@example.com");
+    carol.knows(&[&alice]);
+    let mut alice = alice;
+    alice.knows(&[&carol]);
+    let proxy = Proxy::start(&carol, None, "");
+    let tok = token("imap-20mb");
+    let line = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/ABCDEFGHIJ\r\n";
+    let attachment = line.repeat(20 * 1024 * 1024 / line.len());
+    let mut message = plain_message(&tok, "Big one", "See attachment.");
+    let end = message.len() - b"--b1--\r\n".len();
+    message.truncate(end);
+    message.extend_from_slice(
+        format!("--b1\r\nContent-Type: application/octet-stream; name=\"big.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{attachment}--b1--\r\n")
+            .as_bytes(),
+    );
+    let copies = alice.encrypt(&message, &["carol@example.com"]);
+    stack.inject("carol@example.com", &copies[0].message);
+    let stored = stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(60));
+    let expected = to_crlf(&carol.decrypt(&stored[0]).message).into_owned();
+    let script = r#"
+import hashlib, re
+port, user, pw, tok = sys.argv[1:5]
+m = imap(port, user, pw)
+m.select("INBOX")
+uid = m.uid("SEARCH", None, "HEADER", "Message-ID", tok)[1][0].split()[-1]
+size = re.search(rb"RFC822.SIZE (\d+)", m.uid("FETCH", uid, "(RFC822.SIZE)")[1][0]).group(1).decode()
+whole = m.uid("FETCH", uid, "(BODY.PEEK[])")[1][0][1]
+part3 = m.uid("FETCH", uid, "(BODY.PEEK[3])")[1][0][1]
+print(size, len(whole), hashlib.sha256(whole).hexdigest(), hashlib.sha256(part3).hexdigest())
+"#;
+    let out = python(script, &[&proxy.imap.port().to_string(), "carol@example.com", &password("carol@example.com"), &tok]);
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    let hex = |b: &[u8]| sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>();
+    assert_eq!(fields[0], expected.len().to_string(), "RFC822.SIZE");
+    assert_eq!(fields[1], expected.len().to_string(), "BODY[] length");
+    assert_eq!(fields[2], hex(&expected), "BODY[] is the decrypted message");
+    assert_eq!(fields[3], hex(attachment.trim_end().as_bytes()), "the attachment part, byte for byte");
+    stack.remove_matching("carol@example.com", tok.as_bytes());
+}
