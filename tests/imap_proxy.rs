@@ -327,3 +327,79 @@ print(size, len(whole), hashlib.sha256(whole).hexdigest(), hashlib.sha256(part3)
     assert_eq!(fields[3], hex(attachment.trim_end().as_bytes()), "the attachment part, byte for byte");
     stack.remove_matching("carol@example.com", tok.as_bytes());
 }
+
+#[test]
+fn a_restart_reads_decrypted_messages_from_the_encrypted_cache() {
+    let stack = stack();
+    let alice = User::new("alice@example.org");
+    let mut carol = User::new("carol@example.com");
+    carol.knows(&[&alice]);
+    let mut alice = alice;
+    alice.knows(&[&carol]);
+    let tok = token("imap-cache");
+    let marker = format!("cached-text-{tok}");
+    let copies = alice.encrypt(&plain_message(&tok, "Cache me", &marker), &["carol@example.com"]);
+    stack.inject("carol@example.com", &copies[0].message);
+    stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
+
+    let first = Proxy::start(&carol, None, "");
+    let before = probe(first.imap.port(), "carol@example.com", &tok, "INBOX");
+    assert!(first.metrics_text().contains("sealpost_imap_messages_total{outcome=\"decrypted\"} 1"));
+    drop(first);
+    // Nothing of the message is readable in the cache directory.
+    let mut cached = Vec::new();
+    for entry in walk(&carol.dir.path().join("cache")) {
+        cached.push(std::fs::read(entry).unwrap());
+    }
+    assert!(!cached.is_empty());
+    assert!(cached.iter().all(|c| !contains(c, marker.as_bytes()) && !contains(c, b"Cache me")));
+
+    let second = Proxy::start(&carol, None, "");
+    let after = probe(second.imap.port(), "carol@example.com", &tok, "INBOX");
+    assert_eq!(text(&after["whole"]), text(&before["whole"]));
+    let metrics = second.metrics_text();
+    assert!(!metrics.contains("sealpost_imap_messages_total{outcome=\"decrypted\"}"), "{metrics}");
+    assert!(metrics.contains("sealpost_imap_messages_total{outcome=\"cached\"}"), "{metrics}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn append_policy_names_the_mailboxes_whose_uploads_are_encrypted() {
+    let stack = stack();
+    let carol = User::new("carol@example.com");
+    let proxy = Proxy::start(&carol, None, "[imap]\nappend_encrypt = [\"Drafts\"]\n");
+    let tok = token("imap-policy");
+    let script = r#"
+port, user, pw, tok = sys.argv[1:5]
+m = imap(port, user, pw)
+for mailbox in ["Drafts", "Notes"]:
+    m.create(mailbox)
+    msg = f"From: carol@example.com\r\nSubject: {mailbox} {tok}\r\nMessage-ID: <{mailbox}-{tok}@example.com>\r\n\r\nbody of {mailbox} {tok}\r\n"
+    typ, d = m.append(mailbox, None, None, msg.encode())
+    assert typ == "OK", d
+"#;
+    python(script, &[&proxy.imap.port().to_string(), "carol@example.com", &password("carol@example.com"), &tok]);
+    let stored = |mailbox: &str| -> Vec<u8> {
+        stack
+            .mailbox_messages("carol@example.com", mailbox)
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .find(|m| contains(m, format!("{mailbox}-{tok}").as_bytes()))
+            .unwrap_or_else(|| panic!("no message in {mailbox}"))
+    };
+    assert!(!contains(&stored("Drafts"), format!("body of Drafts {tok}").as_bytes()), "Drafts is encrypted");
+    assert!(contains(&stored("Notes"), format!("body of Notes {tok}").as_bytes()), "Notes is not in the list");
+    assert!(proxy.metrics_text().contains("sealpost_imap_appends_total{outcome=\"passed\"} 1"));
+}

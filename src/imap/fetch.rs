@@ -7,9 +7,12 @@
 //! anything unknown) pass as the server wrote them; items only the proxy
 //! asked for are removed.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Mutex;
 
 use super::auth::Credentials;
 use super::command::{Requested, PROBE};
@@ -76,7 +79,7 @@ impl Rewriter {
         let uid = value("UID").and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u32>().ok());
 
         let plaintext = if is_encrypted(structure.as_ref(), probe.as_deref()) {
-            self.plaintext(wire, &items, uid, requests).await
+            keep_alive(client, self.plaintext(wire, &items, uid, requests)).await
         } else {
             None
         };
@@ -196,6 +199,32 @@ impl Rewriter {
         })
         .await
         .ok()
+    }
+}
+
+/// How often a client waiting for a slow decryption hears from the proxy.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Runs `work`, telling the client every [`PROGRESS_INTERVAL`] that the
+/// proxy is still at it (an untagged `OK`, allowed between answers):
+/// clients such as Thunderbird give up on a server that stays silent while
+/// a large message is fetched and decrypted.
+async fn keep_alive<W, T>(client: &Mutex<W>, work: impl Future<Output = T>) -> T
+where
+    W: AsyncWrite + Unpin,
+{
+    tokio::pin!(work);
+    let start = tokio::time::Instant::now() + PROGRESS_INTERVAL;
+    let mut ticks = tokio::time::interval_at(start, PROGRESS_INTERVAL);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = ticks.tick() => {
+                let mut w = client.lock().await;
+                let _ = w.write_all(b"* OK Sealpost is still decrypting a large message\r\n").await;
+                let _ = w.flush().await;
+            }
+        }
     }
 }
 
@@ -407,6 +436,24 @@ mod tests {
 
     fn v(s: &[u8]) -> Value {
         Value::parse(s).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_work_keeps_the_client_informed() {
+        let (mut ours, theirs) = tokio::io::duplex(4096);
+        let client = Mutex::new(theirs);
+        let out = keep_alive(&client, async {
+            tokio::time::sleep(Duration::from_secs(25)).await;
+            7
+        })
+        .await;
+        assert_eq!(out, 7);
+        drop(client);
+        let mut seen = String::new();
+        ours.read_to_string(&mut seen).await.unwrap();
+        assert_eq!(seen, "* OK Sealpost is still decrypting a large message\r\n".repeat(2));
+        let quick = keep_alive(&Mutex::new(tokio::io::sink()), async { 1 }).await;
+        assert_eq!(quick, 1);
     }
 
     #[test]
