@@ -794,7 +794,11 @@ mod tests {
 
     #[test]
     fn append_encrypt_takes_a_word_or_a_list() {
-        let read = |toml: &str| Figment::from(Toml::string(toml)).extract_inner::<AppendEncrypt>("imap.append_encrypt");
+        let read = |toml: &str| {
+            Figment::from(Toml::string(toml))
+                .extract_inner::<AppendEncrypt>("imap.append_encrypt")
+                .map_err(|e| e.to_string())
+        };
         assert_eq!(read("[imap]\nappend_encrypt = \"none\"").unwrap(), AppendEncrypt::None);
         assert_eq!(read("[imap]\nappend_encrypt = \"ALL\"").unwrap(), AppendEncrypt::All);
         assert_eq!(

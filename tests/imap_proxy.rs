@@ -403,3 +403,48 @@ for mailbox in ["Drafts", "Notes"]:
     assert!(contains(&stored("Notes"), format!("body of Notes {tok}").as_bytes()), "Notes is not in the list");
     assert!(proxy.metrics_text().contains("sealpost_imap_appends_total{outcome=\"passed\"} 1"));
 }
+
+#[test]
+fn every_login_form_reaches_the_account() {
+    let carol = User::new("carol@example.com");
+    let proxy = Proxy::start(&carol, None, "");
+    let script = r#"
+import socket
+port, tls_port, pw = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+user = "carol@example.com"
+def outcome(f):
+    try:
+        return f()[0]
+    except imaplib.IMAP4.error as e:
+        m = e.args[0]
+        return "NO " + (m.decode() if isinstance(m, bytes) else str(m))
+m = imaplib.IMAP4_SSL("127.0.0.1", tls_port, ssl_context=local_tls())
+print("imaps login:", outcome(lambda: m.login(user, pw)))
+m = imaplib.IMAP4("127.0.0.1", port); m.starttls(ssl_context=local_tls())
+print("plain:", outcome(lambda: m.authenticate("PLAIN", lambda _: b"\0" + user.encode() + b"\0" + pw.encode())))
+print("select:", m.select("INBOX")[0])
+m = imaplib.IMAP4("127.0.0.1", port)
+answers = iter([user.encode(), pw.encode()])
+print("login mechanism:", outcome(lambda: m.authenticate("LOGIN", lambda _: next(answers))))
+s = socket.create_connection(("127.0.0.1", port)); f = s.makefile("rwb", buffering=0)
+f.readline()
+f.write(b"x1 AUTHENTICATE PLAIN " + base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode()) + b"\r\n")
+print("sasl-ir:", f.readline().decode().split(" ")[1])
+m = imaplib.IMAP4("127.0.0.1", port)
+print("wrong password:", outcome(lambda: m.login(user, "not-the-password")))
+m = imaplib.IMAP4("127.0.0.1", port)
+print("unknown account:", outcome(lambda: m.login("mallory@example.com", "x")))
+"#;
+    let out = python(script, &[&proxy.imap.port().to_string(), &proxy.imaps.port().to_string(), &password("carol@example.com")]);
+    for expected in [
+        "imaps login: OK",
+        "plain: OK",
+        "select: OK",
+        "login mechanism: OK",
+        "sasl-ir: OK",
+        "wrong password: NO [AUTHENTICATIONFAILED]",
+        "unknown account: NO [AUTHENTICATIONFAILED] Sealpost has no account for this login",
+    ] {
+        assert!(out.lines().any(|l| l.starts_with(expected)), "expected {expected:?} in:\n{out}");
+    }
+}

@@ -387,10 +387,8 @@ pub fn capabilities_in(line: &[u8]) -> Option<Vec<String>> {
     let words = if let Some(start) = upper.find("[CAPABILITY ") {
         let rest = &upper[start + 12..];
         &rest[..rest.find(']')?]
-    } else if let Some(rest) = upper.trim_end().strip_prefix("* CAPABILITY ") {
-        rest
     } else {
-        return None;
+        upper.trim_end().strip_prefix("* CAPABILITY ")?
     };
     Some(words.split_whitespace().map(str::to_string).collect())
 }
