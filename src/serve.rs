@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pgp::{KeyError, Keystore, PassphraseSource};
 use crate::listener::{Listener, ListenerKind};
+use crate::imap::served::Served;
 use crate::store::{MessageCache, StoreError};
 use crate::tls::{LocalTls, TlsError};
 
@@ -47,6 +48,11 @@ pub enum ServeError {
     Runtime(std::io::Error),
 }
 
+/// How many shown messages per account the IMAP proxy remembers, to
+/// restore their ciphertext when a client uploads one back (32 bytes of
+/// digest and the message's place each).
+const SERVED_MEMORY: usize = 50_000;
+
 /// Runs until a signal. Blocks the calling thread.
 pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeError> {
     if config.accounts.is_empty() {
@@ -56,9 +62,11 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
     let accounts = Arc::new(Accounts::load(config, &keystore, passphrases)?);
     let tls = LocalTls::load_or_generate(&config.data_dir, config.listen.tls_cert.as_deref(), config.listen.tls_key.as_deref())?;
     let mut caches = HashMap::new();
+    let mut served = HashMap::new();
     for account in accounts.iter().filter(|a| a.imap.is_some()) {
         let dir = config.data_dir.join("cache").join(crate::store::account_dir_name(&account.login));
         caches.insert(account.login.clone(), Arc::new(MessageCache::open(&dir, &account.key, config.imap.cache_size)?));
+        served.insert(account.login.clone(), Arc::new(Served::new(SERVED_MEMORY)));
     }
     // Bound before the runtime starts, so a taken port is reported as
     // the configuration key to change.
@@ -100,6 +108,7 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
             keystore,
             accounts,
             caches,
+            served,
             tls,
             metrics,
             spool_dir: config.data_dir.join("spool"),

@@ -448,3 +448,51 @@ print("unknown account:", outcome(lambda: m.login("mallory@example.com", "x")))
         assert!(out.lines().any(|l| l.starts_with(expected)), "expected {expected:?} in:\n{out}");
     }
 }
+
+#[test]
+fn a_shown_message_uploaded_back_is_stored_as_its_original_ciphertext() {
+    let stack = stack();
+    let alice = User::new("alice@example.org");
+    let mut carol = User::new("carol@example.com");
+    carol.knows(&[&alice]);
+    let mut alice = alice;
+    alice.knows(&[&carol]);
+    let proxy = Proxy::start(&carol, None, "");
+    let tok = token("imap-move");
+    let copies = alice.encrypt(&plain_message(&tok, "Move me", "moving text"), &["carol@example.com"]);
+    stack.inject("carol@example.com", &copies[0].message);
+    let original = stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
+    // What Outlook-style clients do for a move: fetch, upload elsewhere
+    // (then delete the source).
+    let archive = format!("Archive-{tok}");
+    let script = r#"
+port, user, pw, tok, archive = sys.argv[1:6]
+m = imap(port, user, pw)
+m.select("INBOX")
+uid = m.uid("SEARCH", None, "HEADER", "Message-ID", tok)[1][0].split()[-1]
+shown = m.uid("FETCH", uid, "(BODY.PEEK[])")[1][0][1]
+assert b"Sealpost-Status: decrypted" in shown
+m.create(archive)
+typ, d = m.append(archive, None, None, shown)
+assert typ == "OK", d
+edited = shown.replace(b"moving text", b"moving text, edited")
+typ, d = m.append(archive, None, None, edited)
+assert typ == "OK", d
+"#;
+    python(script, &[&proxy.imap.port().to_string(), "carol@example.com", &password("carol@example.com"), &tok, &archive]);
+    let stored: Vec<Vec<u8>> = stack
+        .mailbox_messages("carol@example.com", &archive)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(stored.len(), 2);
+    let normalize = |m: &[u8]| to_crlf(m).into_owned();
+    assert!(
+        stored.iter().any(|m| normalize(m) == normalize(&original[0])),
+        "the unchanged copy is the original ciphertext, byte for byte"
+    );
+    let edited = stored.iter().find(|m| normalize(m) != normalize(&original[0])).unwrap();
+    assert!(!contains(edited, b"moving text"), "an edited copy is encrypted anew, never stored in clear");
+    assert!(contains(edited, b"multipart/encrypted"));
+    assert!(proxy.metrics_text().contains("sealpost_imap_appends_total{outcome=\"original-ciphertext\"} 1"));
+}

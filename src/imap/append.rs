@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex as SyncMutex};
 use tokio::io::AsyncWriteExt;
 
 use super::command::{head, mailbox_key};
+use super::served::Served;
 use super::session::{await_continuation, ClientWriter, SessionError, Shared, State, UpstreamWriter};
+use super::sidefetch::SideFetcher;
 use super::wire::{Cursor, Pos, Wire};
 use crate::account::Account;
 use crate::config::AppendEncrypt;
@@ -31,6 +33,10 @@ pub struct Upload<'a> {
     pub state: &'a SyncMutex<State>,
     /// The server takes `{n+}` literals.
     pub literal_plus: bool,
+    /// Fetches the original ciphertext of messages shown decrypted.
+    pub fetcher: &'a Arc<tokio::sync::Mutex<SideFetcher>>,
+    /// What was shown decrypted, and from where.
+    pub served: Option<&'a Served>,
 }
 
 /// An APPEND's arguments: the mailbox and its messages.
@@ -71,6 +77,13 @@ impl Upload<'_> {
         let encrypt = self.applies(&parsed.mailbox);
         let mut outgoing = Vec::with_capacity(parsed.messages.len());
         for Message { prefix, utf8, bytes } in parsed.messages {
+            if encrypt {
+                if let Some(original) = self.original_of(&bytes).await {
+                    self.shared.metrics.imap_appends.with_label_values(&["original-ciphertext"]).inc();
+                    outgoing.push(Message { prefix, utf8, bytes: original });
+                    continue;
+                }
+            }
             let account = self.account.clone();
             let prepared = tokio::task::spawn_blocking(move || prepare(bytes, encrypt, &account))
                 .await
@@ -123,6 +136,24 @@ impl Upload<'_> {
         upstream.write_all(b"\r\n").await?;
         upstream.flush().await?;
         Ok(())
+    }
+
+    /// The stored ciphertext of a message the proxy showed decrypted, when
+    /// `message` is one (byte for byte, line endings aside) and its
+    /// original is still on the server.
+    async fn original_of(&self, message: &[u8]) -> Option<Vec<u8>> {
+        if Entity::parse(message).field(STATUS_HEADER).is_none() {
+            return None;
+        }
+        let origin = self.served?.find(message)?;
+        match self.fetcher.lock().await.fetch(&origin.mailbox, origin.uid).await {
+            Ok(original) if protection(&original) == Protection::Encrypted => Some(original),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::info!(error = %e, "the original of an uploaded message is gone; encrypting the upload instead");
+                None
+            }
+        }
     }
 
     /// True when the policy encrypts uploads to `mailbox`.

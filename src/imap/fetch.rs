@@ -11,15 +11,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex;
 
-use super::auth::Credentials;
+use super::served::{Origin, Served};
+use super::sidefetch::SideFetcher;
 use super::command::{Requested, PROBE};
 use super::emit;
-use super::framer;
 use super::session::{ClientWriter, Requests, SessionError, Shared};
-use super::upstream::{Upstream, UpstreamError, MAX_LINE};
 use super::view::{partial, MessageView, Section, SectionText};
 use super::wire::{Cursor, Span, Value, Wire};
 use crate::account::Account;
@@ -43,24 +42,26 @@ pub struct Rewriter {
     shared: Arc<Shared>,
     account: Arc<Account>,
     cache: Option<Arc<MessageCache>>,
-    fetcher: SideFetcher,
+    fetcher: Arc<Mutex<SideFetcher>>,
+    served: Option<Arc<Served>>,
 }
 
 impl Rewriter {
-    /// A rewriter for `account`'s session; `credentials` let the side
-    /// connection log in.
-    pub fn new(shared: Arc<Shared>, account: Arc<Account>, cache: Option<Arc<MessageCache>>, credentials: Credentials) -> Rewriter {
+    /// A rewriter for `account`'s session, fetching through `fetcher`
+    /// and recording what it shows in `served`.
+    pub fn new(
+        shared: Arc<Shared>,
+        account: Arc<Account>,
+        cache: Option<Arc<MessageCache>>,
+        fetcher: Arc<Mutex<SideFetcher>>,
+        served: Option<Arc<Served>>,
+    ) -> Rewriter {
         Rewriter {
-            fetcher: SideFetcher {
-                account: account.clone(),
-                credentials,
-                conn: None,
-                examined: None,
-                max_size: shared.limits.max_message_size,
-            },
             shared,
             account,
             cache,
+            fetcher,
+            served,
         }
     }
 
@@ -83,6 +84,14 @@ impl Rewriter {
         } else {
             None
         };
+        if let (Some(message), Some(served), Some(selected), Some(uid)) = (&plaintext, &self.served, &requests.selected, uid) {
+            let origin = Origin {
+                mailbox: selected.mailbox.clone(),
+                uidvalidity: selected.uidvalidity,
+                uid,
+            };
+            served.record(message, origin);
+        }
         let dropped = |item: &Item| requests.added.iter().any(|a| a.key == item.key);
         let mut w = client.lock().await;
         match plaintext {
@@ -164,7 +173,7 @@ impl Rewriter {
             Some(bytes) => bytes,
             None => {
                 let (mailbox, _, uid) = place.as_ref()?;
-                match self.fetcher.fetch(mailbox, *uid).await {
+                match self.fetcher.lock().await.fetch(mailbox, *uid).await {
                     Ok(bytes) => bytes,
                     Err(e) => {
                         self.shared.metrics.upstream_failures.with_label_values(&[e.kind()]).inc();
@@ -331,103 +340,6 @@ pub fn is_encrypted(structure: Option<&Value>, probe: Option<&[u8]>) -> bool {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The session's second, read-only connection to the provider: it
-/// fetches whole encrypted messages with `BODY.PEEK[]` (flags never
-/// change) when the client's own FETCH did not carry them.
-struct SideFetcher {
-    account: Arc<Account>,
-    credentials: Credentials,
-    conn: Option<Upstream>,
-    examined: Option<Vec<u8>>,
-    max_size: u64,
-}
-
-impl SideFetcher {
-    /// The raw message `uid` of `mailbox`. One retry on a fresh connection
-    /// (servers close idle ones).
-    async fn fetch(&mut self, mailbox: &[u8], uid: u32) -> Result<Vec<u8>, UpstreamError> {
-        match self.try_fetch(mailbox, uid).await {
-            Ok(bytes) => Ok(bytes),
-            Err(_) if self.conn.is_some() => {
-                self.conn = None;
-                self.examined = None;
-                self.try_fetch(mailbox, uid).await
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn try_fetch(&mut self, mailbox: &[u8], uid: u32) -> Result<Vec<u8>, UpstreamError> {
-        if self.conn.is_none() {
-            let url = self.account.imap.as_ref().expect("IMAP sessions exist only for accounts with an IMAP server");
-            let mut conn = Upstream::connect(url, &self.account.connector).await?;
-            let answer = conn.login(&self.credentials).await?;
-            if !answer.is_ok() {
-                return Err(UpstreamError::Protocol {
-                    server: conn.server.clone(),
-                    reason: format!("the second login (to fetch messages for decryption) was refused: {}", answer.text()),
-                });
-            }
-            self.conn = Some(conn);
-        }
-        let conn = self.conn.as_mut().expect("connected above");
-        if self.examined.as_deref() != Some(mailbox) {
-            let mut command = b"EXAMINE ".to_vec();
-            conn.push_astring(&mut command, mailbox)?;
-            let answer = conn.command(&command).await?;
-            if !answer.is_ok() {
-                self.examined = None;
-                return Err(UpstreamError::Protocol {
-                    server: conn.server.clone(),
-                    reason: format!("EXAMINE failed: {}", answer.text()),
-                });
-            }
-            self.examined = Some(mailbox.to_vec());
-        }
-        let tag = conn.next_tag();
-        conn.write(format!("{tag} UID FETCH {uid} (BODY.PEEK[])\r\n").as_bytes()).await?;
-        let protocol = |server: &str, reason: String| UpstreamError::Protocol {
-            server: server.to_string(),
-            reason,
-        };
-        let mut message = None;
-        let mut line = Vec::new();
-        loop {
-            let literal = framer::read_segment(&mut conn.conn, MAX_LINE, &mut line)
-                .await
-                .map_err(|e| protocol(&conn.server, e.to_string()))?;
-            if line.is_empty() {
-                return Err(protocol(&conn.server, "the server closed the connection".into()));
-            }
-            if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
-                let status = String::from_utf8_lossy(&line[tag.len() + 1..]).trim_end().to_string();
-                if !status.to_ascii_uppercase().starts_with("OK") {
-                    return Err(protocol(&conn.server, format!("UID FETCH failed: {status}")));
-                }
-                break;
-            }
-            if let Some(announced) = literal {
-                if announced.size > self.max_size {
-                    return Err(protocol(&conn.server, format!("message of {} octets is over imap.max_message_size", announced.size)));
-                }
-                let mut bytes = Vec::with_capacity(announced.size as usize);
-                (&mut conn.conn)
-                    .take(announced.size)
-                    .read_to_end(&mut bytes)
-                    .await
-                    .map_err(|e| protocol(&conn.server, e.to_string()))?;
-                if (bytes.len() as u64) < announced.size {
-                    return Err(protocol(&conn.server, "connection closed inside a literal".into()));
-                }
-                if message.is_none() && line.to_ascii_uppercase().windows(7).any(|w| w == b"BODY[] ") {
-                    message = Some(bytes);
-                }
-            }
-        }
-        message.ok_or_else(|| protocol(&conn.server, format!("message UID {uid} is gone")))
-    }
 }
 
 #[cfg(test)]

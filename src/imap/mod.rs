@@ -8,8 +8,10 @@
 //! lists, [`auth`] reads login credentials, [`upstream`] talks to the
 //! provider, [`session`] relays a connection, [`fetch`] rewrites FETCH
 //! answers about encrypted messages (with [`view`] answering items from a
-//! decrypted message and [`emit`] writing IMAP values), [`append`]
-//! encrypts uploads. Everything not named here passes byte for byte. This
+//! decrypted message and [`emit`] writing IMAP values, [`sidefetch`]
+//! fetching what the client's command did not carry), [`append`] encrypts
+//! uploads (or restores the ciphertext of what [`served`] says was
+//! shown). Everything not named here passes byte for byte. This
 //! module never does OpenPGP itself: it calls [`crate::message`].
 
 pub mod append;
@@ -19,7 +21,9 @@ pub mod command;
 pub mod emit;
 pub mod fetch;
 pub mod framer;
+pub mod served;
 pub mod session;
+pub mod sidefetch;
 pub mod upstream;
 pub mod view;
 pub mod wire;

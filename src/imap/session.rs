@@ -20,6 +20,8 @@ use super::auth::{decode_response, Credentials, MECHANISMS};
 use super::capability;
 use super::command::{head, mailbox_key, Fetch, Requested};
 use super::fetch::Rewriter;
+use super::served::Served;
+use super::sidefetch::SideFetcher;
 use super::framer::{self, FrameError, Literal};
 use super::upstream::{Upstream, UpstreamError, MAX_LINE};
 use super::wire::{Continuations, Cursor, Pos, Wire};
@@ -49,6 +51,8 @@ pub struct Shared {
     pub accounts: Arc<Accounts>,
     /// The decrypted-message cache of each account, by login.
     pub caches: HashMap<String, Arc<MessageCache>>,
+    /// The decrypted messages shown to each account's clients, by login.
+    pub served: HashMap<String, Arc<Served>>,
     /// The local certificate.
     pub tls: LocalTls,
     /// Counters.
@@ -449,10 +453,21 @@ async fn relay(shared: &Arc<Shared>, client: Client, session: LoggedIn) -> Resul
     let (up_reader, up_writer) = tokio::io::split(upstream.conn);
     let state = Arc::new(SyncMutex::new(State::default()));
     let cache = shared.caches.get(&account.login).cloned();
-    let rewriter = Rewriter::new(shared.clone(), account.clone(), cache, credentials);
+    let served = shared.served.get(&account.login).cloned();
+    let fetcher = Arc::new(Mutex::new(SideFetcher::new(account.clone(), credentials, shared.limits.max_message_size)));
+    let rewriter = Rewriter::new(shared.clone(), account.clone(), cache, fetcher.clone(), served.clone());
     let Client { reader, writer, .. } = client;
-    let to_server = client_to_server(shared, &account, reader, writer.clone(), up_writer, state.clone(), literal_plus);
-    let to_client = server_to_client(shared, BufReader::new(up_reader), writer, state, rewriter);
+    let upload = append::Upload {
+        shared,
+        account: &account,
+        client: &writer,
+        state: &state,
+        literal_plus,
+        fetcher: &fetcher,
+        served: served.as_deref(),
+    };
+    let to_server = client_to_server(shared, reader, writer.clone(), up_writer, state.clone(), &upload);
+    let to_client = server_to_client(shared, BufReader::new(up_reader), writer.clone(), state.clone(), rewriter);
     tokio::select! {
         r = to_server => r,
         r = to_client => r,
@@ -464,12 +479,11 @@ const MAX_COMMAND_LINE: usize = 1024 * 1024;
 
 async fn client_to_server(
     shared: &Arc<Shared>,
-    account: &Arc<Account>,
     mut reader: ClientReader,
     client: ClientWriter,
     mut upstream: UpstreamWriter,
     state: Arc<SyncMutex<State>>,
-    literal_plus: bool,
+    upload: &append::Upload<'_>,
 ) -> Result<(), SessionError> {
     let mut line = Vec::new();
     loop {
@@ -494,13 +508,6 @@ async fn client_to_server(
                         continue;
                     }
                     let wire = Wire::read(&mut reader, std::mem::take(&mut line), literal, &shared.spool_dir, MAX_COMMAND_LINE, max, Continuations::Send(&client)).await?;
-                    let upload = append::Upload {
-                        shared,
-                        account,
-                        client: &client,
-                        state: &state,
-                        literal_plus,
-                    };
                     upload.run(&wire, &mut upstream).await?;
                     continue;
                 }
