@@ -345,6 +345,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     fn v(s: &[u8]) -> Value {
         Value::parse(s).unwrap()
