@@ -496,3 +496,65 @@ assert typ == "OK", d
     assert!(contains(edited, b"multipart/encrypted"));
     assert!(proxy.metrics_text().contains("sealpost_imap_appends_total{outcome=\"original-ciphertext\"} 1"));
 }
+
+#[test]
+fn everyday_commands_answer_as_the_server_does() {
+    let stack = stack();
+    let carol = User::new("carol@example.com");
+    let proxy = Proxy::start(&carol, None, "");
+    let tok = token("imap-everyday");
+    for n in 0..3 {
+        stack.inject("carol@example.com", &plain_message(&format!("{tok}-{n}"), &format!("Everyday {n}"), "hello"));
+    }
+    stack.wait_for_matching("carol@example.com", tok.as_bytes(), 3, std::time::Duration::from_secs(20));
+    // The same session, once through Sealpost and once directly; each
+    // run works in its own pair of mailboxes. Answers are compared with
+    // the mailbox names, UIDs and tags that differ between runs removed.
+    let script = r#"
+import re
+port, user, pw, tok, run = sys.argv[1:6]
+m = imap(port, user, pw)
+src, dst = f"ev-{run}-{tok}", f"ev-{run}-{tok}-dst"
+out = []
+def note(name, r):
+    typ, data = r
+    text = b" ".join(x if isinstance(x, bytes) else b"|".join(x) for x in data if x is not None).decode(errors="replace")
+    text = text.replace(src, "SRC").replace(dst, "DST")
+    text = re.sub(r"\b\d{6,}\b", "N", text)
+    text = re.sub(r" \([0-9.+ ]+ secs\)", "", text)
+    out.append(f"{name}: {typ} {text}")
+note("namespace", m.namespace())
+# (imaplib's enable() checks the capabilities seen before login, which
+# are Sealpost's own; the command itself goes to the server.)
+typ, _ = m._simple_command("ENABLE", "CONDSTORE")
+note("enable", (typ, m.untagged_responses.pop("ENABLED", [b""])))
+m.create(src); m.create(dst)
+typ, d = m.select("INBOX")
+uids = m.uid("SEARCH", None, "HEADER", "Message-ID", tok)[1][0].split()
+note("search count", ("OK", [str(len(uids)).encode()]))
+note("copy", m.uid("COPY", b",".join(uids).decode(), src))
+m.select(src)
+note("select src", m.response("EXISTS"))
+note("status", m.status(src, "(MESSAGES UNSEEN)"))
+note("list", m.list('""', src))
+note("fetch flags modseq", m.fetch("1:*", "(FLAGS)"))
+note("store", m.store("1", "+FLAGS", "(\\Flagged)"))
+note("sort", m.sort("(SUBJECT)", "UTF-8", "ALL"))
+note("thread", m.thread("REFERENCES", "UTF-8", "ALL"))
+note("move", m._simple_command("UID", "MOVE", m.uid("SEARCH", None, "ALL")[1][0].split()[0].decode(), dst))
+m.select(dst)
+note("moved", m.response("EXISTS"))
+note("expunge", (m.store("1:*", "+FLAGS", "(\\Deleted)")[0], [b""]))
+note("close", m.close())
+m.delete(src); m.delete(dst)
+note("logout", m.logout())
+print("\n".join(out))
+"#;
+    let pw = password("carol@example.com");
+    let through = python(script, &[&proxy.imap.port().to_string(), "carol@example.com", &pw, &tok, "p"]);
+    let direct = python(script, &[&stack.imap_port.to_string(), "carol@example.com", &pw, &tok, "d"]);
+    assert_eq!(through, direct);
+    for expected in ["copy: OK", "status: OK SRC (MESSAGES 3 UNSEEN 3)", "sort: OK 1 2 3", "move: OK", "moved: EXISTS 1"] {
+        assert!(through.contains(expected), "{expected:?} in\n{through}");
+    }
+}

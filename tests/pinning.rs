@@ -200,6 +200,13 @@ fn first_contact_saw(alice: &User, port: u16, pin: &Pin) {
         .unwrap();
 }
 
+/// Tests that log in at an impostor port, and tests that count the logins
+/// there, take turns: a count must not see another test's login.
+fn impostor_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Sessions of the impostor service that saw an AUTH command (Postfix logs
 /// `auth=1` or `auth=0/1` when the session ends), i.e. whether a
 /// credential reached it.
@@ -225,6 +232,7 @@ fn impostor_logins_settled(expected_at_least: usize) -> usize {
 
 #[test]
 fn an_impostor_certificate_from_the_trusted_ca_fools_ca_mode_only() {
+    let _turn = impostor_turn();
     let stack = stack();
     let real = pin_of(&stack.server_cert);
     let port = stack.impostor_submission_port;
@@ -275,6 +283,7 @@ fn pins_need_no_ca_and_catch_certificates_from_other_cas() {
 
 #[test]
 fn a_renewal_with_the_same_key_passes_and_a_backup_pin_allows_rotation() {
+    let _turn = impostor_turn();
     let stack = stack();
     let alice = User::new("alice@example.org");
     let real = pin_of(&stack.server_cert);
@@ -328,6 +337,7 @@ fn impostor_imap_logins() -> usize {
 
 #[test]
 fn imap_an_impostor_certificate_fools_ca_mode_only() {
+    let _turn = impostor_turn();
     let stack = stack();
     let real = pin_of(&stack.server_cert);
     let port = stack.impostor_imaps_port;
@@ -369,6 +379,7 @@ fn imap_an_impostor_certificate_fools_ca_mode_only() {
 
 #[test]
 fn imap_pins_need_no_ca_renewals_pass_and_backup_pins_allow_rotation() {
+    let _turn = impostor_turn();
     let stack = stack();
     let alice = User::new("alice@example.org");
     let real = pin_of(&stack.server_cert);
