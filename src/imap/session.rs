@@ -468,10 +468,15 @@ async fn relay(shared: &Arc<Shared>, client: Client, session: LoggedIn) -> Resul
     };
     let to_server = client_to_server(shared, reader, writer.clone(), up_writer, state.clone(), &upload);
     let to_client = server_to_client(shared, BufReader::new(up_reader), writer.clone(), state.clone(), rewriter);
-    tokio::select! {
+    let result = tokio::select! {
         r = to_server => r,
         r = to_client => r,
+    };
+    if let Err(e @ (SessionError::Frame(_) | SessionError::Upstream(_))) = &result {
+        // A broken stream from either side ends the session; say why.
+        let _ = send(&writer, format!("* BYE Sealpost: {}\r\n", one_line(&e.to_string())).as_bytes()).await;
     }
+    result
 }
 
 /// Longest command line from a logged-in client (UID sets can be long).
@@ -576,11 +581,18 @@ async fn server_to_client(
     mut rewriter: Rewriter,
 ) -> Result<(), SessionError> {
     let mut line = Vec::new();
+    let mut said_bye = false;
     loop {
         let literal = framer::read_segment(&mut reader, MAX_LINE, &mut line).await?;
         if line.is_empty() {
+            if !said_bye {
+                // Without a word from the server the client would only
+                // see the connection drop.
+                send(&client, b"* BYE [UNAVAILABLE] Sealpost: the server closed the connection\r\n").await?;
+            }
             return Ok(());
         }
+        said_bye = line.len() >= 5 && line[..5].eq_ignore_ascii_case(b"* BYE");
         if line.starts_with(b"+") {
             let waiting = state.lock().expect("state lock").continuation.take();
             if let Some((_, wake)) = waiting {
