@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn lists() {
-        assert_eq!(s(|o| list(o, [1u64, 2, 3], |o, n| number(o, n))), "(1 2 3)");
-        assert_eq!(s(|o| list(o, Vec::<u64>::new(), |o, n| number(o, n))), "()");
+        assert_eq!(s(|o| list(o, [1u64, 2, 3], number)), "(1 2 3)");
+        assert_eq!(s(|o| list(o, Vec::<u64>::new(), number)), "()");
     }
 }

@@ -31,11 +31,14 @@ use super::emit;
 /// a deeper multipart or message/rfc822 is treated as an opaque body.
 const MAX_NESTED_PARTS: usize = 100;
 /// Dovecot's `MESSAGE_PARSER_DEFAULT_MAX_TOTAL_MIME_PARTS`: once a message
-/// has this many parts, the part that reached the limit takes the rest of
-/// the message as its body.
+/// has this many parts (itself included), the part that reached the limit
+/// takes the rest of the message as its body, boundaries and all.
 const MAX_TOTAL_PARTS: usize = 10_000;
 /// Dovecot's `BOUNDARY_STRING_MAX_LEN`: longer boundaries are truncated.
 const BOUNDARY_MAX_LEN: usize = 80;
+/// How many parameters (broken ones included) Dovecot reads from one
+/// Content-Type or Content-Disposition field.
+const MAX_PARAM_ATTEMPTS: usize = 128;
 /// What Dovecot puts in place of a NUL in header values (U+FFFD in UTF-8).
 const NUL_REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
 
@@ -289,8 +292,8 @@ struct Address {
     invalid: bool,
 }
 
-/// The ENVELOPE fields of a header, raw (Dovecot keeps the last occurrence
-/// of each field).
+/// The ENVELOPE fields of a header, raw. Of a repeated string field
+/// Dovecot keeps the last occurrence; repeated address fields add up.
 #[derive(Debug, Default, Clone)]
 struct Envelope {
     date: Option<Vec<u8>>,
@@ -350,8 +353,9 @@ impl Part {
 }
 
 /// A message, parsed once, ready to answer FETCH items. Borrows the
-/// message bytes (CRLF line endings; bare LFs are converted to CRLF first,
-/// as the server would, in which case the view owns a converted copy).
+/// message bytes, which should have CRLF line endings; other line endings
+/// are first converted as Dovecot would store them (see
+/// [`MessageView::bytes`]), in which case the view owns a converted copy.
 #[derive(Debug, Clone)]
 pub struct MessageView<'a> {
     bytes: Cow<'a, [u8]>,
@@ -361,12 +365,18 @@ pub struct MessageView<'a> {
 impl<'a> MessageView<'a> {
     /// Parses `message` (never fails: any bytes make some message).
     pub fn parse(message: &'a [u8]) -> MessageView<'a> {
-        let bytes = crate::mime::to_crlf(message);
+        let bytes = stored_form(message);
         let parts = Parser::run(&bytes);
         MessageView { bytes, parts }
     }
 
-    /// The message bytes the view answers for (after CRLF conversion).
+    /// The message as Dovecot would serve it had it stored these bytes,
+    /// which is what every answer of the view is computed from, and what
+    /// `RFC822` and `BODY[]` return: CRLF line endings, where a bare LF
+    /// gains a CR, a run of CRs before an LF loses one, and a CR at the very
+    /// end is dropped (Dovecot stores LF line endings and adds the CRs back
+    /// when reading). For CRLF text without stray CRs these are the bytes
+    /// given to [`MessageView::parse`], borrowed.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -418,7 +428,13 @@ impl<'a> MessageView<'a> {
     pub fn section(&self, section: &Section) -> Cow<'_, [u8]> {
         let out: Cow<'_, [u8]> = match self.section_target(section) {
             None => Cow::Borrowed(&[]),
-            Some(Target::Range(start, end)) => Cow::Borrowed(&self.bytes[start..end]),
+            Some(Target::Range(start, end)) => {
+                // The parser accounts every byte exactly once, so ranges
+                // are always inside the message; clamp anyway rather than
+                // panic on a bug.
+                let end = end.min(self.bytes.len());
+                Cow::Borrowed(&self.bytes[start.min(end)..end])
+            }
             Some(Target::Fields { start, fields, not, add_missing_eoh }) => {
                 Cow::Owned(self.header_filter(start, fields, not, add_missing_eoh))
             }
@@ -430,53 +446,47 @@ impl<'a> MessageView<'a> {
         }
     }
 
+    /// Where the bytes of a section come from (`None`: nowhere, an empty
+    /// literal), following Dovecot's `imap-msgpart.c`.
     fn section_target<'s>(&self, section: &'s Section) -> Option<Target<'s>> {
-        let fields_of = |start: usize, add_missing_eoh: bool| match &section.text {
-            SectionText::HeaderFields { not, fields } => Target::Fields {
-                start,
+        let header = |p: &Part| Target::Range(p.pos, p.pos + p.hdr_len);
+        let body = |p: &Part| {
+            let start = p.pos + p.hdr_len;
+            Target::Range(start, start + p.body_len)
+        };
+        let nested = !section.part.is_empty();
+        let part = if nested {
+            &self.parts[self.find_part(&section.part)?]
+        } else {
+            &self.parts[0]
+        };
+        // HEADER and TEXT are those of the message itself, or of the
+        // message inside a message/rfc822 part.
+        let message = || {
+            if !nested {
+                Some(part)
+            } else if part.has(FLAG_RFC822) {
+                part.children.first().map(|&c| &self.parts[c])
+            } else {
+                None
+            }
+        };
+        match &section.text {
+            SectionText::All if nested => Some(body(part)),
+            SectionText::All => Some(Target::Range(0, self.bytes.len())),
+            SectionText::Mime if nested => Some(header(part)),
+            SectionText::Mime => None,
+            SectionText::Header => Some(header(message()?)),
+            SectionText::Text => Some(body(message()?)),
+            SectionText::HeaderFields { not, fields } => Some(Target::Fields {
+                start: message()?.pos,
                 fields,
                 not: *not,
-                add_missing_eoh,
-            },
-            _ => Target::Range(0, 0),
-        };
-        if section.part.is_empty() {
-            let root = &self.parts[0];
-            return match section.text {
-                SectionText::All => Some(Target::Range(0, self.bytes.len())),
-                SectionText::Header => Some(Target::Range(root.pos, root.pos + root.hdr_len)),
-                SectionText::Text => {
-                    let start = root.pos + root.hdr_len;
-                    Some(Target::Range(start, start + root.body_len))
-                }
-                // Dovecot reads these from its header cache code path,
-                // which adds a missing blank line; .NOT does not.
-                SectionText::HeaderFields { not, .. } => Some(fields_of(root.pos, !not)),
-                SectionText::Mime => None,
-            };
-        }
-        let idx = self.find_part(&section.part)?;
-        let part = &self.parts[idx];
-        match section.text {
-            SectionText::Mime => Some(Target::Range(part.pos, part.pos + part.hdr_len)),
-            SectionText::All => {
-                let start = part.pos + part.hdr_len;
-                Some(Target::Range(start, start + part.body_len))
-            }
-            SectionText::Header | SectionText::HeaderFields { .. } | SectionText::Text => {
-                if !part.has(FLAG_RFC822) {
-                    return None;
-                }
-                let child = &self.parts[*part.children.first()?];
-                Some(match section.text {
-                    SectionText::Header => Target::Range(child.pos, child.pos + child.hdr_len),
-                    SectionText::Text => {
-                        let start = child.pos + child.hdr_len;
-                        Target::Range(start, start + child.body_len)
-                    }
-                    _ => fields_of(child.pos, false),
-                })
-            }
+                // Dovecot answers HEADER.FIELDS of the message itself from
+                // its header cache code, which adds a missing blank line;
+                // .NOT and nested messages go through a plain filter.
+                add_missing_eoh: !nested && !*not,
+            }),
         }
     }
 
@@ -542,6 +552,21 @@ impl<'a> MessageView<'a> {
         out
     }
 
+    /// Dovecot's `part_is_truncated`: a part whose Content-Type says
+    /// multipart or message/rfc822 (or that defaults to message/rfc822 in
+    /// a digest) but that was not parsed as one.
+    fn is_truncated(&self, idx: usize) -> bool {
+        let part = &self.parts[idx];
+        match &part.data.content_type {
+            Some(ct) => {
+                let sub = part.data.content_subtype.as_deref().unwrap_or(b"");
+                (ct.eq_ignore_ascii_case(b"message") && sub.eq_ignore_ascii_case(b"rfc822"))
+                    || ct.eq_ignore_ascii_case(b"multipart")
+            }
+            None => part.parent.is_some_and(|p| self.parts[p].has(FLAG_DIGEST)),
+        }
+    }
+
     fn write_structure(&self, out: &mut Vec<u8>, idx: usize, extended: bool) {
         let part = &self.parts[idx];
         let data = &part.data;
@@ -571,6 +596,11 @@ impl<'a> MessageView<'a> {
         let text;
         if part.has(FLAG_RFC822) {
             out.extend_from_slice(b"\"message\" \"rfc822\"");
+            text = false;
+        } else if self.is_truncated(idx) {
+            // A container Dovecot did not descend into (too deep, too
+            // many parts): it calls it application/octet-stream.
+            out.extend_from_slice(b"\"application\" \"octet-stream\"");
             text = false;
         } else if let Some(ct) = &data.content_type {
             text = ct.eq_ignore_ascii_case(b"text");
@@ -614,6 +644,42 @@ impl<'a> MessageView<'a> {
             write_extension_common(out, data);
         }
     }
+}
+
+/// What Dovecot makes of a message it stores and then reads back: CRLF
+/// becomes LF on the way in (a CR at the very end, waiting for an LF that
+/// never comes, is lost), and every LF not already preceded by a CR gets
+/// one on the way out.
+fn stored_form(message: &[u8]) -> Cow<'_, [u8]> {
+    let unchanged = message.last() != Some(&b'\r')
+        && message.iter().enumerate().all(|(i, &b)| {
+            b != b'\n' || (i > 0 && message[i - 1] == b'\r' && (i < 2 || message[i - 2] != b'\r'))
+        });
+    if unchanged {
+        return Cow::Borrowed(message);
+    }
+    let mut lf = Vec::with_capacity(message.len());
+    let mut i = 0;
+    while i < message.len() {
+        if message[i] == b'\r' && message.get(i + 1) == Some(&b'\n') {
+            lf.push(b'\n');
+            i += 2;
+        } else {
+            lf.push(message[i]);
+            i += 1;
+        }
+    }
+    if lf.last() == Some(&b'\r') {
+        lf.pop();
+    }
+    let mut out = Vec::with_capacity(lf.len() + lf.len() / 16);
+    for (j, &b) in lf.iter().enumerate() {
+        if b == b'\n' && (j == 0 || lf[j - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    Cow::Owned(out)
 }
 
 /// Where a section's bytes come from.
@@ -745,7 +811,8 @@ struct Line {
     content_end: usize,
     /// After the newline.
     end: usize,
-    /// The field name (for a continuation line: empty).
+    /// The field name (empty for a continuation line or a line without
+    /// a colon).
     name: (usize, usize),
     /// Start of this line's share of the value (up to `content_end`).
     value_start: usize,
@@ -797,8 +864,10 @@ fn read_line(buf: &[u8], pos: usize, continued: bool, skip_initial_lwsp: bool) -
     let text = &buf[pos..content_end];
     match text.iter().position(|&b| b == b':') {
         None => {
-            line.name = (pos, content_end);
-            line.value_start = content_end;
+            // Without a colon the whole line is value: the field has an
+            // empty name, which nothing matches.
+            line.name = (pos, pos);
+            line.value_start = pos;
         }
         Some(colon) => {
             let mut name_end = colon;
@@ -1097,7 +1166,7 @@ impl<'b> Parser<'b> {
         }
         for (name, value) in rfc2231_parse(&mut p) {
             if name.eq_ignore_ascii_case(b"boundary") {
-                let mut b = cstr(value);
+                let mut b = value;
                 b.truncate(BOUNDARY_MAX_LEN);
                 self.last_boundary = Some(b);
                 break;
@@ -1122,6 +1191,13 @@ impl<'b> Parser<'b> {
         }
         self.last_boundary = None;
         self.last_chr = b'\n';
+        if self.parts.len() >= MAX_TOTAL_PARTS {
+            // The last part Dovecot makes: it takes the rest of the message.
+            self.parts[idx].flags &= !(FLAG_RFC822 | FLAG_MULTIPART);
+            self.boundaries.clear();
+            self.multipart = false;
+            return State::BodyToEof;
+        }
         if self.multipart {
             self.multipart = false;
             return State::BodyToBoundary;
@@ -1206,14 +1282,6 @@ impl<'b> Parser<'b> {
             }
         }
     }
-}
-
-/// The bytes up to the first NUL, as C code would see them.
-fn cstr(mut v: Vec<u8>) -> Vec<u8> {
-    if let Some(nul) = v.iter().position(|&b| b == 0) {
-        v.truncate(nul);
-    }
-    v
 }
 
 /// Dovecot's `message_header_strdup`: NULs become U+FFFD.
@@ -1304,7 +1372,6 @@ fn parse_content_type_data(data: &mut PartData, value: &[u8]) {
     p.skip_lwsp();
     let mut s = Vec::new();
     let ret = p.parse_content_type(&mut s);
-    let s = cstr(s);
     match s.iter().position(|&b| b == b'/') {
         Some(slash) => {
             data.content_subtype = Some(s[slash + 1..].to_vec());
@@ -1332,17 +1399,25 @@ fn parse_envelope_field(env: &mut Envelope, name: &[u8], value: &[u8]) {
     } else if is(b"In-Reply-To") {
         env.in_reply_to = Some(header_strdup(value));
     } else if is(b"From") {
-        env.from = parse_addresses(value);
+        append_addresses(&mut env.from, value);
     } else if is(b"Sender") {
-        env.sender = parse_addresses(value);
+        append_addresses(&mut env.sender, value);
     } else if is(b"Reply-To") {
-        env.reply_to = parse_addresses(value);
+        append_addresses(&mut env.reply_to, value);
     } else if is(b"To") {
-        env.to = parse_addresses(value);
+        append_addresses(&mut env.to, value);
     } else if is(b"Cc") {
-        env.cc = parse_addresses(value);
+        append_addresses(&mut env.cc, value);
     } else if is(b"Bcc") {
-        env.bcc = parse_addresses(value);
+        append_addresses(&mut env.bcc, value);
+    }
+}
+
+/// A repeated address field adds to the list (Dovecot keeps all of them,
+/// unlike the string fields, where the last one wins).
+fn append_addresses(list: &mut Option<Vec<Address>>, value: &[u8]) {
+    if let Some(more) = parse_addresses(value) {
+        list.get_or_insert_with(Vec::new).extend(more);
     }
 }
 
@@ -1384,13 +1459,13 @@ fn is_token_char(b: u8) -> bool {
 
 /// A cursor over a header value, returning Dovecot's conventions: `-1`
 /// for a syntax error, `0` for the end of the input, `1` for more input.
+/// NULs in quoted strings, comments and domain literals become U+FFFD,
+/// as in Dovecot.
 struct Rfc822<'v> {
     data: &'v [u8],
     pos: usize,
     /// The text of the last comment skipped, when wanted.
     last_comment: Option<Vec<u8>>,
-    /// Replace NULs by U+FFFD (address parsing) instead of keeping them.
-    replace_nuls: bool,
 }
 
 impl<'v> Rfc822<'v> {
@@ -1399,7 +1474,6 @@ impl<'v> Rfc822<'v> {
             data,
             pos: 0,
             last_comment: None,
-            replace_nuls: false,
         }
     }
 
@@ -1426,12 +1500,10 @@ impl<'v> Rfc822<'v> {
         while self.pos < self.data.len() {
             match self.data[self.pos] {
                 0 => {
-                    if self.replace_nuls {
-                        if let Some(c) = &mut self.last_comment {
-                            c.extend_from_slice(&self.data[start..self.pos]);
-                            c.extend_from_slice(NUL_REPLACEMENT);
-                            start = self.pos + 1;
-                        }
+                    if let Some(c) = &mut self.last_comment {
+                        c.extend_from_slice(&self.data[start..self.pos]);
+                        c.extend_from_slice(NUL_REPLACEMENT);
+                        start = self.pos + 1;
                     }
                 }
                 b'(' => level += 1,
@@ -1541,6 +1613,31 @@ impl<'v> Rfc822<'v> {
         0
     }
 
+    /// A local part that may start or end with dots or have several in a
+    /// row (not RFC 5322, but common in Japan; Dovecot accepts it).
+    fn parse_nonstrict_dot_atom(&mut self, out: &mut Vec<u8>) -> i32 {
+        let mut ret = -1;
+        loop {
+            while self.peek() == b'.' && !self.at_end() {
+                out.push(b'.');
+                self.pos += 1;
+                if self.at_end() {
+                    // @domain is missing, but the local part is fine
+                    return 0;
+                }
+                ret = 1;
+            }
+            if self.peek() == b'@' {
+                break;
+            }
+            ret = self.parse_atom(out);
+            if !(ret > 0 && self.peek() == b'.') {
+                break;
+            }
+        }
+        ret
+    }
+
     fn parse_mime_token(&mut self, out: &mut Vec<u8>) -> i32 {
         let start = self.pos;
         while self.pos < self.data.len() {
@@ -1560,11 +1657,9 @@ impl<'v> Rfc822<'v> {
         while self.pos < self.data.len() {
             match self.data[self.pos] {
                 0 => {
-                    if self.replace_nuls {
-                        out.extend_from_slice(&self.data[start..self.pos]);
-                        out.extend_from_slice(NUL_REPLACEMENT);
-                        start = self.pos + 1;
-                    }
+                    out.extend_from_slice(&self.data[start..self.pos]);
+                    out.extend_from_slice(NUL_REPLACEMENT);
+                    start = self.pos + 1;
                 }
                 b'"' => {
                     out.extend_from_slice(&self.data[start..self.pos]);
@@ -1643,11 +1738,9 @@ impl<'v> Rfc822<'v> {
         while self.pos < self.data.len() {
             match self.data[self.pos] {
                 0 => {
-                    if self.replace_nuls {
-                        out.extend_from_slice(&self.data[start..self.pos]);
-                        out.extend_from_slice(NUL_REPLACEMENT);
-                        start = self.pos + 1;
-                    }
+                    out.extend_from_slice(&self.data[start..self.pos]);
+                    out.extend_from_slice(NUL_REPLACEMENT);
+                    start = self.pos + 1;
                 }
                 b'[' => return -1,
                 b']' => {
@@ -1780,7 +1873,8 @@ fn rfc2231_parse(p: &mut Rfc822<'_>) -> Vec<Param> {
     let mut idx: u32 = 0;
     let mut key = Vec::new();
     let mut value = Vec::new();
-    loop {
+    // Dovecot gives up after this many attempts, broken ones included.
+    for _ in 0..MAX_PARAM_ATTEMPTS {
         let ret = p.parse_content_param(&mut key, &mut value);
         if ret == 0 {
             break;
@@ -1792,8 +1886,8 @@ fn rfc2231_parse(p: &mut Rfc822<'_>) -> Vec<Param> {
             p.pos += 1;
             continue;
         }
-        let key = cstr(key.clone());
-        let value = cstr(value.clone());
+        let key = key.clone();
+        let value = value.clone();
         let mut plain = true;
         if let Some(star) = key.iter().position(|&b| b == b'*') {
             let mut q = star;
@@ -1891,7 +1985,6 @@ fn rfc2231_parse(p: &mut Rfc822<'_>) -> Vec<Param> {
 fn parse_addresses(value: &[u8]) -> Option<Vec<Address>> {
     let mut p = Rfc822::new(value);
     p.last_comment = Some(Vec::new());
-    p.replace_nuls = true;
     let mut ctx = AddressParser {
         p,
         list: Vec::new(),
@@ -1938,7 +2031,7 @@ impl AddressParser<'_> {
         let ret = if self.p.peek() == b'"' {
             self.p.parse_quoted_string(&mut self.s)
         } else {
-            self.p.parse_dot_atom(&mut self.s)
+            self.p.parse_nonstrict_dot_atom(&mut self.s)
         };
         if ret < 0 {
             return -1;
@@ -2279,12 +2372,145 @@ mod tests {
     }
 
     #[test]
+    fn line_endings_as_dovecot_stores_them() {
+        assert!(matches!(stored_form(b"a\r\nb\rc\r\n"), Cow::Borrowed(_)));
+        assert_eq!(&*stored_form(b"a\nb"), b"a\r\nb");
+        assert_eq!(&*stored_form(b"x\r\r\ny\r\r\r\nz\r"), b"x\r\ny\r\r\nz");
+        assert_eq!(&*stored_form(b"\n\r"), b"\r\n");
+        let v = MessageView::parse(b"Subject: x\r\r\n\r\nbody\r");
+        assert_eq!(v.size(), 18);
+        assert_eq!(v.bytes(), b"Subject: x\r\n\r\nbody");
+    }
+
+    #[test]
     fn header_fields_without_blank_line() {
         let v = MessageView::parse(b"X: y\r\nSubject: z");
         let s = |spec: &str| String::from_utf8_lossy(&v.section(&sec(spec).unwrap())).into_owned();
         assert_eq!(s("HEADER.FIELDS (Subject)"), "Subject: z\r\n");
         assert_eq!(s("HEADER.FIELDS.NOT (Subject)"), "X: y\r\n");
         assert_eq!(s("HEADER"), "X: y\r\nSubject: z");
+    }
+
+    /// Every method on every section of a message, checking the byte
+    /// accounting on the way.
+    fn exercise(bytes: &[u8], specs: &[Vec<u8>], origin: u64, length: u64) {
+        let v = MessageView::parse(bytes);
+        let root = &v.parts[0];
+        assert_eq!(root.pos + root.hdr_len + root.body_len, v.size(), "every byte belongs to the message");
+        for p in &v.parts {
+            assert!(p.pos + p.hdr_len + p.body_len <= v.size());
+            assert!(p.depth < MAX_NESTED_PARTS);
+        }
+        let mut out = Vec::new();
+        v.bodystructure(&mut out);
+        v.body(&mut out);
+        v.envelope(&mut out);
+        for spec in specs {
+            if let Some(section) = Section::parse(spec) {
+                let bytes = v.section(&section);
+                let _ = v.has_section(&section);
+                let cut = partial(&bytes, origin, Some(length));
+                assert!(cut.len() as u64 <= length);
+            }
+        }
+    }
+
+    fn probe_specs() -> Vec<Vec<u8>> {
+        [
+            "", "HEADER", "TEXT", "1", "2", "0", "1.1", "1.2.3", "2.MIME", "1.HEADER", "1.TEXT", "1.1.HEADER.FIELDS (A B)",
+            "HEADER.FIELDS (Subject From)", "HEADER.FIELDS.NOT (Subject)", "3.1.MIME", "4294967295",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect()
+    }
+
+    fn corpus() -> Vec<Vec<u8>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files.iter().filter_map(|f| std::fs::read(f).ok()).collect()
+    }
+
+    /// Lines that drive the parser through its states.
+    const FRAGMENTS: &[&str] = &[
+        "Content-Type: multipart/mixed; boundary=b\r\n",
+        "Content-Type: multipart/digest; boundary=bb\r\n",
+        "Content-Type: message/rfc822\r\n",
+        "Content-Type: text/plain; charset*0=a; charset*1*=b\r\n",
+        "MIME-Version: 1.0\r\n",
+        "From: \"a\\\" (b\" <c@d>, g: e@f;\r\n",
+        "Subject: =?x?q?y?=\r\n",
+        " folded\r\n",
+        "\r\n",
+        "\r\n",
+        "--b\r\n",
+        "--b--\r\n",
+        "--bb\r\n",
+        "--bb--",
+        "body text\r\n",
+        "\0\u{80}\r",
+        "no colon\r\n",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            // PROPTEST_CASES runs more of them.
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256),
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            spec in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            origin in 0u64..5000,
+            length in 0u64..5000,
+        ) {
+            let mut specs = probe_specs();
+            specs.push(spec);
+            exercise(&bytes, &specs, origin, length);
+        }
+
+        #[test]
+        fn mime_shaped_input_never_panics(
+            picks in proptest::collection::vec(0usize..FRAGMENTS.len(), 0..80),
+            origin in 0u64..3000,
+            length in 0u64..3000,
+        ) {
+            let bytes: Vec<u8> = picks.iter().flat_map(|&i| FRAGMENTS[i].bytes()).collect();
+            exercise(&bytes, &probe_specs(), origin, length);
+        }
+
+        #[test]
+        fn mutated_corpus_never_panics(
+            file in 0usize..64,
+            edits in proptest::collection::vec((0usize..100_000, 0usize..4, proptest::prelude::any::<u8>()), 1..12),
+            origin in 0u64..100_000,
+            length in 0u64..100_000,
+        ) {
+            let corpus = corpus();
+            proptest::prop_assume!(!corpus.is_empty());
+            let mut bytes = corpus[file % corpus.len()].clone();
+            for (at, kind, b) in edits {
+                let at = if bytes.is_empty() { 0 } else { at % (bytes.len() + 1) };
+                match kind {
+                    0 => bytes.insert(at, b),
+                    1 if at < bytes.len() => { bytes.remove(at); }
+                    2 if at < bytes.len() => bytes[at] = b,
+                    _ => bytes.truncate(at),
+                }
+            }
+            exercise(&bytes, &probe_specs(), origin, length);
+        }
+
+        #[test]
+        fn section_specs_never_panic(spec in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60)) {
+            let _ = Section::parse(&spec);
+        }
     }
 
     #[test]
