@@ -127,7 +127,7 @@ pub struct Upstream {
     pub server: String,
     /// The capabilities it announced last (upper-cased words).
     pub capabilities: Vec<String>,
-    next_tag: u32,
+    tags_issued: u32,
 }
 
 impl Upstream {
@@ -150,7 +150,7 @@ impl Upstream {
             conn: BufReader::new(Stream::Plain(tcp)),
             server,
             capabilities: Vec::new(),
-            next_tag: 0,
+            tags_issued: 0,
         };
         if url.implicit_tls {
             let Stream::Plain(tcp) = upstream.conn.into_inner() else {
@@ -282,8 +282,8 @@ impl Upstream {
 
     /// A fresh tag for a command of the proxy's own.
     pub fn next_tag(&mut self) -> String {
-        self.next_tag += 1;
-        format!("SP{}", self.next_tag)
+        self.tags_issued += 1;
+        format!("SP{}", self.tags_issued)
     }
 
     /// Sends `command` (without tag and CRLF) and reads to its tagged end.
