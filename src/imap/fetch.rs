@@ -125,7 +125,7 @@ impl Rewriter {
                     }
                     out.extend_from_slice(&item.name);
                     out.push(b' ');
-                    if !answer_from(&view, &message, item, requests, &mut out) {
+                    if !answer_from(&view, item, requests, &mut out) {
                         let raw = wire.bytes(item.value.from, item.value.to, usize::MAX).unwrap_or_default();
                         out.extend_from_slice(&raw);
                     }
@@ -239,13 +239,13 @@ where
 
 /// Answers `item` from the decrypted message into `out`. False for items
 /// that do not depend on the content (they keep the server's value).
-fn answer_from(view: &MessageView<'_>, message: &[u8], item: &Item, requests: &Requests, out: &mut Vec<u8>) -> bool {
+fn answer_from(view: &MessageView<'_>, item: &Item, requests: &Requests, out: &mut Vec<u8>) -> bool {
     match item.key.as_str() {
         "RFC822.SIZE" => out.extend_from_slice(view.size().to_string().as_bytes()),
         "BODYSTRUCTURE" => view.bodystructure(out),
         "BODY" => view.body(out),
         "ENVELOPE" => view.envelope(out),
-        "RFC822" => emit::literal(out, message),
+        "RFC822" => emit::literal(out, view.bytes()),
         "RFC822.HEADER" => emit::literal(out, &view.section(&whole(SectionText::Header))),
         "RFC822.TEXT" => emit::literal(out, &view.section(&whole(SectionText::Text))),
         key if key.starts_with("BODY[") => {
