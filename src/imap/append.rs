@@ -117,7 +117,7 @@ impl Upload<'_> {
             let plus = if non_sync { "+" } else { "" };
             line.extend_from_slice(format!(" {open}{{{}{plus}}}\r\n", message.bytes.len()).as_bytes());
             if !non_sync {
-                let invited = await_continuation(self.state, &tag);
+                let invited = await_continuation(self.state, &tag, false);
                 upstream.write_all(&line).await?;
                 upstream.flush().await?;
                 line.clear();
@@ -295,7 +295,12 @@ mod tests {
         let mut first = Vec::new();
         let literal = read_segment(&mut reader, 1 << 20, &mut first).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let wire = Wire::read::<_, Vec<u8>>(&mut reader, first, literal, dir.path(), 1 << 20, u64::MAX, Continuations::None)
+        let limits = crate::imap::wire::Limits {
+            line: 1 << 20,
+            literal: u64::MAX,
+            parts: 100,
+        };
+        let wire = Wire::read::<_, Vec<u8>>(&mut reader, first, literal, dir.path(), limits, Continuations::None)
             .await
             .unwrap();
         let args = head(wire.first_line()).unwrap().args;

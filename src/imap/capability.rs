@@ -22,32 +22,38 @@ fn passes(word: &str) -> bool {
         || (upper.starts_with("AUTH=") && upper.ends_with("-PLUS")))
 }
 
-/// The line with unsupported capabilities removed, when it carries a
-/// capability list (`* CAPABILITY ...` or a `[CAPABILITY ...]` response
-/// code). `None` for any other line, which then passes as it is.
+/// The line with unsupported capabilities removed, when it is a
+/// capability list: `* CAPABILITY ...`, or a status response (`OK`, `NO`,
+/// `BAD`, `PREAUTH`, `BYE`, tagged or not) whose response code is
+/// `[CAPABILITY ...]`. `None` for any other line, which then passes as it
+/// is (a mailbox named "[CAPABILITY x]" in a LIST answer included). Only
+/// whole words are removed; every other byte stays.
 pub fn filter_line(line: &[u8]) -> Option<Vec<u8>> {
     let upper: Vec<u8> = line.to_ascii_uppercase();
-    let (start, end) = if let Some(i) = find(&upper, b"[CAPABILITY ") {
-        let start = i + b"[CAPABILITY ".len();
-        let end = start + upper[start..].iter().position(|&b| b == b']')?;
-        (start, end)
-    } else if upper.starts_with(b"* CAPABILITY ") {
+    let (start, end) = if upper.starts_with(b"* CAPABILITY ") {
         let start = b"* CAPABILITY ".len();
         let end = line.len() - line.iter().rev().take_while(|b| matches!(b, b'\r' | b'\n')).count();
         (start, end)
     } else {
-        return None;
+        let tag_end = upper.iter().position(|&b| b == b' ')?;
+        let rest = &upper[tag_end + 1..];
+        let status = [&b"OK "[..], b"NO ", b"BAD ", b"PREAUTH ", b"BYE "].into_iter().find(|s| rest.starts_with(s))?;
+        let code = &rest[status.len()..];
+        if !code.starts_with(b"[CAPABILITY ") {
+            return None;
+        }
+        let start = tag_end + 1 + status.len() + b"[CAPABILITY ".len();
+        let end = start + upper[start..].iter().position(|&b| b == b']')?;
+        (start, end)
     };
-    let words = String::from_utf8_lossy(&line[start..end]);
-    let kept: Vec<&str> = words.split(' ').filter(|w| !w.is_empty() && passes(w)).collect();
+    let kept: Vec<&[u8]> = line[start..end]
+        .split(|&b| b == b' ')
+        .filter(|w| !w.is_empty() && passes(&String::from_utf8_lossy(w)))
+        .collect();
     let mut out = line[..start].to_vec();
-    out.extend_from_slice(kept.join(" ").as_bytes());
+    out.extend_from_slice(&kept.join(&b' '));
     out.extend_from_slice(&line[end..]);
     Some(out)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The capabilities of `words` the client may see, space-separated.
@@ -86,6 +92,13 @@ mod tests {
         assert_eq!(filter_line(line).unwrap(), b"a1 OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in\r\n");
         assert!(filter_line(b"* 3 EXISTS\r\n").is_none());
         assert!(filter_line(b"* OK [CAPABILITY broken\r\n").is_none());
+        let list = b"* LIST () \".\" \"Projects [CAPABILITY BINARY] 2026\"\r\n";
+        assert!(filter_line(list).is_none(), "only capability responses are touched");
+        assert_eq!(
+            filter_line(b"* CAPABILITY IMAP4rev1 X-VENDOR-\xff BINARY\r\n").unwrap(),
+            b"* CAPABILITY IMAP4rev1 X-VENDOR-\xff\r\n"
+        );
+        assert!(filter_line(b"* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] hi\r\n").unwrap().ends_with(b"[CAPABILITY IMAP4rev1] hi\r\n"));
     }
 
     #[test]

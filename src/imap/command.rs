@@ -138,7 +138,13 @@ impl Fetch {
                 pos += 1;
                 continue;
             }
-            let end = item_end(list, pos)?;
+            // A parenthesised argument (ANNOTATE's `ANNOTATION (entries
+            // attributes)`) travels as an item of its own, in place.
+            let end = match item_end(list, pos)? {
+                end if end > pos => end,
+                _ if list[pos] == b'(' => pos + matching_paren(&list[pos..])? + 1,
+                _ => return None,
+            };
             let raw = &list[pos..end];
             match String::from_utf8_lossy(raw).to_ascii_uppercase().as_str() {
                 "ALL" => items.extend(["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"].map(|i| Requested::parse(i.as_bytes()))),
@@ -295,6 +301,10 @@ mod tests {
         assert_eq!((f.items[0].key.as_str(), f.items[0].partial_length), ("BODY[1.2]<10>", Some(20)));
         assert!(!Fetch::parse(b"1:* (FLAGS MODSEQ)").unwrap().depends_on_content());
         assert!(Fetch::parse(b"1:* (FLAGS").is_none());
+        let annotate = Fetch::parse(b"1 (ANNOTATION (/comment value.priv) FLAGS)").unwrap();
+        let raws: Vec<&[u8]> = annotate.items.iter().map(|i| i.raw.as_slice()).collect();
+        assert_eq!(raws, [&b"ANNOTATION"[..], b"(/comment value.priv)", b"FLAGS"]);
+        assert!(Fetch::parse(b"1 (FLAGS ))").is_none());
         assert!(Fetch::parse(b"1:*").is_none());
     }
 

@@ -249,15 +249,14 @@ fn answer_from(view: &MessageView<'_>, item: &Item, requests: &Requests, out: &m
         "RFC822.HEADER" => emit::literal(out, &view.section(&whole(SectionText::Header))),
         "RFC822.TEXT" => emit::literal(out, &view.section(&whole(SectionText::Text))),
         key if key.starts_with("BODY[") => {
-            let close = match key.rfind(']') {
-                Some(i) => i,
-                None => return false,
-            };
-            let Some(section) = Section::parse(&item.name[5..close]) else { return false };
-            let origin = key[close + 1..]
-                .strip_prefix('<')
-                .and_then(|o| o.strip_suffix('>'))
-                .and_then(|o| o.parse::<u64>().ok());
+            // Positions in the raw name: the key may have grown where
+            // non-UTF-8 bytes became replacement characters.
+            let Some(close) = item.name.iter().rposition(|&b| b == b']') else { return false };
+            let Some(section) = item.name.get(5..close).and_then(Section::parse) else { return false };
+            let origin = item.name[close + 1..]
+                .strip_prefix(b"<")
+                .and_then(|o| o.strip_suffix(b">"))
+                .and_then(|o| std::str::from_utf8(o).ok()?.parse::<u64>().ok());
             let bytes = view.section(&section);
             match origin {
                 None => emit::literal(out, &bytes),

@@ -30,6 +30,9 @@ pub enum FrameError {
     /// A literal announcement that is not a number (or too large).
     #[error("malformed literal announcement")]
     BadLiteral,
+    /// More literals in one command or response than the proxy accepts.
+    #[error("more than {0} lines and literals in one message")]
+    TooManyParts(usize),
     /// A literal larger than the proxy accepts here.
     #[error("literal of {0} octets is over the limit")]
     LiteralTooLarge(u64),

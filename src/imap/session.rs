@@ -24,7 +24,7 @@ use super::served::Served;
 use super::sidefetch::SideFetcher;
 use super::framer::{self, FrameError, Literal};
 use super::upstream::{Upstream, UpstreamError, MAX_LINE};
-use super::wire::{Continuations, Cursor, Pos, Wire};
+use super::wire::{Continuations, Cursor, Limits, Pos, Wire};
 use crate::account::{Account, Accounts};
 use crate::config::ImapConfig;
 use crate::listener::ListenerKind;
@@ -40,6 +40,25 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_LOGIN_LINE: usize = 64 * 1024;
 /// Before login, a client that says nothing for this long is dropped.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(300);
+/// A command before login: LOGIN has two strings, nothing more.
+const LOGIN_LIMITS: Limits = Limits {
+    line: MAX_LOGIN_LINE,
+    literal: MAX_LOGIN_LINE as u64,
+    parts: 3,
+};
+/// A command the proxy reads whole after login (APPEND; MULTIAPPEND has
+/// a literal per message).
+const COMMAND_LIMITS: Limits = Limits {
+    line: MAX_COMMAND_LINE,
+    literal: u64::MAX,
+    parts: 1000,
+};
+/// A FETCH answer the proxy reads whole (its literals spool to disk).
+const ANSWER_LIMITS: Limits = Limits {
+    line: MAX_LINE,
+    literal: u64::MAX,
+    parts: 10_000,
+};
 
 /// What every IMAP session shares.
 pub struct Shared {
@@ -152,13 +171,21 @@ impl Client {
         self.send(&line).await
     }
 
-    /// Reads a line before login, with the login-phase limits.
+    /// Reads a line before login, with the login-phase limits; the client
+    /// hears why when it breaks them.
     async fn read_line(&mut self) -> Result<(Vec<u8>, Option<Literal>), SessionError> {
         let mut line = Vec::new();
-        let literal = tokio::time::timeout(LOGIN_TIMEOUT, framer::read_segment(&mut self.reader, MAX_LOGIN_LINE, &mut line))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no command before the login timeout"))??;
-        Ok((line, literal))
+        match tokio::time::timeout(LOGIN_TIMEOUT, framer::read_segment(&mut self.reader, MAX_LOGIN_LINE, &mut line)).await {
+            Ok(Ok(literal)) => Ok((line, literal)),
+            Ok(Err(e)) => {
+                let _ = self.send(format!("* BYE Sealpost: {e}\r\n").as_bytes()).await;
+                Err(e.into())
+            }
+            Err(_) => {
+                let _ = self.send(b"* BYE Sealpost: no command before the login timeout\r\n").await;
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no command before the login timeout").into())
+            }
+        }
     }
 
     /// Turns the plain connection into TLS (after `OK` to STARTTLS).
@@ -210,7 +237,18 @@ async fn login_phase(shared: &Arc<Shared>, mut client: Client) -> Result<Option<
             client.send(b"* BYE literal too large before login\r\n").await?;
             return Ok(None);
         }
-        let wire = Wire::read(&mut client.reader, line, literal, &shared.spool_dir, MAX_LOGIN_LINE, MAX_LOGIN_LINE as u64, Continuations::Send(&client.writer)).await?;
+        let read = Wire::read(&mut client.reader, line, literal, &shared.spool_dir, LOGIN_LIMITS, Continuations::Send(&client.writer));
+        let wire = match tokio::time::timeout(LOGIN_TIMEOUT, read).await {
+            Ok(Ok(wire)) => wire,
+            Ok(Err(e)) => {
+                let _ = client.send(format!("* BYE Sealpost: {e}\r\n").as_bytes()).await;
+                return Err(e.into());
+            }
+            Err(_) => {
+                let _ = client.send(b"* BYE Sealpost: the command did not arrive in time\r\n").await;
+                return Ok(None);
+            }
+        };
         let Some(h) = head(wire.first_line()) else {
             client.send(b"* BAD Sealpost: expected a tagged command\r\n").await?;
             continue;
@@ -398,10 +436,19 @@ pub struct State {
     pub selected: Option<Selected>,
     /// UIDVALIDITY announced by the SELECT in flight.
     uidvalidity: Option<u32>,
-    /// An APPEND waiting for the server's `+`: its tag and who to wake.
-    continuation: Option<(Vec<u8>, oneshot::Sender<()>)>,
+    /// A command waiting for the server's `+` before it sends a literal.
+    continuation: Option<Continuation>,
     /// SPECIAL-USE attributes (`\Drafts`, ...) of mailboxes seen in LIST.
     pub special_use: HashMap<Vec<u8>, Vec<String>>,
+}
+
+/// A command waiting for the server's `+`.
+struct Continuation {
+    tag: Vec<u8>,
+    wake: oneshot::Sender<()>,
+    /// The client waits for this `+` too (a literal the proxy relays as
+    /// it is), rather than the proxy alone (an APPEND it rewrote).
+    forward: bool,
 }
 
 /// A FETCH the proxy extended, until its tagged answer.
@@ -434,7 +481,7 @@ impl State {
                 _ => None,
             };
         }
-        if self.continuation.as_ref().is_some_and(|(t, _)| t == tag) {
+        if self.continuation.as_ref().is_some_and(|c| c.tag == tag) {
             // Dropping the sender tells the APPEND the server answered
             // instead of inviting the literal.
             self.continuation = None;
@@ -512,7 +559,11 @@ async fn client_to_server(
                         send(&client, &[&tag[..], b" ", too_big.as_bytes(), b"\r\n"].concat()).await?;
                         continue;
                     }
-                    let wire = Wire::read(&mut reader, std::mem::take(&mut line), literal, &shared.spool_dir, MAX_COMMAND_LINE, max, Continuations::Send(&client)).await?;
+                    let limits = Limits {
+                        literal: max,
+                        ..COMMAND_LIMITS
+                    };
+                    let wire = Wire::read(&mut reader, std::mem::take(&mut line), literal, &shared.spool_dir, limits, Continuations::Send(&client)).await?;
                     upload.run(&wire, &mut upstream).await?;
                     continue;
                 }
@@ -548,12 +599,24 @@ async fn client_to_server(
                 _ => {}
             }
         }
-        // Everything else, byte for byte; a synchronizing literal's `+`
-        // comes from the server through the other direction.
+        // Everything else, byte for byte. A synchronizing literal follows
+        // only if the server invites it: its `+` goes to the client through
+        // the other direction; if it answers the command instead (BAD, NO)
+        // the client sends no literal, and neither must the proxy expect
+        // one.
+        let tag = line.split(|&b| b == b' ').next().unwrap_or_default().to_vec();
         loop {
+            let invited = literal
+                .filter(|l| !l.non_synchronizing)
+                .map(|_| await_continuation(&state, &tag, true));
             upstream.write_all(&line).await?;
             let Some(announced) = literal else { break };
             upstream.flush().await?;
+            if let Some(invited) = invited {
+                if invited.await.is_err() {
+                    break;
+                }
+            }
             framer::copy_literal(&mut reader, announced.size, &mut upstream).await?;
             literal = framer::read_segment(&mut reader, MAX_COMMAND_LINE, &mut line).await?;
             if line.is_empty() {
@@ -564,12 +627,17 @@ async fn client_to_server(
     }
 }
 
-/// Registers interest in the server's next `+` for the APPEND tagged
+/// Registers interest in the server's next `+` for the command tagged
 /// `tag`: the receiver fires on `+`, and fails when the server answered
-/// the command instead.
-pub fn await_continuation(state: &SyncMutex<State>, tag: &[u8]) -> oneshot::Receiver<()> {
-    let (tx, rx) = oneshot::channel();
-    state.lock().expect("state lock").continuation = Some((tag.to_vec(), tx));
+/// the command instead. `forward`: the client is waiting for that `+`
+/// as well.
+pub fn await_continuation(state: &SyncMutex<State>, tag: &[u8], forward: bool) -> oneshot::Receiver<()> {
+    let (wake, rx) = oneshot::channel();
+    state.lock().expect("state lock").continuation = Some(Continuation {
+        tag: tag.to_vec(),
+        wake,
+        forward,
+    });
     rx
 }
 
@@ -595,9 +663,11 @@ async fn server_to_client(
         said_bye = line.len() >= 5 && line[..5].eq_ignore_ascii_case(b"* BYE");
         if line.starts_with(b"+") {
             let waiting = state.lock().expect("state lock").continuation.take();
-            if let Some((_, wake)) = waiting {
+            if let Some(Continuation { wake, forward, .. }) = waiting {
                 let _ = wake.send(());
-                continue;
+                if !forward {
+                    continue;
+                }
             }
         }
         if is_fetch_response(&line) {
@@ -606,7 +676,7 @@ async fn server_to_client(
                 (!s.fetches.is_empty()).then(|| Requests::of(&s))
             };
             if let Some(requests) = requests {
-                let wire = Wire::read::<_, UpstreamWriter>(&mut reader, std::mem::take(&mut line), literal, &shared.spool_dir, MAX_LINE, u64::MAX, Continuations::None).await?;
+                let wire = Wire::read::<_, UpstreamWriter>(&mut reader, std::mem::take(&mut line), literal, &shared.spool_dir, ANSWER_LIMITS, Continuations::None).await?;
                 rewriter.answer(&wire, &requests, &client).await?;
                 continue;
             }

@@ -27,6 +27,17 @@ pub struct Part {
     pub literal: Option<Spool>,
 }
 
+/// How much one message may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Octets per line.
+    pub line: usize,
+    /// Octets per literal (checked before a synchronizing one is invited).
+    pub literal: u64,
+    /// Lines (each but the last followed by a literal).
+    pub parts: usize,
+}
+
 /// Where to send `+` for synchronizing literals, when the sender waits for
 /// one from us.
 pub enum Continuations<'a, W> {
@@ -38,24 +49,20 @@ pub enum Continuations<'a, W> {
 
 impl Wire {
     /// Reads the rest of a message whose first line is `first` (which
-    /// announced `literal`). Literals beyond the spool threshold go to
-    /// files in `spool_dir`. At most `max_line` octets per line, and
-    /// literals of at most `max_literal` octets (checked before a
-    /// synchronizing one is invited).
+    /// announced `literal`), within `limits`. Literals beyond the spool
+    /// threshold go to files in `spool_dir`.
     pub async fn read<R, W>(
         reader: &mut R,
         first: Vec<u8>,
         mut literal: Option<Literal>,
         spool_dir: &Path,
-        max_line: usize,
-        max_literal: u64,
+        limits: Limits,
         mut continuations: Continuations<'_, W>,
     ) -> Result<Wire, FrameError>
     where
         R: AsyncBufRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        const MAX_PARTS: usize = 10_000;
         let mut parts = Vec::new();
         let mut line = first;
         loop {
@@ -63,10 +70,10 @@ impl Wire {
                 parts.push(Part { line, literal: None });
                 return Ok(Wire { parts });
             };
-            if parts.len() >= MAX_PARTS {
-                return Err(FrameError::BadLiteral);
+            if parts.len() + 1 >= limits.parts {
+                return Err(FrameError::TooManyParts(limits.parts));
             }
-            if announced.size > max_literal {
+            if announced.size > limits.literal {
                 return Err(FrameError::LiteralTooLarge(announced.size));
             }
             if !announced.non_synchronizing {
@@ -93,7 +100,7 @@ impl Wire {
                 literal: Some(spool),
             });
             let mut next = Vec::new();
-            literal = read_segment(reader, max_line, &mut next).await?;
+            literal = read_segment(reader, limits.line, &mut next).await?;
             if next.is_empty() {
                 return Err(FrameError::Truncated);
             }
@@ -492,12 +499,18 @@ fn parse_value(b: &[u8], pos: &mut usize, depth: usize) -> Option<Value> {
 mod tests {
     use super::*;
 
+    const UNLIMITED: Limits = Limits {
+        line: 1 << 20,
+        literal: u64::MAX,
+        parts: usize::MAX,
+    };
+
     async fn wire(bytes: &[u8]) -> Wire {
         let mut reader = tokio::io::BufReader::new(bytes);
         let mut first = Vec::new();
         let literal = read_segment(&mut reader, 1 << 20, &mut first).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        Wire::read::<_, Vec<u8>>(&mut reader, first, literal, dir.path(), 1 << 20, u64::MAX, Continuations::None)
+        Wire::read::<_, Vec<u8>>(&mut reader, first, literal, dir.path(), UNLIMITED, Continuations::None)
             .await
             .unwrap()
     }
