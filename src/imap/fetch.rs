@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::Mutex;
 
 use super::served::{Origin, Served};
@@ -24,6 +24,9 @@ use super::wire::{Cursor, Span, Value, Wire};
 use crate::account::Account;
 use crate::mime::to_crlf;
 use crate::store::{EntryKey, MessageCache};
+
+/// How much of an answer is gathered before it goes to the client.
+pub const WRITE_BUFFER: usize = 64 * 1024;
 
 /// The start of an ASCII-armored OpenPGP message.
 const ARMOR_BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
@@ -95,23 +98,26 @@ impl Rewriter {
         let dropped = |item: &Item| requests.added.iter().any(|a| a.key == item.key);
         let mut w = client.lock().await;
         match plaintext {
-            None if !items.iter().any(dropped) => wire.write_to(&mut *w).await?,
+            // Gathered into 64 KiB writes: one TLS record per answer, not
+            // one per item (large literals still stream).
+            None if !items.iter().any(dropped) => {
+                let mut buffered = BufWriter::with_capacity(WRITE_BUFFER, &mut *w);
+                wire.write_to(&mut buffered).await?;
+                buffered.flush().await?;
+            }
             None => {
-                let mut out = format!("* {number} FETCH (").into_bytes();
-                w.write_all(&out).await?;
-                let mut first = true;
-                for item in items.iter().filter(|i| !dropped(i)) {
-                    out.clear();
-                    if !first {
-                        out.push(b' ');
+                let mut buffered = BufWriter::with_capacity(WRITE_BUFFER, &mut *w);
+                buffered.write_all(format!("* {number} FETCH (").as_bytes()).await?;
+                for (n, item) in items.iter().filter(|i| !dropped(i)).enumerate() {
+                    if n > 0 {
+                        buffered.write_all(b" ").await?;
                     }
-                    first = false;
-                    out.extend_from_slice(&item.name);
-                    out.push(b' ');
-                    w.write_all(&out).await?;
-                    wire.write_span(item.value.from, item.value.to, &mut *w).await?;
+                    buffered.write_all(&item.name).await?;
+                    buffered.write_all(b" ").await?;
+                    wire.write_span(item.value.from, item.value.to, &mut buffered).await?;
                 }
-                w.write_all(b")\r\n").await?;
+                buffered.write_all(b")\r\n").await?;
+                buffered.flush().await?;
             }
             Some(message) => {
                 let view = MessageView::parse(&message);

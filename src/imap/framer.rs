@@ -7,7 +7,7 @@
 //! finds those announcements (ignoring braces inside quoted strings) and
 //! streams literal data without holding it.
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite};
 
 /// How a literal was announced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,8 @@ pub async fn read_segment<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize, o
 }
 
 /// Copies a literal of `size` octets from `reader` to `writer` in bounded
-/// pieces.
+/// pieces. The caller flushes (so a literal and the line after it can
+/// share a write).
 pub async fn copy_literal<R, W>(reader: &mut R, size: u64, writer: &mut W) -> Result<(), FrameError>
 where
     R: AsyncBufRead + Unpin,
@@ -119,7 +120,6 @@ where
     if copied < size {
         return Err(FrameError::Truncated);
     }
-    writer.flush().await?;
     Ok(())
 }
 

@@ -694,17 +694,20 @@ async fn server_to_client(
             line = filtered;
         }
         let mut w = client.lock().await;
-        w.write_all(&line).await?;
+        // Gathered into larger writes: a response and its literals in as
+        // few TLS records as their size allows.
+        let mut buffered = tokio::io::BufWriter::with_capacity(super::fetch::WRITE_BUFFER, &mut *w);
+        buffered.write_all(&line).await?;
         let mut literal = literal;
         while let Some(announced) = literal {
-            framer::copy_literal(&mut reader, announced.size, &mut *w).await?;
+            framer::copy_literal(&mut reader, announced.size, &mut buffered).await?;
             literal = framer::read_segment(&mut reader, MAX_LINE, &mut line).await?;
             if line.is_empty() {
                 return Err(FrameError::Truncated.into());
             }
-            w.write_all(&line).await?;
+            buffered.write_all(&line).await?;
         }
-        w.flush().await?;
+        buffered.flush().await?;
     }
 }
 
