@@ -9,6 +9,7 @@
 //! - [`account`]: configured accounts with their unlocked keys;
 //! - [`smtp`]: the submission proxy;
 //! - [`imap`]: the IMAP proxy;
+//! - [`learn`]: correspondents' keys learnt from incoming mail (Autocrypt);
 //! - [`listener`]: accepting connections for either proxy;
 //! - [`store`]: the proxies' data at rest (the decrypted-message cache);
 //! - [`serve`]: starting and stopping the proxies;
@@ -20,6 +21,7 @@ pub mod account;
 pub mod config;
 pub mod files;
 pub mod imap;
+pub mod learn;
 pub mod listener;
 pub mod logging;
 pub mod message;

@@ -5,14 +5,17 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use sealpost::config::{self, Config};
 use sealpost::tls::{fetch_chain, ChainEntry, FetchTarget, LocalTls, PinRecord, PinStore};
-use sealpost::message::{decrypt_message, encrypt_message, sign_message, Envelope};
-use sealpost::pgp::{Keystore, PassphraseSource, UnlockedKey};
+use sealpost::learn::Learner;
+use sealpost::message::{decrypt_message, encrypt_message, protection, sign_message, Envelope, Protection};
+use sealpost::pgp::{KeyState, Keystore, Learned, LiveKeystore, PassphraseSource, StoredKey, UnlockedKey};
+use sealpost::store::peers::PeerStore;
 use sequoia_openpgp::serialize::Serialize;
 
 #[derive(Parser)]
@@ -104,6 +107,13 @@ enum KeysCommand {
     Remove {
         /// The fingerprint as shown by 'sealpost keys list'
         fingerprint: String,
+    },
+    /// Learn correspondents' keys from a received message (its Autocrypt
+    /// header, and the gossip inside when it is encrypted to you)
+    Learn {
+        /// The message ("-" for stdin)
+        #[arg(default_value = "-")]
+        file: PathBuf,
     },
 }
 
@@ -198,7 +208,11 @@ fn keys(config: &Config, command: KeysCommand) -> Result<()> {
                 }
             }
         }
-        KeysCommand::List => print_key_table(&store),
+        KeysCommand::List => {
+            print_key_table(&store);
+            print_peer_table(config)?;
+        }
+        KeysCommand::Learn { file } => learn(config, store, &file)?,
         KeysCommand::Export { email, secret } => {
             let matching = store.certs_for(&email);
             if matching.is_empty() {
@@ -225,8 +239,8 @@ fn keys(config: &Config, command: KeysCommand) -> Result<()> {
 }
 
 fn print_key_table(store: &Keystore) {
-    let header = ["EMAIL", "FINGERPRINT", "ALGORITHM", "EXPIRES", "STATE", "SOURCE", "OWNER"];
-    let rows: Vec<[String; 7]> = store
+    let header = ["EMAIL", "FINGERPRINT", "ALGORITHM", "EXPIRES", "STATE", "SOURCE", "OWNER", "USED"];
+    let rows: Vec<[String; 8]> = store
         .keys()
         .iter()
         .map(|k| {
@@ -238,11 +252,59 @@ fn print_key_table(store: &Keystore) {
                 k.state().to_string(),
                 k.source.to_string(),
                 if k.is_own() { "own".into() } else { "peer".into() },
+                used(store, k),
             ]
         })
         .collect();
+    print_table(&header, &rows);
+}
+
+/// Whether `key` is the one mail to its addresses is encrypted to, and if
+/// not, which key is.
+fn used(store: &Keystore, key: &StoredKey) -> String {
+    for email in key.emails() {
+        if let Ok(in_use) = store.recipient_key(&email) {
+            if in_use.fingerprint() != key.fingerprint() {
+                return format!("no: {} key {} for {email}", in_use.source, in_use.fingerprint());
+            }
+        }
+    }
+    if store.keys().iter().any(|k| k.fingerprint() == key.fingerprint()) && key.state() == KeyState::Valid {
+        "yes".into()
+    } else {
+        "no".into()
+    }
+}
+
+/// The Autocrypt state of correspondents, when there is any.
+fn print_peer_table(config: &Config) -> Result<()> {
+    let peers = PeerStore::new(&config.data_dir).all()?;
+    if peers.is_empty() {
+        return Ok(());
+    }
+    println!("\nAutocrypt peers:");
+    let header = ["ADDRESS", "RECOMMENDATION", "LAST SEEN", "AUTOCRYPT KEY", "GOSSIP KEY"];
+    let seconds = |s: u64| if s == 0 { "-".to_string() } else { format_date(UNIX_EPOCH + std::time::Duration::from_secs(s)) };
+    let rows: Vec<[String; 5]> = peers
+        .iter()
+        .map(|(addr, peer)| {
+            [
+                addr.clone(),
+                peer.recommendation(false).to_string(),
+                seconds(peer.last_seen),
+                peer.public_key.clone().unwrap_or_else(|| "-".into()),
+                peer.gossip_key.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print_table(&header, &rows);
+    Ok(())
+}
+
+/// Prints rows under a header, columns padded to their widest cell.
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     let mut widths = header.map(str::len);
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
         }
@@ -252,7 +314,7 @@ fn print_key_table(store: &Keystore) {
         println!("{}", padded.join("  ").trim_end());
     };
     line(header.to_vec());
-    for row in &rows {
+    for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
 }
@@ -322,9 +384,8 @@ fn encrypt(config: &Config, args: EncryptArgs) -> Result<()> {
     Ok(())
 }
 
-fn decrypt(config: &Config) -> Result<ExitCode> {
-    let (message, _) = read_input(Path::new("-"))?;
-    let store = Keystore::open(&config.data_dir)?;
+/// Every own key that unlocks (a warning for each that does not).
+fn unlock_own_keys(config: &Config, store: &Keystore) -> Vec<UnlockedKey> {
     let source = passphrases(config);
     let mut keys = Vec::new();
     for own in store.own_keys() {
@@ -333,6 +394,13 @@ fn decrypt(config: &Config) -> Result<ExitCode> {
             Err(e) => eprintln!("sealpost: warning: {e}"),
         }
     }
+    keys
+}
+
+fn decrypt(config: &Config) -> Result<ExitCode> {
+    let (message, _) = read_input(Path::new("-"))?;
+    let store = Keystore::open(&config.data_dir)?;
+    let keys = unlock_own_keys(config, &store);
     let outcome = decrypt_message(&message, &keys, &store);
     std::io::stdout().lock().write_all(&outcome.message)?;
     if outcome.status.is_failure() {
@@ -340,6 +408,34 @@ fn decrypt(config: &Config) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `keys learn`: what a received message teaches, as the IMAP proxy
+/// would learn it.
+fn learn(config: &Config, store: Keystore, file: &Path) -> Result<()> {
+    let (message, name) = read_input(file)?;
+    let (shown, gossip) = if protection(&message) == Protection::Encrypted {
+        let keys = unlock_own_keys(config, &store);
+        let outcome = decrypt_message(&message, &keys, &store);
+        (outcome.message, outcome.gossip)
+    } else {
+        (message, Vec::new())
+    };
+    let live = Arc::new(LiveKeystore::new(config.data_dir.clone(), store));
+    let lessons = Learner::new(live, &config.data_dir, None).learn(&shown, &gossip)?;
+    if lessons.is_empty() {
+        println!("{name}: nothing new (no Autocrypt header from its sender, or the keys are known already)");
+    }
+    for lesson in lessons {
+        let what = match lesson.outcome {
+            Learned::New => "new".to_string(),
+            Learned::Updated => "updated".to_string(),
+            Learned::Unchanged => "unchanged".to_string(),
+            Learned::Shadowed { by } => format!("kept but not used: the key {by} from a more trusted source stays in use"),
+        };
+        println!("{} {} ({}): {what}", lesson.addr, lesson.fingerprint, lesson.source);
+    }
+    Ok(())
 }
 
 fn local_tls(config: &Config) -> Result<LocalTls> {

@@ -30,6 +30,12 @@ pub struct Metrics {
     /// Uploads (APPEND) by outcome: encrypted, already-encrypted, passed
     /// (policy), refused.
     pub imap_appends: IntCounterVec,
+    /// Correspondents' keys learnt or updated, by source (autocrypt,
+    /// gossip).
+    pub keys_learned: IntCounterVec,
+    /// Keys learnt for an address that already has a different key from
+    /// a more trusted source (kept, not used).
+    pub key_conflicts: IntCounter,
 }
 
 impl Metrics {
@@ -71,6 +77,16 @@ impl Metrics {
         .expect("valid metric");
         let imap_appends = IntCounterVec::new(Opts::new("sealpost_imap_appends_total", "Uploaded messages, by outcome"), &["outcome"])
             .expect("valid metric");
+        let keys_learned = IntCounterVec::new(
+            Opts::new("sealpost_keys_learned_total", "Correspondents' keys learnt or updated from mail, by source"),
+            &["source"],
+        )
+        .expect("valid metric");
+        let key_conflicts = IntCounter::new(
+            "sealpost_key_conflicts_total",
+            "Keys learnt that differ from a more trusted key in use for the same address",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(smtp_sessions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(smtp_messages.clone()),
@@ -81,6 +97,8 @@ impl Metrics {
             Box::new(imap_messages.clone()),
             Box::new(imap_decrypt_seconds.clone()),
             Box::new(imap_appends.clone()),
+            Box::new(keys_learned.clone()),
+            Box::new(key_conflicts.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -95,6 +113,8 @@ impl Metrics {
             imap_messages,
             imap_decrypt_seconds,
             imap_appends,
+            keys_learned,
+            key_conflicts,
         }
     }
 

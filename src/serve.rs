@@ -9,7 +9,8 @@ use std::sync::Arc;
 use crate::account::{AccountError, Accounts};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pgp::{KeyError, Keystore, PassphraseSource};
+use crate::learn::Learner;
+use crate::pgp::{KeyError, Keystore, LiveKeystore, PassphraseSource};
 use crate::listener::{Listener, ListenerKind};
 use crate::imap::served::Served;
 use crate::store::{MessageCache, StoreError};
@@ -58,8 +59,8 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
     if config.accounts.is_empty() {
         return Err(ServeError::NoAccounts);
     }
-    let keystore = Arc::new(Keystore::open(&config.data_dir)?);
-    let accounts = Arc::new(Accounts::load(config, &keystore, passphrases)?);
+    let keystore = Arc::new(LiveKeystore::new(config.data_dir.clone(), Keystore::open(&config.data_dir)?));
+    let accounts = Arc::new(Accounts::load(config, &keystore.snapshot(), passphrases)?);
     let tls = LocalTls::load_or_generate(&config.data_dir, config.listen.tls_cert.as_deref(), config.listen.tls_key.as_deref())?;
     let mut caches = HashMap::new();
     let mut served = HashMap::new();
@@ -103,9 +104,11 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
             metrics: metrics.clone(),
             spool_dir: config.data_dir.join("spool"),
         });
+        let learner = Arc::new(Learner::new(keystore.clone(), &config.data_dir, Some(metrics.clone())));
         let imap = Arc::new(crate::imap::session::Shared {
             limits: config.imap.clone(),
             keystore,
+            learner,
             accounts,
             caches,
             served,

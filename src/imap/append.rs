@@ -142,9 +142,7 @@ impl Upload<'_> {
     /// `message` is one (byte for byte, line endings aside) and its
     /// original is still on the server.
     async fn original_of(&self, message: &[u8]) -> Option<Vec<u8>> {
-        if Entity::parse(message).field(STATUS_HEADER).is_none() {
-            return None;
-        }
+        Entity::parse(message).field(STATUS_HEADER)?;
         let origin = self.served?.find(message)?;
         match self.fetcher.lock().await.fetch(&origin.mailbox, origin.uid).await {
             Ok(original) if protection(&original) == Protection::Encrypted => Some(original),

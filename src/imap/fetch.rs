@@ -85,6 +85,7 @@ impl Rewriter {
         let plaintext = if is_encrypted(structure.as_ref(), probe.as_deref()) {
             keep_alive(client, self.plaintext(wire, &items, uid, requests)).await
         } else {
+            self.learn_from_header(wire, &items);
             None
         };
         if let (Some(message), Some(served), Some(selected), Some(uid)) = (&plaintext, &self.served, &requests.selected, uid) {
@@ -143,6 +144,26 @@ impl Rewriter {
         Ok(w.flush().await?)
     }
 
+    /// Hands the header of a plain message, when the answer carries it,
+    /// to the learner (Autocrypt headers of correspondents), without
+    /// delaying the answer.
+    fn learn_from_header(&self, wire: &Wire, items: &[Item]) {
+        const HEADER_LIMIT: usize = 256 * 1024;
+        let header = items
+            .iter()
+            .filter(|i| matches!(i.key.as_str(), "BODY[]" | "RFC822" | "BODY[HEADER]" | "RFC822.HEADER"))
+            .find_map(|i| Cursor::literal_of(wire, i.value))
+            .and_then(|spool| spool.head(HEADER_LIMIT).ok());
+        if let Some(header) = header {
+            let learner = self.shared.learner.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = learner.learn(&header, &[]) {
+                    tracing::warn!(error = %e, "cannot record the keys this message carries");
+                }
+            });
+        }
+    }
+
     /// The decrypted message (CRLF), from the cache, from this answer, or
     /// fetched on the side connection; decrypted and cached as needed.
     /// `None` when it cannot be had (the client then sees the answer as
@@ -190,12 +211,16 @@ impl Rewriter {
             }
         };
         let account = self.account.clone();
-        let keystore = self.shared.keystore.clone();
+        let keystore = self.shared.keystore.snapshot();
+        let learner = self.shared.learner.clone();
         let cache = self.cache.clone();
         let metrics = self.shared.metrics.clone();
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let outcome = crate::message::decrypt_message(&ciphertext, std::slice::from_ref(&account.key), &keystore);
+            if let Err(e) = learner.learn(&outcome.message, &outcome.gossip) {
+                tracing::warn!(error = %e, "cannot record the keys this message carries");
+            }
             let message = to_crlf(&outcome.message).into_owned();
             let label = if outcome.status.is_failure() { "failed" } else { "decrypted" };
             metrics.imap_messages.with_label_values(&[label]).inc();

@@ -21,10 +21,13 @@ pub struct Origin {
     pub uid: u32,
 }
 
+/// Origins by message digest, and the digests oldest first.
+type Entries = (HashMap<[u8; 32], Origin>, VecDeque<[u8; 32]>);
+
 /// The most recently shown decrypted messages of one account, by digest.
 pub struct Served {
     capacity: usize,
-    entries: Mutex<(HashMap<[u8; 32], Origin>, VecDeque<[u8; 32]>)>,
+    entries: Mutex<Entries>,
 }
 
 impl Served {

@@ -29,7 +29,8 @@ use crate::account::{Account, Accounts};
 use crate::config::ImapConfig;
 use crate::listener::ListenerKind;
 use crate::metrics::Metrics;
-use crate::pgp::Keystore;
+use crate::learn::Learner;
+use crate::pgp::LiveKeystore;
 use crate::store::MessageCache;
 use crate::tls::{LocalTls, Stream, TlsError};
 
@@ -65,7 +66,9 @@ pub struct Shared {
     /// Limits and the APPEND policy.
     pub limits: ImapConfig,
     /// Signers' certificates for verification.
-    pub keystore: Arc<Keystore>,
+    pub keystore: Arc<LiveKeystore>,
+    /// Learns correspondents' keys from the mail clients read.
+    pub learner: Arc<Learner>,
     /// Accounts by login.
     pub accounts: Arc<Accounts>,
     /// The decrypted-message cache of each account, by login.

@@ -1,9 +1,20 @@
-//! Autocrypt Level 1 headers (`Autocrypt:` and `Autocrypt-Gossip:`).
+//! Autocrypt Level 1 headers (`Autocrypt:` and `Autocrypt-Gossip:`):
+//! writing ours, and reading what peers send, with the spec's validity
+//! rules (addr must be the sender's, one valid header at most, unknown
+//! critical attributes invalidate, 10 KiB limit, key with an encryption
+//! subkey and the address).
+
+use std::time::SystemTime;
 
 use base64::Engine;
+use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::Cert;
 
-use crate::pgp::{minimal_autocrypt_key, KeyError};
+use crate::mime::{addresses, Entity};
+use crate::pgp::{minimal_autocrypt_key, normalize_email, KeyError};
+
+/// Headers above this size are invalid (Autocrypt Level 1).
+const MAX_HEADER: usize = 10 * 1024;
 
 /// Characters of base64 per folded line, as Thunderbird writes them.
 const KEYDATA_LINE: usize = 72;
@@ -20,6 +31,108 @@ pub fn autocrypt_header(name: &str, email: &str, cert: &Cert) -> Result<Vec<u8>,
         field.push_str("\r\n");
     }
     Ok(field.into_bytes())
+}
+
+/// An Autocrypt or Autocrypt-Gossip header as received.
+#[derive(Debug, Clone)]
+pub struct PeerKey {
+    /// The address it is for, normalised.
+    pub addr: String,
+    /// `prefer-encrypt=mutual`.
+    pub mutual: bool,
+    /// The key.
+    pub cert: Cert,
+}
+
+/// Reads one header value (unfolded). `Err` says why it is invalid.
+pub fn parse_autocrypt(value: &str) -> Result<PeerKey, String> {
+    if value.len() > MAX_HEADER {
+        return Err("larger than 10 KiB".into());
+    }
+    let (mut addr, mut mutual, mut keydata) = (None, false, None);
+    for attribute in value.split(';') {
+        let attribute = attribute.trim();
+        if attribute.is_empty() {
+            continue;
+        }
+        let (name, val) = attribute.split_once('=').ok_or_else(|| format!("attribute without a value: {attribute}"))?;
+        match name.trim().to_ascii_lowercase().as_str() {
+            "addr" => addr = Some(normalize_email(val.trim())),
+            "prefer-encrypt" => mutual = val.trim().eq_ignore_ascii_case("mutual"),
+            "keydata" => keydata = Some(val.chars().filter(|c| !c.is_whitespace()).collect::<String>()),
+            other if other.starts_with('_') => {}
+            other => return Err(format!("unknown critical attribute '{other}'")),
+        }
+    }
+    let addr = addr.ok_or("no addr attribute")?;
+    let keydata = keydata.ok_or("no keydata attribute")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(keydata)
+        .map_err(|_| "keydata is not base64".to_string())?;
+    let cert = Cert::from_bytes(&bytes).map_err(|e| format!("keydata is not an OpenPGP key: {e}"))?;
+    if cert.is_tsk() {
+        return Err("keydata holds secret key material".into());
+    }
+    Ok(PeerKey { addr, mutual, cert })
+}
+
+/// What one incoming message says about keys (Autocrypt Level 1, "Updating
+/// Autocrypt Peer State").
+#[derive(Debug, Clone)]
+pub struct Lessons {
+    /// The sender (the single From address).
+    pub sender: String,
+    /// The message's effective date: its Date, or `now` when missing or in
+    /// the future.
+    pub date: SystemTime,
+    /// The sender's key, when exactly one valid header for the sender
+    /// came with the message.
+    pub autocrypt: Option<PeerKey>,
+    /// Gossiped keys for addresses in To/Cc/Reply-To.
+    pub gossip: Vec<PeerKey>,
+}
+
+/// The lessons of `message` (its header section is read) given the
+/// `gossip` values of its encrypted payload, or `None` when the message
+/// is not a source: several or no From addresses, or a
+/// `multipart/report` (bounces).
+pub fn lessons(message: &[u8], gossip: &[String], now: SystemTime) -> Option<Lessons> {
+    let entity = Entity::parse(message);
+    if entity.content_type().is("multipart/report") {
+        return None;
+    }
+    let from = addresses(entity.header, &["From"]);
+    let [sender] = from.as_slice() else { return None };
+    let date = entity
+        .field("Date")
+        .and_then(|f| mail_parser::DateTime::parse_rfc822(f.value().trim()))
+        .and_then(|d| u64::try_from(d.to_timestamp()).ok())
+        .map(|secs| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .filter(|d| *d <= now)
+        .unwrap_or(now);
+    let headers: Vec<PeerKey> = entity
+        .fields
+        .iter()
+        .filter(|f| f.is("Autocrypt"))
+        .filter_map(|f| parse_autocrypt(&f.value()).ok())
+        .filter(|k| k.addr == *sender)
+        .collect();
+    let autocrypt = match headers.len() {
+        1 => headers.into_iter().next(),
+        _ => None,
+    };
+    let recipients = addresses(entity.header, &["To", "Cc", "Reply-To"]);
+    let gossip = gossip
+        .iter()
+        .filter_map(|g| parse_autocrypt(g).ok())
+        .filter(|k| recipients.contains(&k.addr) && k.addr != *sender)
+        .collect();
+    Some(Lessons {
+        sender: sender.clone(),
+        date,
+        autocrypt,
+        gossip,
+    })
 }
 
 #[cfg(test)]

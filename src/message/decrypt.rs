@@ -95,6 +95,9 @@ pub struct DecryptOutcome {
     pub message: Vec<u8>,
     /// What was found.
     pub status: Status,
+    /// The `Autocrypt-Gossip` header values of the encrypted payload's
+    /// root (unfolded; not shown to the client, kept for key discovery).
+    pub gossip: Vec<String>,
 }
 
 /// The OpenPGP form of a message.
@@ -175,22 +178,24 @@ pub fn protection(message: &[u8]) -> Protection {
 /// sender cannot forge one.
 pub fn decrypt_message(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore) -> DecryptOutcome {
     let entity = Entity::parse(message);
+    let no_gossip = |(body, status)| (body, status, Vec::new());
     let result = match classify(&entity) {
         Form::Plain => Err(Status::NotProtected),
         Form::PgpMime(armored) => open_pgp_mime(&entity, armored, keys, keystore),
-        Form::Signed(signed, signature) => verify_signed(&entity, message, signed, signature, keystore),
-        Form::Inline => open_inline(&entity, keys, keystore),
+        Form::Signed(signed, signature) => verify_signed(&entity, message, signed, signature, keystore).map(no_gossip),
+        Form::Inline => open_inline(&entity, keys, keystore).map(no_gossip),
     };
     let status = match &result {
-        Ok((_, status)) | Err(status) => status,
+        Ok((_, status, _)) | Err(status) => status,
     };
     // The status names fingerprints and reasons, never content.
     tracing::debug!(status = %status.header_value(), "opened message");
     match result {
-        Ok((body, status)) => DecryptOutcome { message: body, status },
+        Ok((body, status, gossip)) => DecryptOutcome { message: body, status, gossip },
         Err(status) => DecryptOutcome {
             message: with_status(&entity, message, &status),
             status,
+            gossip: Vec::new(),
         },
     }
 }
@@ -219,12 +224,15 @@ fn push_status(out: &mut Vec<u8>, status: &Status) {
     out.extend_from_slice(format!("{STATUS_HEADER}: {}\r\n", status.header_value()).as_bytes());
 }
 
+/// A decrypted message, its status and its gossip.
+type Opened = (Vec<u8>, Status, Vec<String>);
+
 fn open_pgp_mime(
     outer: &Entity<'_>,
     armored: &[u8],
     keys: &[UnlockedKey],
     keystore: &Keystore,
-) -> Result<(Vec<u8>, Status), Status> {
+) -> Result<Opened, Status> {
     let decrypted = pgp::decrypt(armored, keys, keystore).map_err(|reason| Status::Failed { reason })?;
     if !decrypted.was_encrypted {
         return Err(Status::Failed {
@@ -247,6 +255,7 @@ fn open_pgp_mime(
     }
     // pEp and RFC 8551 wrap the whole message as message/rfc822.
     let ct = payload.content_type();
+    let gossip: Vec<String> = payload.fields.iter().filter(|f| f.is("Autocrypt-Gossip")).map(|f| f.value()).collect();
     let (header, status, body) = if ct.is("message/rfc822") && ct.param("hp").is_none() && ct.param("protected-headers").is_none() {
         let inner = Entity::parse(payload.body);
         let (header, status) = render(outer, &inner, true, signatures, false, Vec::new());
@@ -256,7 +265,7 @@ fn open_pgp_mime(
         let (header, status) = render(outer, &payload, marked, signatures, false, Vec::new());
         (header, status, range_within(&plaintext, payload.body))
     };
-    Ok((assemble(header, plaintext, body), status))
+    Ok((assemble(header, plaintext, body), status, gossip))
 }
 
 /// Where `part` (a sub-slice) lies within `buffer`.

@@ -14,7 +14,7 @@ mod encrypt;
 mod payload;
 mod sign;
 
-pub use autocrypt::autocrypt_header;
+pub use autocrypt::{autocrypt_header, lessons, parse_autocrypt, Lessons, PeerKey};
 pub use decrypt::{decrypt_message, protection, DecryptOutcome, Protection, Status};
 pub use encrypt::{encrypt_message, seal_for_self, CopyPlan, EncryptedCopy, Envelope, Sealer};
 pub use payload::PROTECTED_FIELDS;

@@ -34,6 +34,29 @@ pub enum KeySource {
     Generated,
     /// Brought in by `sealpost keys import`.
     Imported,
+    /// Found in the recipient domain's Web Key Directory.
+    Wkd,
+    /// Found on a keyserver (VKS).
+    Keyserver,
+    /// Sent by its owner in an `Autocrypt:` header.
+    Autocrypt,
+    /// Passed on by a third party in an `Autocrypt-Gossip:` header.
+    Gossip,
+}
+
+impl KeySource {
+    /// How much a key from this source is trusted for its address, lower
+    /// first: keys the user brought beat the Web Key Directory, which
+    /// beats keyservers, which beat Autocrypt, which beats gossip.
+    pub fn rank(self) -> u8 {
+        match self {
+            KeySource::Generated | KeySource::Imported => 0,
+            KeySource::Wkd => 1,
+            KeySource::Keyserver => 2,
+            KeySource::Autocrypt => 3,
+            KeySource::Gossip => 4,
+        }
+    }
 }
 
 impl std::fmt::Display for KeySource {
@@ -41,8 +64,31 @@ impl std::fmt::Display for KeySource {
         f.write_str(match self {
             KeySource::Generated => "generated",
             KeySource::Imported => "imported",
+            KeySource::Wkd => "wkd",
+            KeySource::Keyserver => "keyserver",
+            KeySource::Autocrypt => "autocrypt",
+            KeySource::Gossip => "gossip",
         })
     }
+}
+
+/// What [`Keystore::learn`] did with a discovered certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Learned {
+    /// A certificate the store did not have.
+    New,
+    /// A certificate it had, with updates merged in (new subkeys,
+    /// extended expiry, revocations).
+    Updated,
+    /// Nothing new.
+    Unchanged,
+    /// Stored, but not used for its address: a key from a more trusted
+    /// source (this fingerprint) stays in use. A discovered key never
+    /// silently replaces one the user imported.
+    Shadowed {
+        /// The key that stays in use.
+        by: String,
+    },
 }
 
 /// Whether a certificate can be used now.
@@ -239,6 +285,7 @@ pub struct UnlockedKey {
 }
 
 /// The on-disk key store.
+#[derive(Clone)]
 pub struct Keystore {
     dir: PathBuf,
     keys: Vec<StoredKey>,
@@ -353,6 +400,36 @@ impl Keystore {
         Ok(touched)
     }
 
+    /// Stores a certificate found by discovery (Autocrypt, gossip, WKD, a
+    /// keyserver) for `email`, public parts only. A certificate already
+    /// present is merged (updates kept) and keeps its more trusted source.
+    /// The result says whether the key is now the one used for `email` or
+    /// is shadowed by a more trusted one; the caller logs and counts that.
+    pub fn learn(&mut self, cert: Cert, source: KeySource, email: &str) -> Result<Learned, KeyError> {
+        let email = normalize_email(email);
+        let cert = cert.strip_secret_key_material();
+        let fpr = cert.fingerprint().to_hex();
+        if self.knows(&cert, source) {
+            return Ok(Learned::Unchanged);
+        }
+        let before = self.get(&fpr).map(|k| k.cert.clone());
+        self.store(cert, source)?;
+        let used = self.recipient_key(&email).ok().map(StoredKey::fingerprint);
+        Ok(match used {
+            Some(by) if by != fpr => Learned::Shadowed { by },
+            _ if before.is_some() => Learned::Updated,
+            _ => Learned::New,
+        })
+    }
+
+    /// True when the store has `cert` with nothing new in it, from
+    /// `source` or a more trusted one: learning it would change nothing.
+    pub fn knows(&self, cert: &Cert, source: KeySource) -> bool {
+        self.get(&cert.fingerprint().to_hex()).is_some_and(|k| {
+            k.source.rank() <= source.rank() && k.cert.clone().merge_public(cert.clone()).is_ok_and(|merged| merged == k.cert)
+        })
+    }
+
     /// Removes the certificate with this fingerprint (hex, any case,
     /// spaces allowed).
     pub fn remove(&mut self, fingerprint: &str) -> Result<StoredKey, KeyError> {
@@ -371,16 +448,23 @@ impl Keystore {
     }
 
     /// The certificate to encrypt to for `email`: among certificates with a
-    /// user ID for that address, the newest that is valid, alive, not
-    /// revoked and encryption-capable. When none is usable, the error says
-    /// why the newest candidate is not.
+    /// user ID for that address, from the most trusted source first
+    /// ([`KeySource::rank`]) and the newest within a source, the first that
+    /// is valid, alive, not revoked and encryption-capable. When none is
+    /// usable, the error says why the best candidate is not.
     pub fn recipient(&self, email: &str) -> Result<&Cert, KeyError> {
+        self.recipient_key(email).map(|k| &k.cert)
+    }
+
+    /// Like [`Keystore::recipient`], with the stored key's metadata.
+    pub fn recipient_key(&self, email: &str) -> Result<&StoredKey, KeyError> {
         let email = normalize_email(email);
-        let candidates = self.newest_first(|k| k.has_email(&email));
+        let mut candidates = self.newest_first(|k| k.has_email(&email));
+        candidates.sort_by_key(|k| k.source.rank());
         let mut first_error = None;
         for candidate in &candidates {
             match candidate.check_encryption_to(&email) {
-                Ok(()) => return Ok(&candidate.cert),
+                Ok(()) => return Ok(candidate),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -478,7 +562,8 @@ impl Keystore {
         })
     }
 
-    fn get(&self, fingerprint: &str) -> Option<&StoredKey> {
+    /// The certificate with this fingerprint (upper-case hex).
+    pub fn get(&self, fingerprint: &str) -> Option<&StoredKey> {
         self.keys.iter().find(|k| k.fingerprint() == fingerprint)
     }
 
@@ -502,7 +587,8 @@ impl Keystore {
             Some(i) => {
                 let old = self.keys.remove(i);
                 let merged = old.cert.merge_public_and_secret(cert).map_err(KeyError::crypto)?;
-                (merged, old.source, old.added)
+                let source = if source.rank() < old.source.rank() { source } else { old.source };
+                (merged, source, old.added)
             }
             None => (cert, source, SystemTime::now()),
         };

@@ -9,11 +9,13 @@
 
 mod error;
 mod keystore;
+mod live;
 mod ops;
 mod passphrase;
 
 pub use error::KeyError;
-pub use keystore::{KeySource, KeyState, Keystore, StoredKey, UnlockedKey};
+pub use keystore::{KeySource, KeyState, Keystore, Learned, StoredKey, UnlockedKey};
+pub use live::LiveKeystore;
 pub use ops::{
     decrypt, decrypt_own, encrypt_and_sign, encrypt_and_sign_to, minimal_autocrypt_key, sign_detached, verify_detached,
     Decrypted, SignatureCheck, SignatureStatus,

@@ -19,7 +19,7 @@ use crate::config::SmtpConfig;
 use crate::message::{protection, sign_message, Envelope, MessageError, Sealer};
 use crate::mime::Entity;
 use crate::metrics::Metrics;
-use crate::pgp::Keystore;
+use crate::pgp::LiveKeystore;
 use crate::spool::{Spool, DEFAULT_THRESHOLD};
 use crate::listener::ListenerKind;
 use crate::tls::{LocalTls, Stream};
@@ -45,7 +45,7 @@ pub struct Shared {
     /// The name used in greetings.
     pub hostname: String,
     /// Recipients' certificates.
-    pub keystore: Arc<Keystore>,
+    pub keystore: Arc<LiveKeystore>,
     /// Accounts by login.
     pub accounts: Arc<Accounts>,
     /// The local certificate.
@@ -537,7 +537,7 @@ impl Session {
             return Ok(Flow::Continue);
         }
         let auth = self.auth.as_mut().expect("a transaction needs authentication");
-        if let Err(reply) = policy::check_recipient(&auth.account.policy, &self.shared.keystore, &to) {
+        if let Err(reply) = policy::check_recipient(&auth.account.policy, &self.shared.keystore.snapshot(), &to) {
             self.shared.metrics.smtp_policy_rejections.inc();
             tracing::info!(recipient = %to, "refused: encryption required and no usable key");
             self.send(&reply).await?;
@@ -814,7 +814,9 @@ fn prepare(shared: &Shared, account: &Account, recipients: &[String], message: S
         other => Reply::new(554, format!("5.7.0 Sealpost could not protect the message: {other}")),
     };
     let head = message.head(MAX_HEADER_SECTION).map_err(spool_failed)?;
-    let plan = policy::plan(&account.policy, &shared.keystore, recipients, protection(&head))?;
+    // The keys as they are now, for the whole message.
+    let keystore = shared.keystore.snapshot();
+    let plan = policy::plan(&account.policy, &keystore, recipients, protection(&head))?;
     let one = |message: Spool| {
         vec![Outgoing {
             recipients: recipients.to_vec(),
@@ -842,7 +844,7 @@ fn prepare(shared: &Shared, account: &Account, recipients: &[String], message: S
                 sender: account.address.clone(),
                 recipients: recipients.to_vec(),
             };
-            let sealer = Sealer::new(entity.header, &envelope, &account.key, &shared.keystore).map_err(refused)?;
+            let sealer = Sealer::new(entity.header, &envelope, &account.key, &keystore).map_err(refused)?;
             let mut outgoing = Vec::with_capacity(sealer.copies().len());
             for (index, copy) in sealer.copies().iter().enumerate() {
                 let mut out = message.sibling();

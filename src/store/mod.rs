@@ -1,6 +1,7 @@
-//! The proxies' data at rest: so far the cache of decrypted messages the
-//! IMAP proxy keeps so that a restart needs no re-decryption
-//! ([`MessageCache`]).
+//! The proxies' data at rest: the cache of decrypted messages the IMAP
+//! proxy keeps so that a restart needs no re-decryption
+//! ([`MessageCache`]), and the Autocrypt state of correspondents
+//! ([`peers`]).
 //!
 //! This module owns how that data is laid out on disk, how it is
 //! encrypted, and how much of it is kept. It reads and writes files under
@@ -13,6 +14,7 @@
 //! `tokio::task::spawn_blocking` (see [`MessageCache`]).
 
 mod cache;
+pub mod peers;
 
 use std::path::PathBuf;
 

@@ -3,12 +3,13 @@
 //! damaged file is reported, never silently rewritten.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::pin::Pin;
 use super::TlsError;
+use crate::files::{TableError, TomlTable};
 
 /// What was recorded for one `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,38 +36,29 @@ impl PinRecord {
 /// The pin file of one data directory.
 #[derive(Debug, Clone)]
 pub struct PinStore {
-    path: PathBuf,
+    table: TomlTable<PinRecord>,
 }
 
 impl PinStore {
     /// The store at `data_dir/pins.toml` (created on first write).
     pub fn new(data_dir: &Path) -> PinStore {
         PinStore {
-            path: data_dir.join("pins.toml"),
+            table: TomlTable::new(
+                data_dir.join("pins.toml"),
+                "# Server keys recorded by Sealpost (trust = \"tofu\"). Manage with\n# 'sealpost pin list | accept | forget'.\n",
+            ),
         }
     }
 
     /// Where the pins live.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.table.path()
     }
 
     /// Every record, by `host:port`.
     pub fn all(&self) -> Result<BTreeMap<String, PinRecord>, TlsError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(source) => {
-                return Err(TlsError::Io {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
-        };
-        let records: BTreeMap<String, PinRecord> = toml::from_str(&text).map_err(|e| self.damaged(e.to_string()))?;
-        for (server, record) in &records {
-            record.required().map_err(|e| self.damaged(format!("{server}: {e}")))?;
-        }
+        let records = self.table.read().map_err(|e| self.error(e))?;
+        self.check(&records).map_err(|e| self.error(e))?;
         Ok(records)
     }
 
@@ -95,36 +87,30 @@ impl PinStore {
         self.update(|records| records.remove(server).is_some())
     }
 
-    /// Read-modify-write under an exclusive lock.
     fn update<T>(&self, change: impl FnOnce(&mut BTreeMap<String, PinRecord>) -> T) -> Result<T, TlsError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| TlsError::Io { path, source }
-        };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        crate::files::create_private_dir(dir).map_err(io(dir))?;
-        let lock_path = self.path.with_extension("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        lock.lock().map_err(io(&lock_path))?;
-        let mut records = self.all()?;
-        let result = change(&mut records);
-        let text = toml::to_string(&records).map_err(|e| self.damaged(e.to_string()))?;
-        let header = "# Server keys recorded by Sealpost (trust = \"tofu\"). Manage with\n# 'sealpost pin list | accept | forget'.\n";
-        crate::files::write_private_file(&self.path, [header, &text].concat().as_bytes()).map_err(io(&self.path))?;
-        Ok(result)
+        self.table.update(|records| self.check(records), change).map_err(|e| self.error(e))
     }
 
-    fn damaged(&self, reason: String) -> TlsError {
-        TlsError::Pem {
-            path: self.path.clone(),
-            what: format!(
-                "the pin file is damaged ({reason}); fix it by hand or remove the bad entry with 'sealpost pin forget HOST:PORT'; Sealpost will not overwrite it"
-            ),
+    /// Every recorded pin must parse.
+    fn check(&self, records: &BTreeMap<String, PinRecord>) -> Result<(), TableError> {
+        for (server, record) in records {
+            record.required().map_err(|e| TableError::Damaged {
+                path: self.table.path().to_path_buf(),
+                reason: format!("{server}: {e}"),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn error(&self, e: TableError) -> TlsError {
+        match e {
+            TableError::Io { path, source } => TlsError::Io { path, source },
+            TableError::Damaged { path, reason } => TlsError::Pem {
+                path,
+                what: format!(
+                    "the pin file is damaged ({reason}); fix it by hand or remove the bad entry with 'sealpost pin forget HOST:PORT'; Sealpost will not overwrite it"
+                ),
+            },
         }
     }
 }
