@@ -5,6 +5,7 @@
 //! how problems are reported (key path, what is wrong, what to do). It does
 //! not act on the configuration.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,9 @@ pub struct Config {
     /// IMAP limits, the decrypted-message cache and the APPEND policy.
     #[serde(default)]
     pub imap: ImapConfig,
+    /// Key discovery over HTTPS: Web Key Directory and keyserver.
+    #[serde(default)]
+    pub keys: KeysConfig,
     /// The mail accounts Sealpost stands in front of (`[[account]]`).
     #[serde(default, rename = "account")]
     pub accounts: Vec<AccountConfig>,
@@ -257,6 +261,61 @@ impl From<AppendEncrypt> for AppendEncryptForm {
     }
 }
 
+/// Key discovery (`[keys]`): looking up recipients' keys over HTTPS when
+/// the key store has none (see [`crate::discovery`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysConfig {
+    /// Ask the recipient domain's Web Key Directory.
+    #[serde(default = "default_wkd")]
+    pub wkd: bool,
+    /// Domains (subdomains included) whose Web Key Directory is never asked.
+    #[serde(default)]
+    pub wkd_disabled_domains: Vec<String>,
+    /// A verifying keyserver (VKS API), such as `https://keys.openpgp.org`;
+    /// off unless set (an empty string is off too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyserver: Option<String>,
+    /// Seconds a look-up may hold up a message (the rest happens in the
+    /// background).
+    #[serde(default = "default_lookup_timeout")]
+    pub lookup_timeout: u64,
+    /// Extra trust anchors (PEM) for discovery's HTTPS servers, besides the
+    /// system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Public-key pins (`sha256/BASE64`) per host name: that host must
+    /// present a CA-valid certificate for one of these keys.
+    #[serde(default)]
+    pub pins: BTreeMap<String, Vec<String>>,
+    /// Host name to `IP:PORT`: connect there instead of resolving the name
+    /// (the certificate is still checked for the name). For tests and
+    /// private deployments.
+    #[serde(default)]
+    pub connect_to: BTreeMap<String, SocketAddr>,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            wkd: default_wkd(),
+            wkd_disabled_domains: Vec::new(),
+            keyserver: None,
+            lookup_timeout: default_lookup_timeout(),
+            ca_file: None,
+            pins: BTreeMap::new(),
+            connect_to: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_wkd() -> bool {
+    true
+}
+
+fn default_lookup_timeout() -> u64 {
+    3
+}
+
 /// One mail account: the login a client uses and the provider behind it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountConfig {
@@ -402,6 +461,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             smtp: SmtpConfig::default(),
             imap: ImapConfig::default(),
+            keys: KeysConfig::default(),
             accounts: Vec::new(),
         }
     }
@@ -510,6 +570,10 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, Vec<Problem>> {
     Err(problems)
 }
 
+/// Tables whose keys are names chosen by the user (host names), not
+/// configuration keys.
+const FREE_TABLES: [&str; 2] = ["keys.pins", "keys.connect_to"];
+
 /// Keys present in the merged configuration that Sealpost does not know.
 fn unknown_keys(figment: &Figment) -> Vec<Problem> {
     let known = serde_keys(&Config::default());
@@ -524,7 +588,7 @@ fn unknown_keys(figment: &Figment) -> Vec<Problem> {
                 });
                 return false;
             }
-            true
+            !FREE_TABLES.contains(&path)
         });
     }
     problems
@@ -539,6 +603,8 @@ fn serde_keys(config: &Config) -> Vec<String> {
     full.listen.tls_cert = Some(PathBuf::new());
     full.listen.tls_key = Some(PathBuf::new());
     full.listen.metrics = Some(default_smtp_listen());
+    full.keys.keyserver = Some(String::new());
+    full.keys.ca_file = Some(PathBuf::new());
     full.accounts = vec![AccountConfig {
         login: String::new(),
         address: Some(String::new()),
@@ -613,6 +679,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     problems.extend(validate_listen(&config.listen));
     problems.extend(validate_policy("policy", &config.policy));
     problems.extend(validate_accounts(&config.accounts));
+    problems.extend(validate_keys(&config.keys));
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         problems.push(Problem {
             key: "log.level".into(),
@@ -751,6 +818,67 @@ fn validate_accounts(accounts: &[AccountConfig]) -> Vec<Problem> {
         }
         if let Some(policy) = &account.policy {
             problems.extend(validate_policy(&key("policy"), policy));
+        }
+    }
+    problems
+}
+
+fn validate_keys(keys: &KeysConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |key: String, message: String, hint: &str| problems.push(Problem { key, message, hint: hint.into() });
+    if !(1..=60).contains(&keys.lookup_timeout) {
+        problem(
+            "keys.lookup_timeout".into(),
+            format!("{} s is outside 1 to 60 seconds", keys.lookup_timeout),
+            "a few seconds (default 3) keep a mail client from giving up on a slow directory; to turn discovery off set keys.wkd = false",
+        );
+    }
+    for domain in &keys.wkd_disabled_domains {
+        let d = domain.trim().trim_matches('.');
+        if d.is_empty() || d.contains(['@', '/', ':']) || d.contains(char::is_whitespace) {
+            problem(
+                "keys.wkd_disabled_domains".into(),
+                format!("'{domain}' is not a domain"),
+                "write domains such as \"example.org\" (subdomains are included)",
+            );
+        }
+    }
+    if let Some(url) = keys.keyserver.as_deref().filter(|u| !u.trim().is_empty()) {
+        if let Err(e) = crate::discovery::HttpsUrl::parse(url) {
+            problem("keys.keyserver".into(), e, "write an https URL such as \"https://keys.openpgp.org\", or remove the key");
+        }
+    }
+    if let Some(ca) = &keys.ca_file {
+        if !ca.is_file() {
+            problem(
+                "keys.ca_file".into(),
+                format!("{} does not exist", ca.display()),
+                "give a PEM file with the extra trust anchors, or remove the key",
+            );
+        }
+    }
+    let host_ok = |h: &str| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    for (host, pins) in &keys.pins {
+        let key = format!("keys.pins.\"{host}\"");
+        if !host_ok(host) {
+            problem(key.clone(), format!("'{host}' is not a host name"), "key the table by the server's host name, e.g. \"openpgpkey.example.org\"");
+        }
+        if pins.is_empty() {
+            problem(key.clone(), "no pin given".into(), "list at least one pin, or remove the entry");
+        }
+        for pin in pins {
+            if let Err(e) = Pin::parse(pin) {
+                problem(key.clone(), e, "a pin is sha256/ and the base64 SHA-256 of the server's public key (see config/sealpost.example.toml); pin a backup key too");
+            }
+        }
+    }
+    for host in keys.connect_to.keys() {
+        if !host_ok(host) {
+            problem(
+                format!("keys.connect_to.\"{host}\""),
+                format!("'{host}' is not a host name"),
+                "map a host name to an address, e.g. \"openpgpkey.example.org\" = \"127.0.0.1:8443\"",
+            );
         }
     }
     problems
@@ -901,6 +1029,54 @@ mod tests {
             for expected in ["account.typo", "account[0].smtp", "account[0].address", "account[1].login", "account[1].smtp", "policy.require_encryption_for"] {
                 assert!(keys.contains(&expected), "{expected} not in {keys:?}");
             }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn keys_section_is_read_and_checked() {
+        jail(|j| {
+            let dir = j.directory().to_path_buf();
+            j.create_file(
+                "sealpost.toml",
+                &format!(
+                    "data_dir = \"{}\"\n[keys]\nwkd = false\nwkd_disabled_domains = [\"corp.example\"]\nkeyserver = \"https://keys.openpgp.org\"\nlookup_timeout = 5\n\
+[keys.pins]\n\"openpgpkey.example.org\" = [\"sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"]\n\
+[keys.connect_to]\n\"openpgpkey.example.org\" = \"127.0.0.1:8443\"\n",
+                    dir.display()
+                ),
+            )?;
+            let keys = load(None).map_err(|p| format!("{p:?}"))?.config.keys;
+            assert!(!keys.wkd);
+            assert_eq!(keys.wkd_disabled_domains, ["corp.example"]);
+            assert_eq!(keys.keyserver.as_deref(), Some("https://keys.openpgp.org"));
+            assert_eq!(keys.lookup_timeout, 5);
+            assert_eq!(keys.pins["openpgpkey.example.org"].len(), 1);
+            assert_eq!(keys.connect_to["openpgpkey.example.org"], SocketAddr::from(([127, 0, 0, 1], 8443)));
+
+            j.create_file(
+                "bad.toml",
+                "[keys]\ntypo = 1\nlookup_timeout = 0\nwkd_disabled_domains = [\"a@b\"]\nkeyserver = \"http://keys.example\"\nca_file = \"/nonexistent.pem\"\n\
+[keys.pins]\n\"h.example\" = [\"nope\"]\n\"bad host\" = []\n[keys.connect_to]\n\"x.example\" = \"127.0.0.1:1\"\n",
+            )?;
+            let problems = load(Some(Path::new("bad.toml"))).unwrap_err();
+            let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+            for expected in [
+                "keys.typo",
+                "keys.lookup_timeout",
+                "keys.wkd_disabled_domains",
+                "keys.keyserver",
+                "keys.ca_file",
+                "keys.pins.\"h.example\"",
+                "keys.pins.\"bad host\"",
+            ] {
+                assert!(keys.contains(&expected), "{expected} not in {problems:?}");
+            }
+            assert!(!keys.iter().any(|k| k.starts_with("keys.connect_to")), "{problems:?}");
+
+            j.create_file("bad2.toml", "[keys.connect_to]\n\"x.example\" = \"not an address\"\n")?;
+            let problems = load(Some(Path::new("bad2.toml"))).unwrap_err();
+            assert!(problems.iter().any(|p| p.key.starts_with("keys.connect_to")), "{problems:?}");
             Ok(())
         });
     }

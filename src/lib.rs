@@ -6,6 +6,7 @@
 //! - [`pgp`]: keys and OpenPGP operations;
 //! - [`message`]: PGP/MIME encryption, signing and decryption of whole mail;
 //! - [`tls`]: the local certificate and verified upstream TLS;
+//! - [`discovery`]: finding recipients' keys over HTTPS (WKD, keyserver);
 //! - [`account`]: configured accounts with their unlocked keys;
 //! - [`smtp`]: the submission proxy;
 //! - [`imap`]: the IMAP proxy;
@@ -19,6 +20,7 @@
 
 pub mod account;
 pub mod config;
+pub mod discovery;
 pub mod files;
 pub mod imap;
 pub mod learn;
