@@ -1,15 +1,18 @@
-//! What incoming mail teaches about correspondents' keys (Autocrypt Level
-//! 1): the sender's `Autocrypt:` header, and the `Autocrypt-Gossip:`
-//! headers inside encrypted mail, update the peer state and the key store
-//! (sources `autocrypt` and `gossip`, below imported keys and the Web Key
-//! Directory). Only mail that arrived teaches: messages fetched through
-//! the IMAP proxy and messages given to `sealpost keys learn`; mail the
-//! user submits never does.
+//! Correspondents' keys that Sealpost finds by itself. What incoming mail
+//! teaches (Autocrypt Level 1): the sender's `Autocrypt:` header, and the
+//! `Autocrypt-Gossip:` headers inside encrypted mail, update the peer
+//! state and the key store (sources `autocrypt` and `gossip`). Only mail
+//! that arrived teaches: messages fetched through the IMAP proxy and
+//! messages given to `sealpost keys learn`; mail the user submits never
+//! does. What key discovery finds (the Web Key Directory, a keyserver) is
+//! stored by the same rules. Imported keys always win.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::message::{lessons, PeerKey};
+use sequoia_openpgp::Cert;
+
+use crate::message::lessons;
 use crate::metrics::Metrics;
 use crate::pgp::{KeyError, KeySource, Learned, LiveKeystore};
 use crate::store::peers::PeerStore;
@@ -66,7 +69,7 @@ impl Learner {
         let accepted = self.peers.apply(&lessons)?;
         let mut taught = Vec::new();
         if let (Some((fingerprint, replaced)), Some(key)) = (&accepted.autocrypt, &lessons.autocrypt) {
-            if let Some(lesson) = self.store(key, KeySource::Autocrypt, fingerprint)? {
+            if let Some(lesson) = self.store(&key.cert, &key.addr, KeySource::Autocrypt, fingerprint)? {
                 taught.push(lesson);
             }
             if let Some(old) = replaced {
@@ -75,7 +78,7 @@ impl Learner {
         }
         for (addr, fingerprint) in &accepted.gossip {
             if let Some(key) = lessons.gossip.iter().find(|k| k.addr == *addr) {
-                if let Some(lesson) = self.store(key, KeySource::Gossip, fingerprint)? {
+                if let Some(lesson) = self.store(&key.cert, &key.addr, KeySource::Gossip, fingerprint)? {
                     taught.push(lesson);
                 }
             }
@@ -83,16 +86,28 @@ impl Learner {
         Ok(taught)
     }
 
+    /// Stores the certificates key discovery found for `addr` (the Web
+    /// Key Directory or a keyserver), by the same rules as learnt ones.
+    pub fn adopt(&self, certs: &[Cert], addr: &str, source: KeySource) -> Result<Vec<Lesson>, LearnError> {
+        let mut taught = Vec::new();
+        for cert in certs {
+            if let Some(lesson) = self.store(cert, addr, source, &cert.fingerprint().to_hex())? {
+                taught.push(lesson);
+            }
+        }
+        Ok(taught)
+    }
+
     /// Puts one key in the store unless it is there already.
-    fn store(&self, key: &PeerKey, source: KeySource, fingerprint: &str) -> Result<Option<Lesson>, LearnError> {
-        if self.keystore.snapshot().knows(&key.cert, source) {
+    fn store(&self, cert: &Cert, addr: &str, source: KeySource, fingerprint: &str) -> Result<Option<Lesson>, LearnError> {
+        if self.keystore.snapshot().knows(cert, source) {
             return Ok(None);
         }
-        let outcome = self.keystore.update(|ks| ks.learn(key.cert.clone(), source, &key.addr))?;
+        let outcome = self.keystore.update(|ks| ks.learn(cert.clone(), source, addr))?;
         match &outcome {
             Learned::Shadowed { by } => {
                 tracing::warn!(
-                    addr = %key.addr,
+                    %addr,
                     fingerprint,
                     %source,
                     in_use = %by,
@@ -102,7 +117,7 @@ impl Learner {
                     m.key_conflicts.inc();
                 }
             }
-            Learned::New | Learned::Updated => tracing::info!(addr = %key.addr, fingerprint, %source, "learnt a key"),
+            Learned::New | Learned::Updated => tracing::info!(%addr, fingerprint, %source, "learnt a key"),
             Learned::Unchanged => {}
         }
         if let Some(m) = &self.metrics {
@@ -111,7 +126,7 @@ impl Learner {
             }
         }
         Ok(Some(Lesson {
-            addr: key.addr.clone(),
+            addr: addr.to_string(),
             fingerprint: fingerprint.to_string(),
             source,
             outcome,

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use sealpost::config::{self, Config};
 use sealpost::tls::{fetch_chain, ChainEntry, FetchTarget, LocalTls, PinRecord, PinStore};
+use sealpost::discovery::{Discovery, Lookup};
 use sealpost::learn::Learner;
 use sealpost::message::{decrypt_message, encrypt_message, protection, sign_message, Envelope, Protection};
 use sealpost::pgp::{KeyState, Keystore, Learned, LiveKeystore, PassphraseSource, StoredKey, UnlockedKey};
@@ -108,6 +109,9 @@ enum KeysCommand {
         /// The fingerprint as shown by 'sealpost keys list'
         fingerprint: String,
     },
+    /// Fetch correspondents' keys again from their Web Key Directory (or
+    /// the keyserver) to pick up updates, revocations and new keys
+    Refresh,
     /// Learn correspondents' keys from a received message (its Autocrypt
     /// header, and the gossip inside when it is encrypted to you)
     Learn {
@@ -213,6 +217,7 @@ fn keys(config: &Config, command: KeysCommand) -> Result<()> {
             print_peer_table(config)?;
         }
         KeysCommand::Learn { file } => learn(config, store, &file)?,
+        KeysCommand::Refresh => refresh(config, store)?,
         KeysCommand::Export { email, secret } => {
             let matching = store.certs_for(&email);
             if matching.is_empty() {
@@ -410,6 +415,49 @@ fn decrypt(config: &Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `keys refresh`: every correspondent's address asked again (WKD, then
+/// the keyserver), what comes back merged or stored by the usual rules.
+fn refresh(config: &Config, store: Keystore) -> Result<()> {
+    let discovery = Discovery::new(&config.keys, &config.data_dir)?;
+    if !discovery.is_enabled() {
+        bail!("key discovery is off: set keys.wkd = true or keys.keyserver in the configuration");
+    }
+    let mut addresses: Vec<String> = store.keys().iter().filter(|k| !k.is_own()).flat_map(|k| k.emails()).collect();
+    addresses.sort();
+    addresses.dedup();
+    let live = Arc::new(LiveKeystore::new(config.data_dir.clone(), store));
+    let learner = Learner::new(live, &config.data_dir, None);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    for addr in addresses.iter().filter(|a| discovery.applies_to(a)) {
+        match runtime.block_on(discovery.refresh(addr)) {
+            Lookup::Found { certs, source, url } => {
+                let lessons = learner.adopt(&certs, addr, source.into())?;
+                if lessons.is_empty() {
+                    println!("{addr}: up to date ({url})");
+                }
+                for lesson in lessons {
+                    println!("{addr}: {} {} from {url}", lesson.fingerprint, describe(&lesson.outcome));
+                }
+            }
+            Lookup::NotFound => println!("{addr}: not found"),
+            Lookup::Failed(reason) => println!("{addr}: failed: {reason}"),
+            Lookup::TimedOut { after } => println!("{addr}: no answer within {} s", after.as_secs()),
+            Lookup::Disabled => println!("{addr}: discovery is off for its domain"),
+        }
+    }
+    Ok(())
+}
+
+/// What happened to a learnt or found key, in words.
+fn describe(outcome: &Learned) -> String {
+    match outcome {
+        Learned::New => "new".to_string(),
+        Learned::Updated => "updated".to_string(),
+        Learned::Unchanged => "unchanged".to_string(),
+        Learned::Shadowed { by } => format!("kept but not used: the key {by} from a more trusted source stays in use"),
+    }
+}
+
 /// `keys learn`: what a received message teaches, as the IMAP proxy
 /// would learn it.
 fn learn(config: &Config, store: Keystore, file: &Path) -> Result<()> {
@@ -427,13 +475,7 @@ fn learn(config: &Config, store: Keystore, file: &Path) -> Result<()> {
         println!("{name}: nothing new (no Autocrypt header from its sender, or the keys are known already)");
     }
     for lesson in lessons {
-        let what = match lesson.outcome {
-            Learned::New => "new".to_string(),
-            Learned::Updated => "updated".to_string(),
-            Learned::Unchanged => "unchanged".to_string(),
-            Learned::Shadowed { by } => format!("kept but not used: the key {by} from a more trusted source stays in use"),
-        };
-        println!("{} {} ({}): {what}", lesson.addr, lesson.fingerprint, lesson.source);
+        println!("{} {} ({}): {}", lesson.addr, lesson.fingerprint, lesson.source, describe(&lesson.outcome));
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::account::{AccountError, Accounts};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::discovery::{Discovery, DiscoveryError};
 use crate::learn::Learner;
 use crate::pgp::{KeyError, Keystore, LiveKeystore, PassphraseSource};
 use crate::listener::{Listener, ListenerKind};
@@ -41,6 +42,9 @@ pub enum ServeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Key discovery is misconfigured.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
     /// An account's decrypted-message cache cannot be opened.
     #[error(transparent)]
     Cache(#[from] StoreError),
@@ -62,6 +66,7 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
     let keystore = Arc::new(LiveKeystore::new(config.data_dir.clone(), Keystore::open(&config.data_dir)?));
     let accounts = Arc::new(Accounts::load(config, &keystore.snapshot(), passphrases)?);
     let tls = LocalTls::load_or_generate(&config.data_dir, config.listen.tls_cert.as_deref(), config.listen.tls_key.as_deref())?;
+    let discovery = Some(Discovery::new(&config.keys, &config.data_dir)?).filter(Discovery::is_enabled);
     let mut caches = HashMap::new();
     let mut served = HashMap::new();
     for account in accounts.iter().filter(|a| a.imap.is_some()) {
@@ -95,16 +100,18 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
             tokio::spawn(crate::metrics::serve(socket, metrics.clone()));
         }
         tracing::info!(fingerprint = %tls.fingerprint, accounts = accounts.len(), "local certificate SHA-256");
+        let learner = Arc::new(Learner::new(keystore.clone(), &config.data_dir, Some(metrics.clone())));
         let smtp = Arc::new(crate::smtp::session::Shared {
             limits: config.smtp.clone(),
             hostname: config.listen.hostname.clone(),
             keystore: keystore.clone(),
+            discovery: discovery.clone(),
+            learner: learner.clone(),
             accounts: accounts.clone(),
             tls: tls.clone(),
             metrics: metrics.clone(),
             spool_dir: config.data_dir.join("spool"),
         });
-        let learner = Arc::new(Learner::new(keystore.clone(), &config.data_dir, Some(metrics.clone())));
         let imap = Arc::new(crate::imap::session::Shared {
             limits: config.imap.clone(),
             keystore,

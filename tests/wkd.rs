@@ -6,229 +6,14 @@
 //! oversized, slow, redirecting and failing answers, and count every
 //! request they receive.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::wkd::*;
 use sealpost::config::KeysConfig;
 use sealpost::discovery::{wkd, Discovery, Lookup, Source};
-use sequoia_openpgp::cert::CertBuilder;
-use sequoia_openpgp::serialize::Serialize;
 use sequoia_openpgp::Cert;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-
-/// Every name the test server's certificate is valid for.
-const NAMES: [&str; 7] = [
-    "openpgpkey.example.org",
-    "example.org",
-    "openpgpkey.example.com",
-    "example.com",
-    "direct.invalid",
-    "keys.example.net",
-    "openpgpkey.example.net",
-];
-
-/// The test CA and the server certificate it issued, made once per run.
-struct Pki {
-    _dir: tempfile::TempDir,
-    ca_file: PathBuf,
-    cert_der: Vec<u8>,
-    key_der: Vec<u8>,
-}
-
-fn pki() -> &'static Pki {
-    static PKI: OnceLock<Pki> = OnceLock::new();
-    PKI.get_or_init(|| {
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Sealpost WKD test CA");
-        ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-
-        let mut params = rcgen::CertificateParams::new(NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "example.org");
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let cert = params.signed_by(&key, &ca).unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
-        Pki {
-            _dir: dir,
-            ca_file,
-            cert_der: cert.der().to_vec(),
-            key_der: key.serialize_der(),
-        }
-    })
-}
-
-/// What the server answers for one host and path.
-#[derive(Clone)]
-enum Reply {
-    /// 200 with Content-Length.
-    Body(Vec<u8>),
-    /// 200, chunked.
-    Chunked(Vec<u8>),
-    /// 200 after a delay.
-    Slow(Duration, Vec<u8>),
-    /// 302 to this Location.
-    Redirect(String),
-    /// This status, empty body.
-    Status(u16),
-}
-
-/// A local HTTPS server: routes by Host and path (query ignored), 404 for
-/// anything else, every request logged as "host target".
-struct Server {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    async fn start(routes: Vec<(&str, String, Reply)>) -> Server {
-        let routes: Arc<HashMap<(String, String), Reply>> =
-            Arc::new(routes.into_iter().map(|(h, p, r)| ((h.to_string(), p), r)).collect());
-        let pki = pki();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![pki.cert_der.clone().into()],
-                rustls::pki_types::PrivatePkcs8KeyDer::from(pki.key_der.clone()).into(),
-            )
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let log = requests.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
-                let (acceptor, routes, log) = (acceptor.clone(), routes.clone(), log.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let mut stream = BufReader::new(tls);
-                    let mut request_line = String::new();
-                    if stream.read_line(&mut request_line).await.is_err() {
-                        return;
-                    }
-                    let target = request_line.split_whitespace().nth(1).unwrap_or_default().to_string();
-                    let mut host = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 || line.trim().is_empty() {
-                            break;
-                        }
-                        if let Some((name, value)) = line.split_once(':') {
-                            if name.eq_ignore_ascii_case("host") {
-                                host = value.trim().split(':').next().unwrap_or_default().to_string();
-                            }
-                        }
-                    }
-                    log.lock().unwrap().push(format!("{host} {target}"));
-                    let path = target.split('?').next().unwrap_or_default().to_string();
-                    let reply = routes.get(&(host, path)).cloned().unwrap_or(Reply::Status(404));
-                    let stream = stream.get_mut();
-                    let _ = respond(stream, reply).await;
-                    let _ = stream.shutdown().await;
-                });
-            }
-        });
-        Server { addr, requests }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    /// Discovery settings that reach every test name at this server and
-    /// trust the test CA.
-    fn config(&self) -> KeysConfig {
-        KeysConfig {
-            ca_file: Some(pki().ca_file.clone()),
-            connect_to: ["openpgpkey.example.org", "example.org", "openpgpkey.example.com", "example.com", "direct.invalid", "keys.example.net"]
-                .iter()
-                .map(|h| (h.to_string(), self.addr))
-                .collect(),
-            ..KeysConfig::default()
-        }
-    }
-}
-
-async fn respond<W: tokio::io::AsyncWrite + Unpin>(stream: &mut W, reply: Reply) -> std::io::Result<()> {
-    let ok = |body: &[u8]| {
-        [
-            format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes(),
-            body,
-        ]
-        .concat()
-    };
-    match reply {
-        Reply::Body(body) => stream.write_all(&ok(&body)).await,
-        Reply::Slow(delay, body) => {
-            tokio::time::sleep(delay).await;
-            stream.write_all(&ok(&body)).await
-        }
-        Reply::Chunked(body) => {
-            stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/pgp-keys\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
-                .await?;
-            for chunk in body.chunks(1000) {
-                stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
-                stream.write_all(chunk).await?;
-                stream.write_all(b"\r\n").await?;
-            }
-            stream.write_all(b"0\r\n\r\n").await
-        }
-        Reply::Redirect(location) => {
-            stream
-                .write_all(format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n").as_bytes())
-                .await
-        }
-        Reply::Status(status) => {
-            stream
-                .write_all(format!("HTTP/1.1 {status} Status\r\nContent-Length: 0\r\n\r\n").as_bytes())
-                .await
-        }
-    }
-}
-
-/// A fresh certificate with these user IDs and an encryption subkey.
-fn key(userids: &[&str]) -> Cert {
-    let mut builder = CertBuilder::new().add_transport_encryption_subkey();
-    for uid in userids {
-        builder = builder.add_userid(*uid);
-    }
-    builder.generate().unwrap().0
-}
-
-fn binary(cert: &Cert) -> Vec<u8> {
-    let mut out = Vec::new();
-    cert.serialize(&mut out).unwrap();
-    out
-}
-
-fn armored(cert: &Cert) -> Vec<u8> {
-    let mut out = Vec::new();
-    cert.armored().serialize(&mut out).unwrap();
-    out
-}
-
-fn advanced_path(email: &str) -> (String, String) {
-    let (local, domain) = email.rsplit_once('@').unwrap();
-    (format!("openpgpkey.{domain}"), format!("/.well-known/openpgpkey/{domain}/hu/{}", wkd::hash(local)))
-}
-
-fn direct_path(email: &str) -> (String, String) {
-    let (local, domain) = email.rsplit_once('@').unwrap();
-    (domain.to_string(), format!("/.well-known/openpgpkey/hu/{}", wkd::hash(local)))
-}
 
 fn found(lookup: &Lookup) -> (&[Cert], Source, &str) {
     match lookup {
@@ -603,4 +388,115 @@ async fn a_disabled_domain_is_never_asked() {
     assert_eq!(discovery.lookup("joe@example.org").await, Lookup::Disabled);
     assert_eq!(discovery.lookup("carol@example.com").await, Lookup::NotFound);
     assert!(server.requests().iter().all(|r| r.contains("example.com")), "{:?}", server.requests());
+}
+
+/// The SMTP proxy looks up a recipient it has no key for in the
+/// recipient's Web Key Directory at RCPT time, stores what it finds and
+/// encrypts to it; a recipient the directory does not know is refused
+/// when the policy requires encryption.
+#[test]
+fn the_smtp_proxy_encrypts_to_a_key_found_in_the_recipients_directory() {
+    use common::proxy::{python, token, Proxy, Setup};
+    use common::stack::{password, stack};
+    let stack = stack();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let carol = common::User::new("carol@example.com");
+    let (host, path) = advanced_path("carol@example.com");
+    let server = runtime.block_on(Server::start(vec![(&host, path, Reply::Body(binary(&carol.key.cert)))]));
+    let alice = common::User::new("alice@example.org");
+    let keys = format!(
+        "ca_file = \"{}\"\n[keys.connect_to]\n\"openpgpkey.example.com\" = \"{addr}\"\n\"example.com\" = \"{addr}\"\n",
+        pki().ca_file.display(),
+        addr = server.addr
+    );
+    let proxy = Proxy::start_with(
+        &alice,
+        Setup {
+            extra: "[policy]\nrequire_encryption_for = [\"example.com\"]\n",
+            keys: Some(&keys),
+            ..Setup::default()
+        },
+    );
+    let tok = token("wkd-smtp");
+    let script = r#"
+port, user, pw, tok = sys.argv[1:5]
+s = connect(port); s.login(user, pw)
+msg = f"From: {user}\r\nTo: carol@example.com\r\nSubject: found by WKD\r\nMessage-ID: <{tok}@example.org>\r\n\r\nsecret for carol\r\n"
+s.sendmail(user, ["carol@example.com"], msg.encode())
+code, text = s.docmd("RSET")
+code, text = s.docmd("MAIL", "FROM:<" + user + ">")
+code, text = s.docmd("RCPT", "TO:<dave@example.com>")
+print(code, text.decode())
+s.quit()
+"#;
+    let out = python(script, &[&proxy.smtp.port().to_string(), "alice@example.org", &password("alice@example.org"), &tok]);
+    assert!(
+        out.starts_with("550 5.7.1 <dave@example.com>: encryption required but no OpenPGP key found"),
+        "dave has no key anywhere: {out}"
+    );
+    let delivered = stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, Duration::from_secs(20));
+    assert!(!common::contains(&delivered[0], b"secret for carol"));
+    assert_eq!(carol.decrypt(&delivered[0]).status.header_value().split(';').next(), Some("decrypted"));
+    assert!(server.requests().iter().any(|r| r.starts_with("openpgpkey.example.com /.well-known/openpgpkey/example.com/hu/")));
+    assert!(proxy.metrics_text().contains("sealpost_keys_learned_total{source=\"wkd\"} 1"));
+    let list = std::process::Command::new(env!("CARGO_BIN_EXE_sealpost"))
+        .args(["keys", "list"])
+        .env("SEALPOST_DATA_DIR", alice.dir.path())
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.lines().any(|l| l.starts_with("carol@example.com") && l.contains(" wkd ")), "{list}");
+}
+
+/// `sealpost keys refresh` asks the directory again: a revocation
+/// published there is merged into the stored key, which is then refused
+/// for encryption with a clear message.
+#[test]
+fn refresh_merges_a_revocation_from_the_directory() {
+    use sequoia_openpgp::policy::StandardPolicy;
+    use sequoia_openpgp::types::ReasonForRevocation;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let carol = common::User::new("carol@example.com");
+    let mut bob = common::User::new("bob@example.net");
+    bob.knows(&[&carol]);
+    let mut signer = carol.key.signer.clone().expect("the primary key signs");
+    let revocation = carol
+        .key
+        .cert
+        .revoke(&mut signer, ReasonForRevocation::KeyCompromised, b"lost laptop")
+        .unwrap();
+    let revoked = carol.key.cert.clone().insert_packets(revocation).unwrap().0.strip_secret_key_material();
+    assert!(revoked.with_policy(&StandardPolicy::new(), None).is_ok());
+    let (host, path) = advanced_path("carol@example.com");
+    let server = runtime.block_on(Server::start(vec![(&host, path, Reply::Body(binary(&revoked)))]));
+    let config = bob.dir.path().join("sealpost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[keys]\nca_file = \"{}\"\n[keys.connect_to]\n\"openpgpkey.example.com\" = \"{addr}\"\n",
+            bob.dir.path().display(),
+            pki().ca_file.display(),
+            addr = server.addr
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealpost"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("SEALPOST_PASSPHRASE", common::PASSPHRASE)
+            .env("SEALPOST_LOG__LEVEL", "warn")
+            .output()
+            .unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let fpr = carol.key.cert.fingerprint().to_hex();
+    let out = run(&["keys", "refresh"]);
+    assert!(out.contains(&format!("carol@example.com: {fpr} updated from https://openpgpkey.example.com/")), "{out}");
+    let list = run(&["keys", "list"]);
+    let line = list.lines().find(|l| l.contains(&fpr)).unwrap();
+    assert!(line.contains("revoked") && line.contains("imported"), "the update is merged, the source stays: {line}");
+    let refused = run(&["encrypt", "--from", "bob@example.net", "--to", "carol@example.com"]);
+    assert!(refused.contains("revoked"), "{refused}");
 }

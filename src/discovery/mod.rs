@@ -58,6 +58,15 @@ pub enum Source {
     Keyserver,
 }
 
+impl From<Source> for crate::pgp::KeySource {
+    fn from(source: Source) -> Self {
+        match source {
+            Source::Wkd => crate::pgp::KeySource::Wkd,
+            Source::Keyserver => crate::pgp::KeySource::Keyserver,
+        }
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -19,7 +19,9 @@ use crate::config::SmtpConfig;
 use crate::message::{protection, sign_message, Envelope, MessageError, Sealer};
 use crate::mime::Entity;
 use crate::metrics::Metrics;
-use crate::pgp::LiveKeystore;
+use crate::discovery::{Discovery, Lookup};
+use crate::learn::Learner;
+use crate::pgp::{KeySource, LiveKeystore};
 use crate::spool::{Spool, DEFAULT_THRESHOLD};
 use crate::listener::ListenerKind;
 use crate::tls::{LocalTls, Stream};
@@ -46,6 +48,10 @@ pub struct Shared {
     pub hostname: String,
     /// Recipients' certificates.
     pub keystore: Arc<LiveKeystore>,
+    /// Finds keys for recipients the store has none for (WKD, keyserver).
+    pub discovery: Option<Discovery>,
+    /// Stores what discovery finds.
+    pub learner: Arc<Learner>,
     /// Accounts by login.
     pub accounts: Arc<Accounts>,
     /// The local certificate.
@@ -536,6 +542,7 @@ impl Session {
             self.send(&reply).await?;
             return Ok(Flow::Continue);
         }
+        self.discover(&to).await;
         let auth = self.auth.as_mut().expect("a transaction needs authentication");
         if let Err(reply) = policy::check_recipient(&auth.account.policy, &self.shared.keystore.snapshot(), &to) {
             self.shared.metrics.smtp_policy_rejections.inc();
@@ -555,6 +562,30 @@ impl Session {
             }
         }
         self.relay(&reply).await
+    }
+
+    /// Looks for a key for `to` when the store has no usable one, waiting
+    /// at most `keys.lookup_timeout`; what is found is stored, so the
+    /// policy check that follows and the encryption at DATA use it.
+    async fn discover(&self, to: &str) {
+        let Some(discovery) = &self.shared.discovery else { return };
+        if self.shared.keystore.snapshot().recipient(to).is_ok() || !discovery.applies_to(to) {
+            return;
+        }
+        let lookup = discovery.lookup(to).await;
+        let Lookup::Found { certs, source, url } = lookup else {
+            tracing::debug!(recipient = %to, outcome = ?lookup, "no key found by discovery");
+            return;
+        };
+        let source = KeySource::from(source);
+        let learner = self.shared.learner.clone();
+        let recipient = to.to_string();
+        let stored = tokio::task::spawn_blocking(move || learner.adopt(&certs, &recipient, source)).await;
+        match stored {
+            Ok(Ok(lessons)) => tracing::info!(recipient = %to, %url, keys = lessons.len(), "stored keys found by discovery"),
+            Ok(Err(e)) => tracing::warn!(recipient = %to, error = %e, "cannot store keys found by discovery"),
+            Err(e) => tracing::warn!(recipient = %to, error = %e, "storing keys found by discovery failed"),
+        }
     }
 
     async fn data(&mut self) -> std::io::Result<Flow> {

@@ -8,6 +8,7 @@
 pub mod fault;
 pub mod proxy;
 pub mod stack;
+pub mod wkd;
 
 use std::io::Write;
 use std::path::Path;

@@ -45,6 +45,10 @@ pub struct Setup<'a> {
     pub without_ca_file: bool,
     /// The account's IMAP URL (default: the stack's STARTTLS IMAP port).
     pub imap_upstream: Option<&'a str>,
+    /// Lines of the `[keys]` table. By default key discovery is off: tests
+    /// talk to loopback only, and a Web Key Directory look-up would ask
+    /// DNS for the recipient's domain.
+    pub keys: Option<&'a str>,
 }
 
 impl Proxy {
@@ -86,10 +90,11 @@ impl Proxy {
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{data}\"\n{extra}\n[listen]\nsmtp = \"{smtp}\"\nsmtps = \"{smtps}\"\nimap = \"{imap}\"\nimaps = \"{imaps}\"\nmetrics = \"{metrics}\"\n\n\
+                "data_dir = \"{data}\"\n{extra}\n[keys]\n{keys}\n[listen]\nsmtp = \"{smtp}\"\nsmtps = \"{smtps}\"\nimap = \"{imap}\"\nimaps = \"{imaps}\"\nmetrics = \"{metrics}\"\n\n\
 [[account]]\nlogin = \"{login}\"\nsmtp = \"{upstream}\"\nimap = \"{imap_upstream}\"\n{ca_line}{account}\n",
                 data = user.dir.path().display(),
                 extra = setup.extra,
+                keys = setup.keys.unwrap_or("wkd = false"),
                 login = user.email,
                 account = setup.account,
             ),
