@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::config::{AccountConfig, Config, PolicyConfig, ServerUrl};
+use crate::config::{AccountConfig, Config, PolicyConfig, PreferEncrypt, ServerUrl};
 use crate::pgp::{KeyError, Keystore, PassphraseSource, UnlockedKey};
 use crate::tls::{Connector, Pin, PinStore, TlsError, Trust};
 
@@ -129,7 +129,8 @@ fn ready(account: &AccountConfig, config: &Config, keystore: &Keystore, passphra
         source,
     };
     let own = keystore.own_key(&address).map_err(key_error)?;
-    let key = keystore.unlock(own, passphrases).map_err(key_error)?;
+    let mut key = keystore.unlock(own, passphrases).map_err(key_error)?;
+    key.prefer_encrypt_mutual = config.keys.prefer_encrypt == PreferEncrypt::Mutual;
     Ok(Account {
         login: login.clone(),
         address,

@@ -287,6 +287,9 @@ pub struct KeysConfig {
     /// present a CA-valid certificate for one of these keys.
     #[serde(default)]
     pub pins: BTreeMap<String, Vec<String>>,
+    /// What our `Autocrypt:` headers say we prefer (`prefer-encrypt`).
+    #[serde(default)]
+    pub prefer_encrypt: PreferEncrypt,
     /// Host name to `IP:PORT`: connect there instead of resolving the name
     /// (the certificate is still checked for the name). For tests and
     /// private deployments.
@@ -303,9 +306,21 @@ impl Default for KeysConfig {
             lookup_timeout: default_lookup_timeout(),
             ca_file: None,
             pins: BTreeMap::new(),
+            prefer_encrypt: PreferEncrypt::default(),
             connect_to: BTreeMap::new(),
         }
     }
+}
+
+/// The Autocrypt `prefer-encrypt` setting of our accounts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PreferEncrypt {
+    /// No preference (the Autocrypt default; what Thunderbird sends).
+    #[default]
+    NoPreference,
+    /// `prefer-encrypt=mutual`: peers who prefer it too encrypt by default.
+    Mutual,
 }
 
 fn default_wkd() -> bool {

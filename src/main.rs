@@ -351,7 +351,9 @@ fn read_input(path: &Path) -> Result<(Vec<u8>, String)> {
 
 fn unlock_sender(config: &Config, store: &Keystore, sender: &str) -> Result<UnlockedKey> {
     let own = store.own_key(sender)?;
-    Ok(store.unlock(own, &passphrases(config))?)
+    let mut key = store.unlock(own, &passphrases(config))?;
+    key.prefer_encrypt_mutual = config.keys.prefer_encrypt == config::PreferEncrypt::Mutual;
+    Ok(key)
 }
 
 fn encrypt(config: &Config, args: EncryptArgs) -> Result<()> {

@@ -160,3 +160,29 @@ s.quit()
     assert!(contains(&delivered[0], b"multipart/encrypted"), "the reply went out encrypted");
     assert!(encrypted_to(&delivered[0]).contains(&encryption_subkey_id(&newcomer)));
 }
+
+#[test]
+fn outgoing_autocrypt_headers_say_mutual_when_configured() {
+    let stack = stack();
+    let mut alice = User::new("alice@example.org");
+    let bob = User::new("bob@example.net");
+    alice.knows(&[&bob]);
+    let proxy = Proxy::start_with(
+        &alice,
+        common::proxy::Setup {
+            keys: Some("wkd = false\nprefer_encrypt = \"mutual\""),
+            ..Default::default()
+        },
+    );
+    let tok = token("mutual");
+    let send = r#"
+port, user, pw, tok = sys.argv[1:5]
+s = connect(port); s.login(user, pw)
+s.sendmail(user, ["bob@example.net"], f"From: {user}\r\nTo: bob@example.net\r\nSubject: hi\r\nMessage-ID: <{tok}@example.org>\r\n\r\nhello\r\n".encode())
+s.quit()
+"#;
+    python(send, &[&proxy.smtp.port().to_string(), &alice.email, &password(&alice.email), &tok]);
+    let delivered = stack.wait_for_matching("bob@example.net", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
+    let autocrypt = header(&delivered[0], "Autocrypt").unwrap();
+    assert!(autocrypt.starts_with("addr=alice@example.org; prefer-encrypt=mutual; keydata="), "{autocrypt}");
+}

@@ -20,11 +20,13 @@ const MAX_HEADER: usize = 10 * 1024;
 const KEYDATA_LINE: usize = 72;
 
 /// A complete, folded header field `name: addr=EMAIL; keydata=...` ending
-/// in CRLF, carrying the minimal form of `cert` for `email`.
-pub fn autocrypt_header(name: &str, email: &str, cert: &Cert) -> Result<Vec<u8>, KeyError> {
+/// in CRLF, carrying the minimal form of `cert` for `email`;
+/// `prefer-encrypt=mutual` before the key data when `mutual`.
+pub fn autocrypt_header(name: &str, email: &str, cert: &Cert, mutual: bool) -> Result<Vec<u8>, KeyError> {
     let key = minimal_autocrypt_key(cert, email)?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(key);
-    let mut field = format!("{name}: addr={email}; keydata=\r\n");
+    let preference = if mutual { " prefer-encrypt=mutual;" } else { "" };
+    let mut field = format!("{name}: addr={email};{preference} keydata=\r\n");
     for chunk in encoded.as_bytes().chunks(KEYDATA_LINE) {
         field.push(' ');
         field.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
@@ -147,7 +149,11 @@ mod tests {
             .add_userid("<other@x.test>")
             .generate()
             .unwrap();
-        let header = autocrypt_header("Autocrypt", "a@x.test", &cert).unwrap();
+        let mutual = String::from_utf8(autocrypt_header("Autocrypt", "a@x.test", &cert, true).unwrap()).unwrap();
+        assert!(mutual.starts_with("Autocrypt: addr=a@x.test; prefer-encrypt=mutual; keydata=\r\n "));
+        let parsed = parse_autocrypt(&mutual.replace("\r\n", "")[11..]).unwrap();
+        assert!(parsed.mutual && parsed.addr == "a@x.test");
+        let header = autocrypt_header("Autocrypt", "a@x.test", &cert, false).unwrap();
         let text = String::from_utf8(header).unwrap();
         assert!(text.starts_with("Autocrypt: addr=a@x.test; keydata=\r\n "));
         assert!(text.lines().all(|l| l.len() <= 78));

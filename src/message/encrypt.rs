@@ -101,7 +101,7 @@ pub fn seal_for_self(message: &[u8], owner_address: &str, owner: &UnlockedKey) -
     let owner_address = normalize_email(owner_address);
     let bcc: Vec<Vec<u8>> = entity.fields.iter().filter(|f| f.is("Bcc")).map(|f| f.raw.to_vec()).collect();
     let mut outer = outer_fields(&entity, true);
-    outer.push(autocrypt_header("Autocrypt", &owner_address, &owner.cert)?);
+    outer.push(autocrypt_header("Autocrypt", &owner_address, &owner.cert, owner.prefer_encrypt_mutual)?);
     let sealer = Sealer {
         frame: PayloadFrame::new(&entity, &Protection::Cipher { outer_fields: &outer }, &bcc),
         outer,
@@ -171,14 +171,14 @@ impl<'k> Sealer<'k> {
         let gossip = if others.len() >= 2 {
             others
                 .iter()
-                .map(|(addr, cert)| autocrypt_header("Autocrypt-Gossip", addr, cert))
+                .map(|(addr, cert)| autocrypt_header("Autocrypt-Gossip", addr, cert, false))
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             Vec::new()
         };
 
         let mut outer = outer_fields(&entity, true);
-        outer.push(autocrypt_header("Autocrypt", &sender_email, &sender.cert)?);
+        outer.push(autocrypt_header("Autocrypt", &sender_email, &sender.cert, sender.prefer_encrypt_mutual)?);
         let frame = PayloadFrame::new(&entity, &Protection::Cipher { outer_fields: &outer }, &gossip);
         tracing::debug!(
             sender = %sender_email,

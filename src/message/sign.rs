@@ -29,7 +29,7 @@ pub fn sign_message(message: &[u8], sender_email: &str, sender: &UnlockedKey) ->
     for field in outer_fields(&entity, false) {
         out.extend_from_slice(&field);
     }
-    out.extend_from_slice(&autocrypt_header("Autocrypt", &sender_email, &sender.cert)?);
+    out.extend_from_slice(&autocrypt_header("Autocrypt", &sender_email, &sender.cert, sender.prefer_encrypt_mutual)?);
     out.extend_from_slice(
         format!(
             "MIME-Version: 1.0\r\n\

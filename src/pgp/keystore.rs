@@ -282,6 +282,9 @@ pub struct UnlockedKey {
     /// Every secret encryption-capable key, expired ones included so that
     /// old mail still decrypts.
     pub decryptors: Vec<KeyPair>,
+    /// The owner's Autocrypt setting: their `Autocrypt:` headers say
+    /// `prefer-encrypt=mutual` (off unless the account configures it).
+    pub prefer_encrypt_mutual: bool,
 }
 
 /// The on-disk key store.
@@ -559,6 +562,7 @@ impl Keystore {
             cert: key.cert.clone().strip_secret_key_material(),
             signer,
             decryptors,
+            prefer_encrypt_mutual: false,
         })
     }
 
