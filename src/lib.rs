@@ -7,6 +7,7 @@
 //! - [`message`]: PGP/MIME encryption, signing and decryption of whole mail;
 //! - [`tls`]: the local certificate and verified upstream TLS;
 //! - [`discovery`]: finding recipients' keys over HTTPS (WKD, keyserver);
+//! - [`upstream`]: what both proxies' provider connections share (TCP, errors);
 //! - [`account`]: configured accounts with their unlocked keys;
 //! - [`smtp`]: the submission proxy;
 //! - [`imap`]: the IMAP proxy;
@@ -35,3 +36,4 @@ pub mod smtp;
 pub mod spool;
 pub mod store;
 pub mod tls;
+pub mod upstream;

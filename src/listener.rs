@@ -5,6 +5,8 @@
 use std::future::Future;
 
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::tls::{LocalTls, Stream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -15,6 +17,24 @@ pub struct ListenerKind {
     pub implicit_tls: bool,
     /// Bound to a loopback address: login may precede STARTTLS.
     pub loopback: bool,
+}
+
+/// The client's stream, ready for the session: plain, or with TLS
+/// accepted first on an implicit-TLS listener (`None` when that handshake
+/// fails, which is logged).
+pub async fn client_stream(tcp: TcpStream, kind: ListenerKind, tls: &LocalTls) -> Option<Stream> {
+    let _ = tcp.set_nodelay(true);
+    if !kind.implicit_tls {
+        return Some(Stream::Plain(tcp));
+    }
+    let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    match tls.accept(tcp).await {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "client TLS handshake failed");
+            None
+        }
+    }
 }
 
 /// A bound listener and how its connections start.

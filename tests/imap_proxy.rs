@@ -101,6 +101,25 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Alice and Carol, each with the other's public key.
+fn correspondents() -> (User, User) {
+    let mut alice = User::new("alice@example.org");
+    let mut carol = User::new("carol@example.com");
+    carol.knows(&[&alice]);
+    alice.knows(&[&carol]);
+    (alice, carol)
+}
+
+/// Encrypts `message` from Alice to Carol, delivers it to Carol's
+/// mailbox at the stack and returns what Dovecot stored (found by `tok`).
+fn deliver_to_carol(alice: &User, message: &[u8], tok: &str, within_secs: u64) -> Vec<u8> {
+    let copies = alice.encrypt(message, &["carol@example.com"]);
+    let stack = stack();
+    stack.inject("carol@example.com", &copies[0].message);
+    let stored = stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(within_secs));
+    stored.into_iter().next().expect("waited for one")
+}
+
 /// A plaintext message with a token in its Message-ID.
 fn plain_message(token: &str, subject: &str, body: &str) -> Vec<u8> {
     format!(
@@ -116,24 +135,18 @@ Content-Transfer-Encoding: base64\r\n\r\nAAECAwQFBgcICQ==\r\n--b1--\r\n"
 #[test]
 fn encrypted_messages_read_decrypted_and_consistent_in_every_item() {
     let stack = stack();
-    let alice = User::new("alice@example.org");
-    let mut carol = User::new("carol@example.com");
-    carol.knows(&[&alice]);
-    let mut alice = alice;
-    alice.knows(&[&carol]);
+    let (alice, carol) = correspondents();
     let proxy = Proxy::start(&carol, None, "");
 
     let tok = token("imap-dec");
     let plain = plain_message(&tok, "Quarterly numbers \u{e9}t\u{e9}", "The real figures: 42.\r\nSecond line.");
-    let copies = alice.encrypt(&plain, &["carol@example.com"]);
-    stack.inject("carol@example.com", &copies[0].message);
-    let stored = stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
-    assert!(!contains(&stored[0], b"The real figures"), "the provider holds ciphertext only");
+    let stored = deliver_to_carol(&alice, &plain, &tok, 20);
+    assert!(!contains(&stored, b"The real figures"), "the provider holds ciphertext only");
 
     let through = probe(proxy.imap.port(), "carol@example.com", &tok, "INBOX");
     // What the client sees is what the OpenPGP core makes of the stored
     // message, byte for byte.
-    let expected = to_crlf(&carol.decrypt(&stored[0]).message).into_owned();
+    let expected = to_crlf(&carol.decrypt(&stored).message).into_owned();
     assert_eq!(text(&through["whole"]), text(&expected));
     assert!(header(&through["whole"], "Sealpost-Status").unwrap().starts_with("decrypted; signature=good"));
     assert_eq!(header(&through["whole"], "Subject").unwrap(), "Quarterly numbers \u{e9}t\u{e9}");
@@ -187,9 +200,7 @@ fn undecryptable_mail_is_shown_as_stored_with_the_reason() {
     let carol = User::new("carol@example.com");
     let proxy = Proxy::start(&carol, None, "");
     let tok = token("imap-undecryptable");
-    let copies = alice.encrypt(&plain_message(&tok, "For another key", "secret"), &["carol@example.com"]);
-    stack.inject("carol@example.com", &copies[0].message);
-    stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
+    deliver_to_carol(&alice, &plain_message(&tok, "For another key", "secret"), &tok, 20);
     let through = probe(proxy.imap.port(), "carol@example.com", &tok, "INBOX");
     let direct = probe(stack.imap_port, "carol@example.com", &tok, "INBOX");
     let (status, original) = without_status(&through["whole"]);
@@ -253,17 +264,10 @@ print(typ, d[0].decode())
 
 #[test]
 fn reading_sets_seen_as_without_sealpost_and_peeking_does_not() {
-    let stack = stack();
-    let alice = User::new("alice@example.org");
-    let mut carol = User::new("carol@example.com");
-    carol.knows(&[&alice]);
-    let mut alice = alice;
-    alice.knows(&[&carol]);
+    let (alice, carol) = correspondents();
     let proxy = Proxy::start(&carol, None, "");
     let tok = token("imap-seen");
-    let copies = alice.encrypt(&plain_message(&tok, "Seen or not", "text"), &["carol@example.com"]);
-    stack.inject("carol@example.com", &copies[0].message);
-    stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
+    deliver_to_carol(&alice, &plain_message(&tok, "Seen or not", "text"), &tok, 20);
     let script = r#"
 port, user, pw, tok = sys.argv[1:5]
 m = imap(port, user, pw)
@@ -287,11 +291,7 @@ print("after read:", flags())
 fn a_20_mb_encrypted_attachment_reads_whole_and_consistent() {
     use sha2::Digest;
     let stack = stack();
-    let alice = User::new("alice@example.org");
-    let mut carol = User::new("carol@example.com");
-    carol.knows(&[&alice]);
-    let mut alice = alice;
-    alice.knows(&[&carol]);
+    let (alice, carol) = correspondents();
     let proxy = Proxy::start(&carol, None, "");
     let tok = token("imap-20mb");
     let line = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/ABCDEFGHIJ\r\n";
@@ -303,10 +303,8 @@ fn a_20_mb_encrypted_attachment_reads_whole_and_consistent() {
         format!("--b1\r\nContent-Type: application/octet-stream; name=\"big.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{attachment}--b1--\r\n")
             .as_bytes(),
     );
-    let copies = alice.encrypt(&message, &["carol@example.com"]);
-    stack.inject("carol@example.com", &copies[0].message);
-    let stored = stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(60));
-    let expected = to_crlf(&carol.decrypt(&stored[0]).message).into_owned();
+    let stored = deliver_to_carol(&alice, &message, &tok, 60);
+    let expected = to_crlf(&carol.decrypt(&stored).message).into_owned();
     let script = r#"
 import hashlib, re
 port, user, pw, tok = sys.argv[1:5]
@@ -330,17 +328,10 @@ print(size, len(whole), hashlib.sha256(whole).hexdigest(), hashlib.sha256(part3)
 
 #[test]
 fn a_restart_reads_decrypted_messages_from_the_encrypted_cache() {
-    let stack = stack();
-    let alice = User::new("alice@example.org");
-    let mut carol = User::new("carol@example.com");
-    carol.knows(&[&alice]);
-    let mut alice = alice;
-    alice.knows(&[&carol]);
+    let (alice, carol) = correspondents();
     let tok = token("imap-cache");
     let marker = format!("cached-text-{tok}");
-    let copies = alice.encrypt(&plain_message(&tok, "Cache me", &marker), &["carol@example.com"]);
-    stack.inject("carol@example.com", &copies[0].message);
-    stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
+    deliver_to_carol(&alice, &plain_message(&tok, "Cache me", &marker), &tok, 20);
 
     let first = Proxy::start(&carol, None, "");
     let before = probe(first.imap.port(), "carol@example.com", &tok, "INBOX");
@@ -452,16 +443,10 @@ print("unknown account:", outcome(lambda: m.login("mallory@example.com", "x")))
 #[test]
 fn a_shown_message_uploaded_back_is_stored_as_its_original_ciphertext() {
     let stack = stack();
-    let alice = User::new("alice@example.org");
-    let mut carol = User::new("carol@example.com");
-    carol.knows(&[&alice]);
-    let mut alice = alice;
-    alice.knows(&[&carol]);
+    let (alice, carol) = correspondents();
     let proxy = Proxy::start(&carol, None, "");
     let tok = token("imap-move");
-    let copies = alice.encrypt(&plain_message(&tok, "Move me", "moving text"), &["carol@example.com"]);
-    stack.inject("carol@example.com", &copies[0].message);
-    let original = stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
+    let original = deliver_to_carol(&alice, &plain_message(&tok, "Move me", "moving text"), &tok, 20);
     // What Outlook-style clients do for a move: fetch, upload elsewhere
     // (then delete the source).
     let archive = format!("Archive-{tok}");
@@ -488,10 +473,10 @@ assert typ == "OK", d
     assert_eq!(stored.len(), 2);
     let normalize = |m: &[u8]| to_crlf(m).into_owned();
     assert!(
-        stored.iter().any(|m| normalize(m) == normalize(&original[0])),
+        stored.iter().any(|m| normalize(m) == normalize(&original)),
         "the unchanged copy is the original ciphertext, byte for byte"
     );
-    let edited = stored.iter().find(|m| normalize(m) != normalize(&original[0])).unwrap();
+    let edited = stored.iter().find(|m| normalize(m) != normalize(&original)).unwrap();
     assert!(!contains(edited, b"moving text"), "an edited copy is encrypted anew, never stored in clear");
     assert!(contains(edited, b"multipart/encrypted"));
     assert!(proxy.metrics_text().contains("sealpost_imap_appends_total{outcome=\"original-ciphertext\"} 1"));

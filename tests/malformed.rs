@@ -17,8 +17,9 @@
 //! failure files are switched off ([`config`]); a failing case is printed
 //! in the test output instead.
 
-use std::sync::{mpsc, OnceLock};
-use std::thread;
+mod common;
+
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine;
@@ -139,27 +140,9 @@ fn config(cases: u32) -> ProptestConfig {
 /// build.
 const HANG_LIMIT: Duration = Duration::from_secs(20);
 
-/// Runs `work` on its own thread and returns its result. Fails the test if
-/// it has not returned within [`HANG_LIMIT`] (the stuck thread is left
-/// behind), and re-raises its panic if it panicked.
+/// [`common::within`] with this file's [`HANG_LIMIT`].
 fn within_time_limit<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, result) = mpsc::channel();
-    let worker = thread::Builder::new()
-        .name(what.to_string())
-        .spawn(move || {
-            let _ = done.send(work());
-        })
-        .expect("spawn worker thread");
-    match result.recv_timeout(HANG_LIMIT) {
-        Ok(value) => value,
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what} did not return within {HANG_LIMIT:?}: it hangs on this input")
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the worker sends before it ends"),
-        },
-    }
+    common::within(HANG_LIMIT, what, work)
 }
 
 /// Whose keys open the message.

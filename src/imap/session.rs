@@ -27,15 +27,13 @@ use super::upstream::{Upstream, UpstreamError, MAX_LINE};
 use super::wire::{Continuations, Cursor, Limits, Pos, Wire};
 use crate::account::{Account, Accounts};
 use crate::config::ImapConfig;
-use crate::listener::ListenerKind;
+use crate::listener::{client_stream, ListenerKind};
 use crate::metrics::Metrics;
 use crate::learn::Learner;
 use crate::pgp::LiveKeystore;
 use crate::store::MessageCache;
 use crate::tls::{LocalTls, Stream, TlsError};
 
-/// Time allowed for a client's TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest command line, and largest literal, before login (SASL
 /// responses carry OAuth tokens).
 const MAX_LOGIN_LINE: usize = 64 * 1024;
@@ -112,19 +110,7 @@ pub enum SessionError {
 pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind) {
     shared.metrics.imap_sessions.inc();
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let _ = tcp.set_nodelay(true);
-    let stream = if kind.implicit_tls {
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, shared.tls.acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => Stream::Server(Box::new(tls)),
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "client TLS handshake failed");
-                return;
-            }
-            Err(_) => return,
-        }
-    } else {
-        Stream::Plain(tcp)
-    };
+    let Some(stream) = client_stream(tcp, kind, &shared.tls).await else { return };
     let client = Client::new(stream, kind.loopback);
     let result = match login_phase(&shared, client).await {
         Ok(Some((client, session))) => relay(&shared, client, session).await,
@@ -192,7 +178,7 @@ impl Client {
     }
 
     /// Turns the plain connection into TLS (after `OK` to STARTTLS).
-    async fn start_tls(self, acceptor: &tokio_rustls::TlsAcceptor) -> Result<Client, SessionError> {
+    async fn start_tls(self, tls: &LocalTls) -> Result<Client, SessionError> {
         // Anything the client pipelined after STARTTLS was sent in clear.
         if !self.reader.buffer().is_empty() {
             return Err(SessionError::Injection);
@@ -203,10 +189,7 @@ impl Client {
         let Stream::Plain(tcp) = self.reader.into_inner().unsplit(writer) else {
             unreachable!("STARTTLS is refused on TLS connections")
         };
-        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-        Ok(Client::new(Stream::Server(Box::new(tls)), self.loopback))
+        Ok(Client::new(tls.accept(tcp).await?, self.loopback))
     }
 }
 
@@ -286,7 +269,7 @@ async fn login_phase(shared: &Arc<Shared>, mut client: Client) -> Result<Option<
             }
             "STARTTLS" => {
                 client.reply(&tag, "OK Begin TLS negotiation now").await?;
-                client = client.start_tls(&shared.tls.acceptor).await?;
+                client = client.start_tls(&shared.tls).await?;
                 continue;
             }
             "LOGIN" | "AUTHENTICATE" if !client.login_allowed() => {

@@ -78,44 +78,40 @@ impl SideFetcher {
         }
         let tag = conn.next_tag();
         conn.write(format!("{tag} UID FETCH {uid} (BODY.PEEK[])\r\n").as_bytes()).await?;
-        let protocol = |server: &str, reason: String| UpstreamError::Protocol {
-            server: server.to_string(),
-            reason,
-        };
         let mut message = None;
         let mut line = Vec::new();
         loop {
             let literal = framer::read_segment(&mut conn.conn, MAX_LINE, &mut line)
                 .await
-                .map_err(|e| protocol(&conn.server, e.to_string()))?;
+                .map_err(|e| UpstreamError::protocol(&conn.server, e.to_string()))?;
             if line.is_empty() {
-                return Err(protocol(&conn.server, "the server closed the connection".into()));
+                return Err(UpstreamError::protocol(&conn.server, "the server closed the connection"));
             }
             if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
                 let status = String::from_utf8_lossy(&line[tag.len() + 1..]).trim_end().to_string();
                 if !status.to_ascii_uppercase().starts_with("OK") {
-                    return Err(protocol(&conn.server, format!("UID FETCH failed: {status}")));
+                    return Err(UpstreamError::protocol(&conn.server, format!("UID FETCH failed: {status}")));
                 }
                 break;
             }
             if let Some(announced) = literal {
                 if announced.size > self.max_size {
-                    return Err(protocol(&conn.server, format!("message of {} octets is over imap.max_message_size", announced.size)));
+                    return Err(UpstreamError::protocol(&conn.server, format!("message of {} octets is over imap.max_message_size", announced.size)));
                 }
                 let mut bytes = Vec::with_capacity(announced.size as usize);
                 (&mut conn.conn)
                     .take(announced.size)
                     .read_to_end(&mut bytes)
                     .await
-                    .map_err(|e| protocol(&conn.server, e.to_string()))?;
+                    .map_err(|e| UpstreamError::protocol(&conn.server, e.to_string()))?;
                 if (bytes.len() as u64) < announced.size {
-                    return Err(protocol(&conn.server, "connection closed inside a literal".into()));
+                    return Err(UpstreamError::protocol(&conn.server, "connection closed inside a literal"));
                 }
                 if message.is_none() && line.to_ascii_uppercase().windows(7).any(|w| w == b"BODY[] ") {
                     message = Some(bytes);
                 }
             }
         }
-        message.ok_or_else(|| protocol(&conn.server, format!("message UID {uid} is gone")))
+        message.ok_or_else(|| UpstreamError::protocol(&conn.server, format!("message UID {uid} is gone")))
     }
 }

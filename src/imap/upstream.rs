@@ -7,95 +7,18 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use super::auth::Credentials;
 use super::framer::{self, FrameError};
 use crate::config::ServerUrl;
-use crate::tls::{Connector, Stream, TlsError};
+pub use crate::upstream::UpstreamError;
+use crate::tls::{Connector, Stream};
+use crate::upstream::connect_tcp;
 
-/// How long to wait for the TCP connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for the answer to an internal command.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest line accepted from the server outside literals.
 pub const MAX_LINE: usize = 1024 * 1024;
-
-/// Why the provider's IMAP server could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// TCP connection failed.
-    #[error("cannot connect to {server}: {source}")]
-    Connect {
-        /// host:port.
-        server: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// TLS failed (certificate, pin, handshake).
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    /// The server does not offer STARTTLS.
-    #[error("{server} does not offer STARTTLS; refusing to send anything without TLS")]
-    NoStartTls {
-        /// host:port.
-        server: String,
-    },
-    /// The server answered STARTTLS with an error.
-    #[error("{server} refused STARTTLS ({answer}); refusing to send anything without TLS")]
-    StartTlsRefused {
-        /// host:port.
-        server: String,
-        /// What it said.
-        answer: String,
-    },
-    /// Data arrived before the TLS handshake (STARTTLS injection).
-    #[error("{server} sent data before the TLS handshake; connection dropped")]
-    Injection {
-        /// host:port.
-        server: String,
-    },
-    /// The greeting was not `* OK` (or `* PREAUTH`, which is refused:
-    /// the proxy must log in as the client's account).
-    #[error("{server} refused the session: {answer}")]
-    Refused {
-        /// host:port.
-        server: String,
-        /// What it said.
-        answer: String,
-    },
-    /// The server broke the protocol or the connection.
-    #[error("{server}: {reason}")]
-    Protocol {
-        /// host:port.
-        server: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// No answer in time.
-    #[error("{server} did not answer within {seconds} s")]
-    Timeout {
-        /// host:port.
-        server: String,
-        /// The limit.
-        seconds: u64,
-    },
-}
-
-impl UpstreamError {
-    /// A short label for metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            UpstreamError::Connect { .. } => "connect",
-            UpstreamError::Tls(TlsError::PinMismatch(_)) => "pin",
-            UpstreamError::Tls(_) => "tls",
-            UpstreamError::NoStartTls { .. } | UpstreamError::StartTlsRefused { .. } | UpstreamError::Injection { .. } => "starttls",
-            UpstreamError::Refused { .. } => "refused",
-            UpstreamError::Protocol { .. } => "protocol",
-            UpstreamError::Timeout { .. } => "timeout",
-        }
-    }
-}
 
 /// The end of a command: the tagged status line and the untagged lines
 /// before it (literals skipped).
@@ -135,17 +58,7 @@ impl Upstream {
     /// offered and succeed) and reads the capabilities.
     pub async fn connect(url: &ServerUrl, connector: &Connector) -> Result<Upstream, UpstreamError> {
         let server = url.to_string();
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((url.host.as_str(), url.port)))
-            .await
-            .map_err(|_| UpstreamError::Timeout {
-                server: server.clone(),
-                seconds: CONNECT_TIMEOUT.as_secs(),
-            })?
-            .map_err(|source| UpstreamError::Connect {
-                server: server.clone(),
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = connect_tcp(url).await?;
         let mut upstream = Upstream {
             conn: BufReader::new(Stream::Plain(tcp)),
             server,
@@ -259,14 +172,7 @@ impl Upstream {
     pub fn push_astring(&self, line: &mut Vec<u8>, value: &[u8]) -> Result<(), UpstreamError> {
         let quotable = value.len() < 1000 && value.iter().all(|&b| (0x20..0x7f).contains(&b));
         if quotable {
-            line.push(b'"');
-            for &b in value {
-                if b == b'"' || b == b'\\' {
-                    line.push(b'\\');
-                }
-                line.push(b);
-            }
-            line.push(b'"');
+            super::emit::quoted(line, value);
             return Ok(());
         }
         if !(self.has("LITERAL+") || self.has("LITERAL-")) {
@@ -313,7 +219,7 @@ impl Upstream {
     /// Writes raw bytes to the server.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
         let server = self.server.clone();
-        let io = |e: std::io::Error| self_protocol(&server, e.to_string());
+        let io = |e: std::io::Error| UpstreamError::protocol(&server, e.to_string());
         let conn = self.conn.get_mut();
         conn.write_all(bytes).await.map_err(io)?;
         conn.flush().await.map_err(io)
@@ -353,14 +259,14 @@ impl Upstream {
                 server: self.server.clone(),
                 seconds: ANSWER_TIMEOUT.as_secs(),
             })?
-            .map_err(|e| self_protocol(&self.server, e.to_string()))?;
+            .map_err(|e| UpstreamError::protocol(&self.server, e.to_string()))?;
         if line.is_empty() {
-            return Err(self_protocol(&self.server, "the server closed the connection".into()));
+            return Err(UpstreamError::protocol(&self.server, "the server closed the connection"));
         }
         if let Some(literal) = literal {
             framer::copy_literal(&mut self.conn, literal.size, &mut tokio::io::sink())
                 .await
-                .map_err(|e: FrameError| self_protocol(&self.server, e.to_string()))?;
+                .map_err(|e: FrameError| UpstreamError::protocol(&self.server, e.to_string()))?;
             let mut rest = self.read_line_boxed().await?;
             line.append(&mut rest);
         }
@@ -372,12 +278,6 @@ impl Upstream {
     }
 }
 
-fn self_protocol(server: &str, reason: String) -> UpstreamError {
-    UpstreamError::Protocol {
-        server: server.to_string(),
-        reason,
-    }
-}
 
 /// The capability words in `* CAPABILITY ...` or a `[CAPABILITY ...]`
 /// response code, upper-cased.

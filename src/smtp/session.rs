@@ -23,7 +23,7 @@ use crate::discovery::{Discovery, Lookup};
 use crate::learn::Learner;
 use crate::pgp::{KeySource, LiveKeystore};
 use crate::spool::{Spool, DEFAULT_THRESHOLD};
-use crate::listener::ListenerKind;
+use crate::listener::{client_stream, ListenerKind};
 use crate::tls::{LocalTls, Stream};
 
 /// RFC 5321 §4.5.3.1.6 text line limit, applied to command lines.
@@ -34,8 +34,6 @@ const MAX_AUTH_LINE: usize = 12288;
 const MAX_RECIPIENTS: usize = 1000;
 /// The header section must end within this many octets.
 const MAX_HEADER_SECTION: usize = 1024 * 1024;
-/// Time allowed for a client's TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// SASL mechanisms Sealpost relays (credentials go to the provider as they
 /// are; Sealpost only reads the user name to pick the account).
 const MECHANISMS: [&str; 4] = ["PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"];
@@ -66,19 +64,7 @@ pub struct Shared {
 pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind) {
     shared.metrics.smtp_sessions.inc();
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let _ = tcp.set_nodelay(true);
-    let stream = if kind.implicit_tls {
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, shared.tls.acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => Stream::Server(Box::new(tls)),
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "client TLS handshake failed");
-                return;
-            }
-            Err(_) => return,
-        }
-    } else {
-        Stream::Plain(tcp)
-    };
+    let Some(stream) = client_stream(tcp, kind, &shared.tls).await else { return };
     let mut session = Session {
         shared,
         conn: Some(BufReader::new(stream)),
@@ -269,9 +255,9 @@ impl Session {
         let Stream::Plain(tcp) = stream else {
             unreachable!("STARTTLS is refused on TLS connections")
         };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.shared.tls.acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => {
-                self.conn = Some(BufReader::new(Stream::Server(Box::new(tls))));
+        match self.shared.tls.accept(tcp).await {
+            Ok(stream) => {
+                self.conn = Some(BufReader::new(stream));
                 self.ehlo = None;
                 self.txn = None;
                 if let Some(auth) = self.auth.take() {
@@ -279,11 +265,10 @@ impl Session {
                 }
                 Ok(true)
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::debug!(error = %e, "client STARTTLS handshake failed");
                 Ok(false)
             }
-            Err(_) => Ok(false),
         }
     }
 

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 use std::io::Read;
 
@@ -13,10 +12,10 @@ use super::data::DotStuffer;
 use super::reply::{read_reply, Reply, ReplyError};
 use crate::config::ServerUrl;
 use crate::spool::Spool;
-use crate::tls::{Connector, Stream, TlsError};
+pub use crate::upstream::UpstreamError;
+use crate::tls::{Connector, Stream};
+use crate::upstream::connect_tcp;
 
-/// How long to wait for the TCP connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for a reply to a command (RFC 5321 §4.5.3.2: 5 min).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long to wait for the reply after the message data (10 min).
@@ -65,66 +64,6 @@ impl Capabilities {
     }
 }
 
-/// Why talking to the upstream server failed.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// TCP connection failed.
-    #[error("cannot connect to {server}: {source}")]
-    Connect {
-        /// host:port.
-        server: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// TLS failed (certificate, handshake).
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    /// The server does not offer STARTTLS: refusing to continue in clear.
-    #[error("{server} does not offer STARTTLS; refusing to send anything without TLS")]
-    NoStartTls {
-        /// host:port.
-        server: String,
-    },
-    /// The server answered STARTTLS with an error.
-    #[error("{server} refused STARTTLS ({reply}); refusing to send anything without TLS")]
-    StartTlsRefused {
-        /// host:port.
-        server: String,
-        /// What it said.
-        reply: String,
-    },
-    /// Data arrived before the TLS handshake (STARTTLS command injection).
-    #[error("{server} sent data before the TLS handshake; connection dropped")]
-    Injection {
-        /// host:port.
-        server: String,
-    },
-    /// The greeting or EHLO was refused.
-    #[error("{server} refused the session: {reply}")]
-    Refused {
-        /// host:port.
-        server: String,
-        /// What it said.
-        reply: String,
-    },
-    /// Reading a reply failed.
-    #[error("{server}: {source}")]
-    Reply {
-        /// host:port.
-        server: String,
-        /// The cause.
-        source: ReplyError,
-    },
-    /// No reply in time.
-    #[error("{server} did not answer within {seconds} s")]
-    Timeout {
-        /// host:port.
-        server: String,
-        /// The limit.
-        seconds: u64,
-    },
-}
-
 impl UpstreamError {
     /// The reply for the mail client: 421 (closing), 4.7.0 for security
     /// refusals, 4.4.x for network trouble, so clients retry later.
@@ -135,23 +74,11 @@ impl UpstreamError {
             | UpstreamError::StartTlsRefused { .. }
             | UpstreamError::Injection { .. } => "4.7.0",
             UpstreamError::Connect { .. } | UpstreamError::Timeout { .. } => "4.4.1",
-            UpstreamError::Refused { .. } | UpstreamError::Reply { .. } => "4.4.2",
+            UpstreamError::Refused { .. } | UpstreamError::Protocol { .. } => "4.4.2",
         };
         Reply::new(421, format!("{enhanced} Sealpost: {self}"))
     }
 
-    /// A short label for metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            UpstreamError::Connect { .. } => "connect",
-            UpstreamError::Tls(TlsError::PinMismatch(_)) => "pin",
-            UpstreamError::Tls(_) => "tls",
-            UpstreamError::NoStartTls { .. } | UpstreamError::StartTlsRefused { .. } | UpstreamError::Injection { .. } => "starttls",
-            UpstreamError::Refused { .. } => "refused",
-            UpstreamError::Reply { .. } => "protocol",
-            UpstreamError::Timeout { .. } => "timeout",
-        }
-    }
 }
 
 /// An authenticated-or-not session with the provider, always over TLS.
@@ -167,17 +94,7 @@ impl Upstream {
     /// be offered and must succeed) and says EHLO with `ehlo_name`.
     pub async fn connect(url: &ServerUrl, connector: &Connector, ehlo_name: &str) -> Result<Upstream, UpstreamError> {
         let server = url.to_string();
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((url.host.as_str(), url.port)))
-            .await
-            .map_err(|_| UpstreamError::Timeout {
-                server: server.clone(),
-                seconds: CONNECT_TIMEOUT.as_secs(),
-            })?
-            .map_err(|source| UpstreamError::Connect {
-                server: server.clone(),
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = connect_tcp(url).await?;
         let stream = if url.implicit_tls {
             connector.handshake(tcp, &url.host, url.port).await?
         } else {
@@ -195,7 +112,7 @@ impl Upstream {
             if reply.code != 220 {
                 return Err(UpstreamError::StartTlsRefused {
                     server,
-                    reply: reply.text(),
+                    answer: reply.text(),
                 });
             }
             // Anything already buffered was sent in clear after our
@@ -230,7 +147,7 @@ impl Upstream {
         if greeting.code != 220 {
             return Err(UpstreamError::Refused {
                 server: self.server.clone(),
-                reply: greeting.text(),
+                answer: greeting.text(),
             });
         }
         Ok(())
@@ -241,7 +158,7 @@ impl Upstream {
         if !reply.is_positive() {
             return Err(UpstreamError::Refused {
                 server: self.server.clone(),
-                reply: reply.text(),
+                answer: reply.text(),
             });
         }
         Ok(Capabilities::from_ehlo(&reply))
@@ -256,10 +173,7 @@ impl Upstream {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
-        let io = |source: std::io::Error| UpstreamError::Reply {
-            server: self.server.clone(),
-            source: ReplyError::Io(source),
-        };
+        let io = |source: std::io::Error| UpstreamError::protocol(&self.server, ReplyError::Io(source));
         let stream = self.conn.get_mut();
         stream.write_all(bytes).await.map_err(io)?;
         stream.flush().await.map_err(io)
@@ -276,10 +190,7 @@ impl Upstream {
                 server: self.server.clone(),
                 seconds: limit.as_secs(),
             }),
-            Ok(Err(source)) => Err(UpstreamError::Reply {
-                server: self.server.clone(),
-                source,
-            }),
+            Ok(Err(source)) => Err(UpstreamError::protocol(&self.server, source)),
             Ok(Ok(reply)) => Ok(reply),
         }
     }
@@ -296,10 +207,7 @@ impl Upstream {
     pub async fn send_message(&mut self, message: &Spool) -> Result<Reply, UpstreamError> {
         let mut reader = message.reader_at(0);
         let mut chunk = vec![0u8; SEND_CHUNK];
-        let spool_error = |server: &str, e: std::io::Error| UpstreamError::Reply {
-            server: server.to_string(),
-            source: ReplyError::Io(e),
-        };
+        let spool_error = |server: &str, e: std::io::Error| UpstreamError::protocol(server, ReplyError::Io(e));
         if self.capabilities.chunking {
             self.send(&format!("BDAT {} LAST", message.len())).await?;
             loop {

@@ -24,7 +24,19 @@ pub struct LocalTls {
     pub cert_path: PathBuf,
 }
 
+/// Time allowed for a client's TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl LocalTls {
+    /// Runs the TLS handshake of a mail client on `tcp` (implicit TLS or
+    /// after STARTTLS), within 30 s.
+    pub async fn accept(&self, tcp: tokio::net::TcpStream) -> std::io::Result<super::Stream> {
+        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "the client's TLS handshake timed out"))??;
+        Ok(super::Stream::Server(Box::new(tls)))
+    }
+
     /// Loads `cert`/`key` when given, else the generated pair under
     /// `data_dir/tls`, generating it (ECDSA P-256, SAN localhost,
     /// 127.0.0.1, ::1) if it does not exist yet.

@@ -283,3 +283,28 @@ Content-Description: OpenPGP encrypted message\r\nContent-Disposition: inline; f
 pub fn corpus(name: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus").join(name)).unwrap()
 }
+
+/// Runs `work` on its own thread and returns its result. Fails the test if
+/// it has not returned within `limit` (the stuck thread is left behind),
+/// and re-raises its panic if it panicked: hangs in parsers become test
+/// failures instead of stalled runs.
+pub fn within<T: Send + 'static>(limit: std::time::Duration, what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::sync::mpsc;
+    let (done, result) = mpsc::channel();
+    let worker = std::thread::Builder::new()
+        .name(what.to_string())
+        .spawn(move || {
+            let _ = done.send(work());
+        })
+        .expect("spawn worker thread");
+    match result.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not return within {limit:?}: it hangs on this input")
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the worker sends before it ends"),
+        },
+    }
+}
