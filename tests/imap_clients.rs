@@ -113,19 +113,6 @@ struct TestMessage {
     expect: Expect,
 }
 
-const CORPUS: [&str; 10] = [
-    "alternative.eml",
-    "attachments.eml",
-    "forwarded.eml",
-    "iso2022jp.eml",
-    "latin1-8bit.eml",
-    "lf-only.eml",
-    "long-lines.eml",
-    "nested.eml",
-    "utf8-headers.eml",
-    "windows-1252-qp.eml",
-];
-
 fn message_id(token: &str, label: &str) -> String {
     format!("{token}-{label}@example.org")
 }
@@ -156,7 +143,7 @@ fn corpus_for(p: &People, token: &str) -> Vec<TestMessage> {
     let to_dave = "Dave <dave@example.com>";
 
     // Plaintext mail of every shape, untouched by the proxy.
-    for (i, name) in CORPUS.iter().enumerate() {
+    for (i, name) in common::CORPUS.iter().enumerate() {
         let label = format!("plain{i}-{}", name.trim_end_matches(".eml"));
         let id = message_id(token, &label);
         out.push(TestMessage {

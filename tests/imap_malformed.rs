@@ -81,18 +81,9 @@ fn block_on<F: Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-/// Proptest settings: `cases` cases (or `PROPTEST_CASES`), no regression
-/// files (a failing input is printed instead).
+/// [`common::proptest_config`].
 fn config(cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(cases);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    common::proptest_config(cases)
 }
 
 /// Limits that only bound the line length.

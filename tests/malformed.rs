@@ -116,19 +116,9 @@ fn build_fixture() -> Fixture {
     }
 }
 
-/// Proptest settings: `cases` cases (or `PROPTEST_CASES`, for a deeper
-/// run), no regression files written next to the tests (a failing input
-/// is printed instead).
+/// [`common::proptest_config`].
 fn config(cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(cases);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    common::proptest_config(cases)
 }
 
 // ---------------------------------------------------------------------------

@@ -8,19 +8,6 @@ use common::*;
 use sealpost::message::PROTECTED_FIELDS;
 use sealpost::mime::{to_crlf, Entity};
 
-const CORPUS: [&str; 10] = [
-    "alternative.eml",
-    "attachments.eml",
-    "forwarded.eml",
-    "iso2022jp.eml",
-    "latin1-8bit.eml",
-    "lf-only.eml",
-    "long-lines.eml",
-    "nested.eml",
-    "utf8-headers.eml",
-    "windows-1252-qp.eml",
-];
-
 fn users() -> (User, User) {
     let mut alice = User::new("alice@example.org");
     let mut bob = User::new("bob@example.net");
@@ -54,7 +41,7 @@ fn assert_same_content(name: &str, original: &[u8], shown: &[u8]) {
 #[test]
 fn encrypted_round_trip_keeps_every_part_and_header() {
     let (alice, bob) = users();
-    for name in CORPUS {
+    for name in common::CORPUS {
         let original = corpus(name);
         let copies = alice.encrypt(&original, &["bob@example.net", "carol@example.com"]);
         assert_eq!(copies.len(), 1, "{name}");
@@ -74,7 +61,7 @@ fn encrypted_round_trip_keeps_every_part_and_header() {
 #[test]
 fn signed_round_trip_verifies_even_after_line_ending_conversion() {
     let (alice, bob) = users();
-    for name in CORPUS {
+    for name in common::CORPUS {
         let original = corpus(name);
         let signed = sealpost::message::sign_message(&original, "alice@example.org", &alice.key).unwrap();
         assert!(signed.iter().all(|&b| b < 0x80) || name == "utf8-headers.eml", "{name}: not 7-bit");

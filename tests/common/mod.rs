@@ -279,6 +279,35 @@ Content-Description: OpenPGP encrypted message\r\nContent-Disposition: inline; f
     out
 }
 
+/// The test corpus: real-world message shapes (see tests/data/corpus).
+pub const CORPUS: [&str; 10] = [
+    "alternative.eml",
+    "attachments.eml",
+    "forwarded.eml",
+    "iso2022jp.eml",
+    "latin1-8bit.eml",
+    "lf-only.eml",
+    "long-lines.eml",
+    "nested.eml",
+    "utf8-headers.eml",
+    "windows-1252-qp.eml",
+];
+
+/// Proptest settings: `cases` cases (or `PROPTEST_CASES`, for a deeper
+/// run), no regression files written next to the tests (a failing input
+/// is printed instead).
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(cases);
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
 /// Reads a file of the test corpus.
 pub fn corpus(name: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/corpus").join(name)).unwrap()
