@@ -112,15 +112,20 @@ impl PeerStore {
             |_| Ok(()),
             |peers| {
                 let mut accepted = Accepted::default();
-                let peer = peers.entry(lessons.sender.clone()).or_default();
-                if date >= peer.autocrypt_timestamp {
-                    peer.last_seen = peer.last_seen.max(date);
-                    if let Some(key) = &lessons.autocrypt {
-                        let fingerprint = key.cert.fingerprint().to_hex();
-                        let previous = peer.public_key.replace(fingerprint.clone()).filter(|p| *p != fingerprint);
-                        peer.autocrypt_timestamp = date;
-                        peer.prefer_encrypt_mutual = key.mutual;
-                        accepted.autocrypt = Some((fingerprint, previous));
+                // A sender who never sent an Autocrypt header gets no
+                // record: there is no key to keep, and the table would
+                // otherwise grow with every correspondent.
+                let known = peers.contains_key(&lessons.sender) || lessons.autocrypt.is_some();
+                if let Some(peer) = known.then(|| peers.entry(lessons.sender.clone()).or_default()) {
+                    if date >= peer.autocrypt_timestamp {
+                        peer.last_seen = peer.last_seen.max(date);
+                        if let Some(key) = &lessons.autocrypt {
+                            let fingerprint = key.cert.fingerprint().to_hex();
+                            let previous = peer.public_key.replace(fingerprint.clone()).filter(|p| *p != fingerprint);
+                            peer.autocrypt_timestamp = date;
+                            peer.prefer_encrypt_mutual = key.mutual;
+                            accepted.autocrypt = Some((fingerprint, previous));
+                        }
                     }
                 }
                 for gossip in &lessons.gossip {
@@ -192,6 +197,8 @@ mod tests {
     fn gossip_keeps_the_newest_and_recommendations_follow_the_spec() {
         let dir = tempfile::tempdir().unwrap();
         let peers = PeerStore::new(dir.path());
+        peers.apply(&lessons(1, None, vec![])).unwrap();
+        assert!(peers.all().unwrap().is_empty(), "no record for a sender without Autocrypt");
         let carol = key("carol@x.test", false);
         let accepted = peers.apply(&lessons(3, Some(key("bob@x.test", true)), vec![carol.clone()])).unwrap();
         assert_eq!(accepted.gossip, vec![("carol@x.test".to_string(), carol.cert.fingerprint().to_hex())]);
