@@ -80,6 +80,14 @@ pub struct ListenConfig {
     /// The name Sealpost gives itself in greetings.
     #[serde(default = "default_hostname")]
     pub hostname: String,
+    /// How many client connections each listener keeps open at once;
+    /// more are refused with `* BYE [LIMIT]` or `421 4.7.0`.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds open sessions may go on after SIGTERM before they are told
+    /// to close (and again before they are dropped).
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: u64,
 }
 
 impl Default for ListenConfig {
@@ -93,6 +101,8 @@ impl Default for ListenConfig {
             tls_key: None,
             metrics: None,
             hostname: default_hostname(),
+            max_connections: default_max_connections(),
+            shutdown_grace: default_shutdown_grace(),
         }
     }
 }
@@ -107,6 +117,14 @@ fn default_imap_listen() -> SocketAddr {
 
 fn default_hostname() -> String {
     "localhost".into()
+}
+
+fn default_max_connections() -> usize {
+    1000
+}
+
+fn default_shutdown_grace() -> u64 {
+    10
 }
 
 /// When outgoing mail is encrypted.
@@ -200,6 +218,11 @@ pub struct ImapConfig {
     /// SPECIAL-USE attributes such as `["\\Drafts", "\\Sent", "Archive"]`.
     #[serde(default)]
     pub append_encrypt: AppendEncrypt,
+    /// How many side connections (logins at the provider that fetch
+    /// messages to decrypt) each account keeps, shared by all of its
+    /// client sessions. Providers limit logins per user (Dovecot: 10).
+    #[serde(default = "default_side_connections")]
+    pub side_connections: usize,
 }
 
 impl Default for ImapConfig {
@@ -208,8 +231,13 @@ impl Default for ImapConfig {
             max_message_size: default_max_message_size(),
             cache_size: default_cache_size(),
             append_encrypt: AppendEncrypt::default(),
+            side_connections: default_side_connections(),
         }
     }
+}
+
+fn default_side_connections() -> usize {
+    2
 }
 
 fn default_cache_size() -> u64 {
@@ -695,6 +723,13 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     problems.extend(validate_policy("policy", &config.policy));
     problems.extend(validate_accounts(&config.accounts));
     problems.extend(validate_keys(&config.keys));
+    if !(1..=16).contains(&config.imap.side_connections) {
+        problems.push(Problem {
+            key: "imap.side_connections".into(),
+            message: format!("{} is outside 1 to 16", config.imap.side_connections),
+            hint: "use a small number: each one is a login at the provider, which limits them per user (2 is the default)".into(),
+        });
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         problems.push(Problem {
             key: "log.level".into(),
@@ -727,7 +762,8 @@ fn validate_listen(listen: &ListenConfig) -> Vec<Problem> {
         }
     }
     let mut addresses = vec![("listen.smtp", Some(listen.smtp)), ("listen.smtps", listen.smtps), ("listen.imap", Some(listen.imap)), ("listen.imaps", listen.imaps)];
-    addresses.retain(|(_, a)| a.is_some());
+    // Port 0 asks the system for a free port: never a clash.
+    addresses.retain(|(_, a)| a.is_some_and(|a| a.port() != 0));
     for (i, (key, addr)) in addresses.iter().enumerate() {
         if let Some((other, _)) = addresses[..i].iter().find(|(_, a)| a == addr) {
             problems.push(Problem {
@@ -736,6 +772,20 @@ fn validate_listen(listen: &ListenConfig) -> Vec<Problem> {
                 hint: "give each listener its own port (1587 smtp, 1465 smtps, 1143 imap, 1993 imaps are usual)".into(),
             });
         }
+    }
+    if listen.max_connections == 0 {
+        problems.push(Problem {
+            key: "listen.max_connections".into(),
+            message: "0 would refuse every client".into(),
+            hint: "use a positive number such as 1000".into(),
+        });
+    }
+    if listen.shutdown_grace > 3600 {
+        problems.push(Problem {
+            key: "listen.shutdown_grace".into(),
+            message: format!("{} seconds is over an hour", listen.shutdown_grace),
+            hint: "use a number of seconds from 0 to 3600 (10 is the default)".into(),
+        });
     }
     problems
 }

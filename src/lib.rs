@@ -15,6 +15,7 @@
 //! - [`listener`]: accepting connections for either proxy;
 //! - [`store`]: the proxies' data at rest (the decrypted-message cache);
 //! - [`serve`]: starting and stopping the proxies;
+//! - [`shutdown`]: the phases of a shutdown that sessions watch;
 //! - [`metrics`]: Prometheus counters;
 //! - [`config`]: the configuration file and its validation;
 //! - [`logging`]: tracing output (never secrets or message bodies).
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod mime;
 pub mod pgp;
 pub mod serve;
+pub mod shutdown;
 pub mod smtp;
 pub mod spool;
 pub mod store;

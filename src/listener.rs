@@ -1,14 +1,22 @@
 //! Listeners: accept connections and run a session for each until told to
-//! stop, for any protocol. Owns the accept loop and the drain on
-//! shutdown; knows nothing of what the sessions speak.
+//! stop, for any protocol. Owns the accept loop, the per-listener cap on
+//! open connections and the drain on shutdown; knows nothing of what the
+//! sessions speak (a [`Service`] says that).
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-
-use crate::tls::{LocalTls, Stream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+
+use crate::shutdown::{Phase, Shutdown};
+use crate::tls::{LocalTls, Stream};
+
+/// How long a connection over the cap may take to hear its refusal (the
+/// TLS handshake on an implicit-TLS listener included).
+pub const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a listener's connections start.
 #[derive(Debug, Clone, Copy)]
@@ -43,50 +51,104 @@ pub struct Listener {
     pub socket: TcpListener,
     /// Implicit TLS or not, loopback or not.
     pub kind: ListenerKind,
+    /// How many connections may be open at once; more are refused.
+    pub max_connections: usize,
 }
 
-/// Accepts on every listener until `shutdown` turns true, running
-/// `session` for each connection, then waits for the running sessions to
-/// finish.
-pub async fn run<S, F>(listeners: Vec<Listener>, mut shutdown: watch::Receiver<bool>, session: S)
-where
-    S: Fn(TcpStream, ListenerKind) -> F,
-    F: Future<Output = ()> + Send + 'static,
-{
-    let mut sessions = JoinSet::new();
-    let mut accepting = JoinSet::new();
+/// A protocol the listeners serve.
+pub trait Service: Send + Sync + 'static {
+    /// Serves one connection to its end, closing it when `shutdown`
+    /// reaches [`Phase::Closing`].
+    fn serve(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) -> impl Future<Output = ()> + Send;
+
+    /// Turns away a connection over the listener's cap, saying why in the
+    /// protocol's own words.
+    fn refuse(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind) -> impl Future<Output = ()> + Send;
+}
+
+/// An accepted connection, with its place under the cap (`None`: over it).
+struct Accepted {
+    tcp: TcpStream,
+    kind: ListenerKind,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Accepts on every listener until `shutdown` starts draining, running
+/// `service` for each connection, then waits for the open sessions to end
+/// (dropping those still open when the shutdown reaches [`Phase::Abort`]).
+pub async fn run<S: Service>(listeners: Vec<Listener>, shutdown: Shutdown, service: Arc<S>) {
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
+    let mut accepting = JoinSet::new();
     for listener in listeners {
-        let tx = conn_tx.clone();
-        accepting.spawn(async move {
-            loop {
-                match listener.socket.accept().await {
-                    Ok((tcp, _)) => {
-                        if tx.send((tcp, listener.kind)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off
-                        // instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        });
+        accepting.spawn(accept(listener, conn_tx.clone(), shutdown.clone()));
     }
     drop(conn_tx);
+    let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
-            Some((tcp, kind)) = conn_rx.recv() => {
-                sessions.spawn(session(tcp, kind));
+            accepted = conn_rx.recv() => {
+                // None: every accept loop has stopped (draining).
+                let Some(Accepted { tcp, kind, permit }) = accepted else { break };
+                let service = service.clone();
+                let shutdown = shutdown.clone();
+                sessions.spawn(async move {
+                    match permit {
+                        Some(permit) => {
+                            service.serve(tcp, kind, shutdown).await;
+                            drop(permit);
+                        }
+                        None => {
+                            let _ = tokio::time::timeout(REFUSAL_TIMEOUT, service.refuse(tcp, kind)).await;
+                        }
+                    }
+                });
             }
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
         }
     }
-    accepting.abort_all();
     tracing::info!(sessions = sessions.len(), "stopped accepting; waiting for sessions to finish");
-    while sessions.join_next().await.is_some() {}
+    let mut abort = shutdown;
+    loop {
+        tokio::select! {
+            joined = sessions.join_next() => if joined.is_none() { break },
+            _ = abort.reached(Phase::Abort) => {
+                tracing::warn!(sessions = sessions.len(), "dropping sessions that did not close in time");
+                sessions.abort_all();
+                while sessions.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+}
+
+/// One listener's accept loop: hands each connection on with a permit
+/// while there is one, until the shutdown starts draining (the socket is
+/// closed then, so new connections are refused by the system).
+async fn accept(listener: Listener, to_sessions: tokio::sync::mpsc::Sender<Accepted>, mut shutdown: Shutdown) {
+    let open = Arc::new(Semaphore::new(listener.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.reached(Phase::Draining) => return,
+            accepted = listener.socket.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, _)) => {
+                let permit = open.clone().try_acquire_owned().ok();
+                let accepted = Accepted {
+                    tcp,
+                    kind: listener.kind,
+                    permit,
+                };
+                if to_sessions.send(accepted).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead
+                // of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }

@@ -42,7 +42,13 @@ enum Command {
     /// Decrypt and verify a message read on stdin, as a mail client should see it
     Decrypt,
     /// Run the proxies configured in the file until stopped (SIGINT/SIGTERM)
-    Serve,
+    Serve {
+        /// Once every listener is bound, write their addresses to this
+        /// file (TOML, e.g. imap = "127.0.0.1:40123"): useful with port 0,
+        /// which lets the system pick a free port
+        #[arg(long, value_name = "FILE")]
+        bound_addresses: Option<std::path::PathBuf>,
+    },
     /// Print the local certificate's SHA-256 fingerprint (to compare with
     /// what the mail client shows), generating the certificate if needed
     LocalCert,
@@ -164,7 +170,7 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys(&loaded.config, command).map(|()| ExitCode::SUCCESS),
         Command::Encrypt(args) => encrypt(&loaded.config, args).map(|()| ExitCode::SUCCESS),
         Command::Decrypt => decrypt(&loaded.config),
-        Command::Serve => sealpost::serve::run(&loaded.config, &passphrases(&loaded.config))
+        Command::Serve { bound_addresses } => sealpost::serve::run(&loaded.config, &passphrases(&loaded.config), bound_addresses.as_deref())
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
         Command::LocalCert => local_cert(&loaded.config).map(|()| ExitCode::SUCCESS),

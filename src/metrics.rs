@@ -36,6 +36,12 @@ pub struct Metrics {
     /// Keys learnt for an address that already has a different key from
     /// a more trusted source (kept, not used).
     pub key_conflicts: IntCounter,
+    /// Connections turned away because a listener had
+    /// `listen.max_connections` open, by protocol (smtp, imap).
+    pub connections_refused: IntCounterVec,
+    /// The IMAP proxy's pooled side connections (fetching messages to
+    /// decrypt): `opened` (a login at the provider) or `reused`.
+    pub imap_side_connections: IntCounterVec,
 }
 
 impl Metrics {
@@ -87,6 +93,22 @@ impl Metrics {
             "Keys learnt that differ from a more trusted key in use for the same address",
         )
         .expect("valid metric");
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "sealpost_connections_refused_total",
+                "Client connections refused because the listener had listen.max_connections open, by protocol",
+            ),
+            &["protocol"],
+        )
+        .expect("valid metric");
+        let imap_side_connections = IntCounterVec::new(
+            Opts::new(
+                "sealpost_imap_side_connections_total",
+                "Uses of the pooled side connections that fetch messages to decrypt: opened (a new login) or reused",
+            ),
+            &["event"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(smtp_sessions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(smtp_messages.clone()),
@@ -99,6 +121,8 @@ impl Metrics {
             Box::new(imap_appends.clone()),
             Box::new(keys_learned.clone()),
             Box::new(key_conflicts.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(imap_side_connections.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -115,6 +139,8 @@ impl Metrics {
             imap_appends,
             keys_learned,
             key_conflicts,
+            connections_refused,
+            imap_side_connections,
         }
     }
 

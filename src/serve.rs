@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
 use std::sync::Arc;
 
 use crate::account::{AccountError, Accounts};
@@ -14,6 +16,7 @@ use crate::learn::Learner;
 use crate::pgp::{KeyError, Keystore, LiveKeystore, PassphraseSource};
 use crate::listener::{Listener, ListenerKind};
 use crate::imap::served::Served;
+use crate::imap::sidefetch::SidePool;
 use crate::store::{MessageCache, StoreError};
 use crate::tls::{LocalTls, TlsError};
 
@@ -51,6 +54,14 @@ pub enum ServeError {
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    /// The bound addresses could not be written (`--bound-addresses`).
+    #[error("cannot write the bound addresses to {path}: {source}")]
+    BoundAddresses {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// How many shown messages per account the IMAP proxy remembers, to
@@ -58,8 +69,10 @@ pub enum ServeError {
 /// digest and the message's place each).
 const SERVED_MEMORY: usize = 50_000;
 
-/// Runs until a signal. Blocks the calling thread.
-pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeError> {
+/// Runs until a signal, then shuts down as [`crate::shutdown`] says.
+/// Blocks the calling thread. With `bound_addresses`, the listeners'
+/// addresses are written there once they are bound.
+pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Option<&Path>) -> Result<(), ServeError> {
     if config.accounts.is_empty() {
         return Err(ServeError::NoAccounts);
     }
@@ -85,13 +98,21 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
         imap_sockets.push((bind(addr, "listen.imaps")?, true));
     }
     let metrics_socket = config.listen.metrics.map(|addr| bind(addr, "listen.metrics")).transpose()?;
+    if let Some(path) = bound_addresses {
+        let proxies = [("smtp", &smtp_sockets), ("imap", &imap_sockets)];
+        let bound = proxies
+            .iter()
+            .flat_map(|(protocol, sockets)| sockets.iter().map(move |(socket, tls)| (if *tls { format!("{protocol}s") } else { protocol.to_string() }, socket)))
+            .chain(metrics_socket.iter().map(|socket| ("metrics".to_string(), socket)));
+        write_bound_addresses(path, bound).map_err(|source| ServeError::BoundAddresses { path: path.to_path_buf(), source })?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    runtime.block_on(async {
-        let smtp_listeners = listeners(smtp_sockets, "SMTP")?;
-        let imap_listeners = listeners(imap_sockets, "IMAP")?;
+    let served = runtime.block_on(async {
+        let smtp_listeners = listeners(smtp_sockets, "SMTP", config.listen.max_connections)?;
+        let imap_listeners = listeners(imap_sockets, "IMAP", config.listen.max_connections)?;
         let metrics = Arc::new(Metrics::new());
         if let Some(socket) = metrics_socket {
             let addr = socket.local_addr().map_err(ServeError::Runtime)?;
@@ -112,8 +133,17 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
             metrics: metrics.clone(),
             spool_dir: config.data_dir.join("spool"),
         });
+        let side_pools = accounts
+            .iter()
+            .filter(|a| a.imap.is_some())
+            .map(|a| {
+                let pool = SidePool::new(a.clone(), config.imap.side_connections, config.imap.max_message_size, metrics.clone());
+                (a.login.clone(), pool)
+            })
+            .collect();
         let imap = Arc::new(crate::imap::session::Shared {
             limits: config.imap.clone(),
+            side_pools,
             keystore,
             learner,
             accounts,
@@ -123,22 +153,28 @@ pub fn run(config: &Config, passphrases: &PassphraseSource) -> Result<(), ServeE
             metrics,
             spool_dir: config.data_dir.join("spool"),
         });
-        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let grace = Duration::from_secs(config.listen.shutdown_grace);
         tokio::spawn(async move {
             wait_for_signal().await;
-            tracing::info!("stopping");
-            let _ = stop.send(true);
+            tracing::info!(grace_seconds = grace.as_secs(), "stopping: no new connections; open sessions may finish");
+            trigger.run(grace).await;
         });
         tokio::join!(
-            crate::listener::run(smtp_listeners, stopped.clone(), move |tcp, kind| crate::smtp::session::handle(smtp.clone(), tcp, kind)),
-            crate::listener::run(imap_listeners, stopped, move |tcp, kind| crate::imap::session::handle(imap.clone(), tcp, kind)),
+            crate::listener::run(smtp_listeners, shutdown.clone(), smtp),
+            crate::listener::run(imap_listeners, shutdown, imap),
         );
+        tracing::info!("stopped");
         Ok(())
-    })
+    });
+    // Background work (the metrics endpoint, a decryption nobody waits
+    // for any more) must not hold up the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served
 }
 
 /// Async listeners for bound sockets (`true`: implicit TLS).
-fn listeners(sockets: Vec<(std::net::TcpListener, bool)>, protocol: &str) -> Result<Vec<Listener>, ServeError> {
+fn listeners(sockets: Vec<(std::net::TcpListener, bool)>, protocol: &str, max_connections: usize) -> Result<Vec<Listener>, ServeError> {
     let mut listeners = Vec::new();
     for (socket, implicit_tls) in sockets {
         let addr = socket.local_addr().map_err(ServeError::Runtime)?;
@@ -148,10 +184,23 @@ fn listeners(sockets: Vec<(std::net::TcpListener, bool)>, protocol: &str) -> Res
                 implicit_tls,
                 loopback: addr.ip().is_loopback(),
             },
+            max_connections,
         });
         tracing::info!(%addr, implicit_tls, "{protocol} listener ready");
     }
     Ok(listeners)
+}
+
+/// Writes `name = "address"` lines to `path` (replaced whole, so a
+/// reader never sees half of it).
+fn write_bound_addresses<'a>(path: &Path, bound: impl Iterator<Item = (String, &'a std::net::TcpListener)>) -> std::io::Result<()> {
+    let mut text = String::new();
+    for (name, socket) in bound {
+        text.push_str(&format!("{name} = \"{}\"\n", socket.local_addr()?));
+    }
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, path)
 }
 
 fn bind(addr: SocketAddr, key: &'static str) -> Result<std::net::TcpListener, ServeError> {

@@ -54,7 +54,7 @@ use sealpost::imap::view::{partial, MessageView, Section, SectionText};
 use sealpost::imap::wire::{Continuations, Cursor, Limits, Pos, Value, Wire};
 use sealpost::imap::{capability, emit, fetch, upstream};
 
-use common::proxy::{free_port, token, Proxy, Setup};
+use common::proxy::{token, Proxy, Setup};
 use common::stack::{password, stack};
 use common::{User, PASSPHRASE};
 
@@ -1704,12 +1704,12 @@ fn a_refused_synchronizing_literal_does_not_desynchronise_the_proxy() {
 /// open until the proxy closes it.
 const SCRIPT: &str = r#"
 import os, socket, ssl, sys, threading
-port, cert, key, cases = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+cert, key, cases = sys.argv[1], sys.argv[1], sys.argv[1]
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", port)); srv.listen(32)
+srv.bind(("127.0.0.1", 0)); srv.listen(32)
 caps = b"IMAP4rev1 LITERAL+ AUTH=PLAIN IDLE"
-print("ready", flush=True)
+print("ready", srv.getsockname()[1], flush=True)
 def serve(raw):
     try:
         conn = ctx.wrap_socket(raw, server_side=True)
@@ -1771,16 +1771,15 @@ impl Scripted {
     fn start() -> Scripted {
         let stack = stack();
         let cases = tempfile::tempdir().unwrap();
-        let port = free_port().port();
         let mut child = Command::new("python3")
-            .args(["-c", SCRIPT, &port.to_string()])
+            .args(["-c", SCRIPT])
             .args([stack.server_cert.to_str().unwrap(), stack.server_key.to_str().unwrap(), cases.path().to_str().unwrap()])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let mut ready = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-        assert_eq!(ready.trim(), "ready");
+        let port = ready.trim().strip_prefix("ready ").expect("the scripted server reports its port").parse().unwrap();
         Scripted { child, port, cases }
     }
 

@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::proxy::{free_port, Proxy, Setup};
+use common::proxy::{Proxy, Setup};
+use common::raw::Raw;
 use common::stack::stack;
 use common::User;
 
@@ -20,10 +20,10 @@ use common::User;
 /// offers STARTTLS). Answers a fixed conversation.
 const SCRIPT: &str = r#"
 import socket, ssl, sys
-port, log, cert, key, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+log, cert, key, mode = sys.argv[1], sys.argv[1], sys.argv[1], sys.argv[1]
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", port)); srv.listen(4)
-print("ready", flush=True)
+srv.bind(("127.0.0.1", 0)); srv.listen(4)
+print("ready", srv.getsockname()[1], flush=True)
 caps = b"IMAP4rev1 LITERAL+ AUTH=PLAIN X-GM-EXT-1 ESEARCH OBJECTID COMPRESS=DEFLATE BINARY AUTH=SCRAM-SHA-256-PLUS"
 while True:
     conn, _ = srv.accept()
@@ -78,16 +78,15 @@ impl Scripted {
         let stack = stack();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("received.log");
-        let port = free_port().port();
         let mut child = Command::new("python3")
-            .args(["-c", SCRIPT, &port.to_string(), log.to_str().unwrap()])
+            .args(["-c", SCRIPT, log.to_str().unwrap()])
             .args([stack.server_cert.to_str().unwrap(), stack.server_key.to_str().unwrap(), mode])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let mut ready = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-        assert_eq!(ready.trim(), "ready");
+        let port = ready.trim().strip_prefix("ready ").expect("the scripted server reports its port").parse().unwrap();
         Scripted { child, port, log, _dir: dir }
     }
 
@@ -100,54 +99,6 @@ impl Drop for Scripted {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A raw IMAP client: what it sends and receives are compared byte for
-/// byte.
-struct Raw {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Raw {
-    fn connect(port: u16) -> Raw {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut raw = Raw {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-        };
-        raw.line();
-        raw
-    }
-
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.reader.read_line(&mut l).unwrap();
-        l
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).unwrap();
-    }
-
-    /// Sends `command` and returns every line up to the tagged one.
-    fn command(&mut self, tag: &str, command: &str) -> String {
-        self.send(format!("{tag} {command}\r\n").as_bytes());
-        self.until(tag)
-    }
-
-    fn until(&mut self, tag: &str) -> String {
-        let mut out = String::new();
-        loop {
-            let l = self.line();
-            assert!(!l.is_empty(), "connection closed; got so far:\n{out}");
-            out.push_str(&l);
-            if l.starts_with(&format!("{tag} ")) {
-                return out;
-            }
-        }
     }
 }
 
@@ -167,7 +118,7 @@ fn unknown_extensions_pass_byte_for_byte() {
     let upstream = Scripted::start("tls");
     let dave = User::new("dave@example.com");
     let proxy = proxy_to(&dave, &format!("imaps://localhost:{}", upstream.port));
-    let mut c = Raw::connect(proxy.imap.port());
+    let mut c = Raw::connect(proxy.imap);
 
     let login = c.command("a1", "LOGIN dave@example.com secret");
     // Only what the proxy cannot honour is hidden.
@@ -213,7 +164,7 @@ fn a_server_without_starttls_gets_no_credentials() {
     let upstream = Scripted::start("plain-no-starttls");
     let dave = User::new("dave@example.com");
     let proxy = proxy_to(&dave, &format!("imap://localhost:{}", upstream.port));
-    let mut c = Raw::connect(proxy.imap.port());
+    let mut c = Raw::connect(proxy.imap);
     let answer = c.command("a1", "LOGIN dave@example.com secret");
     assert_eq!(
         answer,

@@ -41,8 +41,11 @@ POSTFIX_PORTS=("$SMTP_INJECT_PORT" "$SMTP_SUBMISSION_PORT" "$SMTP_SUBMISSIONS_PO
   "${PIN_SUBMISSION_PORTS[@]}")
 DOVECOT_PORTS=("$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT" "$SASL_PORT")
 
-# The mailbox users: address and password pw-<localpart>.
-STACK_USERS=(alice@example.org bob@example.net carol@example.com dave@example.com erin@example.org)
+# The mailbox users: address and password pw-<localpart>. LIMITED_USER is
+# for tests of Dovecot's default limit of 10 connections per user and IP,
+# which holds on IMAP_STRICT_HOST (see dovecot.conf in start.sh).
+STACK_USERS=(alice@example.org bob@example.net carol@example.com dave@example.com erin@example.org frank@example.com)
+LIMITED_USER=frank@example.com
 STACK_DOMAINS=(example.org example.net example.com)
 
 # stack_dir ARG: resolves and validates DIR (absolute, no characters that

@@ -287,10 +287,16 @@ namespace inbox {
   }
 }
 
-protocol imap {
-  # Every test connects from 127.0.0.1 as one of five users: the default (10
-  # connections per user and IP) would make parallel tests fail.
-  mail_max_userip_connections = 200
+# Every test connects from 127.0.0.1 as one of a few users: the default (10
+# connections per user and IP) would make parallel tests fail. Connections
+# to $IMAP_STRICT_HOST keep the default, as at a real provider (tests of
+# the limit log in there as $LIMITED_USER, whom no other test uses). Set
+# outside a protocol block: a local filter could not override that one.
+mail_max_userip_connections = 200
+local $IMAP_STRICT_HOST {
+  protocol imap {
+    mail_max_userip_connections = 10
+  }
 }
 EOF
 }

@@ -34,7 +34,7 @@ pub struct Upload<'a> {
     /// The server takes `{n+}` literals.
     pub literal_plus: bool,
     /// Fetches the original ciphertext of messages shown decrypted.
-    pub fetcher: &'a Arc<tokio::sync::Mutex<SideFetcher>>,
+    pub fetcher: &'a SideFetcher,
     /// What was shown decrypted, and from where.
     pub served: Option<&'a Served>,
 }
@@ -144,7 +144,7 @@ impl Upload<'_> {
     async fn original_of(&self, message: &[u8]) -> Option<Vec<u8>> {
         Entity::parse(message).field(STATUS_HEADER)?;
         let origin = self.served?.find(message)?;
-        match self.fetcher.lock().await.fetch(&origin.mailbox, origin.uid).await {
+        match self.fetcher.fetch(&origin.mailbox, origin.uid).await {
             Ok(original) if protection(&original) == Protection::Encrypted => Some(original),
             Ok(_) => None,
             Err(e) => {
@@ -174,6 +174,8 @@ impl Upload<'_> {
     }
 
     async fn refuse(&self, tag: &[u8], status: &str) -> Result<(), SessionError> {
+        // Answered here: the server never sees this command.
+        self.state.lock().expect("state lock").complete(tag, false);
         let mut w = self.client.lock().await;
         w.write_all(&[tag, b" ", status.as_bytes(), b"\r\n"].concat()).await?;
         Ok(w.flush().await?)

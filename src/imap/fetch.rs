@@ -45,7 +45,7 @@ pub struct Rewriter {
     shared: Arc<Shared>,
     account: Arc<Account>,
     cache: Option<Arc<MessageCache>>,
-    fetcher: Arc<Mutex<SideFetcher>>,
+    fetcher: Arc<SideFetcher>,
     served: Option<Arc<Served>>,
 }
 
@@ -56,7 +56,7 @@ impl Rewriter {
         shared: Arc<Shared>,
         account: Arc<Account>,
         cache: Option<Arc<MessageCache>>,
-        fetcher: Arc<Mutex<SideFetcher>>,
+        fetcher: Arc<SideFetcher>,
         served: Option<Arc<Served>>,
     ) -> Rewriter {
         Rewriter {
@@ -200,7 +200,7 @@ impl Rewriter {
             Some(bytes) => bytes,
             None => {
                 let (mailbox, _, uid) = place.as_ref()?;
-                match self.fetcher.lock().await.fetch(mailbox, *uid).await {
+                match self.fetcher.fetch(mailbox, *uid).await {
                     Ok(bytes) => bytes,
                     Err(e) => {
                         self.shared.metrics.upstream_failures.with_label_values(&[e.kind()]).inc();

@@ -21,13 +21,14 @@ use super::capability;
 use super::command::{head, mailbox_key, Fetch, Requested};
 use super::fetch::Rewriter;
 use super::served::Served;
-use super::sidefetch::SideFetcher;
+use super::sidefetch::SidePool;
 use super::framer::{self, FrameError, Literal};
 use super::upstream::{Upstream, UpstreamError, MAX_LINE};
 use super::wire::{Continuations, Cursor, Limits, Pos, Wire};
 use crate::account::{Account, Accounts};
 use crate::config::ImapConfig;
-use crate::listener::{client_stream, ListenerKind};
+use crate::listener::{client_stream, ListenerKind, Service};
+use crate::shutdown::{Phase, Shutdown};
 use crate::metrics::Metrics;
 use crate::learn::Learner;
 use crate::pgp::LiveKeystore;
@@ -73,6 +74,8 @@ pub struct Shared {
     pub caches: HashMap<String, Arc<MessageCache>>,
     /// The decrypted messages shown to each account's clients, by login.
     pub served: HashMap<String, Arc<Served>>,
+    /// Each account's side connections, by login.
+    pub side_pools: HashMap<String, Arc<SidePool>>,
     /// The local certificate.
     pub tls: LocalTls,
     /// Counters.
@@ -104,14 +107,38 @@ pub enum SessionError {
     /// The provider broke the connection or the protocol.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// Sealpost is shutting down; the client heard `* BYE`.
+    #[error("closed for shutdown")]
+    ShutDown,
 }
 
-/// Serves one client connection to its end.
-pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind) {
+/// What the client hears when its session is closed by a shutdown.
+const SHUTDOWN_BYE: &[u8] = b"* BYE [UNAVAILABLE] Sealpost is shutting down\r\n";
+
+impl Service for Shared {
+    async fn serve(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) {
+        handle(self, tcp, kind, shutdown).await
+    }
+
+    async fn refuse(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind) {
+        self.metrics.connections_refused.with_label_values(&["imap"]).inc();
+        tracing::warn!("IMAP connection refused: listen.max_connections reached");
+        let Some(mut stream) = client_stream(tcp, kind, &self.tls).await else { return };
+        let _ = stream
+            .write_all(b"* BYE [LIMIT] Sealpost: too many open connections (listen.max_connections); try again later\r\n")
+            .await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// Serves one client connection to its end, or until `shutdown` closes
+/// sessions (the client then hears `* BYE` once no command of its is in
+/// flight but IDLE).
+pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) {
     shared.metrics.imap_sessions.inc();
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let Some(stream) = client_stream(tcp, kind, &shared.tls).await else { return };
-    let client = Client::new(stream, kind.loopback);
+    let client = Client::new(stream, kind.loopback, shutdown);
     let result = match login_phase(&shared, client).await {
         Ok(Some((client, session))) => relay(&shared, client, session).await,
         Ok(None) => Ok(()),
@@ -128,10 +155,11 @@ struct Client {
     writer: ClientWriter,
     tls: bool,
     loopback: bool,
+    shutdown: Shutdown,
 }
 
 impl Client {
-    fn new(stream: Stream, loopback: bool) -> Client {
+    fn new(stream: Stream, loopback: bool, shutdown: Shutdown) -> Client {
         let tls = stream.is_tls();
         let (reader, writer) = tokio::io::split(stream);
         Client {
@@ -139,6 +167,7 @@ impl Client {
             writer: Arc::new(Mutex::new(writer)),
             tls,
             loopback,
+            shutdown,
         }
     }
 
@@ -164,7 +193,17 @@ impl Client {
     /// hears why when it breaks them.
     async fn read_line(&mut self) -> Result<(Vec<u8>, Option<Literal>), SessionError> {
         let mut line = Vec::new();
-        match tokio::time::timeout(LOGIN_TIMEOUT, framer::read_segment(&mut self.reader, MAX_LOGIN_LINE, &mut line)).await {
+        let read = tokio::time::timeout(LOGIN_TIMEOUT, framer::read_segment(&mut self.reader, MAX_LOGIN_LINE, &mut line));
+        let mut shutdown = self.shutdown.clone();
+        let read = tokio::select! {
+            biased;
+            read = read => read,
+            _ = shutdown.reached(Phase::Closing) => {
+                let _ = self.send(SHUTDOWN_BYE).await;
+                return Err(SessionError::ShutDown);
+            }
+        };
+        match read {
             Ok(Ok(literal)) => Ok((line, literal)),
             Ok(Err(e)) => {
                 let _ = self.send(format!("* BYE Sealpost: {e}\r\n").as_bytes()).await;
@@ -189,7 +228,7 @@ impl Client {
         let Stream::Plain(tcp) = self.reader.into_inner().unsplit(writer) else {
             unreachable!("STARTTLS is refused on TLS connections")
         };
-        Ok(Client::new(tls.accept(tcp).await?, self.loopback))
+        Ok(Client::new(tls.accept(tcp).await?, self.loopback, self.shutdown))
     }
 }
 
@@ -426,6 +465,13 @@ pub struct State {
     continuation: Option<Continuation>,
     /// SPECIAL-USE attributes (`\Drafts`, ...) of mailboxes seen in LIST.
     pub special_use: HashMap<Vec<u8>, Vec<String>>,
+    /// Tags of the client's commands sent to the server and not yet
+    /// answered, with whether the command is IDLE (which waits for the
+    /// client, so a shutdown need not wait for it).
+    in_flight: Vec<(Vec<u8>, bool)>,
+    /// The client has sent LOGOUT: the server ending the connection is
+    /// what comes next, not a failure.
+    logging_out: bool,
 }
 
 /// A command waiting for the server's `+`.
@@ -456,7 +502,22 @@ pub struct Selected {
 }
 
 impl State {
-    fn complete(&mut self, tag: &[u8], ok: bool) {
+    /// A command of the client's goes to the server.
+    fn sent(&mut self, tag: &[u8], name: &str) {
+        self.in_flight.push((tag.to_vec(), name == "IDLE"));
+        self.logging_out |= name == "LOGOUT";
+    }
+
+    /// Nothing the client asked is waiting for an answer, but IDLE: a
+    /// `* BYE` now interrupts no command.
+    fn quiescent(&self) -> bool {
+        self.in_flight.iter().all(|(_, idle)| *idle)
+    }
+
+    /// The command tagged `tag` was answered (by the server or, when it
+    /// never reached the server, by the proxy).
+    pub(super) fn complete(&mut self, tag: &[u8], ok: bool) {
+        self.in_flight.retain(|(t, _)| t != tag);
         self.fetches.retain(|f| f.tag != tag);
         if let Some(i) = self.selecting.iter().position(|(t, _)| t == tag) {
             let (_, mailbox) = self.selecting.remove(i);
@@ -487,9 +548,10 @@ async fn relay(shared: &Arc<Shared>, client: Client, session: LoggedIn) -> Resul
     let state = Arc::new(SyncMutex::new(State::default()));
     let cache = shared.caches.get(&account.login).cloned();
     let served = shared.served.get(&account.login).cloned();
-    let fetcher = Arc::new(Mutex::new(SideFetcher::new(account.clone(), credentials, shared.limits.max_message_size)));
+    let pool = shared.side_pools.get(&account.login).expect("every IMAP account has a side pool");
+    let fetcher = Arc::new(pool.fetcher(credentials));
     let rewriter = Rewriter::new(shared.clone(), account.clone(), cache, fetcher.clone(), served.clone());
-    let Client { reader, writer, .. } = client;
+    let Client { reader, writer, shutdown, .. } = client;
     let upload = append::Upload {
         shared,
         account: &account,
@@ -499,17 +561,50 @@ async fn relay(shared: &Arc<Shared>, client: Client, session: LoggedIn) -> Resul
         fetcher: &fetcher,
         served: served.as_deref(),
     };
-    let to_server = client_to_server(shared, reader, writer.clone(), up_writer, state.clone(), &upload);
+    let to_server = client_to_server(shared, reader, writer.clone(), up_writer, state.clone(), &upload, shutdown);
     let to_client = server_to_client(shared, BufReader::new(up_reader), writer.clone(), state.clone(), rewriter);
-    let result = tokio::select! {
-        r = to_server => r,
-        r = to_client => r,
+    let (result, farewell) = tokio::select! {
+        r = to_server => {
+            let farewell = r.as_ref().err().and_then(|e| farewell(e, Direction::FromClient));
+            (r, farewell)
+        }
+        r = to_client => {
+            let farewell = r.as_ref().err().and_then(|e| farewell(e, Direction::FromServer));
+            (r, farewell)
+        }
     };
-    if let Err(e @ (SessionError::Frame(_) | SessionError::Upstream(_))) = &result {
-        // A broken stream from either side ends the session; say why.
-        let _ = send(&writer, format!("* BYE Sealpost: {}\r\n", one_line(&e.to_string())).as_bytes()).await;
+    if let Some(text) = farewell {
+        let _ = send(&writer, format!("* BYE {text}\r\n").as_bytes()).await;
     }
     result
+}
+
+/// Which relay direction a session error came from.
+#[derive(Clone, Copy)]
+enum Direction {
+    /// Reading the client, writing the server.
+    FromClient,
+    /// Reading the server, writing the client.
+    FromServer,
+}
+
+/// What the client hears when the relay breaks: Sealpost's own words,
+/// never a library's message (that goes to the log). `None` when the
+/// client cannot hear anything any more, or already has.
+fn farewell(error: &SessionError, direction: Direction) -> Option<String> {
+    const SERVER_BROKE: &str = "[UNAVAILABLE] Sealpost: the connection to the server broke; try again";
+    let text = match (direction, error) {
+        (_, SessionError::ShutDown | SessionError::Injection) => return None,
+        // The client's own stream failed: nobody to tell.
+        (Direction::FromClient, SessionError::Frame(FrameError::Io(_))) => return None,
+        (Direction::FromServer, SessionError::Io(_)) => return None,
+        (Direction::FromClient, SessionError::Frame(e)) => format!("Sealpost: {e}"),
+        (Direction::FromServer, SessionError::Frame(FrameError::Io(_))) => SERVER_BROKE.to_string(),
+        (Direction::FromServer, SessionError::Frame(e)) => format!("[UNAVAILABLE] Sealpost: the server sent something Sealpost cannot relay ({e})"),
+        (_, SessionError::Io(_) | SessionError::Upstream(_)) => SERVER_BROKE.to_string(),
+    };
+    tracing::warn!(error = %error, "IMAP relay broke");
+    Some(text)
 }
 
 /// Longest command line from a logged-in client (UID sets can be long).
@@ -522,10 +617,19 @@ async fn client_to_server(
     mut upstream: UpstreamWriter,
     state: Arc<SyncMutex<State>>,
     upload: &append::Upload<'_>,
+    mut shutdown: Shutdown,
 ) -> Result<(), SessionError> {
     let mut line = Vec::new();
     loop {
-        let mut literal = framer::read_segment(&mut reader, MAX_COMMAND_LINE, &mut line).await?;
+        // Between commands: the one place a shutdown may close the session.
+        let mut literal = tokio::select! {
+            biased;
+            read = framer::read_segment(&mut reader, MAX_COMMAND_LINE, &mut line) => read?,
+            _ = shutdown.reached(Phase::Closing) => {
+                close_for_shutdown(&state, &client, &mut upstream).await;
+                return Err(SessionError::ShutDown);
+            }
+        };
         if line.is_empty() {
             return Ok(());
         }
@@ -549,6 +653,7 @@ async fn client_to_server(
                         literal: max,
                         ..COMMAND_LIMITS
                     };
+                    state.lock().expect("state lock").sent(h.tag, "APPEND");
                     let wire = Wire::read(&mut reader, std::mem::take(&mut line), literal, &shared.spool_dir, limits, Continuations::Send(&client)).await?;
                     upload.run(&wire, &mut upstream).await?;
                     continue;
@@ -557,11 +662,15 @@ async fn client_to_server(
                     if let Some(fetch) = Fetch::parse(&line[h.args..]).filter(Fetch::depends_on_content) {
                         let added = fetch.additions(h.uid);
                         let rewritten = fetch.rewrite(&h, &added);
-                        state.lock().expect("state lock").fetches.push(InFlight {
-                            tag: h.tag.to_vec(),
-                            fetch,
-                            added,
-                        });
+                        {
+                            let mut s = state.lock().expect("state lock");
+                            s.sent(h.tag, "FETCH");
+                            s.fetches.push(InFlight {
+                                tag: h.tag.to_vec(),
+                                fetch,
+                                added,
+                            });
+                        }
                         upstream.write_all(&rewritten).await?;
                         upstream.flush().await?;
                         continue;
@@ -590,6 +699,9 @@ async fn client_to_server(
         // the other direction; if it answers the command instead (BAD, NO)
         // the client sends no literal, and neither must the proxy expect
         // one.
+        if let Some(h) = head(&line) {
+            state.lock().expect("state lock").sent(h.tag, &h.name);
+        }
         let tag = line.split(|&b| b == b' ').next().unwrap_or_default().to_vec();
         loop {
             let invited = literal
@@ -611,6 +723,19 @@ async fn client_to_server(
         }
         upstream.flush().await?;
     }
+}
+
+/// Ends a session for a shutdown, between two commands of the client's:
+/// waits until no command is waiting for the server's answer (IDLE
+/// aside), then says `* BYE` to the client (under the writer lock, so
+/// never inside a response) and logs out at the server.
+async fn close_for_shutdown(state: &SyncMutex<State>, client: &ClientWriter, upstream: &mut UpstreamWriter) {
+    while !state.lock().expect("state lock").quiescent() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = send(client, SHUTDOWN_BYE).await;
+    let _ = upstream.write_all(b"sealpost-shutdown LOGOUT\r\n").await;
+    let _ = upstream.flush().await;
 }
 
 /// Registers interest in the server's next `+` for the command tagged
@@ -637,16 +762,29 @@ async fn server_to_client(
     let mut line = Vec::new();
     let mut said_bye = false;
     loop {
-        let literal = framer::read_segment(&mut reader, MAX_LINE, &mut line).await?;
+        let read = framer::read_segment(&mut reader, MAX_LINE, &mut line).await;
+        // After the server's BYE, or once the client has logged out, the
+        // end of the stream is the normal close, whether or not TLS ended
+        // with close_notify (Cyrus, among others, closes without).
+        let expected_end = said_bye || state.lock().expect("state lock").logging_out;
+        let literal = match read {
+            Err(FrameError::Io(e)) if expected_end || e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                tracing::debug!(error = %e, "the server ended the connection without TLS close_notify");
+                line.clear();
+                None
+            }
+            read => read?,
+        };
         if line.is_empty() {
-            if !said_bye {
+            if !expected_end {
                 // Without a word from the server the client would only
                 // see the connection drop.
                 send(&client, b"* BYE [UNAVAILABLE] Sealpost: the server closed the connection\r\n").await?;
             }
             return Ok(());
         }
-        said_bye = line.len() >= 5 && line[..5].eq_ignore_ascii_case(b"* BYE");
+        // Sticky: the tagged OK of LOGOUT follows the BYE.
+        said_bye |= line.len() >= 5 && line[..5].eq_ignore_ascii_case(b"* BYE");
         if line.starts_with(b"+") {
             let waiting = state.lock().expect("state lock").continuation.take();
             if let Some(Continuation { wake, forward, .. }) = waiting {

@@ -1,68 +1,169 @@
-//! The session's second, read-only connection to the provider: it fetches
-//! whole messages with `BODY.PEEK[]` (so flags never change) when the
-//! proxy needs one the client's own command did not carry: an encrypted
-//! message to decrypt, or the original ciphertext of a message the client
-//! uploads back. It logs in with the client's credentials on first use.
+//! Side connections: read-only logins at the provider that fetch whole
+//! messages with `BODY.PEEK[]` (so flags never change) when the proxy
+//! needs one the client's own command did not carry: an encrypted message
+//! to decrypt, or the original ciphertext of a message the client uploads
+//! back.
+//!
+//! Providers limit logins per user and address (Dovecot allows 10), and a
+//! mail client opens several sessions, so the side connections are not
+//! per session: each account has one [`SidePool`] of at most
+//! `imap.side_connections`, shared by all its sessions, each connection
+//! closed after [`IDLE_TIMEOUT`] unused. A session borrows one for a
+//! single fetch through its [`SideFetcher`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
 
 use super::auth::Credentials;
 use super::framer;
 use super::upstream::{Upstream, UpstreamError, MAX_LINE};
 use crate::account::Account;
+use crate::metrics::Metrics;
 
-/// The side connection of one session.
-pub struct SideFetcher {
+/// A side connection unused for this long is logged out.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One account's side connections.
+pub struct SidePool {
     account: Arc<Account>,
-    credentials: Credentials,
-    conn: Option<Upstream>,
-    examined: Option<Vec<u8>>,
     max_size: u64,
+    /// One permit per connection that may be open (idle or lent out).
+    slots: Semaphore,
+    idle: SyncMutex<Vec<Idle>>,
+    metrics: Arc<Metrics>,
+}
+
+/// A logged-in connection and the mailbox it has open.
+struct SideConn {
+    upstream: Upstream,
+    examined: Option<Vec<u8>>,
+}
+
+struct Idle {
+    conn: SideConn,
+    since: Instant,
+}
+
+/// A session's way to its account's pool, with the credentials a new
+/// connection logs in with.
+pub struct SideFetcher {
+    pool: Arc<SidePool>,
+    credentials: Credentials,
+}
+
+impl SidePool {
+    /// A pool for `account` of at most `size` connections, refusing
+    /// messages over `max_size` octets.
+    pub fn new(account: Arc<Account>, size: usize, max_size: u64, metrics: Arc<Metrics>) -> Arc<SidePool> {
+        Arc::new(SidePool {
+            account,
+            max_size,
+            slots: Semaphore::new(size),
+            idle: SyncMutex::new(Vec::new()),
+            metrics,
+        })
+    }
+
+    /// A fetcher for a session that logged in with `credentials` (they
+    /// open new connections; the pool's connections all belong to the
+    /// same account, whichever session opened them).
+    pub fn fetcher(self: &Arc<Self>, credentials: Credentials) -> SideFetcher {
+        SideFetcher {
+            pool: self.clone(),
+            credentials,
+        }
+    }
+
+    /// The raw message `uid` of `mailbox`, on an idle connection or a new
+    /// one; waits while every connection is lent out. One retry on a
+    /// fresh connection when a reused one fails (servers close idle ones).
+    async fn fetch(self: &Arc<Self>, credentials: &Credentials, mailbox: &[u8], uid: u32) -> Result<Vec<u8>, UpstreamError> {
+        let _slot = self.slots.acquire().await.expect("the pool's semaphore is never closed");
+        if let Some(mut conn) = self.take_idle() {
+            self.metrics.imap_side_connections.with_label_values(&["reused"]).inc();
+            match conn.fetch(mailbox, uid, self.max_size).await {
+                Ok(message) => {
+                    self.put_back(conn);
+                    return Ok(message);
+                }
+                Err(e) => tracing::debug!(error = %e, "side connection failed; opening a new one"),
+            }
+        }
+        let mut conn = self.open(credentials).await?;
+        self.metrics.imap_side_connections.with_label_values(&["opened"]).inc();
+        let message = conn.fetch(mailbox, uid, self.max_size).await?;
+        self.put_back(conn);
+        Ok(message)
+    }
+
+    async fn open(&self, credentials: &Credentials) -> Result<SideConn, UpstreamError> {
+        let url = self.account.imap.as_ref().expect("IMAP sessions exist only for accounts with an IMAP server");
+        let mut upstream = Upstream::connect(url, &self.account.connector).await?;
+        let answer = upstream.login(credentials).await?;
+        if !answer.is_ok() {
+            return Err(UpstreamError::Protocol {
+                server: upstream.server.clone(),
+                reason: format!("the second login (to fetch messages for decryption) was refused: {}", answer.text()),
+            });
+        }
+        Ok(SideConn { upstream, examined: None })
+    }
+
+    /// The most recently used idle connection that is not stale.
+    fn take_idle(&self) -> Option<SideConn> {
+        self.close_stale();
+        self.idle.lock().expect("pool lock").pop().map(|i| i.conn)
+    }
+
+    /// Returns a connection to the pool and schedules its closing when
+    /// it stays unused.
+    fn put_back(self: &Arc<Self>, conn: SideConn) {
+        self.idle.lock().expect("pool lock").push(Idle { conn, since: Instant::now() });
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(IDLE_TIMEOUT).await;
+            if let Some(pool) = pool.upgrade() {
+                pool.close_stale();
+            }
+        });
+    }
+
+    fn close_stale(&self) {
+        let now = Instant::now();
+        let stale: Vec<Idle> = {
+            let mut idle = self.idle.lock().expect("pool lock");
+            let (fresh, stale) = idle.drain(..).partition(|i| now.duration_since(i.since) < IDLE_TIMEOUT);
+            *idle = fresh;
+            stale
+        };
+        stale.into_iter().for_each(|i| i.conn.close());
+    }
+
 }
 
 impl SideFetcher {
-    /// A fetcher for `account` that logs in with `credentials` when first
-    /// used and refuses messages over `max_size` octets.
-    pub fn new(account: Arc<Account>, credentials: Credentials, max_size: u64) -> SideFetcher {
-        SideFetcher {
-            account,
-            credentials,
-            conn: None,
-            examined: None,
-            max_size,
-        }
+    /// The raw message `uid` of `mailbox`.
+    pub async fn fetch(&self, mailbox: &[u8], uid: u32) -> Result<Vec<u8>, UpstreamError> {
+        self.pool.fetch(&self.credentials, mailbox, uid).await
+    }
+}
+
+impl SideConn {
+    /// Logs out in the background (politely, so the provider's log does
+    /// not show a dropped connection), bounded in time.
+    fn close(mut self) {
+        tokio::spawn(async move {
+            let logout = format!("{} LOGOUT\r\n", self.upstream.next_tag());
+            let logout = self.upstream.write(logout.as_bytes());
+            let _ = tokio::time::timeout(Duration::from_secs(5), logout).await;
+        });
     }
 
-    /// The raw message `uid` of `mailbox`. One retry on a fresh connection
-    /// (servers close idle ones).
-    pub async fn fetch(&mut self, mailbox: &[u8], uid: u32) -> Result<Vec<u8>, UpstreamError> {
-        match self.try_fetch(mailbox, uid).await {
-            Ok(bytes) => Ok(bytes),
-            Err(_) if self.conn.is_some() => {
-                self.conn = None;
-                self.examined = None;
-                self.try_fetch(mailbox, uid).await
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn try_fetch(&mut self, mailbox: &[u8], uid: u32) -> Result<Vec<u8>, UpstreamError> {
-        if self.conn.is_none() {
-            let url = self.account.imap.as_ref().expect("IMAP sessions exist only for accounts with an IMAP server");
-            let mut conn = Upstream::connect(url, &self.account.connector).await?;
-            let answer = conn.login(&self.credentials).await?;
-            if !answer.is_ok() {
-                return Err(UpstreamError::Protocol {
-                    server: conn.server.clone(),
-                    reason: format!("the second login (to fetch messages for decryption) was refused: {}", answer.text()),
-                });
-            }
-            self.conn = Some(conn);
-        }
-        let conn = self.conn.as_mut().expect("connected above");
+    async fn fetch(&mut self, mailbox: &[u8], uid: u32, max_size: u64) -> Result<Vec<u8>, UpstreamError> {
+        let conn = &mut self.upstream;
         if self.examined.as_deref() != Some(mailbox) {
             let mut command = b"EXAMINE ".to_vec();
             conn.push_astring(&mut command, mailbox)?;
@@ -95,7 +196,7 @@ impl SideFetcher {
                 break;
             }
             if let Some(announced) = literal {
-                if announced.size > self.max_size {
+                if announced.size > max_size {
                     return Err(UpstreamError::protocol(&conn.server, format!("message of {} octets is over imap.max_message_size", announced.size)));
                 }
                 let mut bytes = Vec::with_capacity(announced.size as usize);

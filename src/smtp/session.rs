@@ -23,7 +23,8 @@ use crate::discovery::{Discovery, Lookup};
 use crate::learn::Learner;
 use crate::pgp::{KeySource, LiveKeystore};
 use crate::spool::{Spool, DEFAULT_THRESHOLD};
-use crate::listener::{client_stream, ListenerKind};
+use crate::listener::{client_stream, ListenerKind, Service};
+use crate::shutdown::{Phase, Shutdown};
 use crate::tls::{LocalTls, Stream};
 
 /// RFC 5321 §4.5.3.1.6 text line limit, applied to command lines.
@@ -60,8 +61,28 @@ pub struct Shared {
     pub spool_dir: std::path::PathBuf,
 }
 
-/// Serves one client connection to its end.
-pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind) {
+impl Service for Shared {
+    async fn serve(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) {
+        handle(self, tcp, kind, shutdown).await
+    }
+
+    async fn refuse(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind) {
+        self.metrics.connections_refused.with_label_values(&["smtp"]).inc();
+        tracing::warn!("SMTP connection refused: listen.max_connections reached");
+        let Some(mut stream) = client_stream(tcp, kind, &self.tls).await else { return };
+        let reply = Reply::new(
+            421,
+            format!("4.7.0 {} Sealpost: too many open connections (listen.max_connections); try again later", self.hostname),
+        );
+        let _ = stream.write_all(&reply.to_bytes()).await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// Serves one client connection to its end, or until `shutdown` closes
+/// sessions (the client then hears 421 between commands; a message being
+/// transferred is finished first).
+pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) {
     shared.metrics.smtp_sessions.inc();
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let Some(stream) = client_stream(tcp, kind, &shared.tls).await else { return };
@@ -72,6 +93,7 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind) {
         ehlo: None,
         auth: None,
         txn: None,
+        shutdown,
     };
     match session.run().await {
         Ok(()) => tracing::debug!(%peer, "session closed"),
@@ -118,6 +140,7 @@ struct Session {
     ehlo: Option<String>,
     auth: Option<Authenticated>,
     txn: Option<Transaction>,
+    shutdown: Shutdown,
 }
 
 impl Session {
@@ -140,7 +163,15 @@ impl Session {
         self.send(&greeting).await?;
         loop {
             let timeout = Duration::from_secs(self.shared.limits.command_timeout);
-            let line = match tokio::time::timeout(timeout, read_line(self.conn(), MAX_AUTH_LINE)).await {
+            let mut shutdown = self.shutdown.clone();
+            let next = tokio::select! {
+                next = tokio::time::timeout(timeout, read_line(self.conn(), MAX_AUTH_LINE)) => next,
+                _ = shutdown.reached(Phase::Closing) => {
+                    let reply = Reply::new(421, format!("4.3.2 {} Sealpost is shutting down; try again later", self.shared.hostname));
+                    return self.send(&reply).await;
+                }
+            };
+            let line = match next {
                 Err(_) => {
                     let reply = Reply::new(421, format!("4.4.2 {} no command for {} s, closing", self.shared.hostname, timeout.as_secs()));
                     return self.send(&reply).await;

@@ -7,6 +7,7 @@
 
 pub mod fault;
 pub mod proxy;
+pub mod raw;
 pub mod stack;
 pub mod wkd;
 

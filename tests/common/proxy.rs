@@ -1,7 +1,7 @@
 //! A real `sealpost serve` process for the integration tests, configured
 //! against the test stack, with its own ports and log file.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,11 +27,6 @@ pub struct Proxy {
     _config_dir: tempfile::TempDir,
 }
 
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
 /// How a test proxy is configured beyond the defaults.
 #[derive(Default)]
 pub struct Setup<'a> {
@@ -49,6 +44,8 @@ pub struct Setup<'a> {
     /// talk to loopback only, and a Web Key Directory look-up would ask
     /// DNS for the recipient's domain.
     pub keys: Option<&'a str>,
+    /// Lines added to the `[listen]` table (e.g. `shutdown_grace = 2`).
+    pub listen: &'a str,
 }
 
 impl Proxy {
@@ -70,8 +67,6 @@ impl Proxy {
     /// Starts a proxy as [`Setup`] says.
     pub fn start_with(user: &User, setup: Setup<'_>) -> Proxy {
         let stack: &Stack = stack();
-        let (smtp, smtps, metrics) = (free_port(), free_port(), free_port());
-        let (imap, imaps) = (free_port(), free_port());
         let imap_upstream = setup
             .imap_upstream
             .map(str::to_string)
@@ -90,19 +85,21 @@ impl Proxy {
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{data}\"\n{extra}\n[keys]\n{keys}\n[listen]\nsmtp = \"{smtp}\"\nsmtps = \"{smtps}\"\nimap = \"{imap}\"\nimaps = \"{imaps}\"\nmetrics = \"{metrics}\"\n\n\
+                "data_dir = \"{data}\"\n{extra}\n[keys]\n{keys}\n[listen]\n{LISTEN_ANY_PORT}{listen}\n\n\
 [[account]]\nlogin = \"{login}\"\nsmtp = \"{upstream}\"\nimap = \"{imap_upstream}\"\n{ca_line}{account}\n",
                 data = user.dir.path().display(),
                 extra = setup.extra,
                 keys = setup.keys.unwrap_or("wkd = false"),
                 login = user.email,
                 account = setup.account,
+                listen = setup.listen,
             ),
         )
         .unwrap();
         let log = config_dir.path().join("sealpost.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_sealpost"))
-            .args(["--config", config.to_str().unwrap(), "serve"])
+        let bound = config_dir.path().join("bound.toml");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sealpost"))
+            .args(["--config", config.to_str().unwrap(), "serve", "--bound-addresses", bound.to_str().unwrap()])
             .env("SEALPOST_PASSPHRASE", PASSPHRASE)
             .env("RUST_LOG", "sealpost=debug")
             .stdin(Stdio::null())
@@ -110,32 +107,36 @@ impl Proxy {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut proxy = Proxy {
+        let addresses = wait_for_addresses(&mut child, &bound, &log);
+        let address = |name: &str| addresses[name];
+        Proxy {
             child,
-            smtp,
-            smtps,
-            imap,
-            imaps,
-            metrics,
+            smtp: address("smtp"),
+            smtps: address("smtps"),
+            imap: address("imap"),
+            imaps: address("imaps"),
+            metrics: address("metrics"),
             log,
             _config_dir: config_dir,
-        };
-        proxy.wait_ready();
-        proxy
+        }
     }
 
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+    /// Sends SIGTERM, as systemd does to stop a service.
+    pub fn sigterm(&self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).stderr(Stdio::null()).status();
+    }
+
+    /// The exit status, once the process has ended (waiting up to
+    /// `limit`).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("sealpost serve exited ({status}):\n{}", self.log_text());
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
-            if TcpStream::connect(self.smtp).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("sealpost serve did not start listening:\n{}", self.log_text());
+        None
     }
 
     /// What the proxy logged so far.
@@ -156,17 +157,38 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        self.sigterm();
+        if self.wait_exit(Duration::from_secs(30)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
+}
+
+/// Every listener on port 0: the system picks free ports and the proxy
+/// reports them (`serve --bound-addresses`), so parallel tests never race
+/// for a port.
+const LISTEN_ANY_PORT: &str = "smtp = \"127.0.0.1:0\"\nsmtps = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n";
+
+/// Waits for `serve` to write its bound addresses (it binds every
+/// listener first), failing with its log if it exits or takes too long.
+fn wait_for_addresses(child: &mut Child, bound: &Path, log: &Path) -> std::collections::HashMap<String, SocketAddr> {
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("sealpost serve exited ({status}):\n{}", log_text());
+        }
+        if let Ok(text) = std::fs::read_to_string(bound) {
+            return text
+                .lines()
+                .filter_map(|line| line.split_once(" = "))
+                .map(|(name, addr)| (name.to_string(), addr.trim_matches('"').parse().unwrap()))
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("sealpost serve did not report its addresses:\n{}", log_text());
 }
 
 /// A unique token for this test run, to find its messages among others.

@@ -33,13 +33,18 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_DIR: &str = "/tmp/sealpost-teststack";
 
 /// The mailbox users; each one's password is `pw-<localpart>` ([`password`]).
-pub const USERS: [&str; 5] = [
+pub const USERS: [&str; 6] = [
     "alice@example.org",
     "bob@example.net",
     "carol@example.com",
     "dave@example.com",
     "erin@example.org",
+    LIMITED_USER,
 ];
+
+/// The user who keeps Dovecot's default limit of 10 IMAP connections per
+/// user and IP; only tests of that limit log in as this user.
+pub const LIMITED_USER: &str = "frank@example.com";
 
 /// A running test stack: where to connect, which CA to trust, where the
 /// mail and logs are. Every value comes from the `env` file start.sh writes.
