@@ -971,6 +971,8 @@ fn unusable_dir(dir: &Path) -> Option<String> {
 }
 
 #[cfg(test)]
+// figment's Jail takes closures returning its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

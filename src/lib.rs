@@ -11,6 +11,7 @@
 //! - [`account`]: configured accounts with their unlocked keys;
 //! - [`smtp`]: the submission proxy;
 //! - [`imap`]: the IMAP proxy;
+//! - [`sasl`]: the SASL mechanisms both proxies relay, and the user name a response names;
 //! - [`learn`]: correspondents' keys learnt from incoming mail (Autocrypt);
 //! - [`listener`]: accepting connections for either proxy;
 //! - [`store`]: the proxies' data at rest (the decrypted-message cache);
@@ -19,6 +20,9 @@
 //! - [`metrics`]: Prometheus counters;
 //! - [`config`]: the configuration file and its validation;
 //! - [`logging`]: tracing output (never secrets or message bodies).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod account;
 pub mod config;
@@ -32,6 +36,7 @@ pub mod message;
 pub mod metrics;
 pub mod mime;
 pub mod pgp;
+pub mod sasl;
 pub mod serve;
 pub mod shutdown;
 pub mod smtp;

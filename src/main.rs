@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! The `sealpost` command: a thin layer over the library that reads
 //! arguments, loads the configuration and turns errors into messages and
 //! exit codes (0 success, 1 failure, 2 configuration or usage error).

@@ -47,7 +47,8 @@ use base64::Engine;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
-use sealpost::imap::auth::{decode_response, Credentials};
+use sealpost::imap::auth::Credentials;
+use sealpost::sasl::decode_response;
 use sealpost::imap::command::{head, Fetch, Requested};
 use sealpost::imap::framer::{announced_literal, copy_literal, read_segment};
 use sealpost::imap::view::{partial, MessageView, Section, SectionText};
@@ -1704,7 +1705,7 @@ fn a_refused_synchronizing_literal_does_not_desynchronise_the_proxy() {
 /// open until the proxy closes it.
 const SCRIPT: &str = r#"
 import os, socket, ssl, sys, threading
-cert, key, cases = sys.argv[1], sys.argv[1], sys.argv[1]
+cert, key, cases = sys.argv[1:4]
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", 0)); srv.listen(32)

@@ -20,7 +20,7 @@ use common::User;
 /// offers STARTTLS). Answers a fixed conversation.
 const SCRIPT: &str = r#"
 import socket, ssl, sys
-log, cert, key, mode = sys.argv[1], sys.argv[1], sys.argv[1], sys.argv[1]
+log, cert, key, mode = sys.argv[1:5]
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", 0)); srv.listen(4)
 print("ready", srv.getsockname()[1], flush=True)

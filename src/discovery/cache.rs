@@ -104,7 +104,7 @@ pub(crate) struct Cache {
 
 impl Cache {
     /// The cache persisted at `path` (`None`: memory only), loaded now.
-    pub fn open(path: Option<PathBuf>, clock: Arc<dyn Clock>, ttl: Ttl) -> Cache {
+    pub(crate) fn open(path: Option<PathBuf>, clock: Arc<dyn Clock>, ttl: Ttl) -> Cache {
         let entries = match &path {
             Some(path) => load(path, unix(clock.now())),
             None => BTreeMap::new(),
@@ -119,7 +119,7 @@ impl Cache {
     }
 
     /// The remembered answer for `key`, if it has not expired.
-    pub fn get(&self, key: &str) -> Option<Lookup> {
+    pub(crate) fn get(&self, key: &str) -> Option<Lookup> {
         let now = unix(self.clock.now());
         let mut entries = self.entries.lock().expect("not poisoned");
         match entries.get(key) {
@@ -134,7 +134,7 @@ impl Cache {
 
     /// Remembers `lookup` for `key` (found, not found and failed answers;
     /// others are not remembered) and writes the file.
-    pub fn put(&self, key: &str, lookup: &Lookup) -> std::io::Result<()> {
+    pub(crate) fn put(&self, key: &str, lookup: &Lookup) -> std::io::Result<()> {
         let ttl = match lookup {
             Lookup::Found { .. } => self.ttl.found,
             Lookup::NotFound => self.ttl.not_found,
@@ -165,7 +165,7 @@ impl Cache {
     }
 
     /// Forgets `key` and writes the file.
-    pub fn forget(&self, key: &str) -> std::io::Result<()> {
+    pub(crate) fn forget(&self, key: &str) -> std::io::Result<()> {
         let removed = self.entries.lock().expect("not poisoned").remove(key).is_some();
         if removed {
             self.save()

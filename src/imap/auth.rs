@@ -1,13 +1,10 @@
-//! What a client logs in with: LOGIN's user name and password, or a SASL
-//! mechanism's response (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER). The proxy
+//! What an IMAP client logs in with: LOGIN's user name and password, or a
+//! SASL mechanism's response (read by [`crate::sasl`]). The proxy
 //! reads only the user name, to choose the account; the credentials go to
 //! the provider as they are, and are kept in memory (never logged) so the
 //! side connection that fetches messages for decryption can log in too.
 
-use base64::Engine;
-
-/// SASL mechanisms offered to clients before login.
-pub const MECHANISMS: [&str; 4] = ["PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"];
+use crate::sasl::{user_name, SaslError};
 
 /// Credentials as the client gave them.
 #[derive(Clone, PartialEq, Eq)]
@@ -37,65 +34,14 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Why a SASL response could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    /// Not valid base64.
-    #[error("the SASL response is not valid base64")]
-    Base64,
-    /// The mechanism's format was not followed.
-    #[error("the {0} response is malformed")]
-    Malformed(&'static str),
-    /// A mechanism the proxy does not relay.
-    #[error("unsupported mechanism {0}; use one of PLAIN, LOGIN, XOAUTH2, OAUTHBEARER")]
-    Unsupported(String),
-}
-
 impl Credentials {
     /// The user name that selects the account.
-    pub fn user(&self) -> Result<String, AuthError> {
+    pub fn user(&self) -> Result<String, SaslError> {
         match self {
             Credentials::Login { user, .. } => Ok(String::from_utf8_lossy(user).into_owned()),
-            Credentials::Sasl { mechanism, response } => match mechanism.as_str() {
-                // authzid NUL authcid NUL password: the provider checks
-                // authcid's password.
-                "PLAIN" => {
-                    let mut fields = response.split(|&b| b == 0);
-                    let (_authzid, authcid, _password) = (fields.next(), fields.next(), fields.next());
-                    match (authcid, _password, fields.next()) {
-                        (Some(authcid), Some(_), None) if !authcid.is_empty() => Ok(String::from_utf8_lossy(authcid).into_owned()),
-                        _ => Err(AuthError::Malformed("PLAIN")),
-                    }
-                }
-                // user=NAME ^A auth=Bearer TOKEN ^A ^A
-                "XOAUTH2" => response
-                    .split(|&b| b == 1)
-                    .find_map(|f| f.strip_prefix(b"user="))
-                    .map(|u| String::from_utf8_lossy(u).into_owned())
-                    .ok_or(AuthError::Malformed("XOAUTH2")),
-                // RFC 7628: gs2-header "n,a=NAME," with , and = escaped.
-                "OAUTHBEARER" => {
-                    let header = response.split(|&b| b == 1).next().unwrap_or_default();
-                    let header = String::from_utf8_lossy(header);
-                    header
-                        .split(',')
-                        .find_map(|f| f.strip_prefix("a="))
-                        .map(|u| u.replace("=2C", ",").replace("=3D", "="))
-                        .ok_or(AuthError::Malformed("OAUTHBEARER"))
-                }
-                other => Err(AuthError::Unsupported(other.to_string())),
-            },
+            Credentials::Sasl { mechanism, response } => user_name(mechanism, response),
         }
     }
-}
-
-/// Decodes one SASL line from the client (`=` is the empty response).
-pub fn decode_response(line: &[u8]) -> Result<Vec<u8>, AuthError> {
-    let line = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(line);
-    if line == b"=" {
-        return Ok(Vec::new());
-    }
-    base64::engine::general_purpose::STANDARD.decode(line).map_err(|_| AuthError::Base64)
 }
 
 #[cfg(test)]
@@ -110,22 +56,6 @@ mod tests {
     }
 
     #[test]
-    fn user_names_from_each_mechanism() {
-        assert_eq!(sasl("PLAIN", b"\0alice@x.test\0pw").user().unwrap(), "alice@x.test");
-        assert_eq!(sasl("PLAIN", b"admin\0bob\0pw").user().unwrap(), "bob");
-        assert!(sasl("PLAIN", b"no-nul").user().is_err());
-        assert_eq!(
-            sasl("XOAUTH2", b"user=carol@x.test\x01auth=Bearer tok\x01\x01").user().unwrap(),
-            "carol@x.test"
-        );
-        assert_eq!(
-            sasl("OAUTHBEARER", b"n,a=d=2Cave@x.test,\x01host=x\x01auth=Bearer t\x01\x01").user().unwrap(),
-            "d,ave@x.test"
-        );
-        assert!(matches!(sasl("CRAM-MD5", b"x").user(), Err(AuthError::Unsupported(_))));
-    }
-
-    #[test]
     fn secrets_stay_out_of_debug_output() {
         let c = Credentials::Login {
             user: b"u".to_vec(),
@@ -133,12 +63,5 @@ mod tests {
         };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!format!("{:?}", sasl("PLAIN", b"\0u\0hunter2")).contains("hunter2"));
-    }
-
-    #[test]
-    fn responses_decode() {
-        assert_eq!(decode_response(b"AHUAcA==\r\n").unwrap(), b"\0u\0p");
-        assert_eq!(decode_response(b"=\r\n").unwrap(), b"");
-        assert!(decode_response(b"***\r\n").is_err());
     }
 }

@@ -16,7 +16,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Mutex};
 
 use super::append;
-use super::auth::{decode_response, Credentials, MECHANISMS};
+use super::auth::Credentials;
+use crate::sasl::{decode_response, MECHANISMS};
 use super::capability;
 use super::command::{head, mailbox_key, Fetch, Requested};
 use super::fetch::Rewriter;

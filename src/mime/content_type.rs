@@ -20,14 +20,7 @@ impl ContentType {
 
     /// Parses an unfolded value. `None` when there is no `type/subtype`.
     pub fn parse(value: &str) -> Option<ContentType> {
-        let mut chars = value.char_indices().peekable();
-        let mut end = value.len();
-        while let Some((i, c)) = chars.next() {
-            if c == ';' {
-                end = i;
-                break;
-            }
-        }
+        let end = value.find(';').unwrap_or(value.len());
         let mime_type = strip_comments(&value[..end]).trim().to_ascii_lowercase();
         let (top, sub) = mime_type.split_once('/')?;
         if top.is_empty() || sub.is_empty() || mime_type.contains(char::is_whitespace) {

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -24,6 +23,7 @@ use crate::learn::Learner;
 use crate::pgp::{KeySource, LiveKeystore};
 use crate::spool::{Spool, DEFAULT_THRESHOLD};
 use crate::listener::{client_stream, ListenerKind, Service};
+use crate::sasl::{decode_response, user_name, MECHANISMS};
 use crate::shutdown::{Phase, Shutdown};
 use crate::tls::{LocalTls, Stream};
 
@@ -35,9 +35,6 @@ const MAX_AUTH_LINE: usize = 12288;
 const MAX_RECIPIENTS: usize = 1000;
 /// The header section must end within this many octets.
 const MAX_HEADER_SECTION: usize = 1024 * 1024;
-/// SASL mechanisms Sealpost relays (credentials go to the provider as they
-/// are; Sealpost only reads the user name to pick the account).
-const MECHANISMS: [&str; 4] = ["PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"];
 
 /// What every session shares.
 pub struct Shared {
@@ -344,7 +341,8 @@ impl Session {
                     }
                 }
             };
-            (decode_b64(&user_b64), format!("AUTH LOGIN {user_b64}"))
+            let user = decode_response(user_b64.as_bytes()).ok().map(|name| String::from_utf8_lossy(&name).into_owned());
+            (user, format!("AUTH LOGIN {user_b64}"))
         } else {
             let response = match initial {
                 Some(ir) => ir,
@@ -356,7 +354,7 @@ impl Session {
                     }
                 }
             };
-            let user = decode_b64(&response).and_then(|raw| sasl_user(&mechanism, &raw));
+            let user = decode_response(response.as_bytes()).and_then(|raw| user_name(&mechanism, &raw)).ok();
             (user, format!("AUTH {mechanism} {response}"))
         };
         let Some(user) = user else {
@@ -906,59 +904,9 @@ fn prepare(shared: &Shared, account: &Account, recipients: &[String], message: S
     }
 }
 
-fn decode_b64(text: &str) -> Option<String> {
-    if text == "=" {
-        return Some(String::new());
-    }
-    let raw = base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()?;
-    String::from_utf8(raw).ok()
-}
-
-/// The user name inside a decoded SASL initial response.
-fn sasl_user(mechanism: &str, raw: &str) -> Option<String> {
-    match mechanism {
-        // authzid NUL authcid NUL password
-        "PLAIN" => {
-            let mut fields = raw.split('\0');
-            let authzid = fields.next()?;
-            let authcid = fields.next()?;
-            fields.next()?;
-            Some(if authcid.is_empty() { authzid } else { authcid }.to_string())
-        }
-        // user=NAME ^A auth=Bearer TOKEN ^A ^A
-        "XOAUTH2" => raw.split('\x01').find_map(|f| f.strip_prefix("user=")).map(str::to_string),
-        // RFC 7628: gs2 header "n,a=NAME," with =2C and =3D escapes
-        "OAUTHBEARER" => raw
-            .split('\x01')
-            .next()?
-            .split(',')
-            .find_map(|f| f.strip_prefix("a="))
-            .map(|a| a.replace("=2C", ",").replace("=3D", "=")),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn user_names_from_sasl_responses() {
-        assert_eq!(sasl_user("PLAIN", "\0alice@x.test\0secret").as_deref(), Some("alice@x.test"));
-        assert_eq!(sasl_user("PLAIN", "admin\0\0secret").as_deref(), Some("admin"));
-        assert_eq!(sasl_user("PLAIN", "no separators"), None);
-        assert_eq!(
-            sasl_user("XOAUTH2", "user=bob@x.test\x01auth=Bearer abc\x01\x01").as_deref(),
-            Some("bob@x.test")
-        );
-        assert_eq!(
-            sasl_user("OAUTHBEARER", "n,a=carol=2Cx@x.test,\x01host=h\x01auth=Bearer t\x01\x01").as_deref(),
-            Some("carol,x@x.test")
-        );
-        assert_eq!(decode_b64("AGFsaWNlAHB3").as_deref(), Some("\0alice\0pw"));
-        assert_eq!(decode_b64("=").as_deref(), Some(""));
-        assert_eq!(decode_b64("!!"), None);
-    }
 
     #[test]
     fn partial_delivery_is_permanent_and_names_recipients() {

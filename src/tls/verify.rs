@@ -41,7 +41,7 @@ pub struct Presented {
 
 /// Verifies one server (`server` is host:port) under one trust mode.
 #[derive(Debug)]
-pub struct PinningVerifier {
+pub(crate) struct PinningVerifier {
     server: String,
     mode: TrustMode,
     /// Pins that must match: configured ones, or the TOFU record.
@@ -57,7 +57,7 @@ impl PinningVerifier {
     /// connector decides both from the trust mode and the pin store; with
     /// neither, the verifier only records what the server presents (for
     /// `sealpost pin fetch`), still checking the handshake signature.
-    pub fn new(
+    pub(crate) fn new(
         server: String,
         mode: TrustMode,
         required: Vec<Pin>,
@@ -76,7 +76,7 @@ impl PinningVerifier {
 
     /// A client configuration that authenticates servers with `verifier`
     /// (and only with it).
-    pub fn client_config(verifier: &Arc<PinningVerifier>) -> Result<rustls::ClientConfig, super::TlsError> {
+    pub(crate) fn client_config(verifier: &Arc<PinningVerifier>) -> Result<rustls::ClientConfig, super::TlsError> {
         Ok(rustls::ClientConfig::builder_with_provider(super::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| super::TlsError::Config(e.to_string()))?
@@ -86,7 +86,7 @@ impl PinningVerifier {
     }
 
     /// What the server presented, once the certificate was accepted.
-    pub fn presented(&self) -> Option<Presented> {
+    pub(crate) fn presented(&self) -> Option<Presented> {
         self.presented.lock().expect("not poisoned").clone()
     }
 }
