@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::config::{AccountConfig, Config, PolicyConfig, PreferEncrypt, ServerUrl};
+use crate::config::{AccountConfig, Config, PolicyConfig, PreferEncrypt};
+use crate::url::ServerUrl;
 use crate::pgp::{KeyError, Keystore, PassphraseSource, UnlockedKey};
 use crate::tls::{Connector, Pin, PinStore, TlsError, Trust};
 

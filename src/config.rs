@@ -15,6 +15,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::tls::{Pin, TrustMode};
+use crate::url::{HttpsUrl, ServerUrl};
 
 /// Environment variables with the `SEALPOST_` prefix that are not
 /// configuration keys.
@@ -395,66 +396,6 @@ impl AccountConfig {
     /// The address whose key signs: `address`, else `login`.
     pub fn address(&self) -> String {
         crate::pgp::normalize_email(self.address.as_deref().unwrap_or(&self.login))
-    }
-}
-
-/// An upstream server address from the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerUrl {
-    /// TLS from the first byte (`smtps://`) rather than STARTTLS.
-    pub implicit_tls: bool,
-    /// Host name (checked against the certificate).
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-}
-
-impl ServerUrl {
-    /// Parses `smtp://host[:port]` or `smtps://host[:port]` (default ports
-    /// 587 and 465; IPv6 literals in brackets).
-    pub fn parse_smtp(url: &str) -> Result<ServerUrl, String> {
-        Self::parse(url, ("smtp", 587), ("smtps", 465))
-    }
-
-    /// Parses `imap://host[:port]` (STARTTLS) or `imaps://host[:port]`
-    /// (default ports 143 and 993).
-    pub fn parse_imap(url: &str) -> Result<ServerUrl, String> {
-        Self::parse(url, ("imap", 143), ("imaps", 993))
-    }
-
-    fn parse(url: &str, starttls: (&str, u16), implicit: (&str, u16)) -> Result<ServerUrl, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("'{url}' is not a URL like {}://host:{}", starttls.0, starttls.1))?;
-        let (implicit_tls, default_port) = match scheme.to_ascii_lowercase() {
-            s if s == starttls.0 => (false, starttls.1),
-            s if s == implicit.0 => (true, implicit.1),
-            other => return Err(format!("unsupported scheme '{other}' (use {}:// or {}://)", starttls.0, implicit.0)),
-        };
-        let authority = rest.trim_end_matches('/');
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or("unterminated IPv6 address")?;
-            (host.to_string(), after.strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (authority.to_string(), None),
-            }
-        };
-        if host.is_empty() || host.contains(['/', '@', ' ']) {
-            return Err(format!("'{url}' has no valid host"));
-        }
-        let port = match port {
-            Some(p) => p.parse::<u16>().map_err(|_| format!("'{p}' is not a port number"))?,
-            None => default_port,
-        };
-        Ok(ServerUrl { implicit_tls, host, port })
-    }
-}
-
-impl std::fmt::Display for ServerUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
     }
 }
 
@@ -909,7 +850,7 @@ fn validate_keys(keys: &KeysConfig) -> Vec<Problem> {
         }
     }
     if let Some(url) = keys.keyserver.as_deref().filter(|u| !u.trim().is_empty()) {
-        if let Err(e) = crate::discovery::HttpsUrl::parse(url) {
+        if let Err(e) = HttpsUrl::parse(url) {
             problem("keys.keyserver".into(), e, "write an https URL such as \"https://keys.openpgp.org\", or remove the key");
         }
     }

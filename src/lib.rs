@@ -19,6 +19,7 @@
 //! - [`shutdown`]: the phases of a shutdown that sessions watch;
 //! - [`metrics`]: Prometheus counters;
 //! - [`config`]: the configuration file and its validation;
+//! - [`url`]: the URLs the configuration names (mail servers, HTTPS);
 //! - [`logging`]: tracing output (never secrets or message bodies).
 
 #![forbid(unsafe_code)]
@@ -44,3 +45,4 @@ pub mod spool;
 pub mod store;
 pub mod tls;
 pub mod upstream;
+pub mod url;

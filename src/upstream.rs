@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::config::ServerUrl;
+use crate::url::ServerUrl;
 use crate::tls::TlsError;
 
 /// How long to wait for the TCP connection.

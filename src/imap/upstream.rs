@@ -10,7 +10,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 
 use super::auth::Credentials;
 use super::framer::{self, FrameError};
-use crate::config::ServerUrl;
+use crate::url::ServerUrl;
 pub use crate::upstream::UpstreamError;
 use crate::tls::{Connector, Stream};
 use crate::upstream::connect_tcp;

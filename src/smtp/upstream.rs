@@ -10,7 +10,7 @@ use std::io::Read;
 
 use super::data::DotStuffer;
 use super::reply::{read_reply, Reply, ReplyError};
-use crate::config::ServerUrl;
+use crate::url::ServerUrl;
 use crate::spool::Spool;
 pub use crate::upstream::UpstreamError;
 use crate::tls::{Connector, Stream};

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use super::pin::{Pin, TrustMode};
 use super::verify::PinningVerifier;
-use crate::config::ServerUrl;
+use crate::url::ServerUrl;
 use super::{provider, sha256_fingerprint, TlsError};
 
 /// Which protocol's STARTTLS to speak.
