@@ -31,7 +31,6 @@ stack_paths "$DIR"
 log() { echo "teststack: cyrus: $*" >&2; }
 die() { echo "teststack: cyrus: error: $*" >&2; exit 1; }
 
-CYRUS_CONF="$CYRUS_DIR/imapd.conf"
 CYRUS_MASTER_CONF="$CYRUS_DIR/cyrus.conf"
 CYRUS_CONFIG="$CYRUS_DIR/config"     # configdirectory: databases, sockets, proc
 CYRUS_SPOOL="$CYRUS_DIR/spool"       # partition-default: the mail
@@ -308,6 +307,16 @@ if pid="$(cyrus_pid)"; then
   log "restarting (pid $pid): configuration or certificate changed, or a port is missing"
   kill -TERM "$pid" 2>/dev/null || true
   wait_gone "$pid" 10
+fi
+# Children of a master that died without stopping them (SIGKILL) still
+# hold the ports and the idled socket.
+mapfile -t strays < <(cyrus_strays)
+if ((${#strays[@]})); then
+  log "ending ${#strays[@]} process(es) left by a dead master: ${strays[*]}"
+  kill -TERM "${strays[@]}" 2>/dev/null || true
+  for pid in "${strays[@]}"; do
+    wait_gone "$pid" 5
+  done
 fi
 rm -f "$CYRUS_STAMP" "$CYRUS_PID"
 

@@ -96,6 +96,7 @@ stack_paths() {
   STAMP="$DIR/.stamp"
   # Cyrus keeps everything under one directory (see cyrus.sh).
   CYRUS_DIR="$DIR/cyrus"
+  CYRUS_CONF="$CYRUS_DIR/imapd.conf"
   CYRUS_PID="$CYRUS_DIR/run/master.pid"
   CYRUS_STAMP="$CYRUS_DIR/.stamp"
 }
@@ -145,6 +146,22 @@ pin_dovecot_pid() { pid_of_file "$DOVECOT_PINS/$1/run/master.pid" dovecot; }
 postfix_pid() { pid_of_file "$POSTFIX_PID" master; }
 # Cyrus's master process is also called "master"; its pid file tells it apart.
 cyrus_pid() { pid_of_file "$CYRUS_PID" master; }
+# cyrus_strays: the pids of live processes of this DIR's Cyrus instance,
+# whatever their parent: every one has "-C DIR/cyrus/imapd.conf" in its
+# command line. A master killed with SIGKILL leaves its imapd and idled
+# children running, and they keep the ports; stop.sh and cyrus.sh end them.
+cyrus_strays() {
+  local d args i
+  for d in /proc/[0-9]*; do
+    mapfile -d '' args 2>/dev/null <"$d/cmdline" || continue
+    for ((i = 0; i + 1 < ${#args[@]}; i++)); do
+      if [ "${args[$i]}" = -C ] && [ "${args[$((i + 1))]}" = "$CYRUS_CONF" ]; then
+        alive "${d#/proc/}" && echo "${d#/proc/}"
+        break
+      fi
+    done
+  done
+}
 
 # listening_ports: the TCP ports listened on by anyone (one ss call).
 listening_ports() {
