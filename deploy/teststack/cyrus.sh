@@ -60,8 +60,9 @@ if healthy; then
 fi
 
 [ "$(id -u)" -eq 0 ] || die "Cyrus must be started as root (it installs packages; its master drops to user cyrus)"
-[ -s "$TLS_DIR/server.pem" ] && [ -s "$TLS_DIR/server.key" ] && [ -s "$CA_DIR/ca.pem" ] ||
+if ! [ -s "$TLS_DIR/server.pem" ] || ! [ -s "$TLS_DIR/server.key" ] || ! [ -s "$CA_DIR/ca.pem" ]; then
   die "no stack certificates in $TLS_DIR: run start.sh $DIR first"
+fi
 
 # Serialise concurrent runs. Not start.sh's lock: start.sh holds that one
 # while it runs this script. fd 8 is closed for the daemons below.
@@ -160,7 +161,6 @@ fi
 # ------------------------------------------------------------------ layout
 # The master starts as root and drops to user cyrus (group mail) at once;
 # everything it and its children write must belong to that user.
-CYRUS_UID="$(id -u cyrus)"
 install -d -m 0750 -o cyrus -g mail "$CYRUS_CONFIG" "$CYRUS_CONFIG/socket" "$CYRUS_CONFIG/proc" \
   "$CYRUS_CONFIG/lock" "$CYRUS_CONFIG/log" "$CYRUS_CONFIG/db" "$CYRUS_SPOOL" "$CYRUS_SPOOL/stage." \
   "$CYRUS_DIR/sieve" "$CYRUS_DIR/run" "$CYRUS_TLS"

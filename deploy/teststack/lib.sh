@@ -48,7 +48,7 @@ CYRUS_IMAPS_PORT=31293        # Cyrus IMAP over implicit TLS
 CYRUS_PORTS=("$CYRUS_IMAP_PORT" "$CYRUS_IMAPS_PORT")
 # Cyrus's administrator (sasldb only, not a mailbox user), for set-up and
 # for tests that need to look at any user's mailboxes.
-CYRUS_ADMIN=admin
+CYRUS_ADMIN="admin"
 CYRUS_ADMIN_PASSWORD=pw-admin
 
 # The mailbox users: address and password pw-<localpart>.
