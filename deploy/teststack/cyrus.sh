@@ -217,6 +217,12 @@ admins: $CYRUS_ADMIN
 delete_mode: immediate
 expunge_mode: immediate
 
+# Keep 8-bit bytes in header fields (raw UTF-8, RFC 6532) as they are; the
+# default replaces each with an "X", in APPEND as in LMTP delivery, so such a
+# message would not come back byte for byte. (Cyrus turns bare CR and bare
+# LF into CRLF, and refuses NUL, whatever the settings.)
+munge8bit: no
+
 # Each user's INBOX, with Drafts, Sent, Trash and Junk (subscribed and with
 # their SPECIAL-USE flags), is created at the first login. 0: no quota.
 autocreate_quota: 0
