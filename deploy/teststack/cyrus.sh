@@ -47,13 +47,14 @@ stamp() {
 
 # ---------------------------------------------------------------- fast path
 # Master alive, both ports listening, configuration from this very script,
-# and the certificate it serves is still the stack's: nothing to do. No lock,
-# no package checks: well under 1 s (start.sh runs this on every call).
+# and the certificate it serves is still the stack's (start.sh makes a new
+# server.key only with a new server.pem): nothing to do. No lock, no package
+# checks, nothing only root may read: well under 1 s (start.sh runs this on
+# every call).
 healthy() {
   [ -f "$CYRUS_STAMP" ] && [ "$(cat "$CYRUS_STAMP")" = "$(stamp)" ] &&
     cyrus_pid >/dev/null && all_listening "${CYRUS_PORTS[@]}" &&
-    cmp -s "$TLS_DIR/server.pem" "$CYRUS_TLS/server.pem" &&
-    cmp -s "$TLS_DIR/server.key" "$CYRUS_TLS/server.key"
+    cmp -s "$TLS_DIR/server.pem" "$CYRUS_TLS/server.pem"
 }
 if healthy; then
   exit 0
@@ -163,13 +164,15 @@ fi
 # everything it and its children write must belong to that user.
 install -d -m 0750 -o cyrus -g mail "$CYRUS_CONFIG" "$CYRUS_CONFIG/socket" "$CYRUS_CONFIG/proc" \
   "$CYRUS_CONFIG/lock" "$CYRUS_CONFIG/log" "$CYRUS_CONFIG/db" "$CYRUS_SPOOL" "$CYRUS_SPOOL/stage." \
-  "$CYRUS_DIR/sieve" "$CYRUS_DIR/run" "$CYRUS_TLS"
-# Logs readable by anyone who can read the other stack logs.
-install -d -m 0755 -o cyrus -g mail "$CYRUS_LOGS"
+  "$CYRUS_DIR/sieve"
+# Readable by anyone, like the rest of the stack's logs, pid files and
+# certificates (the fast path reads run/master.pid and tls/server.pem).
+install -d -m 0755 -o cyrus -g mail "$CYRUS_LOGS" "$CYRUS_DIR/run" "$CYRUS_TLS"
 
 # The server certificate and key of the stack, as served by Dovecot and
 # Postfix. imapd reads them as user cyrus, and server.key is root's 0600:
-# copies owned by cyrus (the fast path compares them with the originals).
+# copies owned by cyrus (the fast path compares the certificate with the
+# original).
 install -m 0644 -o cyrus -g mail "$TLS_DIR/server.pem" "$CYRUS_TLS/server.pem"
 install -m 0600 -o cyrus -g mail "$TLS_DIR/server.key" "$CYRUS_TLS/server.key"
 
