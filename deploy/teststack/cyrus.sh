@@ -130,7 +130,9 @@ install_packages() {
   elif [ -x /etc/init.d/cyrus-imapd ]; then
     /etc/init.d/cyrus-imapd stop >>"$APT_LOG" 2>&1 || true
   fi
-  deb-systemd-helper disable cyrus-imapd.service >>"$APT_LOG" 2>&1 || true
+  # update-rc.d disables the init script's links and, through systemctl
+  # where that exists, the systemd unit too (deb-systemd-helper would refuse:
+  # it only works when called from dpkg).
   update-rc.d cyrus-imapd disable >>"$APT_LOG" 2>&1 || true
 }
 install_packages
