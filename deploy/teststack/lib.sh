@@ -41,6 +41,16 @@ POSTFIX_PORTS=("$SMTP_INJECT_PORT" "$SMTP_SUBMISSION_PORT" "$SMTP_SUBMISSIONS_PO
   "${PIN_SUBMISSION_PORTS[@]}")
 DOVECOT_PORTS=("$IMAP_PORT" "$IMAPS_PORT" "$LMTP_PORT" "$SASL_PORT")
 
+# Cyrus IMAP (cyrus.sh), a second IMAP server beside Dovecot with the same
+# users but its own mail store: nothing delivers there, tests APPEND.
+CYRUS_IMAP_PORT=31243         # Cyrus IMAP with STARTTLS (LOGINDISABLED before it)
+CYRUS_IMAPS_PORT=31293        # Cyrus IMAP over implicit TLS
+CYRUS_PORTS=("$CYRUS_IMAP_PORT" "$CYRUS_IMAPS_PORT")
+# Cyrus's administrator (sasldb only, not a mailbox user), for set-up and
+# for tests that need to look at any user's mailboxes.
+CYRUS_ADMIN="admin"
+CYRUS_ADMIN_PASSWORD=pw-admin
+
 # The mailbox users: address and password pw-<localpart>. LIMITED_USER is
 # for tests of Dovecot's default limit of 10 connections per user and IP,
 # which holds on IMAP_STRICT_HOST (see dovecot.conf in start.sh).
@@ -87,6 +97,11 @@ stack_paths() {
   # holds dovecot.conf, run/ (its base_dir) and state/.
   DOVECOT_PINS="$DIR/dovecot-pins"
   STAMP="$DIR/.stamp"
+  # Cyrus keeps everything under one directory (see cyrus.sh).
+  CYRUS_DIR="$DIR/cyrus"
+  CYRUS_CONF="$CYRUS_DIR/imapd.conf"
+  CYRUS_PID="$CYRUS_DIR/run/master.pid"
+  CYRUS_STAMP="$CYRUS_DIR/.stamp"
 }
 
 # pin_submission_port NAME, pin_imaps_port NAME, pin_cert NAME, pin_key
@@ -132,6 +147,24 @@ dovecot_pid() { pid_of_file "$DOVECOT_PID" dovecot; }
 # pin_dovecot_pid NAME: the master of the pinning Dovecot instance NAME.
 pin_dovecot_pid() { pid_of_file "$DOVECOT_PINS/$1/run/master.pid" dovecot; }
 postfix_pid() { pid_of_file "$POSTFIX_PID" master; }
+# Cyrus's master process is also called "master"; its pid file tells it apart.
+cyrus_pid() { pid_of_file "$CYRUS_PID" master; }
+# cyrus_strays: the pids of live processes of this DIR's Cyrus instance,
+# whatever their parent: every one has "-C DIR/cyrus/imapd.conf" in its
+# command line. A master killed with SIGKILL leaves its imapd and idled
+# children running, and they keep the ports; stop.sh and cyrus.sh end them.
+cyrus_strays() {
+  local d args i
+  for d in /proc/[0-9]*; do
+    mapfile -d '' args 2>/dev/null <"$d/cmdline" || continue
+    for ((i = 0; i + 1 < ${#args[@]}; i++)); do
+      if [ "${args[$i]}" = -C ] && [ "${args[$((i + 1))]}" = "$CYRUS_CONF" ]; then
+        alive "${d#/proc/}" && echo "${d#/proc/}"
+        break
+      fi
+    done
+  done
+}
 
 # listening_ports: the TCP ports listened on by anyone (one ss call).
 listening_ports() {

@@ -5,7 +5,8 @@
 # high ports, with all state under DIR (default /tmp/sealpost-teststack).
 # For certificate-pinning tests, four more submission ports and four small
 # extra Dovecot instances (IMAPS) present other certificates for the same
-# names.
+# names. At its end it runs cyrus.sh, which brings up a Cyrus IMAP server
+# beside Dovecot (ports 31243 and 31293).
 #
 #   deploy/teststack/start.sh [DIR]
 #
@@ -29,7 +30,8 @@ die() { echo "teststack: error: $*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- fast path
 # Everything up, every port listening, configuration from this very script:
-# nothing to do. No lock, no package checks: this must stay well under 1 s.
+# nothing to do but check Cyrus the same way (cyrus.sh has its own fast path
+# and lock). No lock, no package checks: this must stay well under 1 s.
 pins_running() {
   local n
   for n in "${PIN_NAMES[@]}"; do
@@ -42,7 +44,7 @@ healthy() {
     all_listening "${POSTFIX_PORTS[@]}" "${DOVECOT_PORTS[@]}" "${PIN_IMAPS_PORTS[@]}"
 }
 if healthy; then
-  exit 0
+  exec bash "$TESTSTACK_HOME/cyrus.sh" "$DIR"
 fi
 
 [ "$(id -u)" -eq 0 ] || die "the test stack must be started as root (it installs packages and runs Postfix and Dovecot)"
@@ -53,7 +55,7 @@ mkdir -p "$DIR"
 exec 9>"$DIR/.start.lock"
 flock -w 300 9 || die "timed out waiting for another start.sh on $DIR"
 if healthy; then
-  exit 0
+  exec bash "$TESTSTACK_HOME/cyrus.sh" "$DIR" 9>&-
 fi
 
 # ----------------------------------------------------------------- packages
@@ -750,3 +752,7 @@ fi
 
 stamp_value >"$STAMP"
 log "up in $DIR (ports: submission $SMTP_SUBMISSION_PORT, smtps $SMTP_SUBMISSIONS_PORT, plain-auth $SMTP_PLAINAUTH_PORT, inject $SMTP_INJECT_PORT, imap $IMAP_PORT, imaps $IMAPS_PORT; pinning: submission ${PIN_SUBMISSION_PORTS[*]}, imaps ${PIN_IMAPS_PORTS[*]})"
+
+# Cyrus last, on the stack's certificate; without our lock (fd 9), which
+# neither cyrus.sh nor its daemons must hold.
+exec bash "$TESTSTACK_HOME/cyrus.sh" "$DIR" 9>&-

@@ -16,7 +16,7 @@ stack_paths "$DIR"
 [ -d "$DIR" ] || exit 0
 
 # Only the master processes recorded in DIR are signalled (Postfix, the main
-# Dovecot and the pinning Dovecots); they take their children down with
+# Dovecot, the pinning Dovecots and Cyrus); they take their children down with
 # them. All are told first and then waited for (each needs 2-3 s to finish
 # its children).
 pids=()
@@ -35,8 +35,21 @@ for name in "${PIN_NAMES[@]}"; do
     pids+=("$pid")
   fi
 done
+# Cyrus (cyrus.sh): its master stops its children (imapd, idled) itself.
+if pid="$(cyrus_pid)"; then
+  kill -TERM "$pid" 2>/dev/null || true
+  pids+=("$pid")
+fi
 for pid in "${pids[@]}"; do
   wait_gone "$pid" 10
 done
-rm -f "$STAMP"
+# Cyrus processes whose master died without stopping them (SIGKILL).
+mapfile -t strays < <(cyrus_strays)
+if ((${#strays[@]})); then
+  kill -TERM "${strays[@]}" 2>/dev/null || true
+  for pid in "${strays[@]}"; do
+    wait_gone "$pid" 5
+  done
+fi
+rm -f "$STAMP" "$CYRUS_STAMP"
 echo "teststack: stopped ($DIR)" >&2

@@ -10,6 +10,10 @@
 //! [`Stack::renewed_cert`]. None of them resumes a TLS session from another
 //! port, so the certificate is presented on every connection.
 //!
+//! A Cyrus IMAP 3.6 runs beside Dovecot as a second, quite different IMAP
+//! server with the same users and certificate ([`Stack::cyrus_imap_port`],
+//! [`Stack::cyrus_imaps_port`]; `deploy/teststack/cyrus.sh`).
+//!
 //! [`stack()`] starts it once per test process and returns its description;
 //! later calls, from any thread, return the same [`Stack`]. The stack itself
 //! outlives the test process and is shared by every test binary, so mail
@@ -102,6 +106,15 @@ pub struct Stack {
     pub selfsigned_imaps_port: u16,
     /// Pinning: IMAPS (31998) presenting [`Stack::renewed_cert`].
     pub renewed_imaps_port: u16,
+    /// Cyrus IMAP 3.6 (`deploy/teststack/cyrus.sh`), a second IMAP server
+    /// beside Dovecot: IMAP with STARTTLS (31243), the same users, passwords
+    /// and certificate, but its own mail store (nothing delivers there:
+    /// APPEND). Unlike Dovecot it refuses LOGIN before STARTTLS even on
+    /// loopback (`LOGINDISABLED`).
+    pub cyrus_imap_port: u16,
+    /// Cyrus IMAP over implicit TLS (31293). After LOGOUT's tagged OK,
+    /// Cyrus closes the connection without a TLS close_notify.
+    pub cyrus_imaps_port: u16,
     /// The test CA that signed the servers' certificate (`DIR/ca/ca.pem`).
     pub ca_file: PathBuf,
     /// A second, unrelated CA (`DIR/ca2/ca.pem`).
@@ -201,11 +214,17 @@ impl Stack {
     /// older start.sh, without the pinning entries, still loads: those
     /// fields then get their fixed ports and `DIR/tls/` paths (whether
     /// anything listens there is another matter; [`stack()`] always runs
-    /// the current start.sh first, which adds them).
+    /// the current start.sh first, which adds them). The Cyrus ports come
+    /// from `cyrus.env` (written by cyrus.sh, which start.sh runs), with
+    /// the same fallback.
     pub fn load(dir: &Path) -> Stack {
         let env_file = dir.join("env");
-        let text = std::fs::read_to_string(&env_file)
+        let mut text = std::fs::read_to_string(&env_file)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", env_file.display()));
+        if let Ok(cyrus) = std::fs::read_to_string(dir.join("cyrus.env")) {
+            text.push('\n');
+            text.push_str(&cyrus);
+        }
         let vars: HashMap<&str, &str> = text
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))
@@ -258,6 +277,8 @@ impl Stack {
             other_ca_imaps_port: port_or("OTHER_CA_IMAPS_PORT", 31996),
             selfsigned_imaps_port: port_or("SELFSIGNED_IMAPS_PORT", 31997),
             renewed_imaps_port: port_or("RENEWED_IMAPS_PORT", 31998),
+            cyrus_imap_port: port_or("CYRUS_IMAP_PORT", 31243),
+            cyrus_imaps_port: port_or("CYRUS_IMAPS_PORT", 31293),
             ca_file: path("CA_FILE"),
             ca2_file: path("CA2_FILE"),
             server_cert: path("SERVER_CERT"),
