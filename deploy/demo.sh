@@ -34,13 +34,13 @@ bash deploy/teststack/start.sh
 . /tmp/sealpost-teststack/env
 
 step "4. Alice and Bob each run Sealpost in front of their provider"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port); imap_port=$(free_port); bob_smtp=$(free_port)
+# Port 0: the system picks free ports, and each Sealpost writes the ports
+# it got to a file once its listeners are bound.
 cat > "$work/alice.toml" <<TOML
 data_dir = "$work/alice"
 [listen]
-smtp = "127.0.0.1:$port"
-imap = "127.0.0.1:$(free_port)"
+smtp = "127.0.0.1:0"
+imap = "127.0.0.1:0"
 [[account]]
 login = "alice@example.org"
 smtp = "smtp://localhost:$SMTP_SUBMISSION_PORT"
@@ -49,8 +49,8 @@ TOML
 cat > "$work/bob.toml" <<TOML
 data_dir = "$work/bob"
 [listen]
-smtp = "127.0.0.1:$bob_smtp"
-imap = "127.0.0.1:$imap_port"
+smtp = "127.0.0.1:0"
+imap = "127.0.0.1:0"
 [[account]]
 login = "bob@example.net"
 smtp = "smtp://localhost:$SMTP_SUBMISSION_PORT"
@@ -58,14 +58,20 @@ imap = "imap://localhost:$IMAP_PORT"
 ca_file = "$CA_FILE"
 TOML
 cat "$work/bob.toml"
-"$bin" --config "$work/alice.toml" serve 2> "$work/serve.log" &
+"$bin" --config "$work/alice.toml" serve --bound-addresses "$work/alice.ports" 2> "$work/serve.log" &
 serve_pid=$!
-"$bin" --config "$work/bob.toml" serve 2> "$work/bob-serve.log" &
+"$bin" --config "$work/bob.toml" serve --bound-addresses "$work/bob.ports" 2> "$work/bob-serve.log" &
 bob_pid=$!
 trap 'kill $serve_pid $bob_pid 2>/dev/null || true; gpgconf --homedir "$work/gpg-bob" --kill all 2>/dev/null || true; rm -rf "$work"' EXIT
-for p in $port $imap_port; do
-  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.1; done
-done
+# bound_port FILE NAME: the port serve reported for listener NAME.
+bound_port() {
+  for _ in $(seq 200); do [ -s "$1" ] && break; sleep 0.1; done
+  sed -n "s/^$2 = \"127.0.0.1:\([0-9]*\)\"$/\1/p" "$1"
+}
+port=$(bound_port "$work/alice.ports" smtp)
+imap_port=$(bound_port "$work/bob.ports" imap)
+bob_smtp=$(bound_port "$work/bob.ports" smtp)
+[ -n "$port" ] && [ -n "$imap_port" ] && [ -n "$bob_smtp" ] || { cat "$work/serve.log" "$work/bob-serve.log"; fail "Sealpost did not start"; }
 
 step "5. Alice's mail client submits this message to Sealpost (STARTTLS, her provider password)"
 tag="demo-$(date +%s%N)"
