@@ -6,7 +6,9 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod fault;
+pub mod messages;
 pub mod proxy;
+pub mod rawimap;
 pub mod stack;
 pub mod wkd;
 
