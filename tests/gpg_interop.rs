@@ -84,6 +84,12 @@ fn gpg_decrypts_and_verifies_every_copy_and_bcc_stays_hidden() {
         assert!(contains(payload, b"Autocrypt-Gossip: addr=bob@example.net;"));
         assert!(contains(payload, b"Autocrypt-Gossip: addr=carol@example.com;"));
         assert!(!contains(payload, b"dave@example.com"), "Bcc recipient must not appear in the visible copy");
+        // The root is the message's own: its text/plain entity, marked,
+        // with the body as written (no wrapper).
+        let root = sealpost::mime::Entity::parse(payload);
+        assert!(root.content_type().is("text/plain"), "{}", String::from_utf8_lossy(payload));
+        assert_eq!(root.content_type().param("charset"), Some("utf-8"));
+        assert_eq!(root.body, sealpost::mime::Entity::parse(MESSAGE).body);
     }
     let run = bob_gpg.decrypt(&visible_block);
     let mut expected = vec![encryption_key_id(&alice), encryption_key_id(&bob), encryption_key_id(&carol)];
@@ -98,6 +104,26 @@ fn gpg_decrypts_and_verifies_every_copy_and_bcc_stays_hidden() {
     expected.sort();
     assert_eq!(encrypted_to(&run), expected, "the Bcc copy is encrypted to Dave and the sender only");
     assert!(!bob_gpg.decrypt(&bcc_block).ok, "Bob cannot read Dave's copy");
+}
+
+#[test]
+fn gpg_decrypts_and_verifies_a_copy_sealed_for_self() {
+    let alice = User::new("alice@example.org");
+    let sealed = sealpost::message::seal_for_self(MESSAGE, "alice@example.org", &alice.key).unwrap();
+    let run = gpg_for(&alice, &[]).decrypt(&armored_part(&sealed));
+    assert!(run.ok && run.has("GOODSIG"), "{} {:?}", run.stderr, run.status);
+    // The notation is not critical: gpg reports it and still verifies.
+    assert!(run.lines("NOTATION_NAME").iter().any(|l| l.ends_with("self-copy@sealpost.invalid")), "{:?}", run.status);
+    // Readers other than Sealpost find the protected headers as usual.
+    let root = sealpost::mime::Entity::parse(&run.stdout);
+    assert_eq!(root.content_type().param("protected-headers"), Some("v1"));
+    assert_eq!(root.content_type().param("hp"), Some("cipher"));
+    assert!(contains(&run.stdout, b"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= and plans\r\n"));
+    assert!(contains(&run.stdout, b"Bcc: dave@example.com\r\n"), "the owner's copy keeps the Bcc");
+    assert!(contains(&run.stdout, b"HP-Outer: Subject: [...]\r\n"));
+    assert_eq!(root.body, sealpost::mime::Entity::parse(MESSAGE).body);
+    // And Sealpost shows it back exactly.
+    assert_eq!(alice.decrypt(&sealed).message, MESSAGE.to_vec());
 }
 
 #[test]

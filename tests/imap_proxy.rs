@@ -254,12 +254,49 @@ print(typ, d[0].decode())
     assert!(!contains(&stored[0], b"dave@example.com"), "neither does the Bcc");
     assert!(contains(&stored[0], b"multipart/encrypted"));
 
-    // Through Sealpost: the draft as written, Bcc included.
+    // Through Sealpost: the draft exactly as written, Bcc included, with
+    // no status and no wrapper.
     let through = probe(proxy.imap.port(), "carol@example.com", &tok, "Drafts");
-    assert_eq!(header(&through["whole"], "Subject").unwrap(), format!("Draft {marker}"));
-    assert_eq!(header(&through["whole"], "Bcc").unwrap(), "dave@example.com");
-    assert!(contains(&through["whole"], format!("Unfinished {marker}").as_bytes()));
+    assert_eq!(text(&through["whole"]), draft);
+    assert_eq!(text(&through["text"]), format!("Unfinished {marker}\r\n"));
+    assert_eq!(text(&through["size"]), draft.len().to_string());
+    assert!(text(&through["BODYSTRUCTURE"]).starts_with("(\"text\" \"plain\" (\"charset\" \"us-ascii\")"));
     assert!(text(&through["flags"]).contains("\\Draft"));
+}
+
+#[test]
+fn an_own_copy_moved_by_copy_and_delete_keeps_its_ciphertext() {
+    let stack = stack();
+    let carol = User::new("carol@example.com");
+    let proxy = Proxy::start(&carol, None, "");
+    let tok = token("imap-own-move");
+    let draft = plain_message(&tok, "Own copy", "my own words");
+    let (drafts, archive) = (format!("Own-{tok}"), format!("Moved-{tok}"));
+    let script = r#"
+port, user, pw, tok, drafts, archive, draft = sys.argv[1:8]
+draft = base64.b64decode(draft)
+m = imap(port, user, pw)
+m.create(drafts); m.create(archive)
+typ, d = m.append(drafts, None, None, draft)
+assert typ == "OK", d
+m.select(drafts)
+uid = m.uid("SEARCH", None, "HEADER", "Message-ID", tok)[1][0].split()[-1]
+shown = m.uid("FETCH", uid, "(BODY.PEEK[])")[1][0][1]
+assert shown == draft, shown
+typ, d = m.append(archive, None, None, shown)
+assert typ == "OK", d
+"#;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&draft);
+    let port = proxy.imap.port().to_string();
+    python(script, &[&port, "carol@example.com", &password("carol@example.com"), &tok, &drafts, &archive, &encoded]);
+    let stored = |mailbox: &str| -> Vec<Vec<u8>> {
+        stack.mailbox_messages("carol@example.com", mailbox).iter().map(|p| to_crlf(&std::fs::read(p).unwrap()).into_owned()).collect()
+    };
+    let (original, moved) = (stored(&drafts), stored(&archive));
+    assert_eq!((original.len(), moved.len()), (1, 1));
+    assert!(contains(&original[0], b"multipart/encrypted") && !contains(&original[0], b"my own words"));
+    assert_eq!(text(&moved[0]), text(&original[0]), "the moved copy is the original ciphertext");
+    assert!(proxy.metrics_text().contains("sealpost_imap_appends_total{outcome=\"original-ciphertext\"} 1"));
 }
 
 #[test]

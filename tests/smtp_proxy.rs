@@ -248,6 +248,11 @@ open(sys.argv[4], "wb").write(msg)
     assert!(header(&shown.message, "Sealpost-Status").unwrap().starts_with("decrypted; signature=good"));
     let sent = std::fs::read(&sent_file).unwrap();
     assert_eq!(leaf_bodies(&shown.message), leaf_bodies(&sent), "every part arrives byte for byte");
+    // The sender's structure, with no level added: the same body under the
+    // header, the same multipart root.
+    let (shown_entity, sent_entity) = (sealpost::mime::Entity::parse(&shown.message), sealpost::mime::Entity::parse(&sent));
+    assert!(shown_entity.body == sent_entity.body, "the body arrives as sent, not wrapped");
+    assert_eq!(shown_entity.content_type().param("boundary"), Some("b"));
     assert!(contains(&shown.message, "Subject: Größe".as_bytes()));
     assert!(contains(&shown.message, "From: Zoë <alice@example.org>".as_bytes()), "the original header inside");
     // Outside, the provider got plain ASCII headers (RFC 2047), which is

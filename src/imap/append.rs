@@ -140,9 +140,9 @@ impl Upload<'_> {
 
     /// The stored ciphertext of a message the proxy showed decrypted, when
     /// `message` is one (byte for byte, line endings aside) and its
-    /// original is still on the server.
+    /// original is still on the server. That covers the account's own
+    /// copies too, which show without a status header.
     async fn original_of(&self, message: &[u8]) -> Option<Vec<u8>> {
-        Entity::parse(message).field(STATUS_HEADER)?;
         let origin = self.served?.find(message)?;
         match self.fetcher.fetch(&origin.mailbox, origin.uid).await {
             Ok(original) if protection(&original) == Protection::Encrypted => Some(original),

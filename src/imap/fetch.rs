@@ -19,7 +19,7 @@ use super::sidefetch::SideFetcher;
 use super::command::{Requested, PROBE};
 use super::emit;
 use super::session::{ClientWriter, Requests, SessionError, Shared};
-use super::view::{partial, MessageView, Section, SectionText};
+use super::view::{partial, MessageView, Section};
 use super::wire::{Cursor, Span, Value, Wire};
 use crate::account::Account;
 use crate::mime::to_crlf;
@@ -276,9 +276,10 @@ fn answer_from(view: &MessageView<'_>, item: &Item, requests: &Requests, out: &m
         "BODYSTRUCTURE" => view.bodystructure(out),
         "BODY" => view.body(out),
         "ENVELOPE" => view.envelope(out),
-        "RFC822" => emit::literal(out, view.bytes()),
-        "RFC822.HEADER" => emit::literal(out, &view.section(&whole(SectionText::Header))),
-        "RFC822.TEXT" => emit::literal(out, &view.section(&whole(SectionText::Text))),
+        // Like BODY[]: a section, so NULs go out as 0x80 as Dovecot sends them.
+        "RFC822" => emit::literal(out, &view.section(&Section::all())),
+        "RFC822.HEADER" => emit::literal(out, &view.section(&Section::header())),
+        "RFC822.TEXT" => emit::literal(out, &view.section(&Section::text())),
         key if key.starts_with("BODY[") => {
             // Positions in the raw name: the key may have grown where
             // non-UTF-8 bytes became replacement characters.
@@ -300,10 +301,6 @@ fn answer_from(view: &MessageView<'_>, item: &Item, requests: &Requests, out: &m
         _ => return false,
     }
     true
-}
-
-fn whole(text: SectionText) -> Section {
-    Section { part: Vec::new(), text }
 }
 
 /// Splits `* n FETCH (items)` into the message number and its items.

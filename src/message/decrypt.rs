@@ -1,6 +1,7 @@
 //! PGP/MIME, inline PGP or multipart/signed → what a mail client shows,
 //! with a `Sealpost-Status` header that says what was checked.
 
+use super::payload::{SelfCopy, SELF_COPY_NOTATION};
 use super::STATUS_HEADER;
 use crate::mime::{addresses, split_multipart, to_crlf, Entity};
 use crate::pgp::{self, Keystore, SignatureCheck, SignatureStatus, UnlockedKey};
@@ -91,7 +92,8 @@ fn quote(s: &str) -> String {
 #[derive(Debug)]
 pub struct DecryptOutcome {
     /// The message to show: decrypted with protected headers restored, or
-    /// the original bytes; always with one `Sealpost-Status` header first.
+    /// the original bytes, with one `Sealpost-Status` header; or, for a
+    /// copy the account sealed for itself, exactly what it sealed.
     pub message: Vec<u8>,
     /// What was found.
     pub status: Status,
@@ -150,6 +152,11 @@ pub(super) fn is_protected(entity: &Entity<'_>) -> bool {
     !matches!(classify(entity), Form::Plain)
 }
 
+/// True for input that is already encrypted (PGP/MIME or inline PGP).
+pub(super) fn is_encrypted(entity: &Entity<'_>) -> bool {
+    matches!(classify(entity), Form::PgpMime(_) | Form::Inline)
+}
+
 /// The OpenPGP protection a message already carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protection {
@@ -175,7 +182,9 @@ pub fn protection(message: &[u8]) -> Protection {
 /// certificates come from `keystore`. Never fails: when the message cannot
 /// be opened the original bytes come back untouched with a status saying
 /// why. Any `Sealpost-Status` the message arrived with is removed, so a
-/// sender cannot forge one.
+/// sender cannot forge one. A message one of `keys` sealed for itself
+/// (see [`super::seal_for_self`]) comes back as it was sealed, with no
+/// status: the account's own upload, byte for byte.
 pub fn decrypt_message(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore) -> DecryptOutcome {
     let entity = Entity::parse(message);
     let no_gossip = |(body, status)| (body, status, Vec::new());
@@ -239,6 +248,14 @@ fn open_pgp_mime(
             reason: "multipart/encrypted message without an encryption layer".into(),
         });
     }
+    if let Some(message) = own_copy(&decrypted, keys) {
+        let status = Status::Decrypted {
+            signatures: decrypted.signatures,
+            inline: false,
+            warnings: Vec::new(),
+        };
+        return Ok((message, status, Vec::new()));
+    }
     let plaintext = match to_crlf(&decrypted.plaintext) {
         std::borrow::Cow::Borrowed(_) => decrypted.plaintext,
         std::borrow::Cow::Owned(converted) => converted,
@@ -266,6 +283,21 @@ fn open_pgp_mime(
         (header, status, range_within(&plaintext, payload.body))
     };
     Ok((assemble(header, plaintext, body), status, gossip))
+}
+
+/// The message a copy sealed for itself restores, when `decrypted` is
+/// one: a good signature by one of our own `keys` carries the self-copy
+/// notation. The notation is inside the signature, so only the holder of
+/// the secret key can have written it: no one else can make mail show as
+/// the account's own upload, and the account's mail to others (signed
+/// without it) never does either.
+fn own_copy(decrypted: &pgp::Decrypted, keys: &[UnlockedKey]) -> Option<Vec<u8>> {
+    let own = |signer: &String| keys.iter().any(|k| k.cert.fingerprint().to_hex() == *signer);
+    decrypted
+        .notations
+        .iter()
+        .filter(|(signer, notation)| notation.name == SELF_COPY_NOTATION && own(signer))
+        .find_map(|(_, notation)| SelfCopy::restore(&decrypted.plaintext, &notation.value))
 }
 
 /// Where `part` (a sub-slice) lies within `buffer`.

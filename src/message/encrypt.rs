@@ -5,10 +5,10 @@ use sequoia_openpgp::Cert;
 use super::autocrypt::autocrypt_header;
 use std::io::{Read, Write};
 
-use super::payload::{outer_fields, PayloadFrame, Protection};
+use super::payload::{outer_fields, PayloadFrame, Protection, SelfCopy, SELF_COPY_NOTATION};
 use super::MessageError;
 use crate::mime::{addresses, new_boundary, to_crlf, Entity};
-use crate::pgp::{encrypt_and_sign_to, normalize_email, Keystore, UnlockedKey};
+use crate::pgp::{encrypt_and_sign_to, normalize_email, Keystore, Notation, UnlockedKey};
 
 /// Who a message is from and who receives it (the SMTP envelope).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,30 +90,26 @@ pub fn encrypt_message(
 
 /// Encrypts `message` to its owner alone, signed by them: for the copies
 /// a user keeps on their own server (drafts, sent copies) rather than
-/// sends. Unlike a copy for recipients, the Bcc fields stay, protected
-/// inside, because only the owner can read them.
+/// sends. The payload is the message exactly as given (line endings made
+/// CRLF), marked in place ([`SelfCopy`]); the owner's Sealpost shows it
+/// back byte for byte. Bcc stays, because only the owner can read it.
+/// Signed-only mail is sealed too: anyone could read it otherwise.
 pub fn seal_for_self(message: &[u8], owner_address: &str, owner: &UnlockedKey) -> Result<Vec<u8>, MessageError> {
     let message = to_crlf(message);
     let entity = Entity::parse(&message);
-    if super::decrypt::is_protected(&entity) {
+    if super::decrypt::is_encrypted(&entity) {
         return Err(MessageError::AlreadyProtected);
     }
     let owner_address = normalize_email(owner_address);
-    let bcc: Vec<Vec<u8>> = entity.fields.iter().filter(|f| f.is("Bcc")).map(|f| f.raw.to_vec()).collect();
     let mut outer = outer_fields(&entity, true);
     outer.push(autocrypt_header("Autocrypt", &owner_address, &owner.cert, owner.prefer_encrypt_mutual)?);
-    let sealer = Sealer {
-        frame: PayloadFrame::new(&entity, &Protection::Cipher { outer_fields: &outer }, &bcc),
-        outer,
-        copies: vec![CopyPlan {
-            recipients: vec![owner_address],
-            is_bcc: false,
-            keys: vec![&owner.cert],
-        }],
-        sender: owner,
+    let copy = SelfCopy::mark(&message, &Protection::Cipher { outer_fields: &outer });
+    let notation = Notation {
+        name: SELF_COPY_NOTATION.to_string(),
+        value: copy.notation_value(),
     };
     let mut out = Vec::with_capacity(message.len() * 4 / 3 + 8192);
-    sealer.write_copy(0, &mut &entity.body[..], &mut out)?;
+    write_pgp_mime(&outer, &mut &copy.payload[..], &mut out, &[&owner.cert], owner, &[notation])?;
     Ok(out)
 }
 
@@ -221,17 +217,32 @@ impl<'k> Sealer<'k> {
         &self.copies
     }
 
-    /// Writes copy `index`: outer header, the two RFC 3156 parts, the
-    /// payload (frame around `body`) signed and encrypted in between.
+    /// Writes copy `index`: the outer header and the two RFC 3156 parts,
+    /// the payload (frame, then `body`) signed and encrypted in the second.
     pub fn write_copy(&self, index: usize, body: &mut dyn Read, out: &mut (dyn Write + Send + Sync)) -> Result<(), MessageError> {
-        let copy = &self.copies[index];
-        let boundary = new_boundary();
-        for field in &self.outer {
-            out.write_all(field)?;
-        }
-        out.write_all(
-            format!(
-                "MIME-Version: 1.0\r\n\
+        let mut payload = (&self.frame.head[..]).chain(body);
+        write_pgp_mime(&self.outer, &mut payload, out, &self.copies[index].keys, self.sender, &[])
+    }
+}
+
+/// Writes an RFC 3156 multipart/encrypted message: `outer` fields, the
+/// version part, and `payload` signed by `signer` (with `notations`) and
+/// encrypted to `keys` in the data part.
+fn write_pgp_mime(
+    outer: &[Vec<u8>],
+    payload: &mut dyn Read,
+    out: &mut (dyn Write + Send + Sync),
+    keys: &[&Cert],
+    signer: &UnlockedKey,
+    notations: &[Notation],
+) -> Result<(), MessageError> {
+    let boundary = new_boundary();
+    for field in outer {
+        out.write_all(field)?;
+    }
+    out.write_all(
+        format!(
+            "MIME-Version: 1.0\r\n\
 Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n boundary=\"{boundary}\"\r\n\
 \r\n\
 This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n\
@@ -246,17 +257,14 @@ Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\
 Content-Description: OpenPGP encrypted message\r\n\
 Content-Disposition: inline; filename=\"encrypted.asc\"\r\n\
 \r\n"
-            )
-            .as_bytes(),
         )
-        ?;
-        let mut payload = (&self.frame.head[..]).chain(body).chain(&self.frame.tail[..]);
-        encrypt_and_sign_to(&mut payload, out, &copy.keys, self.sender)?;
-        // The armor ends with a newline; the blank line before the closing
-        // delimiter matches what Thunderbird writes.
-        out.write_all(format!("\r\n--{boundary}--\r\n").as_bytes())?;
-        Ok(())
-    }
+        .as_bytes(),
+    )?;
+    encrypt_and_sign_to(payload, out, keys, signer, notations)?;
+    // The armor ends with a newline; the blank line before the closing
+    // delimiter matches what Thunderbird writes.
+    out.write_all(format!("\r\n--{boundary}--\r\n").as_bytes())?;
+    Ok(())
 }
 
 /// Adds `Date` and `Message-ID` when the client left them out, so that the

@@ -3,8 +3,9 @@
 //! turning PGP/MIME or inline PGP back into what a mail client should show.
 //!
 //! This module owns message layout decisions: which headers are protected,
-//! how the payload is wrapped, how copies are split for Bcc recipients, and
-//! the `Sealpost-Status` header. Cryptography is delegated to
+//! how the payload carries them (on the original root, never a wrapper),
+//! how copies are split for Bcc recipients, how the account's own copies
+//! come back exactly as uploaded, and the `Sealpost-Status` header. Cryptography is delegated to
 //! [`crate::pgp`], byte-level MIME reading to [`crate::mime`]; nothing here
 //! does I/O.
 
@@ -17,7 +18,6 @@ mod sign;
 pub use autocrypt::{autocrypt_header, lessons, parse_autocrypt, Lessons, PeerKey};
 pub use decrypt::{decrypt_message, protection, DecryptOutcome, Protection, Status};
 pub use encrypt::{encrypt_message, seal_for_self, CopyPlan, EncryptedCopy, Envelope, Sealer};
-pub use payload::PROTECTED_FIELDS;
 pub use sign::sign_message;
 
 use crate::pgp::KeyError;

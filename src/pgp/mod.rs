@@ -18,7 +18,7 @@ pub use keystore::{KeySource, KeyState, Keystore, Learned, StoredKey, UnlockedKe
 pub use live::LiveKeystore;
 pub use ops::{
     decrypt, decrypt_own, encrypt_and_sign, encrypt_and_sign_to, minimal_autocrypt_key, sign_detached, verify_detached,
-    Decrypted, SignatureCheck, SignatureStatus,
+    Decrypted, Notation, SignatureCheck, SignatureStatus,
 };
 pub use passphrase::{Passphrase, PassphraseSource};
 

@@ -15,7 +15,9 @@ use openpgp::parse::stream::{
 use openpgp::parse::Parse;
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient, Signer};
 use openpgp::serialize::Serialize;
-use openpgp::types::{HashAlgorithm, SymmetricAlgorithm};
+use openpgp::packet::signature::subpacket::NotationDataFlags;
+use openpgp::packet::signature::SignatureBuilder;
+use openpgp::types::{HashAlgorithm, SignatureType, SymmetricAlgorithm};
 use openpgp::{Cert, Fingerprint, KeyHandle};
 
 use super::{normalize_email, KeyError, Keystore, UnlockedKey, POLICY};
@@ -25,18 +27,31 @@ use super::{normalize_email, KeyError, Keystore, UnlockedKey, POLICY};
 /// unless every recipient key advertises SEIPDv2 (sequoia's rule).
 pub fn encrypt_and_sign(payload: &[u8], recipients: &[&Cert], signer: &UnlockedKey) -> Result<Vec<u8>, KeyError> {
     let mut out = Vec::with_capacity(payload.len() * 4 / 3 + 1024);
-    encrypt_and_sign_to(&mut &payload[..], &mut out, recipients, signer)?;
+    encrypt_and_sign_to(&mut &payload[..], &mut out, recipients, signer, &[])?;
     Ok(out)
+}
+
+/// A notation (RFC 9580 §5.2.3.24) in a signature's hashed area: covered
+/// by the signature, so only the signer can have put it there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notation {
+    /// `name@domain` (the user namespace).
+    pub name: String,
+    /// The value, as signed.
+    pub value: Vec<u8>,
 }
 
 /// [`encrypt_and_sign`] from a reader to a writer, holding only buffers:
 /// large messages stream from and to spool files. The armor is written
-/// with CRLF line endings, as mail needs it.
+/// with CRLF line endings, as mail needs it. `notations` go into the
+/// signature, marked not critical so that other implementations that do
+/// not know them still accept the signature.
 pub fn encrypt_and_sign_to(
     payload: &mut dyn Read,
     out: &mut (dyn Write + Send + Sync),
     recipients: &[&Cert],
     signer: &UnlockedKey,
+    notations: &[Notation],
 ) -> Result<(), KeyError> {
     let signing_pair = signer
         .signer
@@ -60,7 +75,14 @@ pub fn encrypt_and_sign_to(
         .symmetric_algo(SymmetricAlgorithm::AES256)
         .build()
         .map_err(KeyError::crypto)?;
-    let message = Signer::new(message, signing_pair)
+    let mut template = SignatureBuilder::new(SignatureType::Binary);
+    for notation in notations {
+        let flags = NotationDataFlags::empty().set_human_readable();
+        template = template
+            .add_notation(&notation.name, &notation.value, flags, false)
+            .map_err(KeyError::crypto)?;
+    }
+    let message = Signer::with_template(message, signing_pair, template)
         .map_err(KeyError::crypto)?
         .hash_algo(HashAlgorithm::SHA256)
         .map_err(KeyError::crypto)?
@@ -173,6 +195,10 @@ pub struct Decrypted {
     pub was_encrypted: bool,
     /// The signatures inside.
     pub signatures: SignatureCheck,
+    /// The notations of the good signatures, with the fingerprint of the
+    /// certificate that made each (bad and unverifiable signatures say
+    /// nothing).
+    pub notations: Vec<(String, Notation)>,
 }
 
 /// sequoia's look-ahead while decrypting.
@@ -208,6 +234,7 @@ fn decrypt_unguarded(message: &[u8], keys: &[UnlockedKey], keystore: Option<&Key
         keys,
         keystore,
         signatures: SignatureCheck::default(),
+        notations: Vec::new(),
         was_encrypted: false,
     };
     // The whole plaintext is collected and used only after the final
@@ -230,6 +257,7 @@ fn decrypt_unguarded(message: &[u8], keys: &[UnlockedKey], keystore: Option<&Key
         plaintext,
         was_encrypted: helper.was_encrypted,
         signatures: helper.signatures,
+        notations: helper.notations,
     })
 }
 
@@ -245,6 +273,7 @@ fn verify_unguarded(data: &[u8], signature: &[u8], keystore: &Keystore) -> Resul
         keys: &[],
         keystore: Some(keystore),
         signatures: SignatureCheck::default(),
+        notations: Vec::new(),
         was_encrypted: false,
     };
     let mut verifier = DetachedVerifierBuilder::from_bytes(signature)
@@ -278,6 +307,7 @@ struct Helper<'a> {
     /// Where signer certificates come from; `None`: only `keys`' own.
     keystore: Option<&'a Keystore>,
     signatures: SignatureCheck,
+    notations: Vec<(String, Notation)>,
     was_encrypted: bool,
 }
 
@@ -313,6 +343,17 @@ impl VerificationHelper for Helper<'_> {
                         self.signatures.signatures.push(match result {
                             Ok(good) => {
                                 let cert = good.ka.cert();
+                                // sequoia reads notations from the hashed
+                                // area only, which the signature covers.
+                                for n in good.sig.notation_data() {
+                                    self.notations.push((
+                                        cert.fingerprint().to_hex(),
+                                        Notation {
+                                            name: n.name().to_string(),
+                                            value: n.value().to_vec(),
+                                        },
+                                    ));
+                                }
                                 let signer_emails = cert
                                     .userids()
                                     .filter_map(|u| u.userid().email_normalized().ok().flatten())

@@ -6,8 +6,10 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod fault;
+pub mod messages;
 pub mod proxy;
 pub mod raw;
+pub mod rawimap;
 pub mod stack;
 pub mod wkd;
 

@@ -1,0 +1,245 @@
+//! Exact round trips through the IMAP proxy: a message a client uploads
+//! (a draft, a Sent copy, a message moved by copy-and-delete) reads back
+//! exactly as it was uploaded. Every message of a varied corpus (the test
+//! corpus, also with LF line endings, and the hand-written and generated
+//! messages of `imap_view.rs`) is APPENDed twice: through Sealpost, which
+//! stores it encrypted to the account's own key, and directly to Dovecot,
+//! which stores it as it is. For every FETCH item that depends on the
+//! content (`BODY[]`, `RFC822*`, every section form and partial,
+//! `BODYSTRUCTURE`, `BODY`, `ENVELOPE`, `RFC822.SIZE`) the answer through
+//! Sealpost about the encrypted copy must equal, byte for byte, Dovecot's
+//! answer about the plain one.
+//!
+//! `ROUNDTRIP_COUNT` (default 150) sets how many generated messages are
+//! checked, `ROUNDTRIP_SEED` the first seed, `ROUNDTRIP_ONLY` keeps only
+//! the cases whose name contains it. A failing message is written to
+//! `$TMPDIR/roundtrip-fail-NAME.eml`, with both answers of each differing
+//! item next to it (`.dovecot`, `.sealpost`).
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::messages::{corpus_cases, generated, hand_written, Case};
+use common::proxy::Proxy;
+use common::rawimap::{cut, fetch_items, ok, probes, show, Imap, Mailbox};
+use common::{contains, User};
+
+const USER: &str = "dave@example.com";
+
+/// The corpus files again, with bare LF line endings, as some local tools
+/// write mail: Dovecot serves them with CRLF, and so must Sealpost.
+fn lf_only() -> Vec<Case> {
+    corpus_cases()
+        .into_iter()
+        .map(|c| Case {
+            name: c.name.replace("corpus/", "corpus-lf/"),
+            bytes: c.bytes.iter().copied().filter(|&b| b != b'\r').collect(),
+        })
+        .collect()
+}
+
+/// FETCH items as asked for, and as the answer names them.
+type Requests = Vec<(String, String)>;
+
+/// Every content item: the whole message, its header and text in each
+/// `RFC822*` form, the sections and partials `imap_view.rs` checks. The
+/// forms that set `\Seen` come second, to be asked after the others.
+fn requests() -> (Requests, Requests) {
+    let mut peek: Requests = [
+        "BODYSTRUCTURE",
+        "BODY",
+        "ENVELOPE",
+        "RFC822.SIZE",
+        "RFC822.HEADER",
+    ]
+    .iter()
+    .map(|s| (s.to_string(), s.to_string()))
+    .collect();
+    peek.extend(probes().iter().map(|p| (p.request(), p.response_name())));
+    let seen = ["RFC822", "RFC822.TEXT", "BODY[]", "BODY[TEXT]", "BODY[1]"]
+        .iter()
+        .map(|s| (s.to_string(), s.to_string()))
+        .collect();
+    (peek, seen)
+}
+
+/// The answers to `requests` about message `uid` of the selected mailbox,
+/// by response name.
+fn fetch(
+    imap: &mut Imap,
+    uid: u32,
+    requests: &[(String, String)],
+    name: &str,
+) -> HashMap<String, Vec<u8>> {
+    let mut got = HashMap::new();
+    for chunk in requests.chunks(40) {
+        let asked: Vec<&str> = chunk.iter().map(|(r, _)| r.as_str()).collect();
+        let cmd = format!("UID FETCH {uid} ({})", asked.join(" "));
+        let (untagged, done) = imap.command(cmd.as_bytes());
+        assert!(ok(&done), "{name}: {cmd}: {}", show(&done));
+        for resp in untagged
+            .iter()
+            .filter(|r| r.windows(7).any(|w| w == b"FETCH ("))
+        {
+            let items = fetch_items(resp)
+                .unwrap_or_else(|| panic!("{name}: unreadable answer {}", show(resp)));
+            got.extend(items);
+        }
+    }
+    got
+}
+
+/// One message, uploaded both ways.
+struct Uploaded<'a> {
+    case: &'a Case,
+    plain_uid: u32,
+    sealed_uid: u32,
+}
+
+fn compare(
+    direct: &mut Imap,
+    through: &mut Imap,
+    one: &Uploaded<'_>,
+    requests: &[(String, String)],
+    failures: &mut Vec<String>,
+) {
+    let name = &one.case.name;
+    let want = fetch(direct, one.plain_uid, requests, name);
+    let have = fetch(through, one.sealed_uid, requests, name);
+    let mut failed = false;
+    for (_, item) in requests {
+        match (want.get(item), have.get(item)) {
+            (Some(want), Some(have)) if want == have => {}
+            (want, have) => {
+                let stem = std::env::temp_dir().join(format!(
+                    "roundtrip-fail-{}-{}",
+                    name.replace(['/', ' '], "_"),
+                    item.replace(['/', ' ', '[', ']', '(', ')', '"'], "_")
+                ));
+                let none = b"(no answer)".to_vec();
+                let _ = std::fs::write(stem.with_extension("dovecot"), want.unwrap_or(&none));
+                let _ = std::fs::write(stem.with_extension("sealpost"), have.unwrap_or(&none));
+                failures.push(format!(
+                    "{name}: {item}\n    dovecot:  {}\n    sealpost: {}",
+                    cut(&show(want.unwrap_or(&none))),
+                    cut(&show(have.unwrap_or(&none)))
+                ));
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        let path = std::env::temp_dir().join(format!(
+            "roundtrip-fail-{}.eml",
+            name.replace(['/', ' '], "_")
+        ));
+        let _ = std::fs::write(&path, &one.case.bytes);
+        failures.push(format!("    (message written to {})", path.display()));
+    }
+}
+
+#[test]
+fn uploads_read_back_exactly_as_dovecot_serves_them_in_clear() {
+    let count: usize = std::env::var("ROUNDTRIP_COUNT")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(150);
+    let seed: u64 = std::env::var("ROUNDTRIP_SEED")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    let mut cases = corpus_cases();
+    cases.extend(lf_only());
+    cases.extend(hand_written());
+    cases.extend(generated(seed, count));
+    if let Ok(only) = std::env::var("ROUNDTRIP_ONLY") {
+        cases.retain(|c| c.name.contains(&only));
+    }
+
+    let dave = User::new(USER);
+    let proxy = Proxy::start(&dave, None, "");
+    let certificate = dave.dir.path().join("tls/local-cert.pem");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let run = format!("{}-{nanos}", std::process::id());
+    let plain = Mailbox {
+        user: USER,
+        name: format!("roundtrip-plain-{run}"),
+    };
+    let sealed = Mailbox {
+        user: USER,
+        name: format!("roundtrip-sealed-{run}"),
+    };
+    let mut direct = Imap::connect(USER);
+    for mailbox in [&plain, &sealed] {
+        let (_, done) = direct.command(format!("CREATE {}", mailbox.name).as_bytes());
+        assert!(ok(&done), "CREATE: {}", show(&done));
+    }
+    let mut through = Imap::through_proxy(proxy.imap, &certificate, USER);
+
+    let mut uploaded = Vec::with_capacity(cases.len());
+    for case in &cases {
+        let plain_uid = direct
+            .append(&plain.name, &case.bytes)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let sealed_uid = through
+            .append(&sealed.name, &case.bytes)
+            .unwrap_or_else(|e| panic!("{} through Sealpost: {e}", case.name));
+        uploaded.push(Uploaded {
+            case,
+            plain_uid,
+            sealed_uid,
+        });
+    }
+
+    // What the provider stores: every upload encrypted.
+    let (_, done) = direct.command(format!("EXAMINE {}", sealed.name).as_bytes());
+    assert!(ok(&done), "EXAMINE: {}", show(&done));
+    for one in &uploaded {
+        let stored = fetch(
+            &mut direct,
+            one.sealed_uid,
+            &[("BODY.PEEK[]".into(), "BODY[]".into())],
+            &one.case.name,
+        );
+        let stored = &stored["BODY[]"];
+        assert!(
+            contains(stored, b"Content-Type: multipart/encrypted;"),
+            "{}: stored as {}",
+            one.case.name,
+            cut(&show(stored))
+        );
+        assert!(
+            contains(stored, b"-----BEGIN PGP MESSAGE-----"),
+            "{}",
+            one.case.name
+        );
+    }
+
+    let (peek, seen) = requests();
+    let (_, done) = direct.command(format!("SELECT {}", plain.name).as_bytes());
+    assert!(ok(&done), "SELECT: {}", show(&done));
+    let (_, done) = through.command(format!("SELECT {}", sealed.name).as_bytes());
+    assert!(ok(&done), "SELECT through Sealpost: {}", show(&done));
+    let mut failures = Vec::new();
+    for one in &uploaded {
+        compare(&mut direct, &mut through, one, &peek, &mut failures);
+        compare(&mut direct, &mut through, one, &seen, &mut failures);
+    }
+    direct.command(b"LOGOUT");
+    through.command(b"LOGOUT");
+    assert!(
+        failures.is_empty(),
+        "{} difference(s) from Dovecot in {} messages:\n{}",
+        failures.iter().filter(|f| !f.starts_with("    (")).count(),
+        cases.len(),
+        failures.join("\n")
+    );
+    assert!(
+        cases.len() >= 100 || std::env::var_os("ROUNDTRIP_ONLY").is_some(),
+        "a corpus of at least 100 messages"
+    );
+}
