@@ -43,9 +43,27 @@ struct Size {
 }
 
 const SIZES: [Size; 3] = [
-    Size { label: "10KB", bytes: 10_000, attachment: false, samples: 50, measurement: Duration::from_secs(3) },
-    Size { label: "1MB", bytes: 1_000_000, attachment: true, samples: 10, measurement: Duration::from_secs(5) },
-    Size { label: "25MB", bytes: 25_000_000, attachment: true, samples: 10, measurement: Duration::from_secs(10) },
+    Size {
+        label: "10KB",
+        bytes: 10_000,
+        attachment: false,
+        samples: 50,
+        measurement: Duration::from_secs(3),
+    },
+    Size {
+        label: "1MB",
+        bytes: 1_000_000,
+        attachment: true,
+        samples: 10,
+        measurement: Duration::from_secs(5),
+    },
+    Size {
+        label: "25MB",
+        bytes: 25_000_000,
+        attachment: true,
+        samples: 10,
+        measurement: Duration::from_secs(10),
+    },
 ];
 
 /// Bytes per base64 attachment line: 76 characters (RFC 2045) and CRLF.

@@ -24,3 +24,10 @@ command -v cargo >/dev/null 2>&1 || {
   echo "setup: cargo (Rust 1.85 or newer) is required; install it with rustup" >&2
   exit 1
 }
+# The test command checks formatting and lints as well.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  command -v rustup >/dev/null 2>&1 && rustup component add rustfmt clippy >&2 || {
+    echo "setup: cargo fmt and cargo clippy are required (rustup component add rustfmt clippy)" >&2
+    exit 1
+  }
+fi

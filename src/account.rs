@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use crate::config::{AccountConfig, Config, PolicyConfig, PreferEncrypt};
-use crate::url::ServerUrl;
 use crate::pgp::{KeyError, Keystore, PassphraseSource, UnlockedKey};
 use crate::tls::{Connector, Pin, PinStore, TlsError, Trust};
+use crate::url::ServerUrl;
 
 /// Why the accounts could not be made ready.
 #[derive(Debug, thiserror::Error)]

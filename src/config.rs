@@ -564,7 +564,10 @@ fn unknown_keys(figment: &Figment) -> Vec<Problem> {
     let mut problems = Vec::new();
     if let Ok(dict) = figment.extract::<Dict>() {
         walk(&dict, "", &mut |path| {
-            if !known.iter().any(|k| k == path || (k.starts_with(path) && k[path.len()..].starts_with('.'))) {
+            if !known
+                .iter()
+                .any(|k| k == path || (k.starts_with(path) && k[path.len()..].starts_with('.')))
+            {
                 problems.push(Problem {
                     key: path.to_string(),
                     message: "unknown key".into(),
@@ -613,7 +616,11 @@ fn serde_keys(config: &Config) -> Vec<String> {
 /// inside arrays (`[[account]]`) share their array's path.
 fn walk(dict: &Dict, prefix: &str, visit: &mut dyn FnMut(&str) -> bool) {
     for (key, value) in dict {
-        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
         if visit(&path) {
             walk_value(value, &path, visit);
         }
@@ -702,7 +709,12 @@ fn validate_listen(listen: &ListenConfig) -> Vec<Problem> {
             }
         }
     }
-    let mut addresses = vec![("listen.smtp", Some(listen.smtp)), ("listen.smtps", listen.smtps), ("listen.imap", Some(listen.imap)), ("listen.imaps", listen.imaps)];
+    let mut addresses = vec![
+        ("listen.smtp", Some(listen.smtp)),
+        ("listen.smtps", listen.smtps),
+        ("listen.imap", Some(listen.imap)),
+        ("listen.imaps", listen.imaps),
+    ];
     // Port 0 asks the system for a free port: never a clash.
     addresses.retain(|(_, a)| a.is_some_and(|a| a.port() != 0));
     for (i, (key, addr)) in addresses.iter().enumerate() {
@@ -831,7 +843,13 @@ fn validate_accounts(accounts: &[AccountConfig]) -> Vec<Problem> {
 
 fn validate_keys(keys: &KeysConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut problem = |key: String, message: String, hint: &str| problems.push(Problem { key, message, hint: hint.into() });
+    let mut problem = |key: String, message: String, hint: &str| {
+        problems.push(Problem {
+            key,
+            message,
+            hint: hint.into(),
+        })
+    };
     if !(1..=60).contains(&keys.lookup_timeout) {
         problem(
             "keys.lookup_timeout".into(),
@@ -851,7 +869,11 @@ fn validate_keys(keys: &KeysConfig) -> Vec<Problem> {
     }
     if let Some(url) = keys.keyserver.as_deref().filter(|u| !u.trim().is_empty()) {
         if let Err(e) = HttpsUrl::parse(url) {
-            problem("keys.keyserver".into(), e, "write an https URL such as \"https://keys.openpgp.org\", or remove the key");
+            problem(
+                "keys.keyserver".into(),
+                e,
+                "write an https URL such as \"https://keys.openpgp.org\", or remove the key",
+            );
         }
     }
     if let Some(ca) = &keys.ca_file {
@@ -867,7 +889,11 @@ fn validate_keys(keys: &KeysConfig) -> Vec<Problem> {
     for (host, pins) in &keys.pins {
         let key = format!("keys.pins.\"{host}\"");
         if !host_ok(host) {
-            problem(key.clone(), format!("'{host}' is not a host name"), "key the table by the server's host name, e.g. \"openpgpkey.example.org\"");
+            problem(
+                key.clone(),
+                format!("'{host}' is not a host name"),
+                "key the table by the server's host name, e.g. \"openpgpkey.example.org\"",
+            );
         }
         if pins.is_empty() {
             problem(key.clone(), "no pin given".into(), "list at least one pin, or remove the entry");
@@ -953,7 +979,10 @@ mod tests {
     fn file_then_environment_override_defaults() {
         jail(|j| {
             let dir = j.directory().to_path_buf();
-            j.create_file("sealpost.toml", &format!("data_dir = \"{}\"\n[log]\nformat = \"json\"\n", dir.display()))?;
+            j.create_file(
+                "sealpost.toml",
+                &format!("data_dir = \"{}\"\n[log]\nformat = \"json\"\n", dir.display()),
+            )?;
             j.set_env("SEALPOST_LOG__LEVEL", "debug");
             j.set_env("SEALPOST_PASSPHRASE", "not a config key");
             let loaded = load(None).map_err(|p| format!("{p:?}"))?;
@@ -1034,7 +1063,14 @@ mod tests {
             )?;
             let problems = load(Some(Path::new("bad.toml"))).unwrap_err();
             let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-            for expected in ["account.typo", "account[0].smtp", "account[0].address", "account[1].login", "account[1].smtp", "policy.require_encryption_for"] {
+            for expected in [
+                "account.typo",
+                "account[0].smtp",
+                "account[0].address",
+                "account[1].login",
+                "account[1].smtp",
+                "policy.require_encryption_for",
+            ] {
                 assert!(keys.contains(&expected), "{expected} not in {keys:?}");
             }
             Ok(())

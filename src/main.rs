@@ -12,12 +12,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use sealpost::config::{self, Config};
-use sealpost::tls::{fetch_chain, ChainEntry, FetchTarget, LocalTls, PinRecord, PinStore};
 use sealpost::discovery::{Discovery, Lookup};
 use sealpost::learn::Learner;
 use sealpost::message::{decrypt_message, encrypt_message, protection, sign_message, Envelope, Protection};
 use sealpost::pgp::{KeyState, Keystore, Learned, LiveKeystore, PassphraseSource, StoredKey, UnlockedKey};
 use sealpost::store::peers::PeerStore;
+use sealpost::tls::{fetch_chain, ChainEntry, FetchTarget, LocalTls, PinRecord, PinStore};
 use sequoia_openpgp::serialize::Serialize;
 
 #[derive(Parser)]
@@ -171,9 +171,11 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys(&loaded.config, command).map(|()| ExitCode::SUCCESS),
         Command::Encrypt(args) => encrypt(&loaded.config, args).map(|()| ExitCode::SUCCESS),
         Command::Decrypt => decrypt(&loaded.config),
-        Command::Serve { bound_addresses } => sealpost::serve::run(&loaded.config, &passphrases(&loaded.config), bound_addresses.as_deref())
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(Into::into),
+        Command::Serve { bound_addresses } => {
+            sealpost::serve::run(&loaded.config, &passphrases(&loaded.config), bound_addresses.as_deref())
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(Into::into)
+        }
         Command::LocalCert => local_cert(&loaded.config).map(|()| ExitCode::SUCCESS),
         Command::Pin(command) => pin(&loaded.config, command).map(|()| ExitCode::SUCCESS),
     };
@@ -208,7 +210,10 @@ fn keys(config: &Config, command: KeysCommand) -> Result<()> {
             let key = store.generate(&email, passphrase, v6)?;
             println!("{}", key.fingerprint());
             if no_passphrase {
-                eprintln!("warning: the secret key is stored without a passphrase; anyone who can read {} can use it", config.data_dir.display());
+                eprintln!(
+                    "warning: the secret key is stored without a passphrase; anyone who can read {} can use it",
+                    config.data_dir.display()
+                );
             }
         }
         KeysCommand::Import { files } => {
@@ -296,7 +301,13 @@ fn print_peer_table(config: &Config) -> Result<()> {
     }
     println!("\nAutocrypt peers:");
     let header = ["ADDRESS", "RECOMMENDATION", "LAST SEEN", "AUTOCRYPT KEY", "GOSSIP KEY"];
-    let seconds = |s: u64| if s == 0 { "-".to_string() } else { format_date(UNIX_EPOCH + std::time::Duration::from_secs(s)) };
+    let seconds = |s: u64| {
+        if s == 0 {
+            "-".to_string()
+        } else {
+            format_date(UNIX_EPOCH + std::time::Duration::from_secs(s))
+        }
+    };
     let rows: Vec<[String; 5]> = peers
         .iter()
         .map(|(addr, peer)| {
@@ -484,7 +495,13 @@ fn learn(config: &Config, store: Keystore, file: &Path) -> Result<()> {
         println!("{name}: nothing new (no Autocrypt header from its sender, or the keys are known already)");
     }
     for lesson in lessons {
-        println!("{} {} ({}): {}", lesson.addr, lesson.fingerprint, lesson.source, describe(&lesson.outcome));
+        println!(
+            "{} {} ({}): {}",
+            lesson.addr,
+            lesson.fingerprint,
+            lesson.source,
+            describe(&lesson.outcome)
+        );
     }
     Ok(())
 }
@@ -520,7 +537,10 @@ fn pin(config: &Config, command: PinCommand) -> Result<()> {
                 println!("no server keys recorded yet ({})", store.path().display());
             }
             for (server, record) in records {
-                println!("{server}\n  pin: {}\n  recorded: {}\n  certificate SHA-256: {}", record.pin, record.recorded, record.certificate_sha256);
+                println!(
+                    "{server}\n  pin: {}\n  recorded: {}\n  certificate SHA-256: {}",
+                    record.pin, record.recorded, record.certificate_sha256
+                );
             }
         }
         PinCommand::Accept { server, yes } => {
@@ -589,7 +609,9 @@ fn accept_target(config: &Config, server: &str) -> Result<FetchTarget> {
     if let Some(target) = configured {
         return Ok(target);
     }
-    let (host, port) = server.rsplit_once(':').context("give HOST:PORT or a URL such as smtps://host:465")?;
+    let (host, port) = server
+        .rsplit_once(':')
+        .context("give HOST:PORT or a URL such as smtps://host:465")?;
     let scheme = match port {
         "465" => "smtps",
         "587" | "25" => "smtp",
@@ -619,6 +641,9 @@ mod tests {
     fn dates_are_civil_utc() {
         assert_eq!(format_date(UNIX_EPOCH), "1970-01-01");
         assert_eq!(format_date(UNIX_EPOCH + std::time::Duration::from_secs(951_782_400)), "2000-02-29");
-        assert_eq!(format_date(UNIX_EPOCH + std::time::Duration::from_secs(1_798_761_600)), "2027-01-01");
+        assert_eq!(
+            format_date(UNIX_EPOCH + std::time::Duration::from_secs(1_798_761_600)),
+            "2027-01-01"
+        );
     }
 }

@@ -72,7 +72,10 @@ impl Metrics {
         .expect("valid metric");
         let imap_sessions = IntCounter::new("sealpost_imap_sessions_total", "IMAP client sessions accepted").expect("valid metric");
         let imap_messages = IntCounterVec::new(
-            Opts::new("sealpost_imap_messages_total", "Encrypted messages shown to IMAP clients, by outcome"),
+            Opts::new(
+                "sealpost_imap_messages_total",
+                "Encrypted messages shown to IMAP clients, by outcome",
+            ),
             &["outcome"],
         )
         .expect("valid metric");
@@ -81,10 +84,16 @@ impl Metrics {
                 .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
         )
         .expect("valid metric");
-        let imap_appends = IntCounterVec::new(Opts::new("sealpost_imap_appends_total", "Uploaded messages, by outcome"), &["outcome"])
-            .expect("valid metric");
+        let imap_appends = IntCounterVec::new(
+            Opts::new("sealpost_imap_appends_total", "Uploaded messages, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let keys_learned = IntCounterVec::new(
-            Opts::new("sealpost_keys_learned_total", "Correspondents' keys learnt or updated from mail, by source"),
+            Opts::new(
+                "sealpost_keys_learned_total",
+                "Correspondents' keys learnt or updated from mail, by source",
+            ),
             &["source"],
         )
         .expect("valid metric");

@@ -32,7 +32,9 @@ pub fn decode_response(line: &[u8]) -> Result<Vec<u8>, SaslError> {
     if line == b"=" {
         return Ok(Vec::new());
     }
-    base64::engine::general_purpose::STANDARD.decode(line).map_err(|_| SaslError::Base64)
+    base64::engine::general_purpose::STANDARD
+        .decode(line)
+        .map_err(|_| SaslError::Base64)
 }
 
 /// The user name a decoded one-step response logs in as (PLAIN, XOAUTH2,
@@ -80,8 +82,14 @@ mod tests {
         assert_eq!(user_name("PLAIN", b"admin\0\0pw"), Err(SaslError::Malformed("PLAIN")));
         assert!(user_name("PLAIN", b"no-nul").is_err());
         assert!(user_name("PLAIN", b"a\0b\0c\0d").is_err());
-        assert_eq!(user_name("XOAUTH2", b"user=carol@x.test\x01auth=Bearer tok\x01\x01").unwrap(), "carol@x.test");
-        assert_eq!(user_name("OAUTHBEARER", b"n,a=d=2Cave@x.test,\x01host=x\x01auth=Bearer t\x01\x01").unwrap(), "d,ave@x.test");
+        assert_eq!(
+            user_name("XOAUTH2", b"user=carol@x.test\x01auth=Bearer tok\x01\x01").unwrap(),
+            "carol@x.test"
+        );
+        assert_eq!(
+            user_name("OAUTHBEARER", b"n,a=d=2Cave@x.test,\x01host=x\x01auth=Bearer t\x01\x01").unwrap(),
+            "d,ave@x.test"
+        );
         assert!(matches!(user_name("CRAM-MD5", b"x"), Err(SaslError::Unsupported(_))));
     }
 

@@ -5,18 +5,18 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::account::{AccountError, Accounts};
 use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::discovery::{Discovery, DiscoveryError};
-use crate::learn::Learner;
-use crate::pgp::{KeyError, Keystore, LiveKeystore, PassphraseSource};
-use crate::listener::{Listener, ListenerKind};
 use crate::imap::served::Served;
 use crate::imap::sidefetch::SidePool;
+use crate::learn::Learner;
+use crate::listener::{Listener, ListenerKind};
+use crate::metrics::Metrics;
+use crate::pgp::{KeyError, Keystore, LiveKeystore, PassphraseSource};
 use crate::store::{MessageCache, StoreError};
 use crate::tls::{LocalTls, TlsError};
 
@@ -78,13 +78,20 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
     }
     let keystore = Arc::new(LiveKeystore::new(config.data_dir.clone(), Keystore::open(&config.data_dir)?));
     let accounts = Arc::new(Accounts::load(config, &keystore.snapshot(), passphrases)?);
-    let tls = LocalTls::load_or_generate(&config.data_dir, config.listen.tls_cert.as_deref(), config.listen.tls_key.as_deref())?;
+    let tls = LocalTls::load_or_generate(
+        &config.data_dir,
+        config.listen.tls_cert.as_deref(),
+        config.listen.tls_key.as_deref(),
+    )?;
     let discovery = Some(Discovery::new(&config.keys, &config.data_dir)?).filter(Discovery::is_enabled);
     let mut caches = HashMap::new();
     let mut served = HashMap::new();
     for account in accounts.iter().filter(|a| a.imap.is_some()) {
         let dir = config.data_dir.join("cache").join(crate::store::account_dir_name(&account.login));
-        caches.insert(account.login.clone(), Arc::new(MessageCache::open(&dir, &account.key, config.imap.cache_size)?));
+        caches.insert(
+            account.login.clone(),
+            Arc::new(MessageCache::open(&dir, &account.key, config.imap.cache_size)?),
+        );
         served.insert(account.login.clone(), Arc::new(Served::new(SERVED_MEMORY)));
     }
     // Bound before the runtime starts, so a taken port is reported as
@@ -102,9 +109,16 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
         let proxies = [("smtp", &smtp_sockets), ("imap", &imap_sockets)];
         let bound = proxies
             .iter()
-            .flat_map(|(protocol, sockets)| sockets.iter().map(move |(socket, tls)| (if *tls { format!("{protocol}s") } else { protocol.to_string() }, socket)))
+            .flat_map(|(protocol, sockets)| {
+                sockets
+                    .iter()
+                    .map(move |(socket, tls)| (if *tls { format!("{protocol}s") } else { protocol.to_string() }, socket))
+            })
             .chain(metrics_socket.iter().map(|socket| ("metrics".to_string(), socket)));
-        write_bound_addresses(path, bound).map_err(|source| ServeError::BoundAddresses { path: path.to_path_buf(), source })?;
+        write_bound_addresses(path, bound).map_err(|source| ServeError::BoundAddresses {
+            path: path.to_path_buf(),
+            source,
+        })?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -137,7 +151,12 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
             .iter()
             .filter(|a| a.imap.is_some())
             .map(|a| {
-                let pool = SidePool::new(a.clone(), config.imap.side_connections, config.imap.max_message_size, metrics.clone());
+                let pool = SidePool::new(
+                    a.clone(),
+                    config.imap.side_connections,
+                    config.imap.max_message_size,
+                    metrics.clone(),
+                );
                 (a.login.clone(), pool)
             })
             .collect();
@@ -157,7 +176,10 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
         let grace = Duration::from_secs(config.listen.shutdown_grace);
         tokio::spawn(async move {
             wait_for_signal().await;
-            tracing::info!(grace_seconds = grace.as_secs(), "stopping: no new connections; open sessions may finish");
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "stopping: no new connections; open sessions may finish"
+            );
             trigger.run(grace).await;
         });
         tokio::join!(

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::url::ServerUrl;
 use crate::tls::TlsError;
+use crate::url::ServerUrl;
 
 /// How long to wait for the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -84,7 +84,9 @@ impl HttpsUrl {
             .split_once("://")
             .ok_or_else(|| format!("'{text}' is not a URL like https://keys.example.org"))?;
         if scheme.eq_ignore_ascii_case("http") {
-            return Err(format!("'{text}' uses plain http; only https is accepted, so that keys cannot be swapped on the way"));
+            return Err(format!(
+                "'{text}' uses plain http; only https is accepted, so that keys cannot be swapped on the way"
+            ));
         }
         if !scheme.eq_ignore_ascii_case("https") {
             return Err(format!("'{text}': unsupported scheme '{scheme}' (only https)"));
@@ -103,7 +105,11 @@ impl HttpsUrl {
                 "" => (host.to_string(), None),
                 _ => (
                     host.to_string(),
-                    Some(after.strip_prefix(':').ok_or_else(|| format!("'{text}': junk after the IPv6 address"))?),
+                    Some(
+                        after
+                            .strip_prefix(':')
+                            .ok_or_else(|| format!("'{text}': junk after the IPv6 address"))?,
+                    ),
                 ),
             }
         } else {
@@ -123,7 +129,11 @@ impl HttpsUrl {
         }
         let port = match port {
             None => 443,
-            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("'{text}': '{p}' is not a port number"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("'{text}': '{p}' is not a port number"))?,
         };
         let target = match target {
             "" => "/".to_string(),
@@ -286,7 +296,10 @@ mod tests {
         let u = HttpsUrl::parse("https://[::1]:4443?q").unwrap();
         assert_eq!((u.host(), u.port(), u.target()), ("::1", 4443, "/?q"));
         assert_eq!(u.to_string(), "https://[::1]:4443/?q");
-        assert_eq!(HttpsUrl::parse("https://h/base/").unwrap().join_path("vks/v1").target(), "/base/vks/v1");
+        assert_eq!(
+            HttpsUrl::parse("https://h/base/").unwrap().join_path("vks/v1").target(),
+            "/base/vks/v1"
+        );
         assert_eq!(HttpsUrl::parse("https://h").unwrap().join_path("vks/v1").target(), "/vks/v1");
         for (bad, why) in [
             ("http://keys.example", "plain http"),
@@ -312,15 +325,30 @@ mod tests {
         assert_eq!(to("https://Other.example/k").unwrap(), "https://other.example/k");
         assert_eq!(to("//other.example:444/k").unwrap(), "https://other.example:444/k");
         assert_eq!(to("/keys/joe.pgp").unwrap(), "https://openpgpkey.example.org/keys/joe.pgp");
-        assert_eq!(to("def?l=joe").unwrap(), "https://openpgpkey.example.org/.well-known/openpgpkey/example.org/hu/def?l=joe");
-        assert_eq!(to("?l=x").unwrap(), "https://openpgpkey.example.org/.well-known/openpgpkey/example.org/hu/abc?l=x");
+        assert_eq!(
+            to("def?l=joe").unwrap(),
+            "https://openpgpkey.example.org/.well-known/openpgpkey/example.org/hu/def?l=joe"
+        );
+        assert_eq!(
+            to("?l=x").unwrap(),
+            "https://openpgpkey.example.org/.well-known/openpgpkey/example.org/hu/abc?l=x"
+        );
         assert!(to("http://openpgpkey.example.org/k").unwrap_err().contains("only https"));
         assert!(to("HTTP://x/").unwrap_err().contains("only https"));
         assert!(to("data:text/plain,hi").unwrap_err().contains("only https"));
         assert!(to("").is_err());
-        assert_eq!(to("../../keys/joe.pgp").unwrap(), "https://openpgpkey.example.org/.well-known/openpgpkey/keys/joe.pgp");
-        assert_eq!(to("./x/../y/.?l=1").unwrap(), "https://openpgpkey.example.org/.well-known/openpgpkey/example.org/hu/y/?l=1");
+        assert_eq!(
+            to("../../keys/joe.pgp").unwrap(),
+            "https://openpgpkey.example.org/.well-known/openpgpkey/keys/joe.pgp"
+        );
+        assert_eq!(
+            to("./x/../y/.?l=1").unwrap(),
+            "https://openpgpkey.example.org/.well-known/openpgpkey/example.org/hu/y/?l=1"
+        );
         assert_eq!(to("/../../a").unwrap(), "https://openpgpkey.example.org/a");
-        assert_eq!(to("..").unwrap(), "https://openpgpkey.example.org/.well-known/openpgpkey/example.org/");
+        assert_eq!(
+            to("..").unwrap(),
+            "https://openpgpkey.example.org/.well-known/openpgpkey/example.org/"
+        );
     }
 }

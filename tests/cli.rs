@@ -156,7 +156,8 @@ fn clear_errors_for_missing_keys_and_passphrases() {
     let run = alice.run(&["encrypt"], MESSAGE);
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr.contains("no OpenPGP key found for <bob@example.net>; import one with 'sealpost keys import'"),
+        run.stderr
+            .contains("no OpenPGP key found for <bob@example.net>; import one with 'sealpost keys import'"),
         "{}",
         run.stderr
     );
@@ -168,7 +169,8 @@ fn clear_errors_for_missing_keys_and_passphrases() {
     let stranger = User::new();
     let run = stranger.run(&["encrypt", "--sign-only"], MESSAGE);
     assert!(
-        run.stderr.contains("no secret key for <alice@example.org>; create one with 'sealpost keys generate alice@example.org'"),
+        run.stderr
+            .contains("no secret key for <alice@example.org>; create one with 'sealpost keys generate alice@example.org'"),
         "{}",
         run.stderr
     );
@@ -231,7 +233,10 @@ fn undecryptable_mail_is_returned_untouched_with_exit_code_1() {
     let text = run.stdout_text();
     // The original, with the status as the last header field.
     let status_line = text.lines().find(|l| l.starts_with("Sealpost-Status: ")).unwrap().to_string();
-    assert!(status_line.starts_with("Sealpost-Status: failed; reason=\"no secret key for this message"), "{status_line}");
+    assert!(
+        status_line.starts_with("Sealpost-Status: failed; reason=\"no secret key for this message"),
+        "{status_line}"
+    );
     assert_eq!(text.replacen(&format!("{status_line}\r\n"), "", 1).as_bytes(), &encrypted[..]);
     assert!(run.stderr.contains("no secret key"), "{}", run.stderr);
     let _ = bob;
@@ -301,7 +306,9 @@ fn serve_refuses_to_start_with_a_clear_reason() {
     let run = user.run(&["serve"], b"");
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr.contains("account alice@example.org: no secret key for <alice@example.org>; create one with 'sealpost keys generate alice@example.org'"),
+        run.stderr.contains(
+            "account alice@example.org: no secret key for <alice@example.org>; create one with 'sealpost keys generate alice@example.org'"
+        ),
         "{}",
         run.stderr
     );
@@ -313,7 +320,11 @@ fn serve_refuses_to_start_with_a_clear_reason() {
     write_config(&taken);
     let run = user.run(&["serve"], b"");
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains(&format!("cannot listen on {taken} (listen.smtp)")), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("cannot listen on {taken} (listen.smtp)")),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

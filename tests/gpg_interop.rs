@@ -59,9 +59,14 @@ fn gpg_decrypts_and_verifies_every_copy_and_bcc_stays_hidden() {
         // What the provider sees: no subject, no body, no Bcc.
         assert_eq!(header(&copy.message, "Subject").as_deref(), Some("[...]"));
         assert!(!contains(&copy.message, b"meet at 8"));
-        assert!(!contains(&copy.message, b"dave@example.com"), "no copy names the Bcc recipient outside the encryption");
+        assert!(
+            !contains(&copy.message, b"dave@example.com"),
+            "no copy names the Bcc recipient outside the encryption"
+        );
         assert!(!contains(&copy.message, b"Bcc:"));
-        assert!(header(&copy.message, "Autocrypt").unwrap().starts_with("addr=alice@example.org; keydata="));
+        assert!(header(&copy.message, "Autocrypt")
+            .unwrap()
+            .starts_with("addr=alice@example.org; keydata="));
     }
 
     let bob_gpg = gpg_for(&bob, &[&alice]);
@@ -75,7 +80,11 @@ fn gpg_decrypts_and_verifies_every_copy_and_bcc_stays_hidden() {
         assert!(run.ok && run.has("DECRYPTION_OKAY"), "{}", run.stderr);
         assert!(run.has("GOODSIG"), "signature by Alice verifies: {:?}", run.status);
         // SEIPDv1 with MDC (method 2) and AES-256 (algorithm 9).
-        assert!(run.lines("DECRYPTION_INFO")[0].starts_with("DECRYPTION_INFO 2 9"), "{:?}", run.status);
+        assert!(
+            run.lines("DECRYPTION_INFO")[0].starts_with("DECRYPTION_INFO 2 9"),
+            "{:?}",
+            run.status
+        );
         let payload = &run.stdout;
         assert!(contains(payload, b"protected-headers=\"v1\""));
         assert!(contains(payload, b"hp=\"cipher\""));
@@ -83,7 +92,10 @@ fn gpg_decrypts_and_verifies_every_copy_and_bcc_stays_hidden() {
         assert!(contains(payload, b"HP-Outer: Subject: [...]\r\n"));
         assert!(contains(payload, b"Autocrypt-Gossip: addr=bob@example.net;"));
         assert!(contains(payload, b"Autocrypt-Gossip: addr=carol@example.com;"));
-        assert!(!contains(payload, b"dave@example.com"), "Bcc recipient must not appear in the visible copy");
+        assert!(
+            !contains(payload, b"dave@example.com"),
+            "Bcc recipient must not appear in the visible copy"
+        );
         // The root is the message's own: its text/plain entity, marked,
         // with the body as written (no wrapper).
         let root = sealpost::mime::Entity::parse(payload);
@@ -102,7 +114,11 @@ fn gpg_decrypts_and_verifies_every_copy_and_bcc_stays_hidden() {
     assert!(run.ok && run.has("GOODSIG"), "{}", run.stderr);
     let mut expected = vec![encryption_key_id(&alice), encryption_key_id(&dave)];
     expected.sort();
-    assert_eq!(encrypted_to(&run), expected, "the Bcc copy is encrypted to Dave and the sender only");
+    assert_eq!(
+        encrypted_to(&run),
+        expected,
+        "the Bcc copy is encrypted to Dave and the sender only"
+    );
     assert!(!bob_gpg.decrypt(&bcc_block).ok, "Bob cannot read Dave's copy");
 }
 
@@ -113,13 +129,20 @@ fn gpg_decrypts_and_verifies_a_copy_sealed_for_self() {
     let run = gpg_for(&alice, &[]).decrypt(&armored_part(&sealed));
     assert!(run.ok && run.has("GOODSIG"), "{} {:?}", run.stderr, run.status);
     // The notation is not critical: gpg reports it and still verifies.
-    assert!(run.lines("NOTATION_NAME").iter().any(|l| l.ends_with("self-copy@sealpost.invalid")), "{:?}", run.status);
+    assert!(
+        run.lines("NOTATION_NAME").iter().any(|l| l.ends_with("self-copy@sealpost.invalid")),
+        "{:?}",
+        run.status
+    );
     // Readers other than Sealpost find the protected headers as usual.
     let root = sealpost::mime::Entity::parse(&run.stdout);
     assert_eq!(root.content_type().param("protected-headers"), Some("v1"));
     assert_eq!(root.content_type().param("hp"), Some("cipher"));
     assert!(contains(&run.stdout, b"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= and plans\r\n"));
-    assert!(contains(&run.stdout, b"Bcc: dave@example.com\r\n"), "the owner's copy keeps the Bcc");
+    assert!(
+        contains(&run.stdout, b"Bcc: dave@example.com\r\n"),
+        "the owner's copy keeps the Bcc"
+    );
     assert!(contains(&run.stdout, b"HP-Outer: Subject: [...]\r\n"));
     assert_eq!(root.body, sealpost::mime::Entity::parse(MESSAGE).body);
     // And Sealpost shows it back exactly.
@@ -185,7 +208,14 @@ fn gnupg_user_and_sealpost_alice() -> (GnupgUser, User) {
 impl GnupgUser {
     /// `gpg --encrypt --sign` from Alice to Gary.
     fn encrypt_from_alice(&self, data: &[u8], extra: &[&str]) -> Vec<u8> {
-        let mut args = vec!["--armor", "--encrypt", "-r", "gary@example.net", "--local-user", "alice@example.org"];
+        let mut args = vec![
+            "--armor",
+            "--encrypt",
+            "-r",
+            "gary@example.net",
+            "--local-user",
+            "alice@example.org",
+        ];
         args.extend_from_slice(extra);
         let run = self.gpg.run(&args, data);
         assert!(run.ok, "{}", run.stderr);
@@ -209,15 +239,22 @@ fn sealpost_opens_gpg_pgp_mime_combined_and_two_layer() {
     assert_eq!(header(&out.message, "Subject").as_deref(), Some("combined"));
 
     // RFC 3156 §6.1: multipart/signed inside the encryption.
-    let sig = gary.gpg.run(&["--armor", "--detach-sign", "--local-user", "alice@example.org"], payload);
+    let sig = gary
+        .gpg
+        .run(&["--armor", "--detach-sign", "--local-user", "alice@example.org"], payload);
     assert!(sig.ok, "{}", sig.stderr);
-    let mut signed = b"Content-Type: multipart/signed; micalg=pgp-sha256;\r\n protocol=\"application/pgp-signature\"; boundary=\"SIG\"\r\n\r\n--SIG\r\n".to_vec();
+    let mut signed =
+        b"Content-Type: multipart/signed; micalg=pgp-sha256;\r\n protocol=\"application/pgp-signature\"; boundary=\"SIG\"\r\n\r\n--SIG\r\n"
+            .to_vec();
     signed.extend_from_slice(payload);
     signed.extend_from_slice(b"\r\n--SIG\r\nContent-Type: application/pgp-signature\r\n\r\n");
     signed.extend_from_slice(&sig.stdout);
     signed.extend_from_slice(b"\r\n--SIG--\r\n");
     let armored = gary.encrypt_from_alice(&signed, &[]);
-    let msg = pgp_mime(&["From: alice@example.org", "To: gary@example.net", "Subject: two layers"], &armored);
+    let msg = pgp_mime(
+        &["From: alice@example.org", "To: gary@example.net", "Subject: two layers"],
+        &armored,
+    );
     let out = gary.sealpost.decrypt(&msg);
     let status = header(&out.message, "Sealpost-Status").unwrap();
     assert_eq!(status, format!("decrypted; signature=good; signer={alice_fpr}"));
@@ -228,7 +265,9 @@ fn sealpost_opens_gpg_pgp_mime_combined_and_two_layer() {
 fn sealpost_opens_inline_pgp_from_gpg() {
     let (gary, alice) = gnupg_user_and_sealpost_alice();
     let armored = gary.encrypt_from_alice("Grüße aus Köln\n".as_bytes(), &["--sign"]);
-    let mut msg = b"From: alice@example.org\r\nTo: gary@example.net\r\nSubject: inline\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\n".to_vec();
+    let mut msg =
+        b"From: alice@example.org\r\nTo: gary@example.net\r\nSubject: inline\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\n"
+            .to_vec();
     msg.extend_from_slice(&armored);
     let out = gary.sealpost.decrypt(&msg);
     let status = header(&out.message, "Sealpost-Status").unwrap();
@@ -252,21 +291,35 @@ Content-Type: text/plain; charset=UTF-8; format=flowed\r\nContent-Transfer-Encod
 Hello from Thunderbird\r\n\r\n--------------INNER--\r\n";
     let armored = gary.encrypt_from_alice(payload, &["--sign"]);
     let msg = pgp_mime(
-        &["From: Alice <alice@example.org>", "To: Gary <gary@example.net>", "Subject: ...", "Message-ID: <tb-1@example.org>"],
+        &[
+            "From: Alice <alice@example.org>",
+            "To: Gary <gary@example.net>",
+            "Subject: ...",
+            "Message-ID: <tb-1@example.org>",
+        ],
         &armored,
     );
     let out = gary.sealpost.decrypt(&msg);
     assert_eq!(header(&out.message, "Subject").as_deref(), Some("The real subject"));
     assert_eq!(
-        sealpost::mime::Entity::parse(&out.message).fields.iter().filter(|f| f.is("Subject")).count(),
+        sealpost::mime::Entity::parse(&out.message)
+            .fields
+            .iter()
+            .filter(|f| f.is("Subject"))
+            .count(),
         1,
         "the placeholder subject is replaced, not duplicated"
     );
-    assert!(header(&out.message, "Sealpost-Status").unwrap().starts_with("decrypted; signature=good"));
+    assert!(header(&out.message, "Sealpost-Status")
+        .unwrap()
+        .starts_with("decrypted; signature=good"));
     assert!(contains(&out.message, b"Hello from Thunderbird"));
 
     // The same payload under a different outer From: a spoofing signal.
-    let msg = pgp_mime(&["From: Mallory <mallory@example.com>", "To: gary@example.net", "Subject: ..."], &armored);
+    let msg = pgp_mime(
+        &["From: Mallory <mallory@example.com>", "To: gary@example.net", "Subject: ..."],
+        &armored,
+    );
     let status = header(&gary.sealpost.decrypt(&msg).message, "Sealpost-Status").unwrap();
     assert!(
         status.contains("warning=\"protected From <alice@example.org> differs from outer From <mallory@example.com>\""),
@@ -292,7 +345,10 @@ fn unprotected_sed_data_is_refused_and_the_original_kept() {
     let (gary, _alice) = gnupg_user_and_sealpost_alice();
     // --rfc2440 makes gpg write a Symmetrically Encrypted Data packet
     // (tag 9), which has no integrity protection.
-    let armored = gary.encrypt_from_alice(b"Content-Type: text/plain\r\n\r\nold style\r\n", &["--rfc2440", "--cipher-algo", "AES256"]);
+    let armored = gary.encrypt_from_alice(
+        b"Content-Type: text/plain\r\n\r\nold style\r\n",
+        &["--rfc2440", "--cipher-algo", "AES256"],
+    );
     let msg = pgp_mime(&["From: alice@example.org", "Subject: sed"], &armored);
     let out = gary.sealpost.decrypt(&msg);
     assert!(out.status.is_failure());

@@ -46,11 +46,7 @@ fn people() -> People {
     alice.knows(&[&dave, &erin]);
     dave.knows(&[&alice]);
     let alice_gpg = gpg_for(&alice, &[&dave]);
-    People {
-        dave,
-        alice,
-        alice_gpg,
-    }
+    People { dave, alice, alice_gpg }
 }
 
 // ------------------------------------------------------------ messages
@@ -128,10 +124,9 @@ fn sealpost_encrypted(p: &People, original: &[u8], to: &str) -> Vec<u8> {
 
 /// `gpg --encrypt --sign --armor` from Alice to Dave.
 fn gpg_encrypted(p: &People, data: &[u8]) -> Vec<u8> {
-    let run = p.alice_gpg.run(
-        &["--armor", "--encrypt", "--sign", "-r", DAVE, "--local-user", ALICE],
-        data,
-    );
+    let run = p
+        .alice_gpg
+        .run(&["--armor", "--encrypt", "--sign", "-r", DAVE, "--local-user", ALICE], data);
     assert!(run.ok, "gpg --encrypt --sign failed: {}", run.stderr);
     run.stdout
 }
@@ -196,7 +191,13 @@ Revenue is up 12 %, costs are down. Gr\u{fc}\u{df}e, Alice\r\n\r\n--------------
     out.push(TestMessage {
         label: "gpg-pgpmime".into(),
         bytes: pgp_mime(
-            &["From: Alice <alice@example.org>", &to_field, "Subject: ...", date, &message_id_field],
+            &[
+                "From: Alice <alice@example.org>",
+                &to_field,
+                "Subject: ...",
+                date,
+                &message_id_field,
+            ],
             &armored,
         ),
         expect: Expect::Decrypted {
@@ -447,7 +448,11 @@ fn without_tuid(message: &[u8]) -> Vec<u8> {
     };
     match start {
         Some(start) => {
-            let end = start + message[start..].iter().position(|&b| b == b'\n').map_or(message.len() - start, |i| i + 1);
+            let end = start
+                + message[start..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(message.len() - start, |i| i + 1);
             [&message[..start], &message[end..]].concat()
         }
         None => message.to_vec(),
@@ -480,12 +485,17 @@ Channel {name}\nFar :{name}-far:\nNear :{name}-near:\nPatterns {mailbox}\nCreate
     assert!(ok, "mbsync through {name} failed:\n{}", tail(&transcript, 6000));
     let mut messages = BTreeMap::new();
     for sub in ["cur", "new"] {
-        let Ok(entries) = std::fs::read_dir(root.join("mail").join(mailbox).join(sub)) else { continue };
+        let Ok(entries) = std::fs::read_dir(root.join("mail").join(mailbox).join(sub)) else {
+            continue;
+        };
         for entry in entries {
             let bytes = without_tuid(&std::fs::read(entry.unwrap().path()).unwrap());
             let id = header(&bytes, "Message-ID").unwrap_or_default();
             let id = id.trim().trim_start_matches('<').trim_end_matches('>').to_string();
-            assert!(messages.insert(id.clone(), bytes).is_none(), "{name}: two messages with Message-ID {id}");
+            assert!(
+                messages.insert(id.clone(), bytes).is_none(),
+                "{name}: two messages with Message-ID {id}"
+            );
         }
     }
     Mirror { messages, transcript }
@@ -495,7 +505,11 @@ Channel {name}\nFar :{name}-far:\nNear :{name}-near:\nPatterns {mailbox}\nCreate
 fn show(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     if text.len() > 3000 {
-        format!("{}\n[... {} bytes in all]", &text[..text.char_indices().nth(3000).map_or(text.len(), |(i, _)| i)], bytes.len())
+        format!(
+            "{}\n[... {} bytes in all]",
+            &text[..text.char_indices().nth(3000).map_or(text.len(), |(i, _)| i)],
+            bytes.len()
+        )
     } else {
         text.into_owned()
     }
@@ -575,7 +589,10 @@ fn mbsync_through_sealpost_mirrors_plaintext_exactly_and_encrypted_mail_readable
                 let want = format!("decrypted; {format}signature=good; signer={signer}");
                 check(
                     status.starts_with(&want),
-                    format!("Sealpost-Status is {status:?}, wanted {want:?}\n--- through Sealpost:\n{}", show(shown)),
+                    format!(
+                        "Sealpost-Status is {status:?}, wanted {want:?}\n--- through Sealpost:\n{}",
+                        show(shown)
+                    ),
                 );
                 check(
                     header(&shown_crlf, "Subject").as_deref() == Some(subject.as_str()),
@@ -678,8 +695,15 @@ fn curl_fetches_an_encrypted_message_by_uid_decrypted() {
     assert!(ok, "curl failed\n{context}");
     let status = header(&fetched, "Sealpost-Status").unwrap_or_default();
     let want = format!("decrypted; signature=good; signer={}", p.alice.key.cert.fingerprint().to_hex());
-    assert!(status.starts_with(&want), "Sealpost-Status is {status:?}, wanted {want:?}\n{context}");
-    assert_eq!(header(&fetched, "Subject"), header(&original, "Subject"), "Subject restored\n{context}");
+    assert!(
+        status.starts_with(&want),
+        "Sealpost-Status is {status:?}, wanted {want:?}\n{context}"
+    );
+    assert_eq!(
+        header(&fetched, "Subject"),
+        header(&original, "Subject"),
+        "Subject restored\n{context}"
+    );
     assert_eq!(
         leaf_bodies(&to_crlf(&fetched)),
         leaf_bodies(&to_crlf(&original)),
@@ -752,7 +776,10 @@ print(json.dumps(result))
             &message,
         ],
     );
-    let context = format!("imaplib through Sealpost: {out}\n--- proxy log (end):\n{}", tail(&proxy.log_text(), 3000));
+    let context = format!(
+        "imaplib through Sealpost: {out}\n--- proxy log (end):\n{}",
+        tail(&proxy.log_text(), 3000)
+    );
     let field = |name: &str| -> Option<String> {
         let key = format!("\"{name}\": \"");
         let start = out.find(&key)? + key.len();
@@ -763,7 +790,10 @@ print(json.dumps(result))
         field("continuation").is_some_and(|c| c.starts_with('+')),
         "the server accepts IDLE with a continuation\n{context}"
     );
-    assert!(field("exists").is_some(), "new mail is announced with * n EXISTS while idling\n{context}");
+    assert!(
+        field("exists").is_some(),
+        "new mail is announced with * n EXISTS while idling\n{context}"
+    );
     assert!(
         field("done").is_some_and(|d| d.contains(" OK")),
         "DONE ends IDLE with a tagged OK\n{context}"

@@ -120,25 +120,42 @@ Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text
         ],
     );
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    let field = |name: &str| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(json[name].as_str().unwrap()).unwrap()).unwrap();
+    let field = |name: &str| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(json[name].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
 
     assert!(field("announced").contains("* 1 EXISTS"), "{}", field("announced"));
     // Cyrus holds ciphertext only.
     let stored = field("stored");
     assert!(stored.contains("-----BEGIN PGP MESSAGE-----"), "{stored}");
     assert!(!stored.contains(&secret), "the provider can read the upload:\n{stored}");
-    // The client reads what it uploaded.
+    // The client reads back exactly what it uploaded.
     let whole = field("whole");
-    assert!(whole.contains(&format!("Subject: Cyrus draft {secret}\r\n")), "{whole}");
-    assert!(whole.contains(&format!("{secret} first part")), "{whole}");
+    assert_eq!(whole, message);
     assert_eq!(field("subject"), format!("Subject: Cyrus draft {secret}\r\n\r\n"));
     assert!(field("text").contains(&format!("{secret} first part")), "{}", field("text"));
     assert!(field("partial").len() == 30 && whole.starts_with(&field("partial")));
     let meta = field("meta");
-    let size: usize = meta.split("RFC822.SIZE ").nth(1).unwrap().split([' ', ')']).next().unwrap().parse().unwrap();
+    let size: usize = meta
+        .split("RFC822.SIZE ")
+        .nth(1)
+        .unwrap()
+        .split([' ', ')'])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(size, whole.len(), "{meta}");
     assert!(meta.to_ascii_lowercase().contains("\"plain\""), "{meta}");
-    assert!(meta.contains(&format!("Cyrus draft {secret}")), "ENVELOPE shows the real subject: {meta}");
+    assert!(
+        meta.contains(&format!("Cyrus draft {secret}")),
+        "ENVELOPE shows the real subject: {meta}"
+    );
     assert_eq!(field("part1"), format!("{secret} first part"));
     assert_eq!(field("part2"), "second part");
 }

@@ -99,7 +99,10 @@ fn sigterm_closes_sessions_after_the_grace_period_and_exits_zero() {
     assert!(smtp_data.smtp("DATA").starts_with("354"));
     // The Message-ID stays readable in the encrypted copy; the Subject not.
     let sent_id = token("sent-during-shutdown");
-    smtp_data.send(format!("From: alice@example.org\r\nTo: alice@example.org\r\nSubject: stopping\r\nMessage-ID: <{sent_id}@example.org>\r\n\r\n").as_bytes());
+    smtp_data.send(
+        format!("From: alice@example.org\r\nTo: alice@example.org\r\nSubject: stopping\r\nMessage-ID: <{sent_id}@example.org>\r\n\r\n")
+            .as_bytes(),
+    );
 
     proxy.sigterm();
     // No new connections once draining.
@@ -119,7 +122,10 @@ fn sigterm_closes_sessions_after_the_grace_period_and_exits_zero() {
     smtp_data.send(b"Sent while Sealpost stops.\r\n.\r\n");
     let accepted = smtp_data.smtp_reply();
     assert!(accepted.starts_with("250 "), "{accepted}");
-    assert_eq!(smtp_data.smtp_reply(), "421 4.3.2 localhost Sealpost is shutting down; try again later\r\n");
+    assert_eq!(
+        smtp_data.smtp_reply(),
+        "421 4.3.2 localhost Sealpost is shutting down; try again later\r\n"
+    );
 
     // The others heard why they were closed.
     let mut idle_lines = Vec::new();
@@ -135,9 +141,14 @@ fn sigterm_closes_sessions_after_the_grace_period_and_exits_zero() {
     }
     assert!(idle.rest().is_empty());
     assert_eq!(fresh.line(), SHUTDOWN_BYE);
-    assert_eq!(smtp_idle.smtp_reply(), "421 4.3.2 localhost Sealpost is shutting down; try again later\r\n");
+    assert_eq!(
+        smtp_idle.smtp_reply(),
+        "421 4.3.2 localhost Sealpost is shutting down; try again later\r\n"
+    );
 
-    let status = proxy.wait_exit(Duration::from_secs(10)).expect("sealpost serve exits after the grace period");
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("sealpost serve exits after the grace period");
     assert!(status.success(), "{status}\n{}", proxy.log_text());
 
     // Nothing was lost: the upload is in the mailbox, the message delivered.
@@ -149,7 +160,13 @@ m.select(mailbox)
 typ, d = m.search(None, "ALL")
 print(len(d[0].split()))
 "#,
-        &[&stack().imap_port.to_string(), "alice@example.org", &password("alice@example.org"), &mailbox, &subject],
+        &[
+            &stack().imap_port.to_string(),
+            "alice@example.org",
+            &password("alice@example.org"),
+            &mailbox,
+            &subject,
+        ],
     );
     assert_eq!(direct.trim(), "1");
     stack().wait_for_matching("alice@example.org", sent_id.as_bytes(), 1, Duration::from_secs(20));
@@ -185,8 +202,14 @@ fn connections_over_the_cap_are_refused_clearly_and_counted() {
     assert!(smtp_third.rest().is_empty());
 
     let metrics = proxy.metrics_text();
-    assert!(metrics.contains("sealpost_connections_refused_total{protocol=\"imap\"} 1"), "{metrics}");
-    assert!(metrics.contains("sealpost_connections_refused_total{protocol=\"smtp\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("sealpost_connections_refused_total{protocol=\"imap\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sealpost_connections_refused_total{protocol=\"smtp\"} 1"),
+        "{metrics}"
+    );
 
     // A closed connection frees its place.
     drop(first);
@@ -272,7 +295,14 @@ for t in threads: t.start()
 for t in threads: t.join()
 print(json.dumps(results))
 "#,
-        &[&proxy.imap.port().to_string(), LIMITED_USER, &password(LIMITED_USER), &mailbox, &SESSIONS.to_string(), &PER_SESSION.to_string()],
+        &[
+            &proxy.imap.port().to_string(),
+            LIMITED_USER,
+            &password(LIMITED_USER),
+            &mailbox,
+            &SESSIONS.to_string(),
+            &PER_SESSION.to_string(),
+        ],
     );
     let results: Vec<serde_json::Value> = serde_json::from_str(read.trim()).unwrap();
     let mut subjects: Vec<String> = results
@@ -293,5 +323,8 @@ print(json.dumps(results))
         .parse()
         .unwrap();
     assert!((1..=2).contains(&opened), "{opened} side logins\n{metrics}");
-    assert!(metrics.contains("sealpost_imap_side_connections_total{event=\"reused\"}"), "{metrics}");
+    assert!(
+        metrics.contains("sealpost_imap_side_connections_total{event=\"reused\"}"),
+        "{metrics}"
+    );
 }

@@ -48,12 +48,12 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use sealpost::imap::auth::Credentials;
-use sealpost::sasl::decode_response;
 use sealpost::imap::command::{head, Fetch, Requested};
 use sealpost::imap::framer::{announced_literal, copy_literal, read_segment};
 use sealpost::imap::view::{partial, MessageView, Section, SectionText};
 use sealpost::imap::wire::{Continuations, Cursor, Limits, Pos, Value, Wire};
 use sealpost::imap::{capability, emit, fetch, upstream};
+use sealpost::sasl::decode_response;
 
 use common::proxy::{token, Proxy, Setup};
 use common::stack::{password, stack};
@@ -131,9 +131,7 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 fn trim_eol(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r\n")
-        .or_else(|| line.strip_suffix(b"\n"))
-        .unwrap_or(line)
+    line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(line)
 }
 
 // ---------------------------------------------------------------------------
@@ -233,16 +231,111 @@ fn messages() -> &'static [Vec<u8>] {
 /// Pieces of IMAP syntax (and of its mistakes) that token soups and
 /// mutations are made of.
 const TOKENS: &[&[u8]] = &[
-    b"{", b"}", b"{0}\r\n", b"{5}\r\n", b"{3+}\r\n", b"~{4}\r\n", b"{99999999999999999999}", b"{18446744073709551615}", b"{abc}", b"{}", b"+}", b"~",
-    b"\"", b"\\", b"\\\"", b"(", b")", b"((", b"))", b"[", b"]", b"<", b">", b"<0.512>", b"<5>", b" ", b"  ", b"\r\n", b"\n", b"\r", b"\0",
-    b"\xff", b"\xc3\xa9", b"\xe9", b"NIL", b"nil", b"*", b"+", b"a1", b"UID", b"FETCH", b"APPEND", b"LOGIN", b"SELECT", b"IDLE", b"DONE", b"BODY",
-    b"BODY[", b"BODY.PEEK[", b"BINARY[", b"RFC822", b"RFC822.SIZE", b"HEADER", b"HEADER.FIELDS", b"HEADER.FIELDS.NOT", b"MIME", b"TEXT", b"1.2", b"0",
-    b"4294967297", b".", b"BODYSTRUCTURE", b"ENVELOPE", b"FLAGS", b"ALL", b"FAST", b"FULL", b"[CAPABILITY ", b"* CAPABILITY ", b"CAPABILITY",
-    b"COMPRESS=DEFLATE", b"AUTH=SCRAM-SHA-256-PLUS", b"STARTTLS", b"BINARY", b"\"text\"", b"\"plain\"", b"\"multipart\"", b"\"encrypted\"",
-    b"\"application\"", b"\"pgp-encrypted\"", b"\"base64\"", b"-----BEGIN PGP MESSAGE-----", b"UTF8 (", b"hello", b"1:*", b":", b",", b"@", b"=",
-    b";", b"\t", b"--b\r\n", b"--b--\r\n", b"Content-Type: multipart/mixed; boundary=b\r\n", b"Content-Type: message/rfc822\r\n",
-    b"Content-Type: text/plain; charset=\"utf-8\"\r\n", b"From: ", b"To: ", b"Subject: ", b"<a@b>", b"\"Q\" <q@x>", b"group:;", b"name*0*=",
-    b"%E2%82%AC", b"''",
+    b"{",
+    b"}",
+    b"{0}\r\n",
+    b"{5}\r\n",
+    b"{3+}\r\n",
+    b"~{4}\r\n",
+    b"{99999999999999999999}",
+    b"{18446744073709551615}",
+    b"{abc}",
+    b"{}",
+    b"+}",
+    b"~",
+    b"\"",
+    b"\\",
+    b"\\\"",
+    b"(",
+    b")",
+    b"((",
+    b"))",
+    b"[",
+    b"]",
+    b"<",
+    b">",
+    b"<0.512>",
+    b"<5>",
+    b" ",
+    b"  ",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\0",
+    b"\xff",
+    b"\xc3\xa9",
+    b"\xe9",
+    b"NIL",
+    b"nil",
+    b"*",
+    b"+",
+    b"a1",
+    b"UID",
+    b"FETCH",
+    b"APPEND",
+    b"LOGIN",
+    b"SELECT",
+    b"IDLE",
+    b"DONE",
+    b"BODY",
+    b"BODY[",
+    b"BODY.PEEK[",
+    b"BINARY[",
+    b"RFC822",
+    b"RFC822.SIZE",
+    b"HEADER",
+    b"HEADER.FIELDS",
+    b"HEADER.FIELDS.NOT",
+    b"MIME",
+    b"TEXT",
+    b"1.2",
+    b"0",
+    b"4294967297",
+    b".",
+    b"BODYSTRUCTURE",
+    b"ENVELOPE",
+    b"FLAGS",
+    b"ALL",
+    b"FAST",
+    b"FULL",
+    b"[CAPABILITY ",
+    b"* CAPABILITY ",
+    b"CAPABILITY",
+    b"COMPRESS=DEFLATE",
+    b"AUTH=SCRAM-SHA-256-PLUS",
+    b"STARTTLS",
+    b"BINARY",
+    b"\"text\"",
+    b"\"plain\"",
+    b"\"multipart\"",
+    b"\"encrypted\"",
+    b"\"application\"",
+    b"\"pgp-encrypted\"",
+    b"\"base64\"",
+    b"-----BEGIN PGP MESSAGE-----",
+    b"UTF8 (",
+    b"hello",
+    b"1:*",
+    b":",
+    b",",
+    b"@",
+    b"=",
+    b";",
+    b"\t",
+    b"--b\r\n",
+    b"--b--\r\n",
+    b"Content-Type: multipart/mixed; boundary=b\r\n",
+    b"Content-Type: message/rfc822\r\n",
+    b"Content-Type: text/plain; charset=\"utf-8\"\r\n",
+    b"From: ",
+    b"To: ",
+    b"Subject: ",
+    b"<a@b>",
+    b"\"Q\" <q@x>",
+    b"group:;",
+    b"name*0*=",
+    b"%E2%82%AC",
+    b"''",
 ];
 
 #[derive(Debug, Clone)]
@@ -402,7 +495,12 @@ fn value_len(b: &[u8], depth: usize) -> Option<usize> {
 
 /// Fails unless `out` is exactly one well-formed IMAP value.
 fn assert_one_value(what: &str, out: &[u8]) {
-    assert_eq!(value_len(out, 0), Some(out.len()), "{what} is not one well-formed IMAP value: {:?}", lossy(out));
+    assert_eq!(
+        value_len(out, 0),
+        Some(out.len()),
+        "{what} is not one well-formed IMAP value: {:?}",
+        lossy(out)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -539,7 +637,9 @@ fn framer_errors_on_bad_streams() {
         assert!(input.starts_with(&framed.consumed));
     }
     // A literal announcement inside a quoted string is no announcement.
-    assert!(announced_literal(b"a1 SEARCH SUBJECT \"{99999999999999999999}\r\n").unwrap().is_none());
+    assert!(announced_literal(b"a1 SEARCH SUBJECT \"{99999999999999999999}\r\n")
+        .unwrap()
+        .is_none());
     assert!(matches!(announced_literal(b"a1 X {1}\"\r\n"), Ok(None)));
 }
 
@@ -679,7 +779,15 @@ struct WireRead {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn read_wire(input: Vec<u8>, chunk: usize, capacity: usize, max_line: usize, max_literal: u64, steps: Vec<Step>, start: (Index, Index)) -> Option<WireRead> {
+async fn read_wire(
+    input: Vec<u8>,
+    chunk: usize,
+    capacity: usize,
+    max_line: usize,
+    max_literal: u64,
+    steps: Vec<Step>,
+    start: (Index, Index),
+) -> Option<WireRead> {
     let mut r = reader(input, chunk, capacity);
     let mut first = Vec::new();
     let literal = read_segment(&mut r, max_line, &mut first).await.ok()?;
@@ -861,7 +969,10 @@ fn deep_nesting_is_refused_not_overflowed() {
         let open = vec![b'('; depth];
         let nested = [open.clone(), vec![b')'; depth]].concat();
         let input = nested.clone();
-        assert!(within_time_limit("Value::parse", move || Value::parse(&input)).is_none(), "depth {depth}");
+        assert!(
+            within_time_limit("Value::parse", move || Value::parse(&input)).is_none(),
+            "depth {depth}"
+        );
         let line = [&b"* 1 FETCH (BODYSTRUCTURE "[..], &nested, b")\r\n"].concat();
         let walked = within_time_limit("cursor", move || {
             let wire = Wire::line(line);
@@ -869,7 +980,9 @@ fn deep_nesting_is_refused_not_overflowed() {
         });
         assert_eq!(walked, Ok(None), "depth {depth}");
         let input = open.clone();
-        within_time_limit("is_encrypted", move || fetch::is_encrypted(Value::parse(&input).as_ref(), Some(b"x")));
+        within_time_limit("is_encrypted", move || {
+            fetch::is_encrypted(Value::parse(&input).as_ref(), Some(b"x"))
+        });
     }
     let ok = [vec![b'('; 101], vec![b')'; 101]].concat();
     assert!(Value::parse(&ok).is_some());
@@ -985,7 +1098,11 @@ fn fetch_items_with_a_parenthesised_argument_are_parsed_in_bounded_time() {
     let mut child = Command::new("sh")
         .args(["-c", "ulimit -v 1048576; exec \"$@\"", "sh"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "fetch_items_with_a_parenthesised_argument_are_parsed_in_bounded_time", "--test-threads=1"])
+        .args([
+            "--exact",
+            "fetch_items_with_a_parenthesised_argument_are_parsed_in_bounded_time",
+            "--test-threads=1",
+        ])
         .env("IMAP_MALFORMED_CHILD", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -1005,7 +1122,11 @@ fn fetch_items_with_a_parenthesised_argument_are_parsed_in_bounded_time() {
     };
     match status {
         None => panic!("Fetch::parse did not return within 10 s on {:?}", ARGS.map(lossy)),
-        Some(s) => assert!(s.success(), "Fetch::parse crashed ({s}), out of memory: it loops forever on {:?}", ARGS.map(lossy)),
+        Some(s) => assert!(
+            s.success(),
+            "Fetch::parse crashed ({s}), out of memory: it loops forever on {:?}",
+            ARGS.map(lossy)
+        ),
     }
 }
 
@@ -1024,9 +1145,35 @@ fn hidden(word: &str) -> bool {
 }
 
 const CAPABILITY_WORDS: &[&str] = &[
-    "IMAP4rev1", "IMAP4rev2", "LITERAL+", "LITERAL-", "SASL-IR", "IDLE", "ID", "MOVE", "CONDSTORE", "QRESYNC", "X-GM-EXT-1", "AUTH=PLAIN",
-    "auth=xoauth2", "AUTH=SCRAM-SHA-256-PLUS", "AUTH=SCRAM-SHA-256", "COMPRESS=DEFLATE", "compress=deflate", "BINARY", "binary", "CATENATE",
-    "URLAUTH", "URLAUTH=BINARY", "PREVIEW", "PREVIEW=FUZZY", "STARTTLS", "LOGINDISABLED", "BINARYX", "X-STARTTLS", "AUTH=PLAIN-PLUSX",
+    "IMAP4rev1",
+    "IMAP4rev2",
+    "LITERAL+",
+    "LITERAL-",
+    "SASL-IR",
+    "IDLE",
+    "ID",
+    "MOVE",
+    "CONDSTORE",
+    "QRESYNC",
+    "X-GM-EXT-1",
+    "AUTH=PLAIN",
+    "auth=xoauth2",
+    "AUTH=SCRAM-SHA-256-PLUS",
+    "AUTH=SCRAM-SHA-256",
+    "COMPRESS=DEFLATE",
+    "compress=deflate",
+    "BINARY",
+    "binary",
+    "CATENATE",
+    "URLAUTH",
+    "URLAUTH=BINARY",
+    "PREVIEW",
+    "PREVIEW=FUZZY",
+    "STARTTLS",
+    "LOGINDISABLED",
+    "BINARYX",
+    "X-STARTTLS",
+    "AUTH=PLAIN-PLUSX",
 ];
 
 proptest! {
@@ -1150,21 +1297,39 @@ fn section() -> impl Strategy<Value = Section> {
         Just(SectionText::Header),
         Just(SectionText::Text),
         Just(SectionText::Mime),
-        (any::<bool>(), vec(select(vec!["From", "to", "SUBJECT", "Content-Type", "X-Nope", "", "Received"]), 0..4)).prop_map(|(not, f)| {
-            SectionText::HeaderFields {
-                not,
-                fields: f.into_iter().map(String::from).collect(),
-            }
-        }),
+        (
+            any::<bool>(),
+            vec(
+                select(vec!["From", "to", "SUBJECT", "Content-Type", "X-Nope", "", "Received"]),
+                0..4
+            )
+        )
+            .prop_map(|(not, f)| {
+                SectionText::HeaderFields {
+                    not,
+                    fields: f.into_iter().map(String::from).collect(),
+                }
+            }),
     ];
     (vec(prop_oneof![4 => 0u32..5, 1 => any::<u32>()], 0..4), text).prop_map(|(part, text)| Section { part, text })
 }
 
 fn section_specs() -> impl Strategy<Value = Vec<u8>> {
-    let real: Vec<Vec<u8>> = ["", "1", "1.2", "2.MIME", "1.HEADER", "text", "HEADER.FIELDS (From \"To\" x-a)", "3.header.fields.not (Subject)", "01", "4294967297"]
-        .iter()
-        .map(|s| s.as_bytes().to_vec())
-        .collect();
+    let real: Vec<Vec<u8>> = [
+        "",
+        "1",
+        "1.2",
+        "2.MIME",
+        "1.HEADER",
+        "text",
+        "HEADER.FIELDS (From \"To\" x-a)",
+        "3.header.fields.not (Subject)",
+        "01",
+        "4294967297",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
     prop_oneof![
         1 => vec(any::<u8>(), 0..40),
         1 => soup(TOKENS),
@@ -1204,7 +1369,11 @@ fn check_view(message: &[u8], sections: &[Section], specs: &[Vec<u8>], partials:
     }
     let (header, text) = (view.section(&Section::header()), view.section(&Section::text()));
     if [&header[..], &text[..]].concat() != all {
-        return Err(format!("BODY[HEADER] + BODY[TEXT] is not BODY[]: {:?} + {:?}", lossy(&header), lossy(&text)));
+        return Err(format!(
+            "BODY[HEADER] + BODY[TEXT] is not BODY[]: {:?} + {:?}",
+            lossy(&header),
+            lossy(&text)
+        ));
     }
     let parsed: Vec<Section> = specs.iter().filter_map(|s| Section::parse(s)).collect();
     for s in sections.iter().chain(&parsed) {
@@ -1280,7 +1449,14 @@ fn views_of_deeply_nested_messages() {
     multipart.extend_from_slice(b"\r\ninnermost\r\n");
     let rfc822 = "Content-Type: message/rfc822\r\n\r\n".repeat(300).into_bytes();
     for message in [multipart, rfc822] {
-        let result = within_time_limit("MessageView", move || check_view(&message, &[Section::all()], &[b"1.1.1.1.1.1.1.1.1.1.1.TEXT".to_vec()], &[(0, Some(10))]));
+        let result = within_time_limit("MessageView", move || {
+            check_view(
+                &message,
+                &[Section::all()],
+                &[b"1.1.1.1.1.1.1.1.1.1.1.TEXT".to_vec()],
+                &[(0, Some(10))],
+            )
+        });
         assert!(result.is_ok(), "{}", result.unwrap_err());
     }
 }
@@ -1289,7 +1465,19 @@ fn views_of_deeply_nested_messages() {
 // Credentials and emitted strings
 // ---------------------------------------------------------------------------
 
-const SASL_TOKENS: &[&[u8]] = &[b"\0", b"\x01", b"user=", b"a=", b"n,", b",", b"=2C", b"=3D", b"erin@example.org", b"auth=Bearer x", b"\xff"];
+const SASL_TOKENS: &[&[u8]] = &[
+    b"\0",
+    b"\x01",
+    b"user=",
+    b"a=",
+    b"n,",
+    b",",
+    b"=2C",
+    b"=3D",
+    b"erin@example.org",
+    b"auth=Bearer x",
+    b"\xff",
+];
 
 proptest! {
     #![proptest_config(config(4000))]
@@ -1404,7 +1592,10 @@ impl Conn {
             Ok(0) => None,
             Ok(_) => Some(line),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                panic!("no answer within {READ_TIMEOUT:?} while waiting for {waiting_for} (got {:?}): a hang", lossy(&line))
+                panic!(
+                    "no answer within {READ_TIMEOUT:?} while waiting for {waiting_for} (got {:?}): a hang",
+                    lossy(&line)
+                )
             }
             Err(_) => None,
         }
@@ -1426,7 +1617,11 @@ impl Conn {
     /// Sends `command` and returns every line up to the tagged one.
     fn command(&mut self, tag: &str, command: &str) -> String {
         self.send(format!("{tag} {command}\r\n").as_bytes());
-        lossy(&self.until(tag).unwrap_or_else(|so_far| panic!("connection closed during {command}; got {}", lossy(&so_far))))
+        lossy(
+            &self
+                .until(tag)
+                .unwrap_or_else(|so_far| panic!("connection closed during {command}; got {}", lossy(&so_far))),
+        )
     }
 
     /// Everything up to and including the line tagged `tag`, literals
@@ -1435,7 +1630,9 @@ impl Conn {
         let mut out = Vec::new();
         let prefix = format!("{tag} ");
         loop {
-            let Some(line) = self.line(&format!("the answer tagged {tag}")) else { return Err(out) };
+            let Some(line) = self.line(&format!("the answer tagged {tag}")) else {
+                return Err(out);
+            };
             out.extend_from_slice(&line);
             if line.starts_with(prefix.as_bytes()) {
                 return Ok(out);
@@ -1456,7 +1653,9 @@ impl Conn {
     fn outcome(&mut self, what: &str) -> Outcome {
         let mut seen = Vec::new();
         loop {
-            let Some(line) = self.line(what) else { return Outcome::Closed(lossy(&seen)) };
+            let Some(line) = self.line(what) else {
+                return Outcome::Closed(lossy(&seen));
+            };
             seen.extend_from_slice(&line);
             if line.starts_with(b"+") {
                 // The server inviting a literal: not an outcome.
@@ -1545,31 +1744,126 @@ fn malformed_client_input_before_login() {
         ("a sentence".into(), b"hello there, IMAP?\r\n".to_vec(), false, Expect::Refusal),
         ("an empty line".into(), b"\r\n".to_vec(), false, Expect::Refusal),
         ("a bare LF".into(), b"\n".to_vec(), false, Expect::Refusal),
-        ("a line over 64 KiB".into(), [vec![b'a'; 64 * 1024 + 100], b"\r\n".to_vec()].concat(), false, Expect::ByeOrClose),
-        ("a line over 64 KiB without CRLF".into(), vec![b'x'; 200 * 1024], false, Expect::ByeOrClose),
+        (
+            "a line over 64 KiB".into(),
+            [vec![b'a'; 64 * 1024 + 100], b"\r\n".to_vec()].concat(),
+            false,
+            Expect::ByeOrClose,
+        ),
+        (
+            "a line over 64 KiB without CRLF".into(),
+            vec![b'x'; 200 * 1024],
+            false,
+            Expect::ByeOrClose,
+        ),
         ("{abc}".into(), b"a1 LOGIN {abc}\r\n".to_vec(), false, Expect::ByeOrClose),
-        ("{99999999999999999999}".into(), b"a1 LOGIN {99999999999999999999}\r\n".to_vec(), false, Expect::ByeOrClose),
-        ("{18446744073709551615+}".into(), b"a1 LOGIN {18446744073709551615+}\r\n".to_vec(), false, Expect::ByeOrClose),
-        ("a literal over the pre-login limit".into(), b"a1 LOGIN {70000}\r\n".to_vec(), false, Expect::ByeOrClose),
-        ("a non-synchronizing literal over the limit".into(), [&b"a1 LOGIN {70000+}\r\n"[..], &[b'u'; 1000]].concat(), false, Expect::ByeOrClose),
-        ("a second literal over the limit".into(), b"a1 LOGIN {3+}\r\nabc {70000+}\r\n".to_vec(), false, Expect::ByeOrClose),
-        ("an APPEND whose literal never arrives".into(), b"a1 APPEND INBOX {100}\r\nonly some".to_vec(), true, Expect::ByeOrClose),
-        ("a line cut before its CRLF".into(), b"a1 LOGIN erin@example.org".to_vec(), true, Expect::ByeOrClose),
+        (
+            "{99999999999999999999}".into(),
+            b"a1 LOGIN {99999999999999999999}\r\n".to_vec(),
+            false,
+            Expect::ByeOrClose,
+        ),
+        (
+            "{18446744073709551615+}".into(),
+            b"a1 LOGIN {18446744073709551615+}\r\n".to_vec(),
+            false,
+            Expect::ByeOrClose,
+        ),
+        (
+            "a literal over the pre-login limit".into(),
+            b"a1 LOGIN {70000}\r\n".to_vec(),
+            false,
+            Expect::ByeOrClose,
+        ),
+        (
+            "a non-synchronizing literal over the limit".into(),
+            [&b"a1 LOGIN {70000+}\r\n"[..], &[b'u'; 1000]].concat(),
+            false,
+            Expect::ByeOrClose,
+        ),
+        (
+            "a second literal over the limit".into(),
+            b"a1 LOGIN {3+}\r\nabc {70000+}\r\n".to_vec(),
+            false,
+            Expect::ByeOrClose,
+        ),
+        (
+            "an APPEND whose literal never arrives".into(),
+            b"a1 APPEND INBOX {100}\r\nonly some".to_vec(),
+            true,
+            Expect::ByeOrClose,
+        ),
+        (
+            "a line cut before its CRLF".into(),
+            b"a1 LOGIN erin@example.org".to_vec(),
+            true,
+            Expect::ByeOrClose,
+        ),
         ("NUL after the command".into(), b"a1 NOOP\0\r\n".to_vec(), false, Expect::Refusal),
         ("NUL bytes only".into(), b"\0\0\0\0\r\n".to_vec(), false, Expect::Refusal),
-        ("NUL in the password".into(), b"a1 LOGIN erin@example.org pw-\0erin\r\n".to_vec(), false, Expect::Refusal),
+        (
+            "NUL in the password".into(),
+            b"a1 LOGIN erin@example.org pw-\0erin\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
         ("a lone DONE".into(), b"DONE\r\n".to_vec(), false, Expect::Refusal),
         ("IDLE before login".into(), b"a1 IDLE\r\n".to_vec(), false, Expect::Refusal),
         ("LOGIN without arguments".into(), b"a1 LOGIN\r\n".to_vec(), false, Expect::Refusal),
-        ("LOGIN with an unterminated quote".into(), b"a1 LOGIN \"erin@example.org pw-erin\r\n".to_vec(), false, Expect::Refusal),
-        ("LOGIN with three arguments".into(), b"a1 LOGIN a b c\r\n".to_vec(), false, Expect::Refusal),
-        ("an unknown SASL mechanism".into(), b"a1 AUTHENTICATE CRAM-MD5\r\n".to_vec(), false, Expect::Refusal),
-        ("SASL-IR that is not base64".into(), b"a1 AUTHENTICATE PLAIN !!!notbase64\r\n".to_vec(), false, Expect::Refusal),
-        ("an empty PLAIN response".into(), b"a1 AUTHENTICATE PLAIN =\r\n".to_vec(), false, Expect::Refusal),
-        ("a PLAIN response without NULs".into(), b"a1 AUTHENTICATE PLAIN ZXJpbkBleGFtcGxlLm9yZw==\r\n".to_vec(), false, Expect::Refusal),
-        ("a cancelled AUTHENTICATE".into(), b"a1 AUTHENTICATE PLAIN\r\n*\r\n".to_vec(), false, Expect::Refusal),
-        ("AUTHENTICATE, then junk".into(), b"a1 AUTHENTICATE LOGIN\r\n\xff\xfe\r\n".to_vec(), false, Expect::Refusal),
-        ("AUTHENTICATE, then the end".into(), b"a1 AUTHENTICATE XOAUTH2\r\n".to_vec(), true, Expect::Either),
+        (
+            "LOGIN with an unterminated quote".into(),
+            b"a1 LOGIN \"erin@example.org pw-erin\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "LOGIN with three arguments".into(),
+            b"a1 LOGIN a b c\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "an unknown SASL mechanism".into(),
+            b"a1 AUTHENTICATE CRAM-MD5\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "SASL-IR that is not base64".into(),
+            b"a1 AUTHENTICATE PLAIN !!!notbase64\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "an empty PLAIN response".into(),
+            b"a1 AUTHENTICATE PLAIN =\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "a PLAIN response without NULs".into(),
+            b"a1 AUTHENTICATE PLAIN ZXJpbkBleGFtcGxlLm9yZw==\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "a cancelled AUTHENTICATE".into(),
+            b"a1 AUTHENTICATE PLAIN\r\n*\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "AUTHENTICATE, then junk".into(),
+            b"a1 AUTHENTICATE LOGIN\r\n\xff\xfe\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "AUTHENTICATE, then the end".into(),
+            b"a1 AUTHENTICATE XOAUTH2\r\n".to_vec(),
+            true,
+            Expect::Either,
+        ),
     ];
     for (i, line) in junk_lines(7, 12).into_iter().enumerate() {
         cases.push((format!("binary junk #{i}"), line, false, Expect::Either));
@@ -1588,7 +1882,11 @@ fn malformed_client_input_before_login() {
     let mut c = Conn::connect(proxy.imap);
     c.send(b"a1 STARTTLS\r\na2 LOGIN erin@example.org pw-erin\r\n");
     assert!(matches!(c.outcome("STARTTLS"), Outcome::Completed(l) if l.starts_with("a1 OK")));
-    judge("clear text after STARTTLS", &c.outcome("clear text after STARTTLS"), Expect::ByeOrClose);
+    judge(
+        "clear text after STARTTLS",
+        &c.outcome("clear text after STARTTLS"),
+        Expect::ByeOrClose,
+    );
     // Pipelined: every garbage line of one connection gets its own BAD.
     let mut c = Conn::connect(proxy.imap);
     c.send(b"x\r\ny\r\nDONE\r\n\0\r\na1 NOOP\r\n");
@@ -1605,34 +1903,139 @@ fn malformed_client_input_after_login() {
     let proxy = Proxy::start(&erin, None, "");
     let pass = password(USER);
     let mut cases: Vec<(String, Vec<u8>, bool, Expect)> = vec![
-        ("an unknown command".into(), b"a2 FROB nonsense\r\n".to_vec(), false, Expect::Refusal),
+        (
+            "an unknown command".into(),
+            b"a2 FROB nonsense\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
         ("an untagged word".into(), b"garbage\r\n".to_vec(), false, Expect::Refusal),
         ("an empty line".into(), b"\r\n".to_vec(), false, Expect::Refusal),
-        ("a line over 1 MiB".into(), [vec![b'a'; 1024 * 1024 + 100], b"\r\n".to_vec()].concat(), false, Expect::ByeOrClose),
-        ("a 200 KiB line (within the proxy's limit, over Dovecot's)".into(), [&b"a2 NOOP "[..], &vec![b'a'; 200 * 1024], b"\r\n"].concat(), false, Expect::Either),
+        (
+            "a line over 1 MiB".into(),
+            [vec![b'a'; 1024 * 1024 + 100], b"\r\n".to_vec()].concat(),
+            false,
+            Expect::ByeOrClose,
+        ),
+        (
+            "a 200 KiB line (within the proxy's limit, over Dovecot's)".into(),
+            [&b"a2 NOOP "[..], &vec![b'a'; 200 * 1024], b"\r\n"].concat(),
+            false,
+            Expect::Either,
+        ),
         ("{abc}".into(), b"a2 NOOP {abc}\r\n".to_vec(), false, Expect::ByeOrClose),
-        ("{99999999999999999999}".into(), b"a2 SEARCH TEXT {99999999999999999999}\r\n".to_vec(), false, Expect::ByeOrClose),
-        ("a huge synchronizing literal for SEARCH".into(), b"a2 SEARCH TEXT {99999999999}\r\n".to_vec(), false, Expect::Either),
-        ("an APPEND over the size limit".into(), b"a2 APPEND INBOX {99999999999}\r\n".to_vec(), false, Expect::Refusal),
-        ("a non-synchronizing APPEND over the size limit".into(), b"a2 APPEND INBOX {99999999999+}\r\n".to_vec(), false, Expect::ByeOrClose),
-        ("an APPEND whose literal never arrives".into(), b"a2 APPEND INBOX {100}\r\nonly some".to_vec(), true, Expect::ByeOrClose),
-        ("an APPEND cut after its literal".into(), b"a2 APPEND INBOX {5+}\r\nhello".to_vec(), true, Expect::ByeOrClose),
-        ("an APPEND without a literal".into(), b"a2 APPEND INBOX\r\n".to_vec(), false, Expect::Refusal),
-        ("an APPEND with CATENATE".into(), b"a2 APPEND INBOX CATENATE (URL \"/INBOX;UID=1\")\r\n".to_vec(), false, Expect::Refusal),
-        ("an APPEND of binary junk to a missing mailbox".into(), [&b"a2 APPEND Sealpost-no-such-box {7+}\r\n"[..], b"\xff\0\xfe\r\n\r\n", b"\r\n"].concat(), false, Expect::Refusal),
-        ("an APPEND with a broken flag list".into(), b"a2 APPEND INBOX (\\Seen {5+}\r\nhello\r\n".to_vec(), false, Expect::Refusal),
-        ("a cut command with a literal".into(), b"a2 SEARCH TEXT {10}\r\nabc".to_vec(), true, Expect::ByeOrClose),
+        (
+            "{99999999999999999999}".into(),
+            b"a2 SEARCH TEXT {99999999999999999999}\r\n".to_vec(),
+            false,
+            Expect::ByeOrClose,
+        ),
+        (
+            "a huge synchronizing literal for SEARCH".into(),
+            b"a2 SEARCH TEXT {99999999999}\r\n".to_vec(),
+            false,
+            Expect::Either,
+        ),
+        (
+            "an APPEND over the size limit".into(),
+            b"a2 APPEND INBOX {99999999999}\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "a non-synchronizing APPEND over the size limit".into(),
+            b"a2 APPEND INBOX {99999999999+}\r\n".to_vec(),
+            false,
+            Expect::ByeOrClose,
+        ),
+        (
+            "an APPEND whose literal never arrives".into(),
+            b"a2 APPEND INBOX {100}\r\nonly some".to_vec(),
+            true,
+            Expect::ByeOrClose,
+        ),
+        (
+            "an APPEND cut after its literal".into(),
+            b"a2 APPEND INBOX {5+}\r\nhello".to_vec(),
+            true,
+            Expect::ByeOrClose,
+        ),
+        (
+            "an APPEND without a literal".into(),
+            b"a2 APPEND INBOX\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "an APPEND with CATENATE".into(),
+            b"a2 APPEND INBOX CATENATE (URL \"/INBOX;UID=1\")\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "an APPEND of binary junk to a missing mailbox".into(),
+            [&b"a2 APPEND Sealpost-no-such-box {7+}\r\n"[..], b"\xff\0\xfe\r\n\r\n", b"\r\n"].concat(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "an APPEND with a broken flag list".into(),
+            b"a2 APPEND INBOX (\\Seen {5+}\r\nhello\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "a cut command with a literal".into(),
+            b"a2 SEARCH TEXT {10}\r\nabc".to_vec(),
+            true,
+            Expect::ByeOrClose,
+        ),
         ("NUL after the command".into(), b"a2 NOOP\0\r\n".to_vec(), false, Expect::Refusal),
-        ("NUL in a mailbox name".into(), b"a2 SELECT \"IN\0BOX\"\r\n".to_vec(), false, Expect::Refusal),
+        (
+            "NUL in a mailbox name".into(),
+            b"a2 SELECT \"IN\0BOX\"\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
         ("a lone DONE".into(), b"DONE\r\n".to_vec(), false, Expect::Refusal),
-        ("IDLE, then garbage".into(), b"a2 IDLE\r\n\xff\xfe garbage\r\n".to_vec(), false, Expect::Refusal),
-        ("IDLE, then a command".into(), b"a2 IDLE\r\na3 NOOP\r\n".to_vec(), false, Expect::Refusal),
-        ("an unbalanced FETCH".into(), b"a2 FETCH 1 (BODY[\r\n".to_vec(), false, Expect::Refusal),
-        ("a FETCH with an unclosed section".into(), b"a2 UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (From])\r\n".to_vec(), false, Expect::Refusal),
+        (
+            "IDLE, then garbage".into(),
+            b"a2 IDLE\r\n\xff\xfe garbage\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "IDLE, then a command".into(),
+            b"a2 IDLE\r\na3 NOOP\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "an unbalanced FETCH".into(),
+            b"a2 FETCH 1 (BODY[\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
+        (
+            "a FETCH with an unclosed section".into(),
+            b"a2 UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (From])\r\n".to_vec(),
+            false,
+            Expect::Refusal,
+        ),
         // Dovecot accepts this one.
-        ("a FETCH with a stray bracket".into(), b"a2 FETCH 1 (FLAGS] BODY.PEEK[])\r\n".to_vec(), false, Expect::Either),
+        (
+            "a FETCH with a stray bracket".into(),
+            b"a2 FETCH 1 (FLAGS] BODY.PEEK[])\r\n".to_vec(),
+            false,
+            Expect::Either,
+        ),
         ("a FETCH of nothing".into(), b"a2 FETCH 1 ()\r\n".to_vec(), false, Expect::Refusal),
-        ("a FETCH with a bad partial".into(), b"a2 FETCH 1 BODY.PEEK[]<99999999999999999999.5>\r\n".to_vec(), false, Expect::Either),
+        (
+            "a FETCH with a bad partial".into(),
+            b"a2 FETCH 1 BODY.PEEK[]<99999999999999999999.5>\r\n".to_vec(),
+            false,
+            Expect::Either,
+        ),
         ("COMPRESS".into(), b"a2 COMPRESS DEFLATE\r\n".to_vec(), false, Expect::Refusal),
     ];
     for (i, line) in junk_lines(11, 12).into_iter().enumerate() {
@@ -1689,7 +2092,10 @@ fn a_refused_synchronizing_literal_does_not_desynchronise_the_proxy() {
         found.starts_with("* SEARCH\r\n"),
         "the provider holds the message in clear (continuation {invitation:?}, answer {answer:?}):\n{found}"
     );
-    assert!(invitation.starts_with("+ Ready for literal data"), "the APPEND was not taken by the proxy: {invitation:?}");
+    assert!(
+        invitation.starts_with("+ Ready for literal data"),
+        "the APPEND was not taken by the proxy: {invitation:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1774,13 +2180,22 @@ impl Scripted {
         let cases = tempfile::tempdir().unwrap();
         let mut child = Command::new("python3")
             .args(["-c", SCRIPT])
-            .args([stack.server_cert.to_str().unwrap(), stack.server_key.to_str().unwrap(), cases.path().to_str().unwrap()])
+            .args([
+                stack.server_cert.to_str().unwrap(),
+                stack.server_key.to_str().unwrap(),
+                cases.path().to_str().unwrap(),
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let mut ready = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-        let port = ready.trim().strip_prefix("ready ").expect("the scripted server reports its port").parse().unwrap();
+        let port = ready
+            .trim()
+            .strip_prefix("ready ")
+            .expect("the scripted server reports its port")
+            .parse()
+            .unwrap();
         Scripted { child, port, cases }
     }
 
@@ -1862,7 +2277,15 @@ fn literal_data(value: &[u8]) -> &[u8] {
 
 /// A PGP/MIME message whose armor is garbage, and its FETCH items.
 fn undecryptable() -> (Vec<u8>, Vec<u8>) {
-    let message = common::pgp_mime(&["From: Alice <alice@example.org>", "To: fuzz@example.com", "Subject: [...]", "Message-ID: <garbage@x>"], FAKE_ARMOR);
+    let message = common::pgp_mime(
+        &[
+            "From: Alice <alice@example.org>",
+            "To: fuzz@example.com",
+            "Subject: [...]",
+            "Message-ID: <garbage@x>",
+        ],
+        FAKE_ARMOR,
+    );
     (message.clone(), [&b"BODY[] "[..], &lit(&message)].concat())
 }
 
@@ -1877,9 +2300,20 @@ fn malformed_server_input() {
     // without the item only the proxy asked for.
     let body = [&b"BODY[] "[..], &lit(LETTER)].concat();
     let structure = b"BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 42 1 NIL NIL NIL NIL)";
-    upstream.case("normal", &[fetch_line(&[b"UID 1", structure, &body, &probe(b"The numbers")]), tagged_ok.to_vec()].concat(), "continue");
+    upstream.case(
+        "normal",
+        &[
+            fetch_line(&[b"UID 1", structure, &body, &probe(b"The numbers")]),
+            tagged_ok.to_vec(),
+        ]
+        .concat(),
+        "continue",
+    );
     let mut c = fetch_in_case(&proxy, "normal");
-    assert_eq!(lossy(&c.until("f1").unwrap()), lossy(&[fetch_line(&[b"UID 1", structure, &body]), b"f1 OK fetched\r\n".to_vec()].concat()));
+    assert_eq!(
+        lossy(&c.until("f1").unwrap()),
+        lossy(&[fetch_line(&[b"UID 1", structure, &body]), b"f1 OK fetched\r\n".to_vec()].concat())
+    );
 
     // Broken FETCH answers pass as the server wrote them, and the session
     // goes on.
@@ -1889,13 +2323,27 @@ fn malformed_server_input() {
         b"* 1 FETCH (UID)\r\n".to_vec(),
         b"* 1 FETCH UID 1\r\n".to_vec(),
         b"* 1 FETCH (UID 1 BODYSTRUCTURE (\"text\" \"plain\" NIL NIL NIL \"7bit\" 5 1 \"unterminated)\r\n".to_vec(),
-        [&b"* 1 FETCH (UID 1 BODYSTRUCTURE "[..], &vec![b'('; 5000], &vec![b')'; 5000], b")\r\n"].concat(),
-        [&b"* 1 FETCH (UID 1 BODYSTRUCTURE "[..], PGP_MIME_STRUCTURE, b" BODY[] {5}\r\nhello BODY[] ~{3}\r\nabc\r\n"].concat(),
+        [
+            &b"* 1 FETCH (UID 1 BODYSTRUCTURE "[..],
+            &vec![b'('; 5000],
+            &vec![b')'; 5000],
+            b")\r\n",
+        ]
+        .concat(),
+        [
+            &b"* 1 FETCH (UID 1 BODYSTRUCTURE "[..],
+            PGP_MIME_STRUCTURE,
+            b" BODY[] {5}\r\nhello BODY[] ~{3}\r\nabc\r\n",
+        ]
+        .concat(),
     ]
     .concat();
     upstream.case("broken", &[broken.clone(), tagged_ok.to_vec()].concat(), "continue");
     let mut c = fetch_in_case(&proxy, "broken");
-    assert_eq!(lossy(&c.until("f1").unwrap()), lossy(&[broken, b"f1 OK fetched\r\n".to_vec()].concat()));
+    assert_eq!(
+        lossy(&c.until("f1").unwrap()),
+        lossy(&[broken, b"f1 OK fetched\r\n".to_vec()].concat())
+    );
     assert_eq!(c.command("n1", "NOOP"), "n1 OK noop\r\n");
 
     // Non-UTF-8 and NUL bytes everywhere: byte for byte (less the probe).
@@ -1908,7 +2356,17 @@ fn malformed_server_input() {
     let after = b"* 2 EXISTS \xc3\x28\r\n* OK [ALERT] \xff\x00\xfe\r\n@TAG@ OK \xff\xfe done\r\n";
     upstream.case(
         "nonutf8",
-        &[fetch_line(&[nonutf8_items[0], nonutf8_items[1], nonutf8_items[2], nonutf8_items[3], &probe(b"\xff\xfe\x80\x00")]), after.to_vec()].concat(),
+        &[
+            fetch_line(&[
+                nonutf8_items[0],
+                nonutf8_items[1],
+                nonutf8_items[2],
+                nonutf8_items[3],
+                &probe(b"\xff\xfe\x80\x00"),
+            ]),
+            after.to_vec(),
+        ]
+        .concat(),
         "continue",
     );
     let mut c = fetch_in_case(&proxy, "nonutf8");
@@ -1918,7 +2376,20 @@ fn malformed_server_input() {
     // Undecryptable PGP/MIME: the client gets the original message plus
     // Sealpost-Status: failed, and a BODYSTRUCTURE that describes it.
     let (original, body) = undecryptable();
-    upstream.case("armor", &[fetch_line(&[b"UID 1", &[b"BODYSTRUCTURE ", PGP_MIME_STRUCTURE].concat(), &body, &probe(b"-----BEGIN PGP MESSAGE-----")]), tagged_ok.to_vec()].concat(), "continue");
+    upstream.case(
+        "armor",
+        &[
+            fetch_line(&[
+                b"UID 1",
+                &[b"BODYSTRUCTURE ", PGP_MIME_STRUCTURE].concat(),
+                &body,
+                &probe(b"-----BEGIN PGP MESSAGE-----"),
+            ]),
+            tagged_ok.to_vec(),
+        ]
+        .concat(),
+        "continue",
+    );
     let mut c = fetch_in_case(&proxy, "armor");
     let answer = c.until("f1").unwrap();
     assert!(answer.ends_with(b"f1 OK fetched\r\n"), "{}", lossy(&answer));
@@ -1935,13 +2406,33 @@ fn malformed_server_input() {
     // (after whatever came before), never a hang.
     let huge_line = [&b"* OK "[..], &vec![b'x'; 2 * 1024 * 1024]].concat();
     let closing: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("a connection closed mid-literal", b"* 1 FETCH (UID 1 BODY[] {100}\r\nonly ten b".to_vec(), "close"),
-        ("a giant literal, then the end", [&b"* 1 FETCH (UID 1 BODY[] {99999999999}\r\n"[..], &vec![b'x'; 65536]].concat(), "close"),
+        (
+            "a connection closed mid-literal",
+            b"* 1 FETCH (UID 1 BODY[] {100}\r\nonly ten b".to_vec(),
+            "close",
+        ),
+        (
+            "a giant literal, then the end",
+            [&b"* 1 FETCH (UID 1 BODY[] {99999999999}\r\n"[..], &vec![b'x'; 65536]].concat(),
+            "close",
+        ),
         ("a bad literal announcement", b"* 1 FETCH (UID 1 BODY[] {12a}\r\n".to_vec(), "hold"),
         ("an untagged line of 2 MiB without CRLF", huge_line.clone(), "hold"),
-        ("a FETCH line of 2 MiB after a literal", [&b"* 1 FETCH (UID 1 BODY[] {5}\r\nhello "[..], &huge_line].concat(), "hold"),
-        ("an untagged literal cut short", b"* 3 EXISTS\r\n* SEARCH {50}\r\nabc".to_vec(), "close"),
-        ("the end before the tagged answer", b"* 1 FETCH (UID 1 FLAGS ())\r\n".to_vec(), "close"),
+        (
+            "a FETCH line of 2 MiB after a literal",
+            [&b"* 1 FETCH (UID 1 BODY[] {5}\r\nhello "[..], &huge_line].concat(),
+            "hold",
+        ),
+        (
+            "an untagged literal cut short",
+            b"* 3 EXISTS\r\n* SEARCH {50}\r\nabc".to_vec(),
+            "close",
+        ),
+        (
+            "the end before the tagged answer",
+            b"* 1 FETCH (UID 1 FLAGS ())\r\n".to_vec(),
+            "close",
+        ),
     ];
     for (i, (what, answer, after)) in closing.into_iter().enumerate() {
         let name = format!("closing{i}");
@@ -1952,7 +2443,11 @@ fn malformed_server_input() {
     }
 
     // The proxy survived all of it: both accounts still work.
-    upstream.case("normal", &[fetch_line(&[b"UID 1", structure, &body]), tagged_ok.to_vec()].concat(), "continue");
+    upstream.case(
+        "normal",
+        &[fetch_line(&[b"UID 1", structure, &body]), tagged_ok.to_vec()].concat(),
+        "continue",
+    );
     let mut c = fetch_in_case(&proxy, "normal");
     assert!(c.until("f1").unwrap().ends_with(b"f1 OK fetched\r\n"));
     still_serves(&proxy, USER);
@@ -1990,7 +2485,12 @@ fn a_non_utf8_section_name_from_the_server_does_not_panic() {
     let (_user, proxy) = scripted_proxy(&upstream);
     let (_original, body) = undecryptable();
     let answer = [
-        fetch_line(&[b"UID 1", &[b"BODYSTRUCTURE ", PGP_MIME_STRUCTURE].concat(), &body, b"BODY[\xff\xfe] {3}\r\nabc"]),
+        fetch_line(&[
+            b"UID 1",
+            &[b"BODYSTRUCTURE ", PGP_MIME_STRUCTURE].concat(),
+            &body,
+            b"BODY[\xff\xfe] {3}\r\nabc",
+        ]),
         b"@TAG@ OK fetched\r\n".to_vec(),
     ]
     .concat();
@@ -1998,7 +2498,11 @@ fn a_non_utf8_section_name_from_the_server_does_not_panic() {
     let mut c = fetch_in_case(&proxy, "badname");
     let got = c.until("f1");
     let log = proxy.log_text();
-    assert!(!log.contains("panicked"), "the proxy panicked:\n{}", log.lines().filter(|l| l.contains("panicked")).collect::<Vec<_>>().join("\n"));
+    assert!(
+        !log.contains("panicked"),
+        "the proxy panicked:\n{}",
+        log.lines().filter(|l| l.contains("panicked")).collect::<Vec<_>>().join("\n")
+    );
     assert!(got.is_ok_and(|a| a.ends_with(b"f1 OK fetched\r\n")));
 }
 

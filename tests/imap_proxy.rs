@@ -148,7 +148,9 @@ fn encrypted_messages_read_decrypted_and_consistent_in_every_item() {
     // message, byte for byte.
     let expected = to_crlf(&carol.decrypt(&stored).message).into_owned();
     assert_eq!(text(&through["whole"]), text(&expected));
-    assert!(header(&through["whole"], "Sealpost-Status").unwrap().starts_with("decrypted; signature=good"));
+    assert!(header(&through["whole"], "Sealpost-Status")
+        .unwrap()
+        .starts_with("decrypted; signature=good"));
     assert_eq!(header(&through["whole"], "Subject").unwrap(), "Quarterly numbers \u{e9}t\u{e9}");
     // Every way of reading it agrees.
     assert_eq!(text(&through["size"]), through["whole"].len().to_string());
@@ -157,7 +159,11 @@ fn encrypted_messages_read_decrypted_and_consistent_in_every_item() {
     assert_eq!(text(&through["part1"]), "The real figures: 42.\r\nSecond line.");
     assert_eq!(text(&through["partial"]), "eal figures: 42.\r\nSecond line.");
     assert_eq!(text(&through["part2"]), "AAECAwQFBgcICQ==");
-    assert!(text(&through["ENVELOPE"]).contains("Quarterly numbers"), "{}", text(&through["ENVELOPE"]));
+    assert!(
+        text(&through["ENVELOPE"]).contains("Quarterly numbers"),
+        "{}",
+        text(&through["ENVELOPE"])
+    );
     assert!(!text(&through["ENVELOPE"]).contains("[...]"));
 
     // The differential check: the same decrypted message stored in plain
@@ -165,8 +171,27 @@ fn encrypted_messages_read_decrypted_and_consistent_in_every_item() {
     let mailbox = format!("Plain-{tok}");
     append_directly("carol@example.com", &mailbox, &through["whole"]);
     let direct = probe(stack.imap_port, "carol@example.com", &tok, &mailbox);
-    for item in ["whole", "size", "header", "text", "part1", "part1mime", "part2", "part11", "fields", "notfields", "partial", "BODYSTRUCTURE", "BODY", "ENVELOPE"] {
-        assert_eq!(text(&through[item]), text(&direct[item]), "{item} differs from Dovecot's answer for the plaintext");
+    for item in [
+        "whole",
+        "size",
+        "header",
+        "text",
+        "part1",
+        "part1mime",
+        "part2",
+        "part11",
+        "fields",
+        "notfields",
+        "partial",
+        "BODYSTRUCTURE",
+        "BODY",
+        "ENVELOPE",
+    ] {
+        assert_eq!(
+            text(&through[item]),
+            text(&direct[item]),
+            "{item} differs from Dovecot's answer for the plaintext"
+        );
     }
     drop(proxy);
 }
@@ -177,7 +202,10 @@ fn plaintext_passes_byte_for_byte() {
     let carol = User::new("carol@example.com");
     let proxy = Proxy::start(&carol, None, "");
     let tok = token("imap-plain");
-    stack.inject("carol@example.com", &plain_message(&tok, "Plain =?utf-8?q?caf=C3=A9?=", "Nothing secret here."));
+    stack.inject(
+        "carol@example.com",
+        &plain_message(&tok, "Plain =?utf-8?q?caf=C3=A9?=", "Nothing secret here."),
+    );
     stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
     let through = probe(proxy.imap.port(), "carol@example.com", &tok, "INBOX");
     let direct = probe(stack.imap_port, "carol@example.com", &tok, "INBOX");
@@ -229,7 +257,12 @@ print(typ, d[0].decode())
     let mut child = std::process::Command::new("python3")
         .arg("-c")
         .arg(format!("{}{script}", common::proxy::prelude()))
-        .args([&proxy.imap.port().to_string(), "carol@example.com", &password("carol@example.com"), "Drafts"])
+        .args([
+            &proxy.imap.port().to_string(),
+            "carol@example.com",
+            &password("carol@example.com"),
+            "Drafts",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -288,15 +321,32 @@ assert typ == "OK", d
 "#;
     let encoded = base64::engine::general_purpose::STANDARD.encode(&draft);
     let port = proxy.imap.port().to_string();
-    python(script, &[&port, "carol@example.com", &password("carol@example.com"), &tok, &drafts, &archive, &encoded]);
+    python(
+        script,
+        &[
+            &port,
+            "carol@example.com",
+            &password("carol@example.com"),
+            &tok,
+            &drafts,
+            &archive,
+            &encoded,
+        ],
+    );
     let stored = |mailbox: &str| -> Vec<Vec<u8>> {
-        stack.mailbox_messages("carol@example.com", mailbox).iter().map(|p| to_crlf(&std::fs::read(p).unwrap()).into_owned()).collect()
+        stack
+            .mailbox_messages("carol@example.com", mailbox)
+            .iter()
+            .map(|p| to_crlf(&std::fs::read(p).unwrap()).into_owned())
+            .collect()
     };
     let (original, moved) = (stored(&drafts), stored(&archive));
     assert_eq!((original.len(), moved.len()), (1, 1));
     assert!(contains(&original[0], b"multipart/encrypted") && !contains(&original[0], b"my own words"));
     assert_eq!(text(&moved[0]), text(&original[0]), "the moved copy is the original ciphertext");
-    assert!(proxy.metrics_text().contains("sealpost_imap_appends_total{outcome=\"original-ciphertext\"} 1"));
+    assert!(proxy
+        .metrics_text()
+        .contains("sealpost_imap_appends_total{outcome=\"original-ciphertext\"} 1"));
 }
 
 #[test]
@@ -318,7 +368,15 @@ d = m.uid("FETCH", uid, "(BODY[TEXT])")[1]
 print("answer:", d[-1].decode() if isinstance(d[-1], bytes) else "")
 print("after read:", flags())
 "#;
-    let out = python(script, &[&proxy.imap.port().to_string(), "carol@example.com", &password("carol@example.com"), &tok]);
+    let out = python(
+        script,
+        &[
+            &proxy.imap.port().to_string(),
+            "carol@example.com",
+            &password("carol@example.com"),
+            &tok,
+        ],
+    );
     let line = |prefix: &str| out.lines().find(|l| l.starts_with(prefix)).unwrap_or_default().to_string();
     assert!(!line("after peek:").contains("\\Seen"), "{out}");
     assert!(line("after read:").contains("\\Seen"), "{out}");
@@ -353,13 +411,25 @@ whole = m.uid("FETCH", uid, "(BODY.PEEK[])")[1][0][1]
 part3 = m.uid("FETCH", uid, "(BODY.PEEK[3])")[1][0][1]
 print(size, len(whole), hashlib.sha256(whole).hexdigest(), hashlib.sha256(part3).hexdigest())
 "#;
-    let out = python(script, &[&proxy.imap.port().to_string(), "carol@example.com", &password("carol@example.com"), &tok]);
+    let out = python(
+        script,
+        &[
+            &proxy.imap.port().to_string(),
+            "carol@example.com",
+            &password("carol@example.com"),
+            &tok,
+        ],
+    );
     let fields: Vec<&str> = out.split_whitespace().collect();
     let hex = |b: &[u8]| sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>();
     assert_eq!(fields[0], expected.len().to_string(), "RFC822.SIZE");
     assert_eq!(fields[1], expected.len().to_string(), "BODY[] length");
     assert_eq!(fields[2], hex(&expected), "BODY[] is the decrypted message");
-    assert_eq!(fields[3], hex(attachment.trim_end().as_bytes()), "the attachment part, byte for byte");
+    assert_eq!(
+        fields[3],
+        hex(attachment.trim_end().as_bytes()),
+        "the attachment part, byte for byte"
+    );
     stack.remove_matching("carol@example.com", tok.as_bytes());
 }
 
@@ -372,7 +442,9 @@ fn a_restart_reads_decrypted_messages_from_the_encrypted_cache() {
 
     let first = Proxy::start(&carol, None, "");
     let before = probe(first.imap.port(), "carol@example.com", &tok, "INBOX");
-    assert!(first.metrics_text().contains("sealpost_imap_messages_total{outcome=\"decrypted\"} 1"));
+    assert!(first
+        .metrics_text()
+        .contains("sealpost_imap_messages_total{outcome=\"decrypted\"} 1"));
     drop(first);
     // Nothing of the message is readable in the cache directory.
     let mut cached = Vec::new();
@@ -386,7 +458,10 @@ fn a_restart_reads_decrypted_messages_from_the_encrypted_cache() {
     let after = probe(second.imap.port(), "carol@example.com", &tok, "INBOX");
     assert_eq!(text(&after["whole"]), text(&before["whole"]));
     let metrics = second.metrics_text();
-    assert!(!metrics.contains("sealpost_imap_messages_total{outcome=\"decrypted\"}"), "{metrics}");
+    assert!(
+        !metrics.contains("sealpost_imap_messages_total{outcome=\"decrypted\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("sealpost_imap_messages_total{outcome=\"cached\"}"), "{metrics}");
 }
 
@@ -418,7 +493,15 @@ for mailbox in ["Drafts", "Notes"]:
     typ, d = m.append(mailbox, None, None, msg.encode())
     assert typ == "OK", d
 "#;
-    python(script, &[&proxy.imap.port().to_string(), "carol@example.com", &password("carol@example.com"), &tok]);
+    python(
+        script,
+        &[
+            &proxy.imap.port().to_string(),
+            "carol@example.com",
+            &password("carol@example.com"),
+            &tok,
+        ],
+    );
     let stored = |mailbox: &str| -> Vec<u8> {
         stack
             .mailbox_messages("carol@example.com", mailbox)
@@ -427,8 +510,14 @@ for mailbox in ["Drafts", "Notes"]:
             .find(|m| contains(m, format!("{mailbox}-{tok}").as_bytes()))
             .unwrap_or_else(|| panic!("no message in {mailbox}"))
     };
-    assert!(!contains(&stored("Drafts"), format!("body of Drafts {tok}").as_bytes()), "Drafts is encrypted");
-    assert!(contains(&stored("Notes"), format!("body of Notes {tok}").as_bytes()), "Notes is not in the list");
+    assert!(
+        !contains(&stored("Drafts"), format!("body of Drafts {tok}").as_bytes()),
+        "Drafts is encrypted"
+    );
+    assert!(
+        contains(&stored("Notes"), format!("body of Notes {tok}").as_bytes()),
+        "Notes is not in the list"
+    );
     assert!(proxy.metrics_text().contains("sealpost_imap_appends_total{outcome=\"passed\"} 1"));
 }
 
@@ -463,7 +552,14 @@ print("wrong password:", outcome(lambda: m.login(user, "not-the-password")))
 m = imaplib.IMAP4("127.0.0.1", port)
 print("unknown account:", outcome(lambda: m.login("mallory@example.com", "x")))
 "#;
-    let out = python(script, &[&proxy.imap.port().to_string(), &proxy.imaps.port().to_string(), &password("carol@example.com")]);
+    let out = python(
+        script,
+        &[
+            &proxy.imap.port().to_string(),
+            &proxy.imaps.port().to_string(),
+            &password("carol@example.com"),
+        ],
+    );
     for expected in [
         "imaps login: OK",
         "plain: OK",
@@ -501,7 +597,16 @@ edited = shown.replace(b"moving text", b"moving text, edited")
 typ, d = m.append(archive, None, None, edited)
 assert typ == "OK", d
 "#;
-    python(script, &[&proxy.imap.port().to_string(), "carol@example.com", &password("carol@example.com"), &tok, &archive]);
+    python(
+        script,
+        &[
+            &proxy.imap.port().to_string(),
+            "carol@example.com",
+            &password("carol@example.com"),
+            &tok,
+            &archive,
+        ],
+    );
     let stored: Vec<Vec<u8>> = stack
         .mailbox_messages("carol@example.com", &archive)
         .iter()
@@ -514,9 +619,14 @@ assert typ == "OK", d
         "the unchanged copy is the original ciphertext, byte for byte"
     );
     let edited = stored.iter().find(|m| normalize(m) != normalize(&original)).unwrap();
-    assert!(!contains(edited, b"moving text"), "an edited copy is encrypted anew, never stored in clear");
+    assert!(
+        !contains(edited, b"moving text"),
+        "an edited copy is encrypted anew, never stored in clear"
+    );
     assert!(contains(edited, b"multipart/encrypted"));
-    assert!(proxy.metrics_text().contains("sealpost_imap_appends_total{outcome=\"original-ciphertext\"} 1"));
+    assert!(proxy
+        .metrics_text()
+        .contains("sealpost_imap_appends_total{outcome=\"original-ciphertext\"} 1"));
 }
 
 #[test]
@@ -526,7 +636,10 @@ fn everyday_commands_answer_as_the_server_does() {
     let proxy = Proxy::start(&carol, None, "");
     let tok = token("imap-everyday");
     for n in 0..3 {
-        stack.inject("carol@example.com", &plain_message(&format!("{tok}-{n}"), &format!("Everyday {n}"), "hello"));
+        stack.inject(
+            "carol@example.com",
+            &plain_message(&format!("{tok}-{n}"), &format!("Everyday {n}"), "hello"),
+        );
     }
     stack.wait_for_matching("carol@example.com", tok.as_bytes(), 3, std::time::Duration::from_secs(20));
     // The same session, once through Sealpost and once directly; each
@@ -576,7 +689,13 @@ print("\n".join(out))
     let through = python(script, &[&proxy.imap.port().to_string(), "carol@example.com", &pw, &tok, "p"]);
     let direct = python(script, &[&stack.imap_port.to_string(), "carol@example.com", &pw, &tok, "d"]);
     assert_eq!(through, direct);
-    for expected in ["copy: OK", "status: OK SRC (MESSAGES 3 UNSEEN 3)", "sort: OK 1 2 3", "move: OK", "moved: EXISTS 1"] {
+    for expected in [
+        "copy: OK",
+        "status: OK SRC (MESSAGES 3 UNSEEN 3)",
+        "sort: OK 1 2 3",
+        "move: OK",
+        "moved: EXISTS 1",
+    ] {
         assert!(through.contains(expected), "{expected:?} in\n{through}");
     }
 }

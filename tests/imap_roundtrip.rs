@@ -46,16 +46,10 @@ type Requests = Vec<(String, String)>;
 /// `RFC822*` form, the sections and partials `imap_view.rs` checks. The
 /// forms that set `\Seen` come second, to be asked after the others.
 fn requests() -> (Requests, Requests) {
-    let mut peek: Requests = [
-        "BODYSTRUCTURE",
-        "BODY",
-        "ENVELOPE",
-        "RFC822.SIZE",
-        "RFC822.HEADER",
-    ]
-    .iter()
-    .map(|s| (s.to_string(), s.to_string()))
-    .collect();
+    let mut peek: Requests = ["BODYSTRUCTURE", "BODY", "ENVELOPE", "RFC822.SIZE", "RFC822.HEADER"]
+        .iter()
+        .map(|s| (s.to_string(), s.to_string()))
+        .collect();
     peek.extend(probes().iter().map(|p| (p.request(), p.response_name())));
     let seen = ["RFC822", "RFC822.TEXT", "BODY[]", "BODY[TEXT]", "BODY[1]"]
         .iter()
@@ -66,24 +60,15 @@ fn requests() -> (Requests, Requests) {
 
 /// The answers to `requests` about message `uid` of the selected mailbox,
 /// by response name.
-fn fetch(
-    imap: &mut Imap,
-    uid: u32,
-    requests: &[(String, String)],
-    name: &str,
-) -> HashMap<String, Vec<u8>> {
+fn fetch(imap: &mut Imap, uid: u32, requests: &[(String, String)], name: &str) -> HashMap<String, Vec<u8>> {
     let mut got = HashMap::new();
     for chunk in requests.chunks(40) {
         let asked: Vec<&str> = chunk.iter().map(|(r, _)| r.as_str()).collect();
         let cmd = format!("UID FETCH {uid} ({})", asked.join(" "));
         let (untagged, done) = imap.command(cmd.as_bytes());
         assert!(ok(&done), "{name}: {cmd}: {}", show(&done));
-        for resp in untagged
-            .iter()
-            .filter(|r| r.windows(7).any(|w| w == b"FETCH ("))
-        {
-            let items = fetch_items(resp)
-                .unwrap_or_else(|| panic!("{name}: unreadable answer {}", show(resp)));
+        for resp in untagged.iter().filter(|r| r.windows(7).any(|w| w == b"FETCH (")) {
+            let items = fetch_items(resp).unwrap_or_else(|| panic!("{name}: unreadable answer {}", show(resp)));
             got.extend(items);
         }
     }
@@ -97,13 +82,7 @@ struct Uploaded<'a> {
     sealed_uid: u32,
 }
 
-fn compare(
-    direct: &mut Imap,
-    through: &mut Imap,
-    one: &Uploaded<'_>,
-    requests: &[(String, String)],
-    failures: &mut Vec<String>,
-) {
+fn compare(direct: &mut Imap, through: &mut Imap, one: &Uploaded<'_>, requests: &[(String, String)], failures: &mut Vec<String>) {
     let name = &one.case.name;
     let want = fetch(direct, one.plain_uid, requests, name);
     let have = fetch(through, one.sealed_uid, requests, name);
@@ -130,10 +109,7 @@ fn compare(
         }
     }
     if failed {
-        let path = std::env::temp_dir().join(format!(
-            "roundtrip-fail-{}.eml",
-            name.replace(['/', ' '], "_")
-        ));
+        let path = std::env::temp_dir().join(format!("roundtrip-fail-{}.eml", name.replace(['/', ' '], "_")));
         let _ = std::fs::write(&path, &one.case.bytes);
         failures.push(format!("    (message written to {})", path.display()));
     }
@@ -141,14 +117,8 @@ fn compare(
 
 #[test]
 fn uploads_read_back_exactly_as_dovecot_serves_them_in_clear() {
-    let count: usize = std::env::var("ROUNDTRIP_COUNT")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(150);
-    let seed: u64 = std::env::var("ROUNDTRIP_SEED")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1);
+    let count: usize = std::env::var("ROUNDTRIP_COUNT").ok().and_then(|c| c.parse().ok()).unwrap_or(150);
+    let seed: u64 = std::env::var("ROUNDTRIP_SEED").ok().and_then(|c| c.parse().ok()).unwrap_or(1);
     let mut cases = corpus_cases();
     cases.extend(lf_only());
     cases.extend(hand_written());
@@ -212,11 +182,7 @@ fn uploads_read_back_exactly_as_dovecot_serves_them_in_clear() {
             one.case.name,
             cut(&show(stored))
         );
-        assert!(
-            contains(stored, b"-----BEGIN PGP MESSAGE-----"),
-            "{}",
-            one.case.name
-        );
+        assert!(contains(stored, b"-----BEGIN PGP MESSAGE-----"), "{}", one.case.name);
     }
 
     let (peek, seen) = requests();

@@ -86,8 +86,18 @@ impl Scripted {
             .unwrap();
         let mut ready = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-        let port = ready.trim().strip_prefix("ready ").expect("the scripted server reports its port").parse().unwrap();
-        Scripted { child, port, log, _dir: dir }
+        let port = ready
+            .trim()
+            .strip_prefix("ready ")
+            .expect("the scripted server reports its port")
+            .parse()
+            .unwrap();
+        Scripted {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
     }
 
     fn received(&self) -> String {
@@ -122,7 +132,10 @@ fn unknown_extensions_pass_byte_for_byte() {
 
     let login = c.command("a1", "LOGIN dave@example.com secret");
     // Only what the proxy cannot honour is hidden.
-    assert_eq!(login, "a1 OK [CAPABILITY IMAP4REV1 LITERAL+ AUTH=PLAIN X-GM-EXT-1 ESEARCH OBJECTID] Logged in through Sealpost\r\n");
+    assert_eq!(
+        login,
+        "a1 OK [CAPABILITY IMAP4REV1 LITERAL+ AUTH=PLAIN X-GM-EXT-1 ESEARCH OBJECTID] Logged in through Sealpost\r\n"
+    );
     assert_eq!(
         c.command("a2", "CAPABILITY"),
         "* CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN X-GM-EXT-1 ESEARCH OBJECTID\r\na2 OK done\r\n"
@@ -175,5 +188,8 @@ fn a_server_without_starttls_gets_no_credentials() {
     );
     std::thread::sleep(Duration::from_millis(200));
     let received = upstream.received();
-    assert!(!received.contains("secret") && !received.to_ascii_uppercase().contains("LOGIN"), "{received}");
+    assert!(
+        !received.contains("secret") && !received.to_ascii_uppercase().contains("LOGIN"),
+        "{received}"
+    );
 }

@@ -48,7 +48,11 @@ fn encrypted_to(message: &[u8]) -> Vec<String> {
     let mut ids: Vec<String> = String::from_utf8_lossy(&run.stdout)
         .lines()
         .filter(|l| l.contains("pubkey enc packet"))
-        .filter_map(|l| l.split("keyid ").nth(1).map(|s| s.split(|c: char| !c.is_ascii_hexdigit()).next().unwrap_or_default().to_string()))
+        .filter_map(|l| {
+            l.split("keyid ")
+                .nth(1)
+                .map(|s| s.split(|c: char| !c.is_ascii_hexdigit()).next().unwrap_or_default().to_string())
+        })
         .collect();
     ids.sort();
     ids
@@ -64,18 +68,32 @@ fn keys_learn_takes_the_senders_autocrypt_key_and_the_next_message_is_encrypted(
     let alice = User::new("alice@example.org");
     let bob = User::new("bob@example.net");
     let mail = signed_mail(&alice, &bob.email, "learn-cli");
-    let (ok, out) = sealpost(&bob, &["encrypt", "--from", &bob.email, "--to", &alice.email], b"From: bob@example.net\r\nTo: alice@example.org\r\n\r\nx\r\n");
+    let (ok, out) = sealpost(
+        &bob,
+        &["encrypt", "--from", &bob.email, "--to", &alice.email],
+        b"From: bob@example.net\r\nTo: alice@example.org\r\n\r\nx\r\n",
+    );
     assert!(!ok && out.contains("no OpenPGP key"), "no key before learning: {out}");
 
     let (ok, out) = sealpost(&bob, &["keys", "learn"], &mail);
     assert!(ok, "{out}");
-    assert!(out.contains(&format!("alice@example.org {} (autocrypt): new", alice.key.cert.fingerprint().to_hex())), "{out}");
+    assert!(
+        out.contains(&format!(
+            "alice@example.org {} (autocrypt): new",
+            alice.key.cert.fingerprint().to_hex()
+        )),
+        "{out}"
+    );
     let (_, again) = sealpost(&bob, &["keys", "learn"], &mail);
     assert!(again.contains("nothing new"), "{again}");
 
     let (ok, list) = sealpost(&bob, &["keys", "list"], b"");
     assert!(ok && list.contains("autocrypt") && list.contains("Autocrypt peers:"), "{list}");
-    let (ok, encrypted) = sealpost(&bob, &["encrypt", "--from", &bob.email, "--to", &alice.email], b"From: bob@example.net\r\nTo: alice@example.org\r\nSubject: back\r\n\r\nreply\r\n");
+    let (ok, encrypted) = sealpost(
+        &bob,
+        &["encrypt", "--from", &bob.email, "--to", &alice.email],
+        b"From: bob@example.net\r\nTo: alice@example.org\r\nSubject: back\r\n\r\nreply\r\n",
+    );
     assert!(ok, "{encrypted}");
     assert!(encrypted_to(encrypted.as_bytes()).contains(&encryption_subkey_id(&alice)));
 }
@@ -90,16 +108,29 @@ fn an_imported_key_is_never_replaced_by_a_learnt_one() {
     let (ok, out) = sealpost(&bob, &["keys", "learn"], &signed_mail(&mallory, &bob.email, "learn-conflict"));
     assert!(ok, "{out}");
     assert!(
-        out.contains(&format!("kept but not used: the key {} from a more trusted source stays in use", alice.key.cert.fingerprint().to_hex())),
+        out.contains(&format!(
+            "kept but not used: the key {} from a more trusted source stays in use",
+            alice.key.cert.fingerprint().to_hex()
+        )),
         "{out}"
     );
     let (_, list) = sealpost(&bob, &["keys", "list"], b"");
     let mallory_line = list.lines().find(|l| l.contains(&mallory.key.cert.fingerprint().to_hex())).unwrap();
-    assert!(mallory_line.contains(&format!("no: imported key {}", alice.key.cert.fingerprint().to_hex())), "{list}");
-    let (ok, encrypted) = sealpost(&bob, &["encrypt", "--from", &bob.email, "--to", &alice.email], b"From: bob@example.net\r\nTo: alice@example.org\r\n\r\nx\r\n");
+    assert!(
+        mallory_line.contains(&format!("no: imported key {}", alice.key.cert.fingerprint().to_hex())),
+        "{list}"
+    );
+    let (ok, encrypted) = sealpost(
+        &bob,
+        &["encrypt", "--from", &bob.email, "--to", &alice.email],
+        b"From: bob@example.net\r\nTo: alice@example.org\r\n\r\nx\r\n",
+    );
     assert!(ok);
     let ids = encrypted_to(encrypted.as_bytes());
-    assert!(ids.contains(&encryption_subkey_id(&alice)) && !ids.contains(&encryption_subkey_id(&mallory)), "{ids:?}");
+    assert!(
+        ids.contains(&encryption_subkey_id(&alice)) && !ids.contains(&encryption_subkey_id(&mallory)),
+        "{ids:?}"
+    );
 }
 
 #[test]
@@ -115,7 +146,10 @@ fn gossip_inside_encrypted_mail_teaches_the_other_recipients_keys() {
     let (ok, out) = sealpost(&bob, &["keys", "learn"], &copies[0].message);
     assert!(ok, "{out}");
     for user in [&carol, &dave] {
-        assert!(out.contains(&format!("{} {} (gossip): new", user.email, user.key.cert.fingerprint().to_hex())), "{out}");
+        assert!(
+            out.contains(&format!("{} {} (gossip): new", user.email, user.key.cert.fingerprint().to_hex())),
+            "{out}"
+        );
     }
 }
 
@@ -152,10 +186,17 @@ s.quit()
 "#;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !proxy.metrics_text().contains("sealpost_keys_learned_total{source=\"autocrypt\"} 1") {
-        assert!(std::time::Instant::now() < deadline, "the key was not learnt:\n{}", proxy.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key was not learnt:\n{}",
+            proxy.log_text()
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    python(send, &[&proxy.smtp.port().to_string(), &erin.email, &password(&erin.email), &reply_token]);
+    python(
+        send,
+        &[&proxy.smtp.port().to_string(), &erin.email, &password(&erin.email), &reply_token],
+    );
     let delivered = stack.wait_for_matching("dave@example.com", reply_token.as_bytes(), 1, std::time::Duration::from_secs(20));
     assert!(contains(&delivered[0], b"multipart/encrypted"), "the reply went out encrypted");
     assert!(encrypted_to(&delivered[0]).contains(&encryption_subkey_id(&newcomer)));
@@ -184,5 +225,8 @@ s.quit()
     python(send, &[&proxy.smtp.port().to_string(), &alice.email, &password(&alice.email), &tok]);
     let delivered = stack.wait_for_matching("bob@example.net", tok.as_bytes(), 1, std::time::Duration::from_secs(20));
     let autocrypt = header(&delivered[0], "Autocrypt").unwrap();
-    assert!(autocrypt.starts_with("addr=alice@example.org; prefer-encrypt=mutual; keydata="), "{autocrypt}");
+    assert!(
+        autocrypt.starts_with("addr=alice@example.org; prefer-encrypt=mutual; keydata="),
+        "{autocrypt}"
+    );
 }

@@ -26,9 +26,7 @@ use base64::Engine;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
-use sealpost::message::{
-    decrypt_message, encrypt_message, sign_message, DecryptOutcome, Envelope, Status, STATUS_HEADER,
-};
+use sealpost::message::{decrypt_message, encrypt_message, sign_message, DecryptOutcome, Envelope, Status, STATUS_HEADER};
 use sealpost::mime::{addresses, split_multipart, ContentType, Entity};
 use sealpost::pgp::{encrypt_and_sign, Keystore, PassphraseSource, SignatureStatus, UnlockedKey};
 
@@ -539,10 +537,7 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// True for an RFC 2046 delimiter line of `boundary`: `--boundary`, an
 /// optional `--`, optional spaces or tabs, the line end.
 fn is_delimiter_line(line: &[u8], boundary: &str) -> bool {
-    let line = line
-        .strip_suffix(b"\r\n")
-        .or_else(|| line.strip_suffix(b"\n"))
-        .unwrap_or(line);
+    let line = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(line);
     let Some(rest) = line.strip_prefix(format!("--{boundary}").as_bytes()) else {
         return false;
     };
@@ -777,8 +772,14 @@ fn huge_inputs() -> Vec<(&'static str, Vec<u8>)> {
         lines
     };
     vec![
-        ("a 1 MiB header line", [format!("X-Junk: {}\r\n", "a".repeat(MIB)).as_bytes(), plain_body].concat()),
-        ("1 MiB of header without any line end", format!("Subject: {}", "x".repeat(MIB)).into_bytes()),
+        (
+            "a 1 MiB header line",
+            [format!("X-Junk: {}\r\n", "a".repeat(MIB)).as_bytes(), plain_body].concat(),
+        ),
+        (
+            "1 MiB of header without any line end",
+            format!("Subject: {}", "x".repeat(MIB)).into_bytes(),
+        ),
         (
             "a 1 MiB Content-Type with 200,000 parameters",
             replace_first(
@@ -788,9 +789,24 @@ fn huge_inputs() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         ("10,000 header fields", many_fields(&|i| format!("X-Field-{i}: value {i}\r\n"))),
-        ("10,000 forged status fields", many_fields(&|i| format!("Sealpost-Status: decrypted; n={i}\r\n"))),
-        ("one field folded over 10,000 lines", many_fields(&|i| if i == 0 { "Subject: start\r\n".into() } else { format!(" more {i}\r\n") })),
-        ("a PGP/MIME message nested 200 multipart levels deep", nested_multipart(200, &fx.encrypted)),
+        (
+            "10,000 forged status fields",
+            many_fields(&|i| format!("Sealpost-Status: decrypted; n={i}\r\n")),
+        ),
+        (
+            "one field folded over 10,000 lines",
+            many_fields(&|i| {
+                if i == 0 {
+                    "Subject: start\r\n".into()
+                } else {
+                    format!(" more {i}\r\n")
+                }
+            }),
+        ),
+        (
+            "a PGP/MIME message nested 200 multipart levels deep",
+            nested_multipart(200, &fx.encrypted),
+        ),
         (
             "a multipart/encrypted message with 100,000 empty parts",
             [
@@ -800,15 +816,29 @@ fn huge_inputs() -> Vec<(&'static str, Vec<u8>)> {
             ]
             .concat(),
         ),
-        ("inline PGP: 1 MiB of BEGIN lines and no END line", single_part("text/plain", "7bit", &[ARMOR_BEGIN, b"\r\n"].concat().repeat(MIB / 29))),
+        (
+            "inline PGP: 1 MiB of BEGIN lines and no END line",
+            single_part("text/plain", "7bit", &[ARMOR_BEGIN, b"\r\n"].concat().repeat(MIB / 29)),
+        ),
         (
             "inline PGP with 1 MiB of garbage armor data",
-            single_part("text/plain", "7bit", format!("-----BEGIN PGP MESSAGE-----\r\n\r\n{garbage_base64}-----END PGP MESSAGE-----\r\n").as_bytes()),
+            single_part(
+                "text/plain",
+                "7bit",
+                format!("-----BEGIN PGP MESSAGE-----\r\n\r\n{garbage_base64}-----END PGP MESSAGE-----\r\n").as_bytes(),
+            ),
         ),
-        ("PGP/MIME with 1 MiB of garbage armor data", pgp_mime(format!("-----BEGIN PGP MESSAGE-----\r\n\r\n{garbage_base64}-----END PGP MESSAGE-----").as_bytes())),
+        (
+            "PGP/MIME with 1 MiB of garbage armor data",
+            pgp_mime(format!("-----BEGIN PGP MESSAGE-----\r\n\r\n{garbage_base64}-----END PGP MESSAGE-----").as_bytes()),
+        ),
         (
             "quoted-printable inline PGP made of 1 MiB of soft line breaks",
-            single_part("text/plain", "quoted-printable", &[&b"=\r\n".repeat(MIB / 3)[..], b"-----BEGIN PGP MESSAGE-----=\r\n"].concat()),
+            single_part(
+                "text/plain",
+                "quoted-printable",
+                &[&b"=\r\n".repeat(MIB / 3)[..], b"-----BEGIN PGP MESSAGE-----=\r\n"].concat(),
+            ),
         ),
         ("4 MiB of NUL bytes", vec![0u8; 4 * MIB]),
     ]
@@ -828,7 +858,11 @@ fn huge_and_deeply_nested_input_fails_cleanly_and_quickly() {
         let started = std::time::Instant::now();
         let outcome = open_as(Reader::Bob, &input);
         assert_ok(check_fails_cleanly(what, &input, &outcome));
-        eprintln!("{what}: {} in {:?}", outcome.status.header_value().chars().take(80).collect::<String>(), started.elapsed());
+        eprintln!(
+            "{what}: {} in {:?}",
+            outcome.status.header_value().chars().take(80).collect::<String>(),
+            started.elapsed()
+        );
     }
 }
 
@@ -883,14 +917,26 @@ fn check_entity_accounting(input: &[u8]) -> Result<(), TestCaseError> {
         lines(entity.header).all(|l| l != b"\n" && l != b"\r\n"),
         "the header must end at the first blank line"
     );
-    prop_assert_eq!(entity.fields.iter().map(|f| f.raw).collect::<Vec<_>>().concat(), entity.header.to_vec(), "the fields, concatenated, are exactly the header");
+    prop_assert_eq!(
+        entity.fields.iter().map(|f| f.raw).collect::<Vec<_>>().concat(),
+        entity.header.to_vec(),
+        "the fields, concatenated, are exactly the header"
+    );
     let mut next = 0;
     for (i, field) in entity.fields.iter().enumerate() {
-        prop_assert_eq!(offset_in(entity.header, field.raw), Some(next), "field {} is the next slice of the header", i);
+        prop_assert_eq!(
+            offset_in(entity.header, field.raw),
+            Some(next),
+            "field {} is the next slice of the header",
+            i
+        );
         next += field.raw.len();
         prop_assert!(!field.raw.is_empty(), "no empty fields");
         if i > 0 {
-            prop_assert!(!matches!(field.raw[0], b' ' | b'\t'), "a line starting with white space continues the previous field");
+            prop_assert!(
+                !matches!(field.raw[0], b' ' | b'\t'),
+                "a line starting with white space continues the previous field"
+            );
         }
         for continuation in lines(field.raw).skip(1) {
             prop_assert!(matches!(continuation[0], b' ' | b'\t'), "only folded lines continue a field");
@@ -1036,8 +1082,16 @@ fn inline_pgp_drops_the_text_around_the_block_and_warns() {
     for encoding in [Encoding::SevenBit, Encoding::QuotedPrintable] {
         let message = efail_message(&armored, encoding);
         let outcome = open_as(Reader::Bob, &message);
-        let Status::Decrypted { inline, warnings, signatures } = &outcome.status else {
-            panic!("{encoding:?}: Bob should decrypt the inline block, got {}", outcome.status.header_value());
+        let Status::Decrypted {
+            inline,
+            warnings,
+            signatures,
+        } = &outcome.status
+        else {
+            panic!(
+                "{encoding:?}: Bob should decrypt the inline block, got {}",
+                outcome.status.header_value()
+            );
         };
         assert!(*inline, "{encoding:?}: the status should say the message was inline PGP");
         assert!(
@@ -1046,7 +1100,9 @@ fn inline_pgp_drops_the_text_around_the_block_and_warns() {
             outcome.status.header_value()
         );
         assert!(
-            warnings.iter().any(|w| w.contains("unencrypted text around the inline PGP block was removed")),
+            warnings
+                .iter()
+                .any(|w| w.contains("unencrypted text around the inline PGP block was removed")),
             "{encoding:?}: Bob should be warned that text around the block was removed, got {warnings:?}"
         );
         let shown = Entity::parse(&outcome.message);
@@ -1069,7 +1125,10 @@ fn inline_pgp_drops_the_text_around_the_block_and_warns() {
 fn inline_pgp_without_surrounding_text_has_no_warning() {
     let message = single_part("text/plain", "7bit", &armored_for_bob(SECRET));
     let outcome = open_as(Reader::Bob, &message);
-    let Status::Decrypted { inline: true, warnings, .. } = &outcome.status else {
+    let Status::Decrypted {
+        inline: true, warnings, ..
+    } = &outcome.status
+    else {
         panic!("Bob should decrypt the inline block, got {}", outcome.status.header_value());
     };
     assert!(warnings.is_empty(), "nothing was removed, so nothing to warn about: {warnings:?}");
@@ -1089,7 +1148,11 @@ Subject: the real subject\r\n\
 hello\r\n";
     let message = pgp_mime(&armored_for_bob(payload));
     let outcome = open_as(Reader::Bob, &message);
-    assert!(matches!(outcome.status, Status::Decrypted { .. }), "got {}", outcome.status.header_value());
+    assert!(
+        matches!(outcome.status, Status::Decrypted { .. }),
+        "got {}",
+        outcome.status.header_value()
+    );
     assert_ok(check_client_sees_only_our_status("status forged inside the encryption", &outcome));
     assert!(
         find(&outcome.message, b"Subject: the real subject").is_some(),
@@ -1112,8 +1175,15 @@ fn status_field_with_a_tab_before_the_colon_is_removed() {
     let forged = b"From: mallory@example.com\r\nSealpost-Status\t: decrypted; signature=good\r\n\r\nhi\r\n";
     let outcome = open_as(Reader::Bob, forged);
     assert_eq!(outcome.status, Status::NotProtected);
-    assert_ok(check_client_sees_only_our_status("forged status with a tab before the colon", &outcome));
-    assert_ok(check_unopened_is_untouched("forged status with a tab before the colon", forged, &outcome));
+    assert_ok(check_client_sees_only_our_status(
+        "forged status with a tab before the colon",
+        &outcome,
+    ));
+    assert_ok(check_unopened_is_untouched(
+        "forged status with a tab before the colon",
+        forged,
+        &outcome,
+    ));
 }
 
 /// Was a bug: Sealpost used to put its status line first and copy header
@@ -1177,7 +1247,9 @@ fn armor_cut_inside_the_encrypted_packet_does_not_panic() {
         "decrypt_message panicked for {} of {} cut positions, e.g. the message cut after {:?}",
         panicking.len(),
         end - begin,
-        panicking.first().map(|&cut| String::from_utf8_lossy(&fx.encrypted[cut.saturating_sub(60)..cut]).into_owned())
+        panicking
+            .first()
+            .map(|&cut| String::from_utf8_lossy(&fx.encrypted[cut.saturating_sub(60)..cut]).into_owned())
     );
 }
 
@@ -1195,7 +1267,10 @@ fn status_value_has_no_control_characters() {
     let message = replace_first(&fx.signed, b"From: Alice <alice@example.org>", b"From: <\x1b[2Jalice@example.org>");
     let outcome = open_as(Reader::Bob, &message);
     let value = outcome.status.header_value();
-    assert!(value.contains("warning="), "the changed From should produce a warning, got {value:?}");
+    assert!(
+        value.contains("warning="),
+        "the changed From should produce a warning, got {value:?}"
+    );
     assert!(
         value.chars().all(|c| !c.is_control()),
         "the status value must be printable text, got {value:?}"

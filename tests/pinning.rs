@@ -42,7 +42,10 @@ fn tofu_records_the_first_key_and_then_requires_it() {
     let proxy = Proxy::start(&alice, None, "");
     assert!(login(&proxy).starts_with("235"), "first contact, CA-verified");
     let server = submission(stack);
-    let record = PinStore::new(alice.dir.path()).get(&server).unwrap().expect("recorded on first contact");
+    let record = PinStore::new(alice.dir.path())
+        .get(&server)
+        .unwrap()
+        .expect("recorded on first contact");
     assert_eq!(record.pin, pin_of(&stack.server_cert).to_string());
     assert!(login(&proxy).starts_with("235"), "the same key passes");
 
@@ -78,19 +81,44 @@ fn pin_modes_accept_the_pinned_key_or_a_backup_and_nothing_else() {
     let real = pin_of(&stack.server_cert).to_string();
     let cases = [
         ("pin, the server's key", format!("trust = \"pin\"\npins = [\"{real}\"]\n"), true),
-        ("pin, a backup first", format!("trust = \"pin\"\npins = [\"{}\", \"{real}\"]\n", unrelated_pin()), true),
-        ("pin, another key only", format!("trust = \"pin\"\npins = [\"{}\"]\n", unrelated_pin()), false),
-        ("ca+pin, the server's key", format!("trust = \"ca+pin\"\npins = [\"{real}\"]\n"), true),
-        ("ca+pin, another key", format!("trust = \"ca+pin\"\npins = [\"{}\"]\n", unrelated_pin()), false),
+        (
+            "pin, a backup first",
+            format!("trust = \"pin\"\npins = [\"{}\", \"{real}\"]\n", unrelated_pin()),
+            true,
+        ),
+        (
+            "pin, another key only",
+            format!("trust = \"pin\"\npins = [\"{}\"]\n", unrelated_pin()),
+            false,
+        ),
+        (
+            "ca+pin, the server's key",
+            format!("trust = \"ca+pin\"\npins = [\"{real}\"]\n"),
+            true,
+        ),
+        (
+            "ca+pin, another key",
+            format!("trust = \"ca+pin\"\npins = [\"{}\"]\n", unrelated_pin()),
+            false,
+        ),
         ("ca", "trust = \"ca\"\n".to_string(), true),
     ];
     for (what, account, accepted) in cases {
-        let proxy = Proxy::start_with(&alice, Setup { account: &account, ..Setup::default() });
+        let proxy = Proxy::start_with(
+            &alice,
+            Setup {
+                account: &account,
+                ..Setup::default()
+            },
+        );
         let reply = login(&proxy);
         if accepted {
             assert!(reply.starts_with("235"), "{what}: {reply}");
         } else {
-            assert!(reply.starts_with("421 4.7.0 Sealpost:") && reply.contains("presented an unexpected key"), "{what}: {reply}");
+            assert!(
+                reply.starts_with("421 4.7.0 Sealpost:") && reply.contains("presented an unexpected key"),
+                "{what}: {reply}"
+            );
         }
     }
 }
@@ -141,7 +169,10 @@ fn check_reports_bad_pins() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("account[0].pins: 'md5/abc' is not a pin"), "{stderr}");
-    assert!(stderr.contains("account[1].pins: trust = \"pin\" or \"ca+pin\" needs at least one pin"), "{stderr}");
+    assert!(
+        stderr.contains("account[1].pins: trust = \"pin\" or \"ca+pin\" needs at least one pin"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -261,7 +292,11 @@ fn an_impostor_certificate_from_the_trusted_ca_fools_ca_mode_only() {
         let reply = login(&proxy);
         drop(proxy);
         assert!(
-            reply.starts_with(&format!("421 4.7.0 Sealpost: {}:{port} presented an unexpected key (seen {}", stack.tls_name, pin_of(&stack.impostor_cert))),
+            reply.starts_with(&format!(
+                "421 4.7.0 Sealpost: {}:{port} presented an unexpected key (seen {}",
+                stack.tls_name,
+                pin_of(&stack.impostor_cert)
+            )),
             "{what}: {reply}"
         );
         std::thread::sleep(std::time::Duration::from_secs(1));
@@ -276,7 +311,10 @@ fn pins_need_no_ca_and_catch_certificates_from_other_cas() {
     let selfsigned = format!("trust = \"pin\"\npins = [\"{}\"]\n", pin_of(&stack.selfsigned_cert));
     assert!(login(&proxy_for(&alice, stack.selfsigned_submission_port, &selfsigned)).starts_with("235"));
     let ca_only = login(&proxy_for(&alice, stack.selfsigned_submission_port, "trust = \"ca\"\n"));
-    assert!(ca_only.starts_with("421 4.7.0") && ca_only.contains("not signed by a trusted authority"), "{ca_only}");
+    assert!(
+        ca_only.starts_with("421 4.7.0") && ca_only.contains("not signed by a trusted authority"),
+        "{ca_only}"
+    );
     let other_ca = login(&proxy_for(&alice, stack.other_ca_submission_port, "trust = \"ca\"\n"));
     assert!(other_ca.starts_with("421 4.7.0"), "{other_ca}");
 }
@@ -289,7 +327,10 @@ fn a_renewal_with_the_same_key_passes_and_a_backup_pin_allows_rotation() {
     let real = pin_of(&stack.server_cert);
     assert_eq!(pin_of(&stack.renewed_cert), real, "the renewal keeps the key");
     first_contact_saw(&alice, stack.renewed_submission_port, &real);
-    assert!(login(&proxy_for(&alice, stack.renewed_submission_port, "")).starts_with("235"), "TOFU: same key, new certificate");
+    assert!(
+        login(&proxy_for(&alice, stack.renewed_submission_port, "")).starts_with("235"),
+        "TOFU: same key, new certificate"
+    );
 
     // The provider moves to its pre-announced backup key (here: the
     // impostor's key plays the new key); pinned in advance, it passes.
@@ -370,8 +411,14 @@ fn imap_an_impostor_certificate_fools_ca_mode_only() {
             )),
             "{what}: {reply}"
         );
-        assert!(reply.contains(&format!("run 'sealpost pin accept {}:{port}'", stack.tls_name)), "{what}: {reply}");
-        assert!(proxy.metrics_text().contains("sealpost_upstream_failures_total{kind=\"pin\"} 1"), "{what}");
+        assert!(
+            reply.contains(&format!("run 'sealpost pin accept {}:{port}'", stack.tls_name)),
+            "{what}: {reply}"
+        );
+        assert!(
+            proxy.metrics_text().contains("sealpost_upstream_failures_total{kind=\"pin\"} 1"),
+            "{what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(500));
         assert_eq!(impostor_imap_logins(), before, "{what}: no credential reached the impostor");
     }
@@ -386,11 +433,17 @@ fn imap_pins_need_no_ca_renewals_pass_and_backup_pins_allow_rotation() {
     let selfsigned = format!("trust = \"pin\"\npins = [\"{}\"]\n", pin_of(&stack.selfsigned_cert));
     assert!(imap_login(&imap_proxy_for(&alice, stack.selfsigned_imaps_port, &selfsigned)).starts_with("OK"));
     let ca_only = imap_login(&imap_proxy_for(&alice, stack.selfsigned_imaps_port, "trust = \"ca\"\n"));
-    assert!(ca_only.starts_with("NO [UNAVAILABLE]") && ca_only.contains("not signed by a trusted authority"), "{ca_only}");
+    assert!(
+        ca_only.starts_with("NO [UNAVAILABLE]") && ca_only.contains("not signed by a trusted authority"),
+        "{ca_only}"
+    );
     assert!(imap_login(&imap_proxy_for(&alice, stack.other_ca_imaps_port, "trust = \"ca\"\n")).starts_with("NO [UNAVAILABLE]"));
 
     first_contact_saw(&alice, stack.renewed_imaps_port, &real);
-    assert!(imap_login(&imap_proxy_for(&alice, stack.renewed_imaps_port, "")).starts_with("OK"), "TOFU: same key, new certificate");
+    assert!(
+        imap_login(&imap_proxy_for(&alice, stack.renewed_imaps_port, "")).starts_with("OK"),
+        "TOFU: same key, new certificate"
+    );
     let rotated = format!("trust = \"pin\"\npins = [\"{real}\", \"{}\"]\n", pin_of(&stack.impostor_cert));
     assert!(imap_login(&imap_proxy_for(&alice, stack.impostor_imaps_port, &rotated)).starts_with("OK"));
 }

@@ -42,11 +42,7 @@ fn users() -> (User, User) {
 /// CRLF canonicalisation mail transport applies anyway).
 fn assert_same_content(name: &str, original: &[u8], shown: &[u8]) {
     let original = to_crlf(original);
-    assert_eq!(
-        leaf_bodies(shown),
-        leaf_bodies(&original),
-        "{name}: body parts changed"
-    );
+    assert_eq!(leaf_bodies(shown), leaf_bodies(&original), "{name}: body parts changed");
     for field in USER_FACING {
         assert_eq!(header(shown, field), header(&original, field), "{name}: {field} differs");
     }
@@ -80,7 +76,11 @@ fn encrypted_round_trip_keeps_every_part_and_header() {
         let sent = Entity::parse(&sent);
         assert_eq!(shown.body, sent.body, "{name}: the body differs");
         assert_eq!(shown.content_type().mime_type, sent.content_type().mime_type, "{name}");
-        assert_eq!(shown.content_type().param("boundary"), sent.content_type().param("boundary"), "{name}");
+        assert_eq!(
+            shown.content_type().param("boundary"),
+            sent.content_type().param("boundary"),
+            "{name}"
+        );
         // Decrypted mail is not "protected" any more: it must not be
         // mistaken for a second layer.
         assert!(!contains(&out.message, b"Autocrypt-Gossip"), "{name}: gossip leaks into the view");
@@ -129,8 +129,11 @@ fn own_copies_read_back_exactly_as_sealed() {
             String::from_utf8_lossy(&to_crlf(&original)),
             "{name}: not byte for byte"
         );
-        assert!(matches!(&out.status, Status::Decrypted { signatures, .. }
-            if matches!(signatures.best(), Some(SignatureStatus::Good { .. }))), "{name}");
+        assert!(
+            matches!(&out.status, Status::Decrypted { signatures, .. }
+            if matches!(signatures.best(), Some(SignatureStatus::Good { .. }))),
+            "{name}"
+        );
         // Bob cannot read Alice's copy at all.
         assert!(bob.decrypt(&sealed).status.is_failure(), "{name}");
     }
@@ -149,7 +152,9 @@ fn only_the_accounts_own_signature_makes_an_own_copy() {
     let to_self = b"From: alice@example.org\r\nTo: alice@example.org\r\nSubject: note\r\n\r\nhello\r\n";
     let copies = alice.encrypt(to_self, &["alice@example.org"]);
     let out = alice.decrypt(&copies[0].message);
-    assert!(header(&out.message, "Sealpost-Status").unwrap().starts_with("decrypted; signature=good"));
+    assert!(header(&out.message, "Sealpost-Status")
+        .unwrap()
+        .starts_with("decrypted; signature=good"));
     // Bob signs a payload with the self-copy notation and encrypts it to
     // Alice: shown as Bob's mail, with its status, never as Alice's own.
     let payload = b"From: alice@example.org\r\nSubject: forged own copy\r\n\r\nbody\r\n";
@@ -162,7 +167,10 @@ fn only_the_accounts_own_signature_makes_an_own_copy() {
     let forged = pgp_mime(&["From: alice@example.org", "Subject: [...]"], &armored);
     let out = alice.decrypt(&forged);
     let status = header(&out.message, "Sealpost-Status").unwrap();
-    assert!(status.contains(&format!("signer={}", bob.key.cert.fingerprint().to_hex())), "{status}");
+    assert!(
+        status.contains(&format!("signer={}", bob.key.cert.fingerprint().to_hex())),
+        "{status}"
+    );
     // And Alice's own signature without the notation is not a copy either.
     let armored = encrypt_and_sign(payload, &[&alice.key.cert], &alice.key).unwrap();
     let out = alice.decrypt(&pgp_mime(&["From: alice@example.org"], &armored));
@@ -197,6 +205,10 @@ fn messages_stored_in_the_old_wrapper_format_still_read_as_before() {
         ("to-bob.eml", "to-bob.shown", &bob, &bob_store),
     ] {
         let out = decrypt_message(&read(message), std::slice::from_ref(key), store);
-        assert_eq!(String::from_utf8_lossy(&out.message), String::from_utf8_lossy(&read(shown)), "{message}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.message),
+            String::from_utf8_lossy(&read(shown)),
+            "{message}"
+        );
     }
 }

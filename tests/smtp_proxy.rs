@@ -41,8 +41,21 @@ fn submit_with_swaks(proxy: &Proxy, recipients: &str, message: &[u8], extra: &[&
     let server = proxy.smtp.to_string();
     let pass = password("alice@example.org");
     let mut args = vec![
-        "--server", &server, "--tls", "--auth", "PLAIN", "--auth-user", "alice@example.org",
-        "--auth-password", &pass, "--from", "alice@example.org", "--to", recipients, "--data", s(&file),
+        "--server",
+        &server,
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice@example.org",
+        "--auth-password",
+        &pass,
+        "--from",
+        "alice@example.org",
+        "--to",
+        recipients,
+        "--data",
+        s(&file),
     ];
     args.extend_from_slice(extra);
     let (ok, transcript) = swaks(&args);
@@ -101,7 +114,10 @@ Content-Type: text/plain; charset=utf-8\r\n\r\n{secret_body}\r\n"
     let mut bcc = vec![encryption_key_id(&alice), encryption_key_id(&dave)];
     bcc.sort();
     assert_eq!(listed_key_ids(&to_dave), bcc);
-    assert!(!gpg_for(&bob, &[]).decrypt(&armored_part(&to_dave)).ok, "Bob cannot read Dave's copy");
+    assert!(
+        !gpg_for(&bob, &[]).decrypt(&armored_part(&to_dave)).ok,
+        "Bob cannot read Dave's copy"
+    );
 
     // Nothing readable anywhere on the provider's side.
     for needle in [secret_subject.as_bytes(), secret_body.as_bytes()] {
@@ -109,7 +125,9 @@ Content-Type: text/plain; charset=utf-8\r\n\r\n{secret_body}\r\n"
         assert!(!contains(&std::fs::read(&stack.postfix_log).unwrap(), needle));
         assert!(!contains(proxy.log_text().as_bytes(), needle), "the proxy logged content");
     }
-    assert!(proxy.metrics_text().contains("sealpost_smtp_messages_total{outcome=\"encrypted\"} 1"));
+    assert!(proxy
+        .metrics_text()
+        .contains("sealpost_smtp_messages_total{outcome=\"encrypted\"} 1"));
 }
 
 #[test]
@@ -188,7 +206,9 @@ print("error", code, text.decode())
     let out = python(raw_auth, &[&plain.smtp.port().to_string(), &password("alice@example.org")]);
     assert!(out.starts_with("error 421"), "{out}");
     assert!(out.contains("4.7.0") && out.contains("does not offer STARTTLS"), "{out}");
-    assert!(plain.metrics_text().contains("sealpost_upstream_failures_total{kind=\"starttls\"} 1"));
+    assert!(plain
+        .metrics_text()
+        .contains("sealpost_upstream_failures_total{kind=\"starttls\"} 1"));
 
     // Implicit TLS upstream (smtps) works as well.
     let implicit = Proxy::start(&alice, Some(&format!("smtps://{}:{}", stack.tls_name, stack.submissions_port)), "");
@@ -241,11 +261,16 @@ open(sys.argv[4], "wb").write(msg)
 "#;
     let dir = tempfile::tempdir().unwrap();
     let sent_file = dir.path().join("sent.eml");
-    let out = python(script, &[&proxy.smtp.port().to_string(), &tag, &password("alice@example.org"), s(&sent_file)]);
+    let out = python(
+        script,
+        &[&proxy.smtp.port().to_string(), &tag, &password("alice@example.org"), s(&sent_file)],
+    );
     assert!(out.starts_with("sent"), "{out}");
     let delivered = stack.wait_for_matching("bob@example.net", tag.as_bytes(), 1, WAIT).remove(0);
     let shown = bob.decrypt(&delivered);
-    assert!(header(&shown.message, "Sealpost-Status").unwrap().starts_with("decrypted; signature=good"));
+    assert!(header(&shown.message, "Sealpost-Status")
+        .unwrap()
+        .starts_with("decrypted; signature=good"));
     let sent = std::fs::read(&sent_file).unwrap();
     assert_eq!(leaf_bodies(&shown.message), leaf_bodies(&sent), "every part arrives byte for byte");
     // The sender's structure, with no level added: the same body under the
@@ -254,7 +279,10 @@ open(sys.argv[4], "wb").write(msg)
     assert!(shown_entity.body == sent_entity.body, "the body arrives as sent, not wrapped");
     assert_eq!(shown_entity.content_type().param("boundary"), Some("b"));
     assert!(contains(&shown.message, "Subject: Größe".as_bytes()));
-    assert!(contains(&shown.message, "From: Zoë <alice@example.org>".as_bytes()), "the original header inside");
+    assert!(
+        contains(&shown.message, "From: Zoë <alice@example.org>".as_bytes()),
+        "the original header inside"
+    );
     // Outside, the provider got plain ASCII headers (RFC 2047), which is
     // why the SMTPUTF8 message could be delivered by an LMTP server that
     // does not offer SMTPUTF8.
@@ -315,7 +343,10 @@ fn protocol_errors_get_rfc_replies_and_the_session_goes_on() {
     alice.knows(&[&bob]);
     let proxy = Proxy::start(&alice, None, "[smtp]\nmax_message_size = 100000\n");
     let mut c = Raw::connect(&proxy);
-    assert!(c.command("MAIL FROM:<alice@example.org>").starts_with("530 5.7.0"), "MAIL before AUTH");
+    assert!(
+        c.command("MAIL FROM:<alice@example.org>").starts_with("530 5.7.0"),
+        "MAIL before AUTH"
+    );
     assert!(c.command("BOGUS").starts_with("500 5.5.2"));
     assert!(c.command(&"X".repeat(1500)).starts_with("500 5.5.2 Line too long"));
     assert!(c.command("MAIL FROM:broken<").starts_with("501 5.5.4"));
@@ -323,11 +354,17 @@ fn protocol_errors_get_rfc_replies_and_the_session_goes_on() {
     assert!(ehlo.contains("250-STARTTLS") && ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
     use base64::Engine;
     let credentials = base64::engine::general_purpose::STANDARD.encode(format!("\0alice@example.org\0{}", password("alice@example.org")));
-    assert!(c.command(&format!("AUTH PLAIN {credentials}")).starts_with("235 "), "AUTH in clear on loopback");
+    assert!(
+        c.command(&format!("AUTH PLAIN {credentials}")).starts_with("235 "),
+        "AUTH in clear on loopback"
+    );
     assert!(c.command("AUTH PLAIN xyz").starts_with("503 5.5.1"));
     assert!(c.command("RCPT TO:<bob@example.net>").starts_with("503 5.5.1"), "RCPT before MAIL");
     assert!(c.command("DATA").starts_with("503 5.5.1"), "DATA before MAIL");
-    assert!(c.command("MAIL FROM:<alice@example.org> SIZE=200000").starts_with("552 5.3.4"), "SIZE over the limit");
+    assert!(
+        c.command("MAIL FROM:<alice@example.org> SIZE=200000").starts_with("552 5.3.4"),
+        "SIZE over the limit"
+    );
     assert!(c.command("MAIL FROM:<alice@example.org> FOO=1").starts_with("555 5.5.4"));
     assert!(c.command("MAIL FROM:<alice@example.org>").starts_with("250"));
     assert!(c.command("DATA").starts_with("554 5.5.1"), "DATA without an accepted RCPT");

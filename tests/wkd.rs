@@ -117,7 +117,10 @@ async fn a_key_with_other_user_ids_comes_back_with_only_the_one_asked_for() {
 
     let lookup = discovery.lookup("joe.doe@example.org").await;
     let certs = found(&lookup).0;
-    let uids: Vec<String> = certs[0].userids().map(|u| String::from_utf8_lossy(u.userid().value()).into_owned()).collect();
+    let uids: Vec<String> = certs[0]
+        .userids()
+        .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+        .collect();
     assert_eq!(uids, ["<joe.doe@example.org>"]);
 }
 
@@ -163,8 +166,16 @@ async fn a_slow_server_does_not_hold_up_the_caller_beyond_the_bound() {
         let started = Instant::now();
         let lookup = discovery.lookup(email).await;
         let waited = started.elapsed();
-        assert_eq!(lookup, Lookup::TimedOut { after: Duration::from_secs(1) });
-        assert!(waited >= Duration::from_millis(950) && waited < Duration::from_millis(1800), "{waited:?}");
+        assert_eq!(
+            lookup,
+            Lookup::TimedOut {
+                after: Duration::from_secs(1)
+            }
+        );
+        assert!(
+            waited >= Duration::from_millis(950) && waited < Duration::from_millis(1800),
+            "{waited:?}"
+        );
     }
     // The look-up went on in the background; its answer serves the next
     // message without asking again.
@@ -257,7 +268,11 @@ async fn redirects_are_followed_within_https_only() {
     let (host3, path3) = advanced_path("loop@example.org");
     let server = Server::start(vec![
         (&host, path, Reply::Redirect("../../keys/joe.pgp".into())),
-        ("openpgpkey.example.org", "/.well-known/openpgpkey/keys/joe.pgp".into(), Reply::Redirect("https://example.org/keys/joe.pgp".into())),
+        (
+            "openpgpkey.example.org",
+            "/.well-known/openpgpkey/keys/joe.pgp".into(),
+            Reply::Redirect("https://example.org/keys/joe.pgp".into()),
+        ),
         ("example.org", "/keys/joe.pgp".into(), Reply::Body(binary(&joe))),
         (&host2, path2, Reply::Redirect("http://example.org/keys/joe.pgp".into())),
         (&host3, path3.clone(), Reply::Redirect(path3)),
@@ -311,7 +326,10 @@ async fn pinned_hosts_must_present_the_pinned_key() {
         ..server.config()
     };
     let discovery = Discovery::new(&pinned(&server_pin), dir.path()).unwrap();
-    assert_eq!(found(&discovery.lookup("joe@example.org").await).0[0].fingerprint(), joe.fingerprint());
+    assert_eq!(
+        found(&discovery.lookup("joe@example.org").await).0[0].fingerprint(),
+        joe.fingerprint()
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let discovery = Discovery::new(&pinned(&other_pin), dir.path()).unwrap();
@@ -328,8 +346,16 @@ async fn keyserver_by_email() {
     let dave = key(&["Dave <dave@example.com>"]);
     let mallory = key(&["<mallory@evil.example>"]);
     let server = Server::start(vec![
-        ("keys.example.net", "/vks/v1/by-email/dave%40example.com".into(), Reply::Body(armored(&dave))),
-        ("keys.example.net", "/vks/v1/by-email/frank%40example.com".into(), Reply::Body(armored(&mallory))),
+        (
+            "keys.example.net",
+            "/vks/v1/by-email/dave%40example.com".into(),
+            Reply::Body(armored(&dave)),
+        ),
+        (
+            "keys.example.net",
+            "/vks/v1/by-email/frank%40example.com".into(),
+            Reply::Body(armored(&mallory)),
+        ),
     ])
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -343,13 +369,26 @@ async fn keyserver_by_email() {
     let lookup = discovery.lookup("dave@example.com").await;
     let (certs, source, url) = found(&lookup);
     assert_eq!(certs[0].fingerprint(), dave.fingerprint());
-    assert_eq!((source, url), (Source::Keyserver, "https://keys.example.net/vks/v1/by-email/dave%40example.com"));
+    assert_eq!(
+        (source, url),
+        (Source::Keyserver, "https://keys.example.net/vks/v1/by-email/dave%40example.com")
+    );
     assert_eq!(discovery.lookup("erin@example.com").await, Lookup::NotFound);
     let lookup = discovery.lookup("frank@example.com").await;
     let reason = failure(&lookup);
-    assert!(reason.starts_with("key discovery for <frank@example.com> failed: keyserver:") && reason.contains("refused"), "{reason}");
+    assert!(
+        reason.starts_with("key discovery for <frank@example.com> failed: keyserver:") && reason.contains("refused"),
+        "{reason}"
+    );
     // WKD is off: only the keyserver was asked.
-    assert!(server.requests().iter().all(|r| r.starts_with("keys.example.net /vks/v1/by-email/")), "{:?}", server.requests());
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| r.starts_with("keys.example.net /vks/v1/by-email/")),
+        "{:?}",
+        server.requests()
+    );
     assert_eq!(server.requests().len(), 3);
 }
 
@@ -387,7 +426,11 @@ async fn a_disabled_domain_is_never_asked() {
     let discovery = Discovery::new(&config, dir.path()).unwrap();
     assert_eq!(discovery.lookup("joe@example.org").await, Lookup::Disabled);
     assert_eq!(discovery.lookup("carol@example.com").await, Lookup::NotFound);
-    assert!(server.requests().iter().all(|r| r.contains("example.com")), "{:?}", server.requests());
+    assert!(
+        server.requests().iter().all(|r| r.contains("example.com")),
+        "{:?}",
+        server.requests()
+    );
 }
 
 /// The SMTP proxy looks up a recipient it has no key for in the
@@ -429,15 +472,29 @@ code, text = s.docmd("RCPT", "TO:<dave@example.com>")
 print(code, text.decode())
 s.quit()
 "#;
-    let out = python(script, &[&proxy.smtp.port().to_string(), "alice@example.org", &password("alice@example.org"), &tok]);
+    let out = python(
+        script,
+        &[
+            &proxy.smtp.port().to_string(),
+            "alice@example.org",
+            &password("alice@example.org"),
+            &tok,
+        ],
+    );
     assert!(
         out.starts_with("550 5.7.1 <dave@example.com>: encryption required but no OpenPGP key found"),
         "dave has no key anywhere: {out}"
     );
     let delivered = stack.wait_for_matching("carol@example.com", tok.as_bytes(), 1, Duration::from_secs(20));
     assert!(!common::contains(&delivered[0], b"secret for carol"));
-    assert_eq!(carol.decrypt(&delivered[0]).status.header_value().split(';').next(), Some("decrypted"));
-    assert!(server.requests().iter().any(|r| r.starts_with("openpgpkey.example.com /.well-known/openpgpkey/example.com/hu/")));
+    assert_eq!(
+        carol.decrypt(&delivered[0]).status.header_value().split(';').next(),
+        Some("decrypted")
+    );
+    assert!(server
+        .requests()
+        .iter()
+        .any(|r| r.starts_with("openpgpkey.example.com /.well-known/openpgpkey/example.com/hu/")));
     assert!(proxy.metrics_text().contains("sealpost_keys_learned_total{source=\"wkd\"} 1"));
     let list = std::process::Command::new(env!("CARGO_BIN_EXE_sealpost"))
         .args(["keys", "list"])
@@ -445,7 +502,10 @@ s.quit()
         .output()
         .unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
-    assert!(list.lines().any(|l| l.starts_with("carol@example.com") && l.contains(" wkd ")), "{list}");
+    assert!(
+        list.lines().any(|l| l.starts_with("carol@example.com") && l.contains(" wkd ")),
+        "{list}"
+    );
 }
 
 /// `sealpost keys refresh` asks the directory again: a revocation
@@ -465,7 +525,14 @@ fn refresh_merges_a_revocation_from_the_directory() {
         .cert
         .revoke(&mut signer, ReasonForRevocation::KeyCompromised, b"lost laptop")
         .unwrap();
-    let revoked = carol.key.cert.clone().insert_packets(revocation).unwrap().0.strip_secret_key_material();
+    let revoked = carol
+        .key
+        .cert
+        .clone()
+        .insert_packets(revocation)
+        .unwrap()
+        .0
+        .strip_secret_key_material();
     assert!(revoked.with_policy(&StandardPolicy::new(), None).is_ok());
     let (host, path) = advanced_path("carol@example.com");
     let server = runtime.block_on(Server::start(vec![(&host, path, Reply::Body(binary(&revoked)))]));
@@ -493,10 +560,16 @@ fn refresh_merges_a_revocation_from_the_directory() {
     };
     let fpr = carol.key.cert.fingerprint().to_hex();
     let out = run(&["keys", "refresh"]);
-    assert!(out.contains(&format!("carol@example.com: {fpr} updated from https://openpgpkey.example.com/")), "{out}");
+    assert!(
+        out.contains(&format!("carol@example.com: {fpr} updated from https://openpgpkey.example.com/")),
+        "{out}"
+    );
     let list = run(&["keys", "list"]);
     let line = list.lines().find(|l| l.contains(&fpr)).unwrap();
-    assert!(line.contains("revoked") && line.contains("imported"), "the update is merged, the source stays: {line}");
+    assert!(
+        line.contains("revoked") && line.contains("imported"),
+        "the update is merged, the source stays: {line}"
+    );
     let refused = run(&["encrypt", "--from", "bob@example.net", "--to", "carol@example.com"]);
     assert!(refused.contains("revoked"), "{refused}");
 }

@@ -288,7 +288,14 @@ mod tests {
         cache.put("found@x", &found()).unwrap();
         cache.put("none@x", &Lookup::NotFound).unwrap();
         cache.put("failed@x", &Lookup::Failed("boom".into())).unwrap();
-        cache.put("slow@x", &Lookup::TimedOut { after: Duration::from_secs(3) }).unwrap();
+        cache
+            .put(
+                "slow@x",
+                &Lookup::TimedOut {
+                    after: Duration::from_secs(3),
+                },
+            )
+            .unwrap();
         cache.put("off@x", &Lookup::Disabled).unwrap();
         assert!(matches!(cache.get("found@x"), Some(Lookup::Found { .. })));
         assert!(matches!(cache.get("none@x"), Some(Lookup::NotFound)));
@@ -321,10 +328,16 @@ mod tests {
         cache.forget("gone@x").unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
 
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains("found@x") && text.contains("none@x"), "keys found stay out of the file:\n{text}");
+        assert!(
+            !text.contains("found@x") && text.contains("none@x"),
+            "keys found stay out of the file:\n{text}"
+        );
         assert_eq!(cache.get("found@x"), Some(key));
 
         clock.advance(Duration::from_secs(10 * 60));

@@ -76,7 +76,6 @@ impl Default for Limits {
     }
 }
 
-
 /// Percent-encodes everything but RFC 3986's unreserved characters
 /// (`A-Z a-z 0-9 - . _ ~`), byte by byte of the UTF-8 form: safe in a path
 /// segment and in a query value alike (`+` becomes `%2B`, `@` `%40`).
@@ -494,8 +493,14 @@ pub(crate) async fn read_response<R: AsyncBufRead + Unpin>(reader: &mut R, max_b
 }
 
 async fn read_body<R: AsyncBufRead + Unpin>(reader: &mut R, head: &Response, max_body: usize) -> Result<Vec<u8>, ResponseError> {
-    if let Some(coding) = head.all("content-encoding").map(str::trim).find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity")) {
-        return Err(ResponseError::Malformed(format!("a compressed body (Content-Encoding: {coding}) although none was asked for")));
+    if let Some(coding) = head
+        .all("content-encoding")
+        .map(str::trim)
+        .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
+    {
+        return Err(ResponseError::Malformed(format!(
+            "a compressed body (Content-Encoding: {coding}) although none was asked for"
+        )));
     }
     let codings: Vec<String> = head
         .all("transfer-encoding")
@@ -505,7 +510,10 @@ async fn read_body<R: AsyncBufRead + Unpin>(reader: &mut R, head: &Response, max
         .collect();
     if !codings.is_empty() {
         if codings != ["chunked"] {
-            return Err(ResponseError::Malformed(format!("unsupported transfer coding '{}'", codings.join(", "))));
+            return Err(ResponseError::Malformed(format!(
+                "unsupported transfer coding '{}'",
+                codings.join(", ")
+            )));
         }
         return read_chunked(reader, max_body).await;
     }
@@ -581,10 +589,18 @@ async fn read_chunked<R: AsyncBufRead + Unpin>(reader: &mut R, max_body: usize) 
         let mut got = start;
         while got < body.len() {
             match reader.read(&mut body[got..]).await {
-                Ok(0) => return Err(ResponseError::Truncated(format!("a chunk ended after {} of {size} bytes", got - start))),
+                Ok(0) => {
+                    return Err(ResponseError::Truncated(format!(
+                        "a chunk ended after {} of {size} bytes",
+                        got - start
+                    )))
+                }
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    return Err(ResponseError::Truncated(format!("a chunk ended after {} of {size} bytes", got - start)))
+                    return Err(ResponseError::Truncated(format!(
+                        "a chunk ended after {} of {size} bytes",
+                        got - start
+                    )))
                 }
                 Err(e) => return Err(ResponseError::Io(e)),
             }
@@ -699,14 +715,20 @@ mod tests {
 
     #[tokio::test]
     async fn content_length_body() {
-        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: application/octet-stream\r\n\r\nhelloEXTRA", 100).await.unwrap();
+        let r = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: application/octet-stream\r\n\r\nhelloEXTRA",
+            100,
+        )
+        .await
+        .unwrap();
         assert_eq!((r.status, r.reason.as_str(), r.body.as_slice()), (200, "OK", &b"hello"[..]));
         assert_eq!(r.header("content-type"), Some("application/octet-stream"));
     }
 
     #[tokio::test]
     async fn chunked_body_with_extensions_and_trailers() {
-        let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        let wire =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n";
         assert_eq!(parse(wire, 100).await.unwrap().body, b"hello world");
         // Bare LF line ends are tolerated.
         let wire = b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\nA\n0123456789\n0\n\n";
@@ -715,7 +737,10 @@ mod tests {
 
     #[tokio::test]
     async fn body_to_the_end_of_the_connection() {
-        assert_eq!(parse(b"HTTP/1.0 200 OK\r\n\r\nuntil the end", 100).await.unwrap().body, b"until the end");
+        assert_eq!(
+            parse(b"HTTP/1.0 200 OK\r\n\r\nuntil the end", 100).await.unwrap().body,
+            b"until the end"
+        );
         // Without close_notify the end is uncertain: refused.
         let mut reader = BufReader::new(CutTls(b"HTTP/1.1 200 OK\r\n\r\npartial"));
         assert!(matches!(read_response(&mut reader, 100).await, Err(ResponseError::Truncated(_))));
@@ -723,13 +748,20 @@ mod tests {
 
     #[tokio::test]
     async fn interim_responses_are_skipped_and_only_200_bodies_read() {
-        let r = parse(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 100).await.unwrap();
+        let r = parse(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 100)
+            .await
+            .unwrap();
         assert_eq!(r.body, b"ok");
-        let r = parse(b"HTTP/1.1 404 Not Found\r\nContent-Length: 999999\r\n\r\n", 100).await.unwrap();
+        let r = parse(b"HTTP/1.1 404 Not Found\r\nContent-Length: 999999\r\n\r\n", 100)
+            .await
+            .unwrap();
         assert_eq!((r.status, r.body.len()), (404, 0));
         let r = parse(b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\n\r\n", 100).await.unwrap();
         assert_eq!(r.header("location"), Some("/elsewhere"));
-        assert!(matches!(parse(b"HTTP/1.1 101 Switching\r\n\r\n", 100).await, Err(ResponseError::Malformed(_))));
+        assert!(matches!(
+            parse(b"HTTP/1.1 101 Switching\r\n\r\n", 100).await,
+            Err(ResponseError::Malformed(_))
+        ));
     }
 
     #[tokio::test]
@@ -742,17 +774,27 @@ mod tests {
             b"",
         ] {
             let result = parse(wire, 100).await;
-            assert!(matches!(result, Err(ResponseError::Truncated(_))), "{:?}: {result:?}", String::from_utf8_lossy(wire));
+            assert!(
+                matches!(result, Err(ResponseError::Truncated(_))),
+                "{:?}: {result:?}",
+                String::from_utf8_lossy(wire)
+            );
         }
         let e = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", 100).await.unwrap_err();
         let url = HttpsUrl::parse("https://example.org/k").unwrap();
-        assert_eq!(e.at(&url).to_string(), "https://example.org/k: the answer was cut short (5 of 10 bytes), so it was discarded");
+        assert_eq!(
+            e.at(&url).to_string(),
+            "https://example.org/k: the answer was cut short (5 of 10 bytes), so it was discarded"
+        );
     }
 
     #[tokio::test]
     async fn oversized_bodies_are_refused_without_reading_them() {
         // Declared too large: refused before the body arrives.
-        assert!(matches!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n", 100).await, Err(ResponseError::TooLarge(100))));
+        assert!(matches!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n", 100).await,
+            Err(ResponseError::TooLarge(100))
+        ));
         assert!(matches!(
             parse(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n", 100).await,
             Err(ResponseError::TooLarge(100))
@@ -761,7 +803,14 @@ mod tests {
         let exact = [&b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"[..], &[b'x'; 100]].concat();
         assert_eq!(parse(&exact, 100).await.unwrap().body.len(), 100);
         // Chunked and connection-delimited bodies are cut off at the limit.
-        let chunked = [&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n"[..], &[b'x'; 64], b"\r\n40\r\n", &[b'x'; 64], b"\r\n0\r\n\r\n"].concat();
+        let chunked = [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n"[..],
+            &[b'x'; 64],
+            b"\r\n40\r\n",
+            &[b'x'; 64],
+            b"\r\n0\r\n\r\n",
+        ]
+        .concat();
         assert!(matches!(parse(&chunked, 100).await, Err(ResponseError::TooLarge(100))));
         assert!(matches!(
             parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFF\r\n", 100).await,
@@ -796,14 +845,16 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
         ] {
             let result = parse(wire, 100).await;
-            assert!(matches!(result, Err(ResponseError::Malformed(_))), "{:?}: {result:?}", String::from_utf8_lossy(wire));
+            assert!(
+                matches!(result, Err(ResponseError::Malformed(_))),
+                "{:?}: {result:?}",
+                String::from_utf8_lossy(wire)
+            );
         }
         // The reason phrase may be empty; repeated equal lengths are fine.
         let r = parse(b"HTTP/1.1 200\r\nContent-Length: 2, 2\r\n\r\nok", 100).await.unwrap();
         assert_eq!((r.reason.as_str(), r.body.as_slice()), ("", &b"ok"[..]));
     }
-
-
 
     #[test]
     fn percent_encoding_keeps_only_unreserved_characters() {
@@ -817,16 +868,38 @@ mod tests {
     #[test]
     fn unreachable_is_only_about_reaching_the_server() {
         let url = "https://h/".to_string();
-        assert!(HttpError::Resolve { host: "h".into(), reason: "x".into() }.is_unreachable());
-        assert!(HttpError::Connect { host: "h".into(), port: 443, reason: "x".into() }.is_unreachable());
-        assert!(HttpError::Tls(TlsError::Handshake { host: "h:443".into(), reason: "x".into() }).is_unreachable());
+        assert!(HttpError::Resolve {
+            host: "h".into(),
+            reason: "x".into()
+        }
+        .is_unreachable());
+        assert!(HttpError::Connect {
+            host: "h".into(),
+            port: 443,
+            reason: "x".into()
+        }
+        .is_unreachable());
+        assert!(HttpError::Tls(TlsError::Handshake {
+            host: "h:443".into(),
+            reason: "x".into()
+        })
+        .is_unreachable());
         assert!(!HttpError::Tls(TlsError::PinMismatch(crate::tls::PinMismatch {
             server: "h:443".into(),
             seen: "a".into(),
             pinned: "b".into()
         }))
         .is_unreachable());
-        assert!(!HttpError::TooLarge { url: url.clone(), limit: 1 }.is_unreachable());
-        assert!(!HttpError::Status { url, status: 500, reason: "x".into() }.is_unreachable());
+        assert!(!HttpError::TooLarge {
+            url: url.clone(),
+            limit: 1
+        }
+        .is_unreachable());
+        assert!(!HttpError::Status {
+            url,
+            status: 500,
+            reason: "x".into()
+        }
+        .is_unreachable());
     }
 }

@@ -16,7 +16,11 @@ pub fn by_email_url(base: &HttpsUrl, address: &Address) -> HttpsUrl {
 }
 
 /// Looks `address` up; `Ok(None)` means the keyserver has no key for it.
-pub(crate) async fn lookup(client: &HttpsClient, base: &HttpsUrl, address: &Address) -> Result<Option<(Vec<Cert>, HttpsUrl)>, DiscoveryError> {
+pub(crate) async fn lookup(
+    client: &HttpsClient,
+    base: &HttpsUrl,
+    address: &Address,
+) -> Result<Option<(Vec<Cert>, HttpsUrl)>, DiscoveryError> {
     match client.get(&by_email_url(base, address)).await? {
         Fetched::Body { url, bytes } => Ok(Some((matching_certs(&bytes, address, &url)?, url))),
         Fetched::Gone { .. } => Ok(None),

@@ -186,10 +186,7 @@ impl Address {
             reason: reason.to_string(),
         };
         let trimmed = text.trim();
-        let trimmed = trimmed
-            .strip_prefix('<')
-            .and_then(|t| t.strip_suffix('>'))
-            .unwrap_or(trimmed);
+        let trimmed = trimmed.strip_prefix('<').and_then(|t| t.strip_suffix('>')).unwrap_or(trimmed);
         let (local, domain) = trimmed.rsplit_once('@').ok_or_else(|| bad("no @"))?;
         if local.is_empty() {
             return Err(bad("empty local part"));
@@ -197,7 +194,10 @@ impl Address {
         if local.len() > 64 {
             return Err(bad("the local part is longer than 64 bytes"));
         }
-        if local.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"')) {
+        if local
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+        {
             return Err(bad("spaces, quotes and angle brackets are not supported in the local part"));
         }
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
@@ -205,7 +205,9 @@ impl Address {
             return Err(bad("empty domain"));
         }
         if !domain.is_ascii() {
-            return Err(bad("internationalized domain names are not supported yet; use the xn-- form of the domain"));
+            return Err(bad(
+                "internationalized domain names are not supported yet; use the xn-- form of the domain",
+            ));
         }
         let labels_ok = domain.split('.').all(|label| {
             !label.is_empty()
@@ -287,7 +289,11 @@ pub(crate) fn matching_certs(bytes: &[u8], address: &Address, url: &HttpsUrl) ->
             .retain_user_attributes(|_| false)
             .retain_userids(|u| u.userid().email().ok().flatten().is_some_and(|e| address.matches(e)));
         if cert.userids().next().is_none() {
-            let emails = if emails.is_empty() { "no address".to_string() } else { emails.join(", ") };
+            let emails = if emails.is_empty() {
+                "no address".to_string()
+            } else {
+                emails.join(", ")
+            };
             offered.push(format!("{fingerprint} for {emails}"));
             continue;
         }
@@ -457,7 +463,11 @@ impl Discovery {
         match tokio::time::timeout(after, wait).await {
             Ok(lookup) => lookup,
             Err(_) => {
-                tracing::info!(email, after_s = after.as_secs(), "key discovery: no answer in time; continuing without a key, the look-up goes on in the background");
+                tracing::info!(
+                    email,
+                    after_s = after.as_secs(),
+                    "key discovery: no answer in time; continuing without a key, the look-up goes on in the background"
+                );
                 Lookup::TimedOut { after }
             }
         }
@@ -564,7 +574,7 @@ impl Inner {
                         certs: found.certs,
                         source: Source::Wkd,
                         url: found.url.to_string(),
-                    }
+                    };
                 }
                 Ok(None) => {}
                 Err(e) => failures.push(format!("WKD: {e}")),
@@ -681,7 +691,10 @@ mod tests {
         let got = matching_certs(&bytes(&[&mallory, &joe], true), &address, &url()).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].fingerprint(), joe.fingerprint());
-        let uids: Vec<String> = got[0].userids().map(|u| String::from_utf8_lossy(u.userid().value()).into_owned()).collect();
+        let uids: Vec<String> = got[0]
+            .userids()
+            .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+            .collect();
         assert_eq!(uids, ["Joe Doe <joe.doe@example.org>"]);
         assert!(!got[0].is_tsk(), "secret key material must be dropped");
 
@@ -693,7 +706,10 @@ mod tests {
         let e = matching_certs(&bytes(&[&mallory], false), &address, &url()).unwrap_err();
         assert!(matches!(e, DiscoveryError::WrongAddress { .. }), "{e}");
         let text = e.to_string();
-        assert!(text.contains("<mallory@evil.example>") && text.contains("Joe.Doe@example.org") && text.contains("refused"), "{text}");
+        assert!(
+            text.contains("<mallory@evil.example>") && text.contains("Joe.Doe@example.org") && text.contains("refused"),
+            "{text}"
+        );
         // A look-alike domain is another address.
         let lookalike = cert(&["<joe.doe@example.org.evil.example>"]);
         assert!(matching_certs(&bytes(&[&lookalike], false), &address, &url()).is_err());
@@ -724,7 +740,14 @@ mod tests {
         assert_eq!(discovery.lookup("joe@sub.example.org").await, Lookup::Disabled);
         assert!(matches!(discovery.lookup("not an address").await, Lookup::Failed(r) if r.contains("no @")));
 
-        let off = Discovery::new(&KeysConfig { wkd: false, ..KeysConfig::default() }, dir.path()).unwrap();
+        let off = Discovery::new(
+            &KeysConfig {
+                wkd: false,
+                ..KeysConfig::default()
+            },
+            dir.path(),
+        )
+        .unwrap();
         assert!(!off.is_enabled());
         assert_eq!(off.lookup("joe@example.com").await, Lookup::Disabled);
         assert!(!dir.path().join(cache::FILE_NAME).exists(), "nothing was asked, nothing cached");
@@ -750,7 +773,15 @@ mod tests {
         });
         assert!(e.starts_with("keys.ca_file:"), "{e}");
         // An empty keyserver is off.
-        let d = Discovery::new(&KeysConfig { wkd: false, keyserver: Some(" ".into()), ..KeysConfig::default() }, dir.path()).unwrap();
+        let d = Discovery::new(
+            &KeysConfig {
+                wkd: false,
+                keyserver: Some(" ".into()),
+                ..KeysConfig::default()
+            },
+            dir.path(),
+        )
+        .unwrap();
         assert!(!d.is_enabled());
     }
 }

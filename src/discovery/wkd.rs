@@ -191,6 +191,8 @@ mod tests {
             "https://openpgpkey.mail.example.com/.well-known/openpgpkey/mail.example.com/hu/i6wwpbayndmjsnjzbzdj15jgc77g8a4f?l=a%2Bb"
         );
         let c = Address::parse("Ünïcode@example.org").unwrap();
-        assert!(direct_url(&c).to_string().ends_with("/hu/hss8e8o6az1fjiz8iujfffi83416i73g?l=%C3%9Cn%C3%AFcode"));
+        assert!(direct_url(&c)
+            .to_string()
+            .ends_with("/hu/hss8e8o6az1fjiz8iujfffi83416i73g?l=%C3%9Cn%C3%AFcode"));
     }
 }

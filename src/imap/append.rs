@@ -65,12 +65,18 @@ impl Upload<'_> {
             Ok(parsed) => parsed,
             Err(Unusable::Unreadable) => {
                 return self
-                    .refuse(&tag, "BAD Sealpost: cannot read this APPEND (CATENATE is not relayed); nothing was stored")
+                    .refuse(
+                        &tag,
+                        "BAD Sealpost: cannot read this APPEND (CATENATE is not relayed); nothing was stored",
+                    )
                     .await
             }
             Err(Unusable::TooBig) => {
                 return self
-                    .refuse(&tag, &format!("NO [TOOBIG] Sealpost: message over imap.max_message_size ({max} octets); nothing was stored"))
+                    .refuse(
+                        &tag,
+                        &format!("NO [TOOBIG] Sealpost: message over imap.max_message_size ({max} octets); nothing was stored"),
+                    )
                     .await
             }
         };
@@ -80,7 +86,11 @@ impl Upload<'_> {
             if encrypt {
                 if let Some(original) = self.original_of(&bytes).await {
                     self.shared.metrics.imap_appends.with_label_values(&["original-ciphertext"]).inc();
-                    outgoing.push(Message { prefix, utf8, bytes: original });
+                    outgoing.push(Message {
+                        prefix,
+                        utf8,
+                        bytes: original,
+                    });
                     continue;
                 }
             }
@@ -97,7 +107,10 @@ impl Upload<'_> {
                     self.shared.metrics.imap_appends.with_label_values(&["refused"]).inc();
                     tracing::warn!(error = %e, "APPEND refused: cannot encrypt");
                     return self
-                        .refuse(&tag, &format!("NO [CANNOT] Sealpost could not encrypt the message ({e}); nothing was stored"))
+                        .refuse(
+                            &tag,
+                            &format!("NO [CANNOT] Sealpost could not encrypt the message ({e}); nothing was stored"),
+                        )
                         .await;
                 }
             }
@@ -107,7 +120,10 @@ impl Upload<'_> {
         line.extend_from_slice(b" APPEND ");
         if !push_mailbox(&mut line, &parsed.mailbox) {
             return self
-                .refuse(&tag, "NO [CANNOT] Sealpost cannot relay a mailbox name with line breaks; nothing was stored")
+                .refuse(
+                    &tag,
+                    "NO [CANNOT] Sealpost cannot relay a mailbox name with line breaks; nothing was stored",
+                )
                 .await;
         }
         for message in &outgoing {
@@ -161,7 +177,14 @@ impl Upload<'_> {
             AppendEncrypt::None => false,
             AppendEncrypt::Only(list) => {
                 let key = mailbox_key(mailbox);
-                let special = self.state.lock().expect("state lock").special_use.get(&key).cloned().unwrap_or_default();
+                let special = self
+                    .state
+                    .lock()
+                    .expect("state lock")
+                    .special_use
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_default();
                 list.iter().any(|entry| {
                     if entry.starts_with('\\') {
                         special.iter().any(|s| s.eq_ignore_ascii_case(entry))
@@ -309,13 +332,22 @@ mod tests {
 
     #[tokio::test]
     async fn append_forms() {
-        let p = parsed(b"a APPEND \"Sent Items\" (\\Seen) \"27-Nov-2026 10:00:00 +0000\" {5+}\r\nhello\r\n", 100).await.ok().unwrap();
+        let p = parsed(
+            b"a APPEND \"Sent Items\" (\\Seen) \"27-Nov-2026 10:00:00 +0000\" {5+}\r\nhello\r\n",
+            100,
+        )
+        .await
+        .ok()
+        .unwrap();
         assert_eq!(p.mailbox, b"Sent Items");
         assert_eq!(p.messages.len(), 1);
         assert_eq!(p.messages[0].prefix, b" (\\Seen) \"27-Nov-2026 10:00:00 +0000\"");
         assert_eq!(p.messages[0].bytes, b"hello");
 
-        let multi = parsed(b"a APPEND Drafts {1+}\r\nx (\\Draft) {2+}\r\nyz\r\n", 100).await.ok().unwrap();
+        let multi = parsed(b"a APPEND Drafts {1+}\r\nx (\\Draft) {2+}\r\nyz\r\n", 100)
+            .await
+            .ok()
+            .unwrap();
         let bodies: Vec<&[u8]> = multi.messages.iter().map(|m| m.bytes.as_slice()).collect();
         assert_eq!(bodies, [&b"x"[..], b"yz"]);
 
@@ -323,9 +355,15 @@ mod tests {
         assert!(utf8.messages[0].utf8);
         assert_eq!(utf8.messages[0].bytes, "\u{e9}!".as_bytes());
 
-        assert!(matches!(parsed(b"a APPEND INBOX CATENATE (URL \"/x\")\r\n", 100).await, Err(Unusable::Unreadable)));
+        assert!(matches!(
+            parsed(b"a APPEND INBOX CATENATE (URL \"/x\")\r\n", 100).await,
+            Err(Unusable::Unreadable)
+        ));
         assert!(matches!(parsed(b"a APPEND INBOX\r\n", 100).await, Err(Unusable::Unreadable)));
-        assert!(matches!(parsed(b"a APPEND INBOX {5+}\r\nhello\r\n", 4).await, Err(Unusable::TooBig)));
+        assert!(matches!(
+            parsed(b"a APPEND INBOX {5+}\r\nhello\r\n", 4).await,
+            Err(Unusable::TooBig)
+        ));
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub fn filter_line(line: &[u8]) -> Option<Vec<u8>> {
     } else {
         let tag_end = upper.iter().position(|&b| b == b' ')?;
         let rest = &upper[tag_end + 1..];
-        let status = [&b"OK "[..], b"NO ", b"BAD ", b"PREAUTH ", b"BYE "].into_iter().find(|s| rest.starts_with(s))?;
+        let status = [&b"OK "[..], b"NO ", b"BAD ", b"PREAUTH ", b"BYE "]
+            .into_iter()
+            .find(|s| rest.starts_with(s))?;
         let code = &rest[status.len()..];
         if !code.starts_with(b"[CAPABILITY ") {
             return None;
@@ -98,7 +100,9 @@ mod tests {
             filter_line(b"* CAPABILITY IMAP4rev1 X-VENDOR-\xff BINARY\r\n").unwrap(),
             b"* CAPABILITY IMAP4rev1 X-VENDOR-\xff\r\n"
         );
-        assert!(filter_line(b"* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] hi\r\n").unwrap().ends_with(b"[CAPABILITY IMAP4rev1] hi\r\n"));
+        assert!(filter_line(b"* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] hi\r\n")
+            .unwrap()
+            .ends_with(b"[CAPABILITY IMAP4rev1] hi\r\n"));
     }
 
     #[test]

@@ -52,9 +52,7 @@ pub fn head(line: &[u8]) -> Option<Head<'_>> {
 }
 
 fn trim_eol(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r\n")
-        .or_else(|| line.strip_suffix(b"\n"))
-        .unwrap_or(line)
+    line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(line)
 }
 
 /// One data item a client asked for, in the form that names it in the
@@ -149,7 +147,9 @@ impl Fetch {
             match String::from_utf8_lossy(raw).to_ascii_uppercase().as_str() {
                 "ALL" => items.extend(["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"].map(|i| Requested::parse(i.as_bytes()))),
                 "FAST" => items.extend(["FLAGS", "INTERNALDATE", "RFC822.SIZE"].map(|i| Requested::parse(i.as_bytes()))),
-                "FULL" => items.extend(["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"].map(|i| Requested::parse(i.as_bytes()))),
+                "FULL" => {
+                    items.extend(["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"].map(|i| Requested::parse(i.as_bytes())))
+                }
                 _ => items.push(Requested::parse(raw)),
             }
             pos = end;
@@ -288,9 +288,21 @@ mod tests {
 
     #[test]
     fn fetch_items_and_keys() {
-        let f = Fetch::parse(b"1:5 (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (From Subject)] body.peek[]<0.65536> X-GM-LABELS) (CHANGEDSINCE 9)\r\n").unwrap();
+        let f = Fetch::parse(
+            b"1:5 (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (From Subject)] body.peek[]<0.65536> X-GM-LABELS) (CHANGEDSINCE 9)\r\n",
+        )
+        .unwrap();
         let keys: Vec<&str> = f.items.iter().map(|i| i.key.as_str()).collect();
-        assert_eq!(keys, ["UID", "RFC822.SIZE", "BODY[HEADER.FIELDS (FROM SUBJECT)]", "BODY[]<0>", "X-GM-LABELS"]);
+        assert_eq!(
+            keys,
+            [
+                "UID",
+                "RFC822.SIZE",
+                "BODY[HEADER.FIELDS (FROM SUBJECT)]",
+                "BODY[]<0>",
+                "X-GM-LABELS"
+            ]
+        );
         assert_eq!(f.items[3].partial_length, Some(65536));
         assert_eq!(f.modifiers, b" (CHANGEDSINCE 9)");
         assert!(f.depends_on_content());
@@ -320,6 +332,9 @@ mod tests {
         let h = head(line).unwrap();
         let f = Fetch::parse(&line[h.args..]).unwrap();
         let added = f.additions(h.uid);
-        assert_eq!(f.rewrite(&h, &added), b"A8 UID FETCH 3 (BODYSTRUCTURE BODY.PEEK[TEXT]<0.512>) (CHANGEDSINCE 1)\r\n");
+        assert_eq!(
+            f.rewrite(&h, &added),
+            b"A8 UID FETCH 3 (BODYSTRUCTURE BODY.PEEK[TEXT]<0.512>) (CHANGEDSINCE 1)\r\n"
+        );
     }
 }

@@ -14,11 +14,11 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::Mutex;
 
-use super::served::{Origin, Served};
-use super::sidefetch::SideFetcher;
 use super::command::{Requested, PROBE};
 use super::emit;
+use super::served::{Origin, Served};
 use super::session::{ClientWriter, Requests, SessionError, Shared};
+use super::sidefetch::SideFetcher;
 use super::view::{partial, MessageView, Section};
 use super::wire::{Cursor, Span, Value, Wire};
 use crate::account::Account;
@@ -76,10 +76,17 @@ impl Rewriter {
             wire.write_to(&mut *w).await?;
             return Ok(w.flush().await?);
         };
-        let value = |key: &str| items.iter().find(|i| i.key == key).and_then(|i| wire.bytes(i.value.from, i.value.to, 1 << 20));
+        let value = |key: &str| {
+            items
+                .iter()
+                .find(|i| i.key == key)
+                .and_then(|i| wire.bytes(i.value.from, i.value.to, 1 << 20))
+        };
         let structure = value("BODYSTRUCTURE").and_then(|b| Value::parse(&b));
         let probe_key = Requested::parse(PROBE.as_bytes()).key;
-        let probe = value(&probe_key).and_then(|b| Value::parse(&b)).and_then(|v| v.text().map(<[u8]>::to_vec));
+        let probe = value(&probe_key)
+            .and_then(|b| Value::parse(&b))
+            .and_then(|v| v.text().map(<[u8]>::to_vec));
         let uid = value("UID").and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u32>().ok());
 
         let plaintext = if is_encrypted(structure.as_ref(), probe.as_deref()) {
@@ -283,8 +290,12 @@ fn answer_from(view: &MessageView<'_>, item: &Item, requests: &Requests, out: &m
         key if key.starts_with("BODY[") => {
             // Positions in the raw name: the key may have grown where
             // non-UTF-8 bytes became replacement characters.
-            let Some(close) = item.name.iter().rposition(|&b| b == b']') else { return false };
-            let Some(section) = item.name.get(5..close).and_then(Section::parse) else { return false };
+            let Some(close) = item.name.iter().rposition(|&b| b == b']') else {
+                return false;
+            };
+            let Some(section) = item.name.get(5..close).and_then(Section::parse) else {
+                return false;
+            };
             let origin = item.name[close + 1..]
                 .strip_prefix(b"<")
                 .and_then(|o| o.strip_suffix(b">"))
@@ -344,7 +355,9 @@ fn parse(wire: &Wire) -> Option<(u32, Vec<Item>)> {
 /// multipart/mixed) or a single text part that starts with an armored
 /// OpenPGP message.
 pub fn is_encrypted(structure: Option<&Value>, probe: Option<&[u8]>) -> bool {
-    let Some(items) = structure.and_then(Value::list) else { return false };
+    let Some(items) = structure.and_then(Value::list) else {
+        return false;
+    };
     let is_type = |part: &Value, t: &str, s: &str| part.list().is_some_and(|p| p.len() > 1 && p[0].is(t) && p[1].is(s));
     if items.first().and_then(Value::list).is_some() {
         let parts: Vec<&Value> = items.iter().take_while(|v| v.list().is_some()).collect();

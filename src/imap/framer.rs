@@ -103,7 +103,11 @@ pub async fn read_segment<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize, o
         return Ok(None);
     }
     if !out.ends_with(b"\n") {
-        return Err(if out.len() >= max { FrameError::LineTooLong(max) } else { FrameError::Truncated });
+        return Err(if out.len() >= max {
+            FrameError::LineTooLong(max)
+        } else {
+            FrameError::Truncated
+        });
     }
     announced_literal(out)
 }
@@ -138,7 +142,10 @@ mod tests {
     #[test]
     fn announcements_of_every_kind() {
         assert_eq!(announced_literal(b"A1 LOGIN {5}\r\n").unwrap(), literal(5, false, false));
-        assert_eq!(announced_literal(b"A2 APPEND Drafts {310+}\r\n").unwrap(), literal(310, true, false));
+        assert_eq!(
+            announced_literal(b"A2 APPEND Drafts {310+}\r\n").unwrap(),
+            literal(310, true, false)
+        );
         assert!(announced_literal(b"A3 APPEND x {4-}\r\n").is_err(), "no such form in RFC 7888");
         assert_eq!(announced_literal(b"A4 APPEND x ~{12}\r\n").unwrap(), literal(12, false, true));
         assert_eq!(announced_literal(b"* 1 FETCH (BODY[] {0}\r\n").unwrap(), literal(0, false, false));
@@ -147,9 +154,20 @@ mod tests {
 
     #[test]
     fn braces_that_are_not_announcements() {
-        assert_eq!(announced_literal(b"A1 SEARCH SUBJECT \"{5}\r\n").unwrap(), None, "inside a quoted string");
-        assert_eq!(announced_literal(b"A1 SEARCH SUBJECT \"a\\\"{5}\r\n").unwrap(), None, "escaped quote");
-        assert_eq!(announced_literal(b"A1 SEARCH SUBJECT \"x\" {5}\r\n").unwrap(), literal(5, false, false));
+        assert_eq!(
+            announced_literal(b"A1 SEARCH SUBJECT \"{5}\r\n").unwrap(),
+            None,
+            "inside a quoted string"
+        );
+        assert_eq!(
+            announced_literal(b"A1 SEARCH SUBJECT \"a\\\"{5}\r\n").unwrap(),
+            None,
+            "escaped quote"
+        );
+        assert_eq!(
+            announced_literal(b"A1 SEARCH SUBJECT \"x\" {5}\r\n").unwrap(),
+            literal(5, false, false)
+        );
         assert_eq!(announced_literal(b"A1 NOOP {5} x\r\n").unwrap(), None, "not at the end");
         assert!(announced_literal(b"A1 X {5a}\r\n").is_err());
         assert!(announced_literal(b"A1 X {}\r\n").is_err());
@@ -182,10 +200,16 @@ mod tests {
     async fn limits_and_truncation() {
         let long = [vec![b'a'; 50], b"\r\n".to_vec()].concat();
         let mut reader = tokio::io::BufReader::new(&long[..]);
-        assert!(matches!(read_segment(&mut reader, 10, &mut Vec::new()).await, Err(FrameError::LineTooLong(10))));
+        assert!(matches!(
+            read_segment(&mut reader, 10, &mut Vec::new()).await,
+            Err(FrameError::LineTooLong(10))
+        ));
         let mut reader = tokio::io::BufReader::new(&b"A1 X {10}\r\nshort"[..]);
         let lit = read_segment(&mut reader, 100, &mut Vec::new()).await.unwrap().unwrap();
-        assert!(matches!(copy_literal(&mut reader, lit.size, &mut Vec::new()).await, Err(FrameError::Truncated)));
+        assert!(matches!(
+            copy_literal(&mut reader, lit.size, &mut Vec::new()).await,
+            Err(FrameError::Truncated)
+        ));
     }
 
     proptest::proptest! {

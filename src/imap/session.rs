@@ -17,22 +17,22 @@ use tokio::sync::{oneshot, Mutex};
 
 use super::append;
 use super::auth::Credentials;
-use crate::sasl::{decode_response, MECHANISMS};
 use super::capability;
 use super::command::{head, mailbox_key, Fetch, Requested};
 use super::fetch::Rewriter;
+use super::framer::{self, FrameError, Literal};
 use super::served::Served;
 use super::sidefetch::SidePool;
-use super::framer::{self, FrameError, Literal};
 use super::upstream::{Upstream, UpstreamError, MAX_LINE};
 use super::wire::{Continuations, Cursor, Limits, Pos, Wire};
 use crate::account::{Account, Accounts};
 use crate::config::ImapConfig;
-use crate::listener::{client_stream, ListenerKind, Service};
-use crate::shutdown::{Phase, Shutdown};
-use crate::metrics::Metrics;
 use crate::learn::Learner;
+use crate::listener::{client_stream, ListenerKind, Service};
+use crate::metrics::Metrics;
 use crate::pgp::LiveKeystore;
+use crate::sasl::{decode_response, MECHANISMS};
+use crate::shutdown::{Phase, Shutdown};
 use crate::store::MessageCache;
 use crate::tls::{LocalTls, Stream, TlsError};
 
@@ -124,7 +124,9 @@ impl Service for Shared {
     async fn refuse(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind) {
         self.metrics.connections_refused.with_label_values(&["imap"]).inc();
         tracing::warn!("IMAP connection refused: listen.max_connections reached");
-        let Some(mut stream) = client_stream(tcp, kind, &self.tls).await else { return };
+        let Some(mut stream) = client_stream(tcp, kind, &self.tls).await else {
+            return;
+        };
         let _ = stream
             .write_all(b"* BYE [LIMIT] Sealpost: too many open connections (listen.max_connections); try again later\r\n")
             .await;
@@ -138,7 +140,9 @@ impl Service for Shared {
 pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) {
     shared.metrics.imap_sessions.inc();
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let Some(stream) = client_stream(tcp, kind, &shared.tls).await else { return };
+    let Some(stream) = client_stream(tcp, kind, &shared.tls).await else {
+        return;
+    };
     let client = Client::new(stream, kind.loopback, shutdown);
     let result = match login_phase(&shared, client).await {
         Ok(Some((client, session))) => relay(&shared, client, session).await,
@@ -263,7 +267,14 @@ async fn login_phase(shared: &Arc<Shared>, mut client: Client) -> Result<Option<
             client.send(b"* BYE literal too large before login\r\n").await?;
             return Ok(None);
         }
-        let read = Wire::read(&mut client.reader, line, literal, &shared.spool_dir, LOGIN_LIMITS, Continuations::Send(&client.writer));
+        let read = Wire::read(
+            &mut client.reader,
+            line,
+            literal,
+            &shared.spool_dir,
+            LOGIN_LIMITS,
+            Continuations::Send(&client.writer),
+        );
         let wire = match tokio::time::timeout(LOGIN_TIMEOUT, read).await {
             Ok(Ok(wire)) => wire,
             Ok(Err(e)) => {
@@ -313,7 +324,9 @@ async fn login_phase(shared: &Arc<Shared>, mut client: Client) -> Result<Option<
                 continue;
             }
             "LOGIN" | "AUTHENTICATE" if !client.login_allowed() => {
-                client.reply(&tag, "NO [PRIVACYREQUIRED] Sealpost: use STARTTLS before logging in").await?;
+                client
+                    .reply(&tag, "NO [PRIVACYREQUIRED] Sealpost: use STARTTLS before logging in")
+                    .await?;
                 continue;
             }
             "LOGIN" => {
@@ -380,11 +393,17 @@ async fn authenticate(client: &mut Client, tag: &[u8], args: &mut Cursor<'_>) ->
         }
     };
     let credentials = if mechanism == "LOGIN" {
-        let Some(user) = step(client, "VXNlcm5hbWU6", initial).await? else { return Ok(None) };
-        let Some(password) = step(client, "UGFzc3dvcmQ6", None).await? else { return Ok(None) };
+        let Some(user) = step(client, "VXNlcm5hbWU6", initial).await? else {
+            return Ok(None);
+        };
+        let Some(password) = step(client, "UGFzc3dvcmQ6", None).await? else {
+            return Ok(None);
+        };
         Credentials::Login { user, password }
     } else {
-        let Some(response) = step(client, "", initial).await? else { return Ok(None) };
+        let Some(response) = step(client, "", initial).await? else {
+            return Ok(None);
+        };
         Credentials::Sasl { mechanism, response }
     };
     Ok(Some(credentials))
@@ -392,7 +411,12 @@ async fn authenticate(client: &mut Client, tag: &[u8], args: &mut Cursor<'_>) ->
 
 /// Finds the account, connects to its server and logs in there. Answers
 /// the client in every case; `None` when the login did not succeed.
-async fn log_in_upstream(shared: &Arc<Shared>, client: &Client, tag: &[u8], credentials: Credentials) -> Result<Option<LoggedIn>, SessionError> {
+async fn log_in_upstream(
+    shared: &Arc<Shared>,
+    client: &Client,
+    tag: &[u8],
+    credentials: Credentials,
+) -> Result<Option<LoggedIn>, SessionError> {
     let user = match credentials.user() {
         Ok(user) => user,
         Err(e) => {
@@ -411,7 +435,10 @@ async fn log_in_upstream(shared: &Arc<Shared>, client: &Client, tag: &[u8], cred
     };
     let Some(url) = account.imap.as_ref() else {
         client
-            .reply(tag, "NO [UNAVAILABLE] Sealpost: this account has no IMAP server; set imap = \"imaps://host:993\" in its [[account]]")
+            .reply(
+                tag,
+                "NO [UNAVAILABLE] Sealpost: this account has no IMAP server; set imap = \"imaps://host:993\" in its [[account]]",
+            )
             .await?;
         return Ok(None);
     };
@@ -424,7 +451,9 @@ async fn log_in_upstream(shared: &Arc<Shared>, client: &Client, tag: &[u8], cred
             } else {
                 tracing::warn!(error = %e, "cannot reach the IMAP server");
             }
-            client.reply(tag, &format!("NO [UNAVAILABLE] Sealpost: {}", one_line(&e.to_string()))).await?;
+            client
+                .reply(tag, &format!("NO [UNAVAILABLE] Sealpost: {}", one_line(&e.to_string())))
+                .await?;
             return Ok(None);
         }
     };
@@ -438,7 +467,9 @@ async fn log_in_upstream(shared: &Arc<Shared>, client: &Client, tag: &[u8], cred
         return Ok(None);
     }
     let caps = capability::filter_words(&upstream.capabilities);
-    client.reply(tag, &format!("OK [CAPABILITY {caps}] Logged in through Sealpost")).await?;
+    client
+        .reply(tag, &format!("OK [CAPABILITY {caps}] Logged in through Sealpost"))
+        .await?;
     tracing::info!(account = %account.login, server = %upstream.server, "IMAP client logged in");
     Ok(Some(LoggedIn {
         account,
@@ -552,7 +583,9 @@ async fn relay(shared: &Arc<Shared>, client: Client, session: LoggedIn) -> Resul
     let pool = shared.side_pools.get(&account.login).expect("every IMAP account has a side pool");
     let fetcher = Arc::new(pool.fetcher(credentials));
     let rewriter = Rewriter::new(shared.clone(), account.clone(), cache, fetcher.clone(), served.clone());
-    let Client { reader, writer, shutdown, .. } = client;
+    let Client {
+        reader, writer, shutdown, ..
+    } = client;
     let upload = append::Upload {
         shared,
         account: &account,
@@ -601,7 +634,9 @@ fn farewell(error: &SessionError, direction: Direction) -> Option<String> {
         (Direction::FromServer, SessionError::Io(_)) => return None,
         (Direction::FromClient, SessionError::Frame(e)) => format!("Sealpost: {e}"),
         (Direction::FromServer, SessionError::Frame(FrameError::Io(_))) => SERVER_BROKE.to_string(),
-        (Direction::FromServer, SessionError::Frame(e)) => format!("[UNAVAILABLE] Sealpost: the server sent something Sealpost cannot relay ({e})"),
+        (Direction::FromServer, SessionError::Frame(e)) => {
+            format!("[UNAVAILABLE] Sealpost: the server sent something Sealpost cannot relay ({e})")
+        }
         (_, SessionError::Io(_) | SessionError::Upstream(_)) => SERVER_BROKE.to_string(),
     };
     tracing::warn!(error = %error, "IMAP relay broke");
@@ -640,7 +675,10 @@ async fn client_to_server(
                     let max = shared.limits.max_message_size;
                     if let Some(announced) = literal.filter(|l| l.size > max) {
                         let tag = h.tag.to_vec();
-                        let too_big = format!("NO [TOOBIG] Sealpost: message of {} octets is over imap.max_message_size ({max})", announced.size);
+                        let too_big = format!(
+                            "NO [TOOBIG] Sealpost: message of {} octets is over imap.max_message_size ({max})",
+                            announced.size
+                        );
                         if announced.non_synchronizing {
                             // The data is already on its way: the stream
                             // cannot be resynchronised.
@@ -655,7 +693,15 @@ async fn client_to_server(
                         ..COMMAND_LIMITS
                     };
                     state.lock().expect("state lock").sent(h.tag, "APPEND");
-                    let wire = Wire::read(&mut reader, std::mem::take(&mut line), literal, &shared.spool_dir, limits, Continuations::Send(&client)).await?;
+                    let wire = Wire::read(
+                        &mut reader,
+                        std::mem::take(&mut line),
+                        literal,
+                        &shared.spool_dir,
+                        limits,
+                        Continuations::Send(&client),
+                    )
+                    .await?;
                     upload.run(&wire, &mut upstream).await?;
                     continue;
                 }
@@ -801,7 +847,15 @@ async fn server_to_client(
                 (!s.fetches.is_empty()).then(|| Requests::of(&s))
             };
             if let Some(requests) = requests {
-                let wire = Wire::read::<_, UpstreamWriter>(&mut reader, std::mem::take(&mut line), literal, &shared.spool_dir, ANSWER_LIMITS, Continuations::None).await?;
+                let wire = Wire::read::<_, UpstreamWriter>(
+                    &mut reader,
+                    std::mem::take(&mut line),
+                    literal,
+                    &shared.spool_dir,
+                    ANSWER_LIMITS,
+                    Continuations::None,
+                )
+                .await?;
                 rewriter.answer(&wire, &requests, &client).await?;
                 continue;
             }
@@ -887,7 +941,8 @@ fn tagged(line: &[u8]) -> Option<(&[u8], bool)> {
     let space = line.iter().position(|&b| b == b' ')?;
     let status = &line[space + 1..];
     let ok = status.len() >= 2 && status[..2].eq_ignore_ascii_case(b"OK");
-    let known = ok || status.len() >= 2 && (status[..2].eq_ignore_ascii_case(b"NO") || status.len() >= 3 && status[..3].eq_ignore_ascii_case(b"BAD"));
+    let known = ok
+        || status.len() >= 2 && (status[..2].eq_ignore_ascii_case(b"NO") || status.len() >= 3 && status[..3].eq_ignore_ascii_case(b"BAD"));
     known.then_some((&line[..space], ok))
 }
 
@@ -914,7 +969,12 @@ fn list_entry(line: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
         .trim_matches(|c| c == '(' || c == ')')
         .split_whitespace()
         .map(str::to_ascii_uppercase)
-        .filter(|a| matches!(a.as_str(), "\\DRAFTS" | "\\SENT" | "\\ARCHIVE" | "\\JUNK" | "\\TRASH" | "\\ALL" | "\\FLAGGED"))
+        .filter(|a| {
+            matches!(
+                a.as_str(),
+                "\\DRAFTS" | "\\SENT" | "\\ARCHIVE" | "\\JUNK" | "\\TRASH" | "\\ALL" | "\\FLAGGED"
+            )
+        })
         .collect();
     Some((mailbox_key(&mailbox), special))
 }

@@ -100,7 +100,11 @@ impl SidePool {
     }
 
     async fn open(&self, credentials: &Credentials) -> Result<SideConn, UpstreamError> {
-        let url = self.account.imap.as_ref().expect("IMAP sessions exist only for accounts with an IMAP server");
+        let url = self
+            .account
+            .imap
+            .as_ref()
+            .expect("IMAP sessions exist only for accounts with an IMAP server");
         let mut upstream = Upstream::connect(url, &self.account.connector).await?;
         let answer = upstream.login(credentials).await?;
         if !answer.is_ok() {
@@ -121,7 +125,10 @@ impl SidePool {
     /// Returns a connection to the pool and schedules its closing when
     /// it stays unused.
     fn put_back(self: &Arc<Self>, conn: SideConn) {
-        self.idle.lock().expect("pool lock").push(Idle { conn, since: Instant::now() });
+        self.idle.lock().expect("pool lock").push(Idle {
+            conn,
+            since: Instant::now(),
+        });
         let pool = Arc::downgrade(self);
         tokio::spawn(async move {
             tokio::time::sleep(IDLE_TIMEOUT).await;
@@ -141,7 +148,6 @@ impl SidePool {
         };
         stale.into_iter().for_each(|i| i.conn.close());
     }
-
 }
 
 impl SideFetcher {
@@ -197,7 +203,10 @@ impl SideConn {
             }
             if let Some(announced) = literal {
                 if announced.size > max_size {
-                    return Err(UpstreamError::protocol(&conn.server, format!("message of {} octets is over imap.max_message_size", announced.size)));
+                    return Err(UpstreamError::protocol(
+                        &conn.server,
+                        format!("message of {} octets is over imap.max_message_size", announced.size),
+                    ));
                 }
                 let mut bytes = Vec::with_capacity(announced.size as usize);
                 (&mut conn.conn)

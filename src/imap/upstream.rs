@@ -10,10 +10,10 @@ use tokio::io::{AsyncWriteExt, BufReader};
 
 use super::auth::Credentials;
 use super::framer::{self, FrameError};
-use crate::url::ServerUrl;
-pub use crate::upstream::UpstreamError;
 use crate::tls::{Connector, Stream};
 use crate::upstream::connect_tcp;
+pub use crate::upstream::UpstreamError;
+use crate::url::ServerUrl;
 
 /// How long to wait for the answer to an internal command.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
@@ -178,7 +178,8 @@ impl Upstream {
         if !(self.has("LITERAL+") || self.has("LITERAL-")) {
             return Err(UpstreamError::Protocol {
                 server: self.server.clone(),
-                reason: "the credentials contain characters that need a literal, and the server has no LITERAL+; use AUTHENTICATE PLAIN".into(),
+                reason: "the credentials contain characters that need a literal, and the server has no LITERAL+; use AUTHENTICATE PLAIN"
+                    .into(),
             });
         }
         line.extend_from_slice(format!("{{{}+}}\r\n", value.len()).as_bytes());
@@ -277,7 +278,6 @@ impl Upstream {
         Box::pin(self.read_line())
     }
 }
-
 
 /// The capability words in `* CAPABILITY ...` or a `[CAPABILITY ...]`
 /// response code, upper-cased.

@@ -85,17 +85,26 @@ pub enum SectionText {
 impl Section {
     /// `HEADER` of the message (what `RFC822.HEADER` returns).
     pub fn header() -> Section {
-        Section { part: Vec::new(), text: SectionText::Header }
+        Section {
+            part: Vec::new(),
+            text: SectionText::Header,
+        }
     }
 
     /// `TEXT` of the message (what `RFC822.TEXT` returns).
     pub fn text() -> Section {
-        Section { part: Vec::new(), text: SectionText::Text }
+        Section {
+            part: Vec::new(),
+            text: SectionText::Text,
+        }
     }
 
     /// The whole message (`BODY[]`, what `RFC822` returns).
     pub fn all() -> Section {
-        Section { part: Vec::new(), text: SectionText::All }
+        Section {
+            part: Vec::new(),
+            text: SectionText::All,
+        }
     }
 
     /// Parses the bytes between `[` and `]`, e.g. `b""`, `b"1.2"`,
@@ -435,9 +444,12 @@ impl<'a> MessageView<'a> {
                 let end = end.min(self.bytes.len());
                 Cow::Borrowed(&self.bytes[start.min(end)..end])
             }
-            Some(Target::Fields { start, fields, not, add_missing_eoh }) => {
-                Cow::Owned(self.header_filter(start, fields, not, add_missing_eoh))
-            }
+            Some(Target::Fields {
+                start,
+                fields,
+                not,
+                add_missing_eoh,
+            }) => Cow::Owned(self.header_filter(start, fields, not, add_missing_eoh)),
         };
         if out.contains(&0) {
             Cow::Owned(out.iter().map(|&b| if b == 0 { 0x80 } else { b }).collect())
@@ -560,8 +572,7 @@ impl<'a> MessageView<'a> {
         match &part.data.content_type {
             Some(ct) => {
                 let sub = part.data.content_subtype.as_deref().unwrap_or(b"");
-                (ct.eq_ignore_ascii_case(b"message") && sub.eq_ignore_ascii_case(b"rfc822"))
-                    || ct.eq_ignore_ascii_case(b"multipart")
+                (ct.eq_ignore_ascii_case(b"message") && sub.eq_ignore_ascii_case(b"rfc822")) || ct.eq_ignore_ascii_case(b"multipart")
             }
             None => part.parent.is_some_and(|p| self.parts[p].has(FLAG_DIGEST)),
         }
@@ -652,9 +663,10 @@ impl<'a> MessageView<'a> {
 /// one on the way out.
 fn stored_form(message: &[u8]) -> Cow<'_, [u8]> {
     let unchanged = message.last() != Some(&b'\r')
-        && message.iter().enumerate().all(|(i, &b)| {
-            b != b'\n' || (i > 0 && message[i - 1] == b'\r' && (i < 2 || message[i - 2] != b'\r'))
-        });
+        && message
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b != b'\n' || (i > 0 && message[i - 1] == b'\r' && (i < 2 || message[i - 2] != b'\r')));
     if unchanged {
         return Cow::Borrowed(message);
     }
@@ -1029,9 +1041,7 @@ impl<'b> Parser<'b> {
         let line = &data[..find_len];
         let mut best: Option<usize> = None;
         for (i, b) in self.boundaries.iter().enumerate().rev() {
-            if b.text.len() <= line.len()
-                && line.starts_with(&b.text)
-                && best.is_none_or(|j| self.boundaries[j].text.len() < b.text.len())
+            if b.text.len() <= line.len() && line.starts_with(&b.text) && best.is_none_or(|j| self.boundaries[j].text.len() < b.text.len())
             {
                 best = Some(i);
                 if b.text.len() == line.len() {
@@ -1084,7 +1094,9 @@ impl<'b> Parser<'b> {
             if seen_eoh {
                 break;
             }
-            let Some(line) = read_line(self.buf, self.pos, continued, true) else { break };
+            let Some(line) = read_line(self.buf, self.pos, continued, true) else {
+                break;
+            };
             {
                 let part = &mut self.parts[part_idx];
                 part.hdr_len += line.end - line.start;
@@ -1093,11 +1105,7 @@ impl<'b> Parser<'b> {
                 }
             }
             self.pos = line.end;
-            prev_newline = if line.no_newline {
-                0
-            } else {
-                line.end - line.content_end
-            };
+            prev_newline = if line.no_newline { 0 } else { line.end - line.content_end };
             if line.eoh {
                 seen_eoh = true;
                 continue;
@@ -1131,9 +1139,7 @@ impl<'b> Parser<'b> {
                 self.content_type_flags(idx, value);
             }
         }
-        let parent_rfc822 = self.parts[idx]
-            .parent
-            .is_some_and(|p| self.parts[p].has(FLAG_RFC822));
+        let parent_rfc822 = self.parts[idx].parent.is_some_and(|p| self.parts[p].has(FLAG_RFC822));
         let part = &mut self.parts[idx];
         if name.len() >= 8 && name[..8].eq_ignore_ascii_case(b"Content-") {
             parse_content_field(&mut part.data, &name[8..], value);
@@ -1175,9 +1181,7 @@ impl<'b> Parser<'b> {
     }
 
     fn end_of_header(&mut self, idx: usize, seen_content_type: bool) -> State {
-        let parent_digest = self.parts[idx]
-            .parent
-            .is_some_and(|p| self.parts[p].has(FLAG_DIGEST));
+        let parent_digest = self.parts[idx].parent.is_some_and(|p| self.parts[p].has(FLAG_DIGEST));
         {
             let part = &mut self.parts[idx];
             if !part.has(FLAG_IS_MIME) {
@@ -2266,25 +2270,91 @@ mod tests {
 
     #[test]
     fn section_parsing() {
-        assert_eq!(sec(""), Some(Section { part: vec![], text: SectionText::All }));
-        assert_eq!(sec("1.2"), Some(Section { part: vec![1, 2], text: SectionText::All }));
-        assert_eq!(sec("1.mime"), Some(Section { part: vec![1], text: SectionText::Mime }));
-        assert_eq!(sec("2.HEADER"), Some(Section { part: vec![2], text: SectionText::Header }));
-        assert_eq!(sec("text"), Some(Section { part: vec![], text: SectionText::Text }));
-        assert_eq!(sec("01"), Some(Section { part: vec![1], text: SectionText::All }));
-        assert_eq!(sec("4294967297"), Some(Section { part: vec![1], text: SectionText::All }), "wraps like Dovecot");
+        assert_eq!(
+            sec(""),
+            Some(Section {
+                part: vec![],
+                text: SectionText::All
+            })
+        );
+        assert_eq!(
+            sec("1.2"),
+            Some(Section {
+                part: vec![1, 2],
+                text: SectionText::All
+            })
+        );
+        assert_eq!(
+            sec("1.mime"),
+            Some(Section {
+                part: vec![1],
+                text: SectionText::Mime
+            })
+        );
+        assert_eq!(
+            sec("2.HEADER"),
+            Some(Section {
+                part: vec![2],
+                text: SectionText::Header
+            })
+        );
+        assert_eq!(
+            sec("text"),
+            Some(Section {
+                part: vec![],
+                text: SectionText::Text
+            })
+        );
+        assert_eq!(
+            sec("01"),
+            Some(Section {
+                part: vec![1],
+                text: SectionText::All
+            })
+        );
+        assert_eq!(
+            sec("4294967297"),
+            Some(Section {
+                part: vec![1],
+                text: SectionText::All
+            }),
+            "wraps like Dovecot"
+        );
         assert_eq!(
             sec("HEADER.FIELDS (From \"To\" x-a)"),
             Some(Section {
                 part: vec![],
-                text: SectionText::HeaderFields { not: false, fields: vec!["From".into(), "To".into(), "x-a".into()] }
+                text: SectionText::HeaderFields {
+                    not: false,
+                    fields: vec!["From".into(), "To".into(), "x-a".into()]
+                }
             })
         );
         assert_eq!(
             sec("3.header.fields.not (Subject)"),
-            Some(Section { part: vec![3], text: SectionText::HeaderFields { not: true, fields: vec!["Subject".into()] } })
+            Some(Section {
+                part: vec![3],
+                text: SectionText::HeaderFields {
+                    not: true,
+                    fields: vec!["Subject".into()]
+                }
+            })
         );
-        for bad in ["1.", ".1", "1..2", "1HEADER", "MIME", "HEADER ", "HEADER.FIELDS", "HEADER.FIELDS ()", "HEADER.FIELDS (a", "HEADER.FIELDS (a) x", "FOO", "1.2.FOO", "HEADER.FIELDS(a)"] {
+        for bad in [
+            "1.",
+            ".1",
+            "1..2",
+            "1HEADER",
+            "MIME",
+            "HEADER ",
+            "HEADER.FIELDS",
+            "HEADER.FIELDS ()",
+            "HEADER.FIELDS (a",
+            "HEADER.FIELDS (a) x",
+            "FOO",
+            "1.2.FOO",
+            "HEADER.FIELDS(a)",
+        ] {
             assert_eq!(sec(bad), None, "{bad:?}");
         }
     }
@@ -2318,7 +2388,10 @@ mod tests {
             addresses("a@, @b, <>, \"\"@x"),
             r#"((NIL NIL "a" "MISSING_DOMAIN")(NIL NIL "MISSING_MAILBOX" "b")(NIL NIL "MISSING_MAILBOX" "MISSING_DOMAIN")(NIL NIL "" "x"))"#
         );
-        assert_eq!(addresses("undisclosed-recipients:;"), r#"((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL))"#);
+        assert_eq!(
+            addresses("undisclosed-recipients:;"),
+            r#"((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL))"#
+        );
     }
 
     #[test]
@@ -2340,7 +2413,10 @@ mod tests {
             render(|o| v.bodystructure(o)),
             r#"("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 6 1 NIL NIL NIL NIL)"#
         );
-        assert_eq!(render(|o| v.body(o)), r#"("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 6 1)"#);
+        assert_eq!(
+            render(|o| v.body(o)),
+            r#"("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 6 1)"#
+        );
         assert_eq!(
             render(|o| v.envelope(o)),
             r#"(NIL "hi" ((NIL NIL "a" "b.c")) ((NIL NIL "a" "b.c")) ((NIL NIL "a" "b.c")) NIL NIL NIL NIL NIL)"#
@@ -2396,7 +2472,11 @@ mod tests {
     fn exercise(bytes: &[u8], specs: &[Vec<u8>], origin: u64, length: u64) {
         let v = MessageView::parse(bytes);
         let root = &v.parts[0];
-        assert_eq!(root.pos + root.hdr_len + root.body_len, v.size(), "every byte belongs to the message");
+        assert_eq!(
+            root.pos + root.hdr_len + root.body_len,
+            v.size(),
+            "every byte belongs to the message"
+        );
         for p in &v.parts {
             assert!(p.pos + p.hdr_len + p.body_len <= v.size());
             assert!(p.depth < MAX_NESTED_PARTS);
@@ -2417,8 +2497,22 @@ mod tests {
 
     fn probe_specs() -> Vec<Vec<u8>> {
         [
-            "", "HEADER", "TEXT", "1", "2", "0", "1.1", "1.2.3", "2.MIME", "1.HEADER", "1.TEXT", "1.1.HEADER.FIELDS (A B)",
-            "HEADER.FIELDS (Subject From)", "HEADER.FIELDS.NOT (Subject)", "3.1.MIME", "4294967295",
+            "",
+            "HEADER",
+            "TEXT",
+            "1",
+            "2",
+            "0",
+            "1.1",
+            "1.2.3",
+            "2.MIME",
+            "1.HEADER",
+            "1.TEXT",
+            "1.1.HEADER.FIELDS (A B)",
+            "HEADER.FIELDS (Subject From)",
+            "HEADER.FIELDS.NOT (Subject)",
+            "3.1.MIME",
+            "4294967295",
         ]
         .iter()
         .map(|s| s.as_bytes().to_vec())

@@ -170,7 +170,10 @@ impl Wire {
 
     /// A cursor at the start.
     pub fn cursor(&self) -> Cursor<'_> {
-        Cursor { wire: self, pos: Pos::START }
+        Cursor {
+            wire: self,
+            pos: Pos::START,
+        }
     }
 }
 
@@ -223,9 +226,7 @@ impl<'w> Cursor<'w> {
     /// The current line without its line ending.
     fn line(&self) -> &'w [u8] {
         let line = &self.wire.parts[self.pos.part].line;
-        line.strip_suffix(b"\r\n")
-            .or_else(|| line.strip_suffix(b"\n"))
-            .unwrap_or(line)
+        line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(line)
     }
 
     /// The next byte on this line, if any.
@@ -552,7 +553,10 @@ mod tests {
         assert_eq!(env, Value::List(vec![Value::Nil, Value::String(b"hi".to_vec())]));
         let lit = Cursor::literal_of(&w, {
             let mut c = w.cursor();
-            c.pos = Pos { part: 0, at: raw.iter().position(|&b| b == b'{').unwrap() };
+            c.pos = Pos {
+                part: 0,
+                at: raw.iter().position(|&b| b == b'{').unwrap(),
+            };
             c.value().unwrap()
         })
         .unwrap();

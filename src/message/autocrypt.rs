@@ -57,7 +57,9 @@ pub fn parse_autocrypt(value: &str) -> Result<PeerKey, String> {
         if attribute.is_empty() {
             continue;
         }
-        let (name, val) = attribute.split_once('=').ok_or_else(|| format!("attribute without a value: {attribute}"))?;
+        let (name, val) = attribute
+            .split_once('=')
+            .ok_or_else(|| format!("attribute without a value: {attribute}"))?;
         match name.trim().to_ascii_lowercase().as_str() {
             "addr" => addr = Some(normalize_email(val.trim())),
             "prefer-encrypt" => mutual = val.trim().eq_ignore_ascii_case("mutual"),

@@ -44,8 +44,16 @@ impl Status {
         let (mut out, check, warnings) = match self {
             Status::NotProtected => return "not-protected".into(),
             Status::Failed { reason } => return format!("failed; reason=\"{}\"", quote(reason)),
-            Status::Decrypted { signatures, inline: true, warnings } => ("decrypted; format=inline".to_string(), signatures, warnings),
-            Status::Decrypted { signatures, inline: false, warnings } => ("decrypted".to_string(), signatures, warnings),
+            Status::Decrypted {
+                signatures,
+                inline: true,
+                warnings,
+            } => ("decrypted; format=inline".to_string(), signatures, warnings),
+            Status::Decrypted {
+                signatures,
+                inline: false,
+                warnings,
+            } => ("decrypted".to_string(), signatures, warnings),
             Status::Signed { signatures, warnings } => ("signed".to_string(), signatures, warnings),
         };
         match check.best() {
@@ -119,7 +127,9 @@ fn classify<'a>(entity: &Entity<'a>) -> Form<'a> {
         // multipart/mixed covers PGP/MIME that Exchange rewrote: the same
         // two parts under the wrong type.
         if let Some(parts) = entity.parts() {
-            let control = parts.iter().position(|p| Entity::parse(p).content_type().is("application/pgp-encrypted"));
+            let control = parts
+                .iter()
+                .position(|p| Entity::parse(p).content_type().is("application/pgp-encrypted"));
             if let Some(i) = control {
                 if let Some(data) = parts.get(i + 1) {
                     let data = Entity::parse(data);
@@ -130,7 +140,11 @@ fn classify<'a>(entity: &Entity<'a>) -> Form<'a> {
             }
         }
     }
-    if ct.is("multipart/signed") && ct.param("protocol").is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-signature")) {
+    if ct.is("multipart/signed")
+        && ct
+            .param("protocol")
+            .is_some_and(|p| p.eq_ignore_ascii_case("application/pgp-signature"))
+    {
         if let Some(parts) = ct.param("boundary").and_then(|b| split_multipart(entity.body, b)) {
             if parts.len() == 2 {
                 return Form::Signed(parts[0], Entity::parse(parts[1]).body);
@@ -200,7 +214,11 @@ pub fn decrypt_message(message: &[u8], keys: &[UnlockedKey], keystore: &Keystore
     // The status names fingerprints and reasons, never content.
     tracing::debug!(status = %status.header_value(), "opened message");
     match result {
-        Ok((body, status, gossip)) => DecryptOutcome { message: body, status, gossip },
+        Ok((body, status, gossip)) => DecryptOutcome {
+            message: body,
+            status,
+            gossip,
+        },
         Err(status) => DecryptOutcome {
             message: with_status(&entity, message, &status),
             status,
@@ -236,12 +254,7 @@ fn push_status(out: &mut Vec<u8>, status: &Status) {
 /// A decrypted message, its status and its gossip.
 type Opened = (Vec<u8>, Status, Vec<String>);
 
-fn open_pgp_mime(
-    outer: &Entity<'_>,
-    armored: &[u8],
-    keys: &[UnlockedKey],
-    keystore: &Keystore,
-) -> Result<Opened, Status> {
+fn open_pgp_mime(outer: &Entity<'_>, armored: &[u8], keys: &[UnlockedKey], keystore: &Keystore) -> Result<Opened, Status> {
     let decrypted = pgp::decrypt(armored, keys, keystore).map_err(|reason| Status::Failed { reason })?;
     if !decrypted.was_encrypted {
         return Err(Status::Failed {
@@ -272,7 +285,12 @@ fn open_pgp_mime(
     }
     // pEp and RFC 8551 wrap the whole message as message/rfc822.
     let ct = payload.content_type();
-    let gossip: Vec<String> = payload.fields.iter().filter(|f| f.is("Autocrypt-Gossip")).map(|f| f.value()).collect();
+    let gossip: Vec<String> = payload
+        .fields
+        .iter()
+        .filter(|f| f.is("Autocrypt-Gossip"))
+        .map(|f| f.value())
+        .collect();
     let (header, status, body) = if ct.is("message/rfc822") && ct.param("hp").is_none() && ct.param("protected-headers").is_none() {
         let inner = Entity::parse(payload.body);
         let (header, status) = render(outer, &inner, true, signatures, false, Vec::new());
@@ -332,11 +350,7 @@ fn render(
             .fields
             .iter()
             .filter(|f| {
-                !f.is_structural()
-                    && !f.name().is_empty()
-                    && !f.is("HP-Outer")
-                    && !f.is("Autocrypt-Gossip")
-                    && !f.is(STATUS_HEADER)
+                !f.is_structural() && !f.name().is_empty() && !f.is("HP-Outer") && !f.is("Autocrypt-Gossip") && !f.is(STATUS_HEADER)
             })
             .collect()
     } else {
@@ -429,8 +443,8 @@ fn open_inline(entity: &Entity<'_>, keys: &[UnlockedKey], keystore: &Keystore) -
     let mut mixed = Vec::with_capacity(plaintext.len() + 256);
     mixed.extend_from_slice(format!("Content-Type: text/plain; charset=\"{charset}\"\r\nContent-Transfer-Encoding: 8bit\r\n").as_bytes());
     let mut warnings = Vec::new();
-    let had_surrounding_text = text[..start].iter().any(|b| !b.is_ascii_whitespace())
-        || text[end..].iter().any(|b| !b.is_ascii_whitespace());
+    let had_surrounding_text =
+        text[..start].iter().any(|b| !b.is_ascii_whitespace()) || text[end..].iter().any(|b| !b.is_ascii_whitespace());
     if had_surrounding_text {
         warnings.push("unencrypted text around the inline PGP block was removed".into());
     }
@@ -486,7 +500,9 @@ mod tests {
             spoof.header_value(),
             "decrypted; format=inline; signature=none; warning=\"protected From differs\""
         );
-        let failed = Status::Failed { reason: "no \"key\"\r\n".into() };
+        let failed = Status::Failed {
+            reason: "no \"key\"\r\n".into(),
+        };
         assert_eq!(failed.header_value(), "failed; reason=\"no \\\"key\\\"  \"");
     }
 
@@ -497,6 +513,9 @@ mod tests {
         let msg = b"From: a@x.test\r\nSealpost-Status: decrypted; signature=good\r\n\r\nhello\r\n";
         let out = decrypt_message(msg, &[], &ks);
         assert_eq!(out.status, Status::NotProtected);
-        assert_eq!(out.message, b"From: a@x.test\r\nSealpost-Status: not-protected\r\n\r\nhello\r\n".to_vec());
+        assert_eq!(
+            out.message,
+            b"From: a@x.test\r\nSealpost-Status: not-protected\r\n\r\nhello\r\n".to_vec()
+        );
     }
 }

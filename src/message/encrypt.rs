@@ -102,7 +102,12 @@ pub fn seal_for_self(message: &[u8], owner_address: &str, owner: &UnlockedKey) -
     }
     let owner_address = normalize_email(owner_address);
     let mut outer = outer_fields(&entity, true);
-    outer.push(autocrypt_header("Autocrypt", &owner_address, &owner.cert, owner.prefer_encrypt_mutual)?);
+    outer.push(autocrypt_header(
+        "Autocrypt",
+        &owner_address,
+        &owner.cert,
+        owner.prefer_encrypt_mutual,
+    )?);
     let copy = SelfCopy::mark(&message, &Protection::Cipher { outer_fields: &outer });
     let notation = Notation {
         name: SELF_COPY_NOTATION.to_string(),
@@ -174,7 +179,12 @@ impl<'k> Sealer<'k> {
         };
 
         let mut outer = outer_fields(&entity, true);
-        outer.push(autocrypt_header("Autocrypt", &sender_email, &sender.cert, sender.prefer_encrypt_mutual)?);
+        outer.push(autocrypt_header(
+            "Autocrypt",
+            &sender_email,
+            &sender.cert,
+            sender.prefer_encrypt_mutual,
+        )?);
         let frame = PayloadFrame::new(&entity, &Protection::Cipher { outer_fields: &outer }, &gossip);
         tracing::debug!(
             sender = %sender_email,
@@ -279,8 +289,7 @@ pub(super) fn complete_headers(message: &[u8], sender_email: &str) -> Vec<u8> {
     if entity.field("Message-ID").is_none() {
         let domain = sender_email.rsplit_once('@').map(|(_, d)| d).unwrap_or("sealpost.invalid");
         let mut id = Vec::new();
-        mail_builder::headers::message_id::generate_message_id_header(&mut id, domain)
-            .expect("writing to a Vec cannot fail");
+        mail_builder::headers::message_id::generate_message_id_header(&mut id, domain).expect("writing to a Vec cannot fail");
         extra.extend_from_slice(b"Message-ID: ");
         extra.extend_from_slice(&id);
         extra.extend_from_slice(b"\r\n");
@@ -306,11 +315,20 @@ mod tests {
         assert_eq!(env.sender, "a@x.test");
         assert_eq!(env.recipients, vec!["b@x.test", "c@x.test"]);
         let explicit = Envelope::resolve(b"Subject: x\r\n\r\n", Some("Me@x.test"), &["You@x.test".to_string()]).unwrap();
-        assert_eq!((explicit.sender.as_str(), explicit.recipients[0].as_str()), ("me@x.test", "you@x.test"));
+        assert_eq!(
+            (explicit.sender.as_str(), explicit.recipients[0].as_str()),
+            ("me@x.test", "you@x.test")
+        );
         let only_to = Envelope::resolve(b"From: a@x.test\r\n\r\n", None, &["d@x.test".to_string()]).unwrap();
         assert_eq!(only_to.recipients, vec!["d@x.test"]);
-        assert!(matches!(Envelope::resolve(b"To: b@x\r\n\r\n", None, &[]), Err(MessageError::NoSender)));
-        assert!(matches!(Envelope::resolve(b"From: a@x\r\n\r\n", None, &[]), Err(MessageError::NoRecipients)));
+        assert!(matches!(
+            Envelope::resolve(b"To: b@x\r\n\r\n", None, &[]),
+            Err(MessageError::NoSender)
+        ));
+        assert!(matches!(
+            Envelope::resolve(b"From: a@x\r\n\r\n", None, &[]),
+            Err(MessageError::NoRecipients)
+        ));
     }
 
     #[test]

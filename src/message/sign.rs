@@ -29,7 +29,12 @@ pub fn sign_message(message: &[u8], sender_email: &str, sender: &UnlockedKey) ->
     for field in outer_fields(&entity, false) {
         out.extend_from_slice(&field);
     }
-    out.extend_from_slice(&autocrypt_header("Autocrypt", &sender_email, &sender.cert, sender.prefer_encrypt_mutual)?);
+    out.extend_from_slice(&autocrypt_header(
+        "Autocrypt",
+        &sender_email,
+        &sender.cert,
+        sender.prefer_encrypt_mutual,
+    )?);
     out.extend_from_slice(
         format!(
             "MIME-Version: 1.0\r\n\
@@ -106,8 +111,7 @@ fn seven_bit(entity_bytes: &[u8]) -> Vec<u8> {
         encoded = escape_from_lines(&encoded);
     } else {
         out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
-        mail_builder::encoders::base64::base64_encode_mime(entity.body, &mut encoded, false)
-            .expect("writing to a Vec cannot fail");
+        mail_builder::encoders::base64::base64_encode_mime(entity.body, &mut encoded, false).expect("writing to a Vec cannot fail");
     }
     out.write_all(&encoded).expect("writing to a Vec cannot fail");
     if !out.ends_with(b"\r\n") {
@@ -153,7 +157,8 @@ mod tests {
 
     #[test]
     fn eight_bit_text_becomes_quoted_printable_and_7bit_stays() {
-        let part = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\nFrom here\r\n";
+        let part =
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\nFrom here\r\n";
         let out = seven_bit(part);
         assert!(out.iter().all(|&b| b < 0x80));
         let text = String::from_utf8(out).unwrap();

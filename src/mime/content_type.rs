@@ -123,10 +123,7 @@ mod tests {
 
     #[test]
     fn parses_pgp_mime_header() {
-        let ct = ContentType::parse(
-            "multipart/encrypted; protocol=\"application/pgp-encrypted\";  boundary=\"--=_x;y\"",
-        )
-        .unwrap();
+        let ct = ContentType::parse("multipart/encrypted; protocol=\"application/pgp-encrypted\";  boundary=\"--=_x;y\"").unwrap();
         assert!(ct.is("multipart/encrypted"));
         assert_eq!(ct.param("Protocol"), Some("application/pgp-encrypted"));
         assert_eq!(ct.param("boundary"), Some("--=_x;y"));

@@ -28,22 +28,14 @@ impl<'a> Field<'a> {
             return b"";
         }
         let value = &self.raw[self.name_len + 1..];
-        let trimmed = value
-            .strip_suffix(b"\r\n")
-            .or_else(|| value.strip_suffix(b"\n"))
-            .unwrap_or(value);
+        let trimmed = value.strip_suffix(b"\r\n").or_else(|| value.strip_suffix(b"\n")).unwrap_or(value);
         trimmed
     }
 
     /// The value unfolded and trimmed, decoded lossily as UTF-8 (encoded
     /// words are left as they are).
     pub fn value(&self) -> String {
-        let unfolded: Vec<u8> = self
-            .raw_value()
-            .iter()
-            .copied()
-            .filter(|&b| b != b'\r' && b != b'\n')
-            .collect();
+        let unfolded: Vec<u8> = self.raw_value().iter().copied().filter(|&b| b != b'\r' && b != b'\n').collect();
         String::from_utf8_lossy(&unfolded).trim().to_string()
     }
 
@@ -104,10 +96,7 @@ impl<'a> Entity<'a> {
                             end > 0 && name[..end].iter().all(u8::is_ascii_graphic)
                         })
                         .unwrap_or(0);
-                    fields.push(Field {
-                        raw: line,
-                        name_len,
-                    });
+                    fields.push(Field { raw: line, name_len });
                 }
             }
             pos = line_end;
@@ -203,15 +192,11 @@ pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Option<Vec<&'a [u8
 }
 
 fn trim_line_end(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r\n")
-        .or_else(|| line.strip_suffix(b"\n"))
-        .unwrap_or(line)
+    line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(line)
 }
 
 fn strip_delimiter_newline(part: &[u8]) -> &[u8] {
-    part.strip_suffix(b"\r\n")
-        .or_else(|| part.strip_suffix(b"\n"))
-        .unwrap_or(part)
+    part.strip_suffix(b"\r\n").or_else(|| part.strip_suffix(b"\n")).unwrap_or(part)
 }
 
 #[cfg(test)]

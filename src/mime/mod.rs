@@ -172,7 +172,11 @@ Subject: hi\r\n";
         assert_eq!(decoded_text(&ascii_field(&e.fields[1]), "Comments").as_deref(), Some("Grüße"));
         assert!(ascii_field(&e.fields[1]).is_ascii());
         assert_eq!(ascii_field(&e.fields[2]), e.fields[2].raw.to_vec(), "ASCII stays byte for byte");
-        assert_eq!(ascii_field(&e.fields[3]), e.fields[3].raw.to_vec(), "a UTF-8 address cannot be encoded");
+        assert_eq!(
+            ascii_field(&e.fields[3]),
+            e.fields[3].raw.to_vec(),
+            "a UTF-8 address cannot be encoded"
+        );
     }
 
     #[test]

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sequoia_openpgp as openpgp;
 use openpgp::cert::amalgamation::ValidAmalgamation;
 use openpgp::cert::{CertBuilder, CertParser, CipherSuite};
 use openpgp::crypto::KeyPair;
@@ -19,6 +18,7 @@ use openpgp::parse::Parse;
 use openpgp::serialize::Serialize;
 use openpgp::types::{Features, KeyFlags, RevocationStatus};
 use openpgp::{Cert, KeyHandle, Profile};
+use sequoia_openpgp as openpgp;
 use serde::{Deserialize, Serialize as SerdeSerialize};
 
 use super::{normalize_email, KeyError, PassphraseSource, POLICY};
@@ -186,17 +186,13 @@ impl StoredKey {
     /// A short algorithm description: primary key / encryption subkey.
     pub fn algorithm(&self) -> String {
         let primary = algorithm_name(self.cert.primary_key().key());
-        let encryption = self
-            .cert
-            .with_policy(&POLICY, None)
-            .ok()
-            .and_then(|vc| {
-                vc.keys()
-                    .subkeys()
-                    .for_transport_encryption()
-                    .next()
-                    .map(|ka| algorithm_name(ka.key()))
-            });
+        let encryption = self.cert.with_policy(&POLICY, None).ok().and_then(|vc| {
+            vc.keys()
+                .subkeys()
+                .for_transport_encryption()
+                .next()
+                .map(|ka| algorithm_name(ka.key()))
+        });
         match encryption {
             Some(e) => format!("{primary}/{e}"),
             None => primary,
@@ -215,10 +211,16 @@ impl StoredKey {
         })?;
         match self.state() {
             KeyState::Revoked => {
-                return Err(KeyError::Revoked { email: email_owned, fingerprint })
+                return Err(KeyError::Revoked {
+                    email: email_owned,
+                    fingerprint,
+                })
             }
             KeyState::Expired => {
-                return Err(KeyError::Expired { email: email_owned, fingerprint })
+                return Err(KeyError::Expired {
+                    email: email_owned,
+                    fingerprint,
+                })
             }
             _ => {}
         }
@@ -244,7 +246,10 @@ impl StoredKey {
         if !usable {
             let any_expired = vc.keys().for_transport_encryption().revoked(false).next().is_some();
             if any_expired {
-                return Err(KeyError::Expired { email: email_owned, fingerprint });
+                return Err(KeyError::Expired {
+                    email: email_owned,
+                    fingerprint,
+                });
             }
             return Err(KeyError::Unusable {
                 email: email_owned,
@@ -261,13 +266,11 @@ fn algorithm_name<P: key::KeyParts, R: key::KeyRole>(key: &Key<P, R>) -> String 
     match key.mpis() {
         PublicKey::RSA { n, .. } => format!("rsa{}", n.bits()),
         PublicKey::DSA { p, .. } => format!("dsa{}", p.bits()),
-        PublicKey::EdDSA { curve, .. } | PublicKey::ECDSA { curve, .. } | PublicKey::ECDH { curve, .. } => {
-            match curve {
-                openpgp::types::Curve::Ed25519 => "ed25519".into(),
-                openpgp::types::Curve::Cv25519 => "cv25519".into(),
-                other => other.to_string().to_lowercase().replace(' ', ""),
-            }
-        }
+        PublicKey::EdDSA { curve, .. } | PublicKey::ECDSA { curve, .. } | PublicKey::ECDH { curve, .. } => match curve {
+            openpgp::types::Curve::Ed25519 => "ed25519".into(),
+            openpgp::types::Curve::Cv25519 => "cv25519".into(),
+            other => other.to_string().to_lowercase().replace(' ', ""),
+        },
         _ => key.pk_algo().to_string().to_lowercase(),
     }
 }
@@ -336,18 +339,11 @@ impl Keystore {
     /// requires. `v6` selects RFC 9580 keys (which GnuPG cannot read); the
     /// default v4 key advertises only SEIPDv1 so that peers encrypt to it in
     /// a form GnuPG 2.2 and Thunderbird can read too.
-    pub fn generate(
-        &mut self,
-        email: &str,
-        passphrase: Option<super::Passphrase>,
-        v6: bool,
-    ) -> Result<&StoredKey, KeyError> {
+    pub fn generate(&mut self, email: &str, passphrase: Option<super::Passphrase>, v6: bool) -> Result<&StoredKey, KeyError> {
         let email = normalize_email(email);
         let uid = UserID::from(format!("<{email}>"));
         if uid.email_normalized().ok().flatten().as_deref() != Some(email.as_str()) {
-            return Err(KeyError::Crypto(format!(
-                "'{email}' is not a valid e-mail address"
-            )));
+            return Err(KeyError::Crypto(format!("'{email}' is not a valid e-mail address")));
         }
         let (profile, features) = if v6 {
             (Profile::RFC9580, Features::sequoia())
@@ -363,11 +359,7 @@ impl Keystore {
             .set_validity_period(GENERATED_KEY_VALIDITY)
             .set_primary_key_flags(KeyFlags::empty().set_certification().set_signing())
             .add_userid(uid)
-            .add_subkey(
-                KeyFlags::empty().set_transport_encryption().set_storage_encryption(),
-                None,
-                None,
-            )
+            .add_subkey(KeyFlags::empty().set_transport_encryption().set_storage_encryption(), None, None)
             .set_password(passphrase)
             .generate()
             .map_err(KeyError::crypto)?;
@@ -436,7 +428,11 @@ impl Keystore {
     /// Removes the certificate with this fingerprint (hex, any case,
     /// spaces allowed).
     pub fn remove(&mut self, fingerprint: &str) -> Result<StoredKey, KeyError> {
-        let wanted: String = fingerprint.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+        let wanted: String = fingerprint
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_uppercase();
         let index = self
             .keys
             .iter()
@@ -526,9 +522,7 @@ impl Keystore {
         };
         let to_pair = |k: Key<key::SecretParts, key::UnspecifiedRole>| -> Result<KeyPair, KeyError> {
             let k = match (&passphrase, k.has_unencrypted_secret()) {
-                (Some(p), false) => k
-                    .decrypt_secret(p)
-                    .map_err(|_| locked("wrong passphrase".into()))?,
+                (Some(p), false) => k.decrypt_secret(p).map_err(|_| locked("wrong passphrase".into()))?,
                 _ => k,
             };
             k.into_keypair().map_err(|e| locked(e.to_string()))

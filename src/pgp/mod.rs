@@ -17,8 +17,8 @@ pub use error::KeyError;
 pub use keystore::{KeySource, KeyState, Keystore, Learned, StoredKey, UnlockedKey};
 pub use live::LiveKeystore;
 pub use ops::{
-    decrypt, decrypt_own, encrypt_and_sign, encrypt_and_sign_to, minimal_autocrypt_key, sign_detached, verify_detached,
-    Decrypted, Notation, SignatureCheck, SignatureStatus,
+    decrypt, decrypt_own, encrypt_and_sign, encrypt_and_sign_to, minimal_autocrypt_key, sign_detached, verify_detached, Decrypted,
+    Notation, SignatureCheck, SignatureStatus,
 };
 pub use passphrase::{Passphrase, PassphraseSource};
 

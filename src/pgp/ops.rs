@@ -4,21 +4,20 @@
 
 use std::io::{Read, Write};
 
-use sequoia_openpgp as openpgp;
 use openpgp::armor;
 use openpgp::crypto::SessionKey;
+use openpgp::packet::signature::subpacket::NotationDataFlags;
+use openpgp::packet::signature::SignatureBuilder;
 use openpgp::packet::{PKESK, SKESK};
 use openpgp::parse::stream::{
-    DecryptionHelper, DecryptorBuilder, DetachedVerifierBuilder, MessageLayer, MessageStructure,
-    VerificationError, VerificationHelper,
+    DecryptionHelper, DecryptorBuilder, DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper,
 };
 use openpgp::parse::Parse;
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient, Signer};
 use openpgp::serialize::Serialize;
-use openpgp::packet::signature::subpacket::NotationDataFlags;
-use openpgp::packet::signature::SignatureBuilder;
 use openpgp::types::{HashAlgorithm, SignatureType, SymmetricAlgorithm};
 use openpgp::{Cert, Fingerprint, KeyHandle};
+use sequoia_openpgp as openpgp;
 
 use super::{normalize_email, KeyError, Keystore, UnlockedKey, POLICY};
 
@@ -287,9 +286,7 @@ fn verify_unguarded(data: &[u8], signature: &[u8], keystore: &Keystore) -> Resul
 fn describe_decrypt_error(e: anyhow::Error) -> String {
     for cause in e.chain() {
         match cause.downcast_ref::<openpgp::Error>() {
-            Some(openpgp::Error::ManipulatedMessage) => {
-                return "the message was modified in transit (integrity check failed)".into()
-            }
+            Some(openpgp::Error::ManipulatedMessage) => return "the message was modified in transit (integrity check failed)".into(),
             Some(openpgp::Error::PolicyViolation(what, _)) if what.contains("SED") || what.contains("Symmetrically Encrypted Data") => {
                 return "the message uses unprotected encryption (no integrity protection) and is refused".into()
             }
@@ -364,15 +361,9 @@ impl VerificationHelper for Helper<'_> {
                                 }
                             }
                             Err(VerificationError::MissingKey { sig }) => SignatureStatus::UnknownKey {
-                                issuer: sig
-                                    .get_issuers()
-                                    .first()
-                                    .map(|h| h.to_hex())
-                                    .unwrap_or_else(|| "unknown".into()),
+                                issuer: sig.get_issuers().first().map(|h| h.to_hex()).unwrap_or_else(|| "unknown".into()),
                             },
-                            Err(other) => SignatureStatus::Bad {
-                                reason: other.to_string(),
-                            },
+                            Err(other) => SignatureStatus::Bad { reason: other.to_string() },
                         });
                     }
                 }
@@ -460,12 +451,18 @@ pub fn minimal_autocrypt_key(cert: &Cert, email: &str) -> Result<Vec<u8>, KeyErr
     let mut out = Vec::new();
     let vc = minimal.with_policy(&POLICY, None).map_err(KeyError::crypto)?;
     let primary = vc.primary_key();
-    openpgp::Packet::from(primary.key().clone()).serialize(&mut out).map_err(KeyError::crypto)?;
+    openpgp::Packet::from(primary.key().clone())
+        .serialize(&mut out)
+        .map_err(KeyError::crypto)?;
     if let Ok(direct) = vc.direct_key_signature() {
-        openpgp::Packet::from(direct.clone()).serialize(&mut out).map_err(KeyError::crypto)?;
+        openpgp::Packet::from(direct.clone())
+            .serialize(&mut out)
+            .map_err(KeyError::crypto)?;
     }
     for u in vc.userids() {
-        openpgp::Packet::from(u.userid().clone()).serialize(&mut out).map_err(KeyError::crypto)?;
+        openpgp::Packet::from(u.userid().clone())
+            .serialize(&mut out)
+            .map_err(KeyError::crypto)?;
         openpgp::Packet::from(u.binding_signature().clone())
             .serialize(&mut out)
             .map_err(KeyError::crypto)?;

@@ -50,9 +50,8 @@ impl PassphraseSource {
         match self {
             PassphraseSource::Env(p) => Ok(p.as_str().into()),
             PassphraseSource::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    locked(format!("cannot read passphrase_file {}: {e}", path.display()))
-                })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| locked(format!("cannot read passphrase_file {}: {e}", path.display())))?;
                 Ok(text.lines().next().unwrap_or("").into())
             }
             PassphraseSource::Prompt => {

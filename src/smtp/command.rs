@@ -72,7 +72,13 @@ impl Command {
             None => (line.trim_end(), ""),
         };
         let syntax = |what: &str| Reply::new(501, format!("5.5.4 Syntax: {what}"));
-        let no_args = |cmd: Command| if rest.is_empty() { Ok(cmd) } else { Err(syntax(&verb.to_ascii_uppercase())) };
+        let no_args = |cmd: Command| {
+            if rest.is_empty() {
+                Ok(cmd)
+            } else {
+                Err(syntax(&verb.to_ascii_uppercase()))
+            }
+        };
         match verb.to_ascii_uppercase().as_str() {
             "EHLO" | "HELO" => {
                 if rest.is_empty() || rest.contains(char::is_whitespace) {
@@ -193,25 +199,64 @@ mod tests {
             Command::Mail {
                 from: "a@x.test".into(),
                 params: vec![
-                    Param { keyword: "SIZE".into(), value: Some("100".into()) },
-                    Param { keyword: "BODY".into(), value: Some("8BITMIME".into()) },
-                    Param { keyword: "SMTPUTF8".into(), value: None },
+                    Param {
+                        keyword: "SIZE".into(),
+                        value: Some("100".into())
+                    },
+                    Param {
+                        keyword: "BODY".into(),
+                        value: Some("8BITMIME".into())
+                    },
+                    Param {
+                        keyword: "SMTPUTF8".into(),
+                        value: None
+                    },
                 ],
             }
         );
-        assert_eq!(Command::parse("mail from: <>").unwrap(), Command::Mail { from: String::new(), params: vec![] });
-        assert_eq!(Command::parse("RCPT TO:b@x.test").unwrap(), Command::Rcpt { to: "b@x.test".into(), params: vec![] });
+        assert_eq!(
+            Command::parse("mail from: <>").unwrap(),
+            Command::Mail {
+                from: String::new(),
+                params: vec![]
+            }
+        );
+        assert_eq!(
+            Command::parse("RCPT TO:b@x.test").unwrap(),
+            Command::Rcpt {
+                to: "b@x.test".into(),
+                params: vec![]
+            }
+        );
         assert_eq!(
             Command::parse("RCPT TO:<jöran@exämple.test>").unwrap(),
-            Command::Rcpt { to: "jöran@exämple.test".into(), params: vec![] }
+            Command::Rcpt {
+                to: "jöran@exämple.test".into(),
+                params: vec![]
+            }
         );
-        assert_eq!(Command::parse("RCPT TO:<Postmaster>").unwrap(), Command::Rcpt { to: "Postmaster".into(), params: vec![] });
+        assert_eq!(
+            Command::parse("RCPT TO:<Postmaster>").unwrap(),
+            Command::Rcpt {
+                to: "Postmaster".into(),
+                params: vec![]
+            }
+        );
     }
 
     #[test]
     fn other_commands() {
-        assert_eq!(Command::parse("EHLO client.example").unwrap(), Command::Ehlo("client.example".into()));
-        assert_eq!(Command::parse("auth plain AGEAYg==").unwrap(), Command::Auth { mechanism: "PLAIN".into(), initial: Some("AGEAYg==".into()) });
+        assert_eq!(
+            Command::parse("EHLO client.example").unwrap(),
+            Command::Ehlo("client.example".into())
+        );
+        assert_eq!(
+            Command::parse("auth plain AGEAYg==").unwrap(),
+            Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial: Some("AGEAYg==".into())
+            }
+        );
         assert_eq!(Command::parse("BDAT 1000 LAST").unwrap(), Command::Bdat { size: 1000, last: true });
         assert_eq!(Command::parse("BDAT 0").unwrap(), Command::Bdat { size: 0, last: false });
         assert_eq!(Command::parse("quit").unwrap(), Command::Quit);
@@ -232,7 +277,18 @@ mod tests {
     fn errors_carry_rfc_codes() {
         assert_eq!(Command::parse("FOO").unwrap_err().code, 500);
         assert_eq!(Command::parse("").unwrap_err().code, 500);
-        for bad in ["MAIL TO:<a@x>", "MAIL FROM:<a@x", "RCPT TO:<>", "RCPT TO:<a b@x>", "EHLO", "BDAT x", "BDAT 1 FIRST", "DATA now", "MAIL FROM:<a@x> =1", "RCPT TO:<nodomain>"] {
+        for bad in [
+            "MAIL TO:<a@x>",
+            "MAIL FROM:<a@x",
+            "RCPT TO:<>",
+            "RCPT TO:<a b@x>",
+            "EHLO",
+            "BDAT x",
+            "BDAT 1 FIRST",
+            "DATA now",
+            "MAIL FROM:<a@x> =1",
+            "RCPT TO:<nodomain>",
+        ] {
             assert_eq!(Command::parse(bad).unwrap_err().code, 501, "{bad}");
         }
     }

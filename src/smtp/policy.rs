@@ -104,7 +104,11 @@ mod tests {
 
     #[test]
     fn requirement_matches_domains_subdomains_and_addresses() {
-        let p = policy(EncryptMode::Opportunistic, OnMissingKey::SignOnly, &["partner.example", "CEO@corp.example"]);
+        let p = policy(
+            EncryptMode::Opportunistic,
+            OnMissingKey::SignOnly,
+            &["partner.example", "CEO@corp.example"],
+        );
         assert!(requires_encryption(&p, "x@partner.example"));
         assert!(requires_encryption(&p, "x@mail.partner.example"));
         assert!(!requires_encryption(&p, "x@notpartner.example"));
@@ -125,7 +129,12 @@ mod tests {
         let bob = vec!["bob@x.test".to_string()];
         let both = vec!["bob@x.test".to_string(), "carol@x.test".to_string()];
         assert_eq!(plan(&p, &ks, &bob, Protection::None), Ok(Plan::Encrypt));
-        assert_eq!(plan(&p, &ks, &both, Protection::None), Ok(Plan::SignOnly { missing: vec!["carol@x.test".into()] }));
+        assert_eq!(
+            plan(&p, &ks, &both, Protection::None),
+            Ok(Plan::SignOnly {
+                missing: vec!["carol@x.test".into()]
+            })
+        );
         assert_eq!(plan(&p, &ks, &both, Protection::Encrypted), Ok(Plan::PassThrough));
         let never = policy(EncryptMode::Never, OnMissingKey::SignOnly, &[]);
         assert_eq!(plan(&never, &ks, &bob, Protection::None), Ok(Plan::SignOnly { missing: vec![] }));

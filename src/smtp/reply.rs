@@ -141,7 +141,13 @@ mod tests {
         assert_eq!(r.code, 250);
         assert_eq!(r.lines, vec!["mail.example", "PIPELINING", "SIZE 100"]);
         assert_eq!(r.to_string(), "250-mail.example\r\n250-PIPELINING\r\n250 SIZE 100\r\n");
-        assert_eq!(parse(b"354\r\n").await.unwrap(), Reply { code: 354, lines: vec![String::new()] });
+        assert_eq!(
+            parse(b"354\r\n").await.unwrap(),
+            Reply {
+                code: 354,
+                lines: vec![String::new()]
+            }
+        );
     }
 
     proptest::proptest! {

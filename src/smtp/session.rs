@@ -15,16 +15,16 @@ use super::reply::Reply;
 use super::upstream::{Upstream, UpstreamError};
 use crate::account::{Account, Accounts};
 use crate::config::SmtpConfig;
-use crate::message::{protection, sign_message, Envelope, MessageError, Sealer};
-use crate::mime::Entity;
-use crate::metrics::Metrics;
 use crate::discovery::{Discovery, Lookup};
 use crate::learn::Learner;
-use crate::pgp::{KeySource, LiveKeystore};
-use crate::spool::{Spool, DEFAULT_THRESHOLD};
 use crate::listener::{client_stream, ListenerKind, Service};
+use crate::message::{protection, sign_message, Envelope, MessageError, Sealer};
+use crate::metrics::Metrics;
+use crate::mime::Entity;
+use crate::pgp::{KeySource, LiveKeystore};
 use crate::sasl::{decode_response, user_name, MECHANISMS};
 use crate::shutdown::{Phase, Shutdown};
+use crate::spool::{Spool, DEFAULT_THRESHOLD};
 use crate::tls::{LocalTls, Stream};
 
 /// RFC 5321 §4.5.3.1.6 text line limit, applied to command lines.
@@ -66,10 +66,15 @@ impl Service for Shared {
     async fn refuse(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind) {
         self.metrics.connections_refused.with_label_values(&["smtp"]).inc();
         tracing::warn!("SMTP connection refused: listen.max_connections reached");
-        let Some(mut stream) = client_stream(tcp, kind, &self.tls).await else { return };
+        let Some(mut stream) = client_stream(tcp, kind, &self.tls).await else {
+            return;
+        };
         let reply = Reply::new(
             421,
-            format!("4.7.0 {} Sealpost: too many open connections (listen.max_connections); try again later", self.hostname),
+            format!(
+                "4.7.0 {} Sealpost: too many open connections (listen.max_connections); try again later",
+                self.hostname
+            ),
         );
         let _ = stream.write_all(&reply.to_bytes()).await;
         let _ = stream.shutdown().await;
@@ -82,7 +87,9 @@ impl Service for Shared {
 pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) {
     shared.metrics.smtp_sessions.inc();
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let Some(stream) = client_stream(tcp, kind, &shared.tls).await else { return };
+    let Some(stream) = client_stream(tcp, kind, &shared.tls).await else {
+        return;
+    };
     let mut session = Session {
         shared,
         conn: Some(BufReader::new(stream)),
@@ -170,7 +177,10 @@ impl Session {
             };
             let line = match next {
                 Err(_) => {
-                    let reply = Reply::new(421, format!("4.4.2 {} no command for {} s, closing", self.shared.hostname, timeout.as_secs()));
+                    let reply = Reply::new(
+                        421,
+                        format!("4.4.2 {} no command for {} s, closing", self.shared.hostname, timeout.as_secs()),
+                    );
                     return self.send(&reply).await;
                 }
                 Ok(Err(ReadError::TooLong)) => {
@@ -250,7 +260,10 @@ impl Session {
                 return Ok(Flow::Close);
             }
             Command::Vrfy => self.send(&Reply::new(252, "2.5.0 Cannot VRFY; send mail to find out")).await?,
-            Command::Help => self.send(&Reply::new(214, "2.0.0 Sealpost: see https://www.rfc-editor.org/rfc/rfc5321")).await?,
+            Command::Help => {
+                self.send(&Reply::new(214, "2.0.0 Sealpost: see https://www.rfc-editor.org/rfc/rfc5321"))
+                    .await?
+            }
         }
         Ok(Flow::Continue)
     }
@@ -320,7 +333,8 @@ impl Session {
             return Ok(Flow::Continue);
         }
         if !self.is_tls() && !self.loopback {
-            self.send(&Reply::new(538, "5.7.11 Encryption required: use STARTTLS before AUTH")).await?;
+            self.send(&Reply::new(538, "5.7.11 Encryption required: use STARTTLS before AUTH"))
+                .await?;
             return Ok(Flow::Continue);
         }
         if !MECHANISMS.contains(&mechanism.as_str()) {
@@ -341,7 +355,9 @@ impl Session {
                     }
                 }
             };
-            let user = decode_response(user_b64.as_bytes()).ok().map(|name| String::from_utf8_lossy(&name).into_owned());
+            let user = decode_response(user_b64.as_bytes())
+                .ok()
+                .map(|name| String::from_utf8_lossy(&name).into_owned());
             (user, format!("AUTH LOGIN {user_b64}"))
         } else {
             let response = match initial {
@@ -354,11 +370,14 @@ impl Session {
                     }
                 }
             };
-            let user = decode_response(response.as_bytes()).and_then(|raw| user_name(&mechanism, &raw)).ok();
+            let user = decode_response(response.as_bytes())
+                .and_then(|raw| user_name(&mechanism, &raw))
+                .ok();
             (user, format!("AUTH {mechanism} {response}"))
         };
         let Some(user) = user else {
-            self.send(&Reply::new(501, "5.5.2 Cannot decode the authentication response")).await?;
+            self.send(&Reply::new(501, "5.5.2 Cannot decode the authentication response"))
+                .await?;
             return Ok(Flow::Continue);
         };
         let Some(account) = self.shared.accounts.find(&user) else {
@@ -492,7 +511,13 @@ impl Session {
         let auth = self.auth.as_mut().expect("checked above");
         let caps = &auth.upstream.capabilities;
         if smtputf8 && !caps.smtputf8 {
-            let reply = Reply::new(553, format!("5.6.7 {} does not accept internationalized addresses (SMTPUTF8)", auth.upstream.server()));
+            let reply = Reply::new(
+                553,
+                format!(
+                    "5.6.7 {} does not accept internationalized addresses (SMTPUTF8)",
+                    auth.upstream.server()
+                ),
+            );
             self.send(&reply).await?;
             return Ok(Flow::Continue);
         }
@@ -691,7 +716,8 @@ impl Session {
                 return Ok(flow);
             }
             let limit = self.shared.limits.max_message_size;
-            self.send(&Reply::new(552, format!("5.3.4 Message size exceeds the limit of {limit} octets"))).await?;
+            self.send(&Reply::new(552, format!("5.3.4 Message size exceeds the limit of {limit} octets")))
+                .await?;
             return Ok(Flow::Continue);
         }
         let account = self.auth.as_ref().expect("a transaction needs authentication").account.clone();
@@ -718,7 +744,11 @@ impl Session {
             }
             Err(join) => {
                 tracing::error!(error = %join, "message processing panicked");
-                self.send(&Reply::new(451, "4.3.0 Internal error while protecting the message; nothing was sent")).await?;
+                self.send(&Reply::new(
+                    451,
+                    "4.3.0 Internal error while protecting the message; nothing was sent",
+                ))
+                .await?;
                 return Ok(Flow::Close);
             }
         };
@@ -743,7 +773,13 @@ impl Session {
     /// Sends every copy. The transaction opened while the client gave its
     /// recipients carries the message when one copy goes to exactly those
     /// recipients; otherwise it is reset and each copy gets its own.
-    async fn deliver(&mut self, from: &str, smtputf8: bool, opened_for: &[String], outgoing: Vec<Outgoing>) -> Result<Reply, UpstreamError> {
+    async fn deliver(
+        &mut self,
+        from: &str,
+        smtputf8: bool,
+        opened_for: &[String],
+        outgoing: Vec<Outgoing>,
+    ) -> Result<Reply, UpstreamError> {
         let upstream = &mut self.auth.as_mut().expect("authenticated").upstream;
         if let [only] = outgoing.as_slice() {
             if same_recipients(&only.recipients, opened_for) {
@@ -852,7 +888,10 @@ fn same_recipients(a: &[String], b: &[String]) -> bool {
 fn prepare(shared: &Shared, account: &Account, recipients: &[String], message: Spool) -> Result<(&'static str, Vec<Outgoing>), Reply> {
     let spool_failed = |e: std::io::Error| {
         tracing::error!(error = %e, "spool I/O failed");
-        Reply::new(451, "4.3.0 Sealpost could not spool the message (local disk problem); nothing was sent")
+        Reply::new(
+            451,
+            "4.3.0 Sealpost could not spool the message (local disk problem); nothing was sent",
+        )
     };
     let refused = |e: MessageError| match e {
         MessageError::Write(e) => spool_failed(e),
@@ -882,7 +921,10 @@ fn prepare(shared: &Shared, account: &Account, recipients: &[String], message: S
             let entity = Entity::parse(&head);
             let header_complete = entity.header.len() < head.len() || head.len() as u64 == message.len();
             if !header_complete {
-                return Err(Reply::new(552, format!("5.3.4 The header section is larger than {MAX_HEADER_SECTION} octets")));
+                return Err(Reply::new(
+                    552,
+                    format!("5.3.4 The header section is larger than {MAX_HEADER_SECTION} octets"),
+                ));
             }
             let body_offset = (head.len() - entity.body.len()) as u64;
             let envelope = Envelope {
@@ -893,7 +935,9 @@ fn prepare(shared: &Shared, account: &Account, recipients: &[String], message: S
             let mut outgoing = Vec::with_capacity(sealer.copies().len());
             for (index, copy) in sealer.copies().iter().enumerate() {
                 let mut out = message.sibling();
-                sealer.write_copy(index, &mut message.reader_at(body_offset), &mut out).map_err(refused)?;
+                sealer
+                    .write_copy(index, &mut message.reader_at(body_offset), &mut out)
+                    .map_err(refused)?;
                 outgoing.push(Outgoing {
                     recipients: copy.recipients.clone(),
                     message: out,
@@ -911,14 +955,35 @@ mod tests {
     #[test]
     fn partial_delivery_is_permanent_and_names_recipients() {
         let copies = vec![
-            Outgoing { recipients: vec!["a@x".into()], message: Spool::from_vec(std::path::Path::new("/nonexistent"), vec![]) },
-            Outgoing { recipients: vec!["b@x".into()], message: Spool::from_vec(std::path::Path::new("/nonexistent"), vec![]) },
+            Outgoing {
+                recipients: vec!["a@x".into()],
+                message: Spool::from_vec(std::path::Path::new("/nonexistent"), vec![]),
+            },
+            Outgoing {
+                recipients: vec!["b@x".into()],
+                message: Spool::from_vec(std::path::Path::new("/nonexistent"), vec![]),
+            },
         ];
-        let ok = summarize(&copies, vec!["a@x".into(), "b@x".into()], vec![], Some(Reply::new(250, "2.0.0 queued")));
+        let ok = summarize(
+            &copies,
+            vec!["a@x".into(), "b@x".into()],
+            vec![],
+            Some(Reply::new(250, "2.0.0 queued")),
+        );
         assert_eq!(ok.code, 250);
-        let none = summarize(&copies, vec![], vec![(vec!["a@x".into()], Reply::new(451, "4.3.0 try later"))], None);
+        let none = summarize(
+            &copies,
+            vec![],
+            vec![(vec!["a@x".into()], Reply::new(451, "4.3.0 try later"))],
+            None,
+        );
         assert_eq!(none.code, 451);
-        let partial = summarize(&copies, vec!["a@x".into()], vec![(vec!["b@x".into()], Reply::new(452, "4.2.2 full"))], None);
+        let partial = summarize(
+            &copies,
+            vec!["a@x".into()],
+            vec![(vec!["b@x".into()], Reply::new(452, "4.2.2 full"))],
+            None,
+        );
         assert_eq!(partial.code, 554);
         assert!(partial.to_string().contains("sent to a@x"));
         assert!(partial.to_string().contains("NOT sent to b@x: 452 4.2.2 full"));

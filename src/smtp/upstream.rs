@@ -10,11 +10,11 @@ use std::io::Read;
 
 use super::data::DotStuffer;
 use super::reply::{read_reply, Reply, ReplyError};
-use crate::url::ServerUrl;
 use crate::spool::Spool;
-pub use crate::upstream::UpstreamError;
 use crate::tls::{Connector, Stream};
 use crate::upstream::connect_tcp;
+pub use crate::upstream::UpstreamError;
+use crate::url::ServerUrl;
 
 /// How long to wait for a reply to a command (RFC 5321 §4.5.3.2: 5 min).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -78,7 +78,6 @@ impl UpstreamError {
         };
         Reply::new(421, format!("{enhanced} Sealpost: {self}"))
     }
-
 }
 
 /// An authenticated-or-not session with the provider, always over TLS.
@@ -254,10 +253,22 @@ mod tests {
     fn capabilities_from_postfix_ehlo() {
         let reply = Reply {
             code: 250,
-            lines: ["mail.example.test", "PIPELINING", "SIZE 52428800", "ETRN", "STARTTLS", "AUTH PLAIN login", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            lines: [
+                "mail.example.test",
+                "PIPELINING",
+                "SIZE 52428800",
+                "ETRN",
+                "STARTTLS",
+                "AUTH PLAIN login",
+                "ENHANCEDSTATUSCODES",
+                "8BITMIME",
+                "DSN",
+                "SMTPUTF8",
+                "CHUNKING",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         };
         let caps = Capabilities::from_ehlo(&reply);
         assert!(caps.pipelining && caps.chunking && caps.smtputf8 && caps.eightbitmime && caps.starttls);

@@ -243,7 +243,11 @@ impl MessageCache {
         sealed.extend_from_slice(message);
         let tag = self
             .sealing
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&encoded[..]), &mut sealed[HEADER_LEN..])
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&encoded[..]),
+                &mut sealed[HEADER_LEN..],
+            )
             .expect("ChaCha20-Poly1305 seals any message that fits in memory");
         sealed.extend_from_slice(tag.as_ref());
         debug_assert_eq!(sealed.len() as u64, size);
@@ -256,7 +260,8 @@ impl MessageCache {
         let path = self.path(&id);
         let mut index = self.lock();
         // Renamed under the lock so that the index and the directory agree.
-        tmp.persist(&path).map_err(|e| io_error(&path, "rename a temporary file to")(e.error))?;
+        tmp.persist(&path)
+            .map_err(|e| io_error(&path, "rename a temporary file to")(e.error))?;
         index.insert(id, size);
         self.evict(&mut index);
         Ok(true)
@@ -408,7 +413,14 @@ impl Index {
     fn insert(&mut self, id: EntryId, size: u64) {
         self.remove(&id);
         let tick = self.tick();
-        self.slots.insert(id, Slot { size, tick, generation: tick });
+        self.slots.insert(
+            id,
+            Slot {
+                size,
+                tick,
+                generation: tick,
+            },
+        );
         self.order.insert(tick, id);
         self.total += size;
     }
@@ -544,9 +556,7 @@ fn unwrap_master_key(dir: &Path, wrapped: &[u8], key: &UnlockedKey) -> Result<Pr
         Some(SignatureStatus::UnknownKey { issuer }) => {
             return Err(refused(format!("{KEY_FILE} is signed by {issuer}, not by the account key")))
         }
-        Some(SignatureStatus::Bad { reason }) => {
-            return Err(refused(format!("{KEY_FILE} has a bad signature ({reason})")))
-        }
+        Some(SignatureStatus::Bad { reason }) => return Err(refused(format!("{KEY_FILE} has a bad signature ({reason})"))),
         None => return Err(refused(format!("{KEY_FILE} is not signed"))),
     }
     if plaintext.len() != KEY_MAGIC.len() + MASTER_KEY_LEN || !plaintext.starts_with(KEY_MAGIC) {
@@ -617,7 +627,13 @@ mod tests {
         assert_eq!(cache.get(&key("INBOX", 2)).unwrap(), b"");
         // Every component of the key matters.
         assert_eq!(cache.get(&key("Inbox", 1)), None);
-        assert_eq!(cache.get(&EntryKey { uidvalidity: 8, ..key("INBOX", 1) }), None);
+        assert_eq!(
+            cache.get(&EntryKey {
+                uidvalidity: 8,
+                ..key("INBOX", 1)
+            }),
+            None
+        );
         assert_eq!(cache.get(&key("INBOX", 3)), None);
         assert_eq!(cache.len_bytes(), 13 + 2 * OVERHEAD);
 

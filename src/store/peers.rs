@@ -182,9 +182,15 @@ mod tests {
         // An older message with another key: ignored.
         assert_eq!(peers.apply(&lessons(5, Some(second.clone()), vec![])).unwrap(), Accepted::default());
         let newer = peers.apply(&lessons(20, Some(second.clone()), vec![])).unwrap();
-        assert_eq!(newer.autocrypt, Some((second.cert.fingerprint().to_hex(), Some(first.cert.fingerprint().to_hex()))));
+        assert_eq!(
+            newer.autocrypt,
+            Some((second.cert.fingerprint().to_hex(), Some(first.cert.fingerprint().to_hex())))
+        );
         let bob = peers.all().unwrap()["bob@x.test"].clone();
-        assert_eq!((bob.last_seen, bob.autocrypt_timestamp, bob.prefer_encrypt_mutual), (20 * 86_400, 20 * 86_400, false));
+        assert_eq!(
+            (bob.last_seen, bob.autocrypt_timestamp, bob.prefer_encrypt_mutual),
+            (20 * 86_400, 20 * 86_400, false)
+        );
         // Mail without a header moves last_seen only; after 35 days the
         // key is stale.
         peers.apply(&lessons(60, None, vec![])).unwrap();
@@ -200,9 +206,18 @@ mod tests {
         peers.apply(&lessons(1, None, vec![])).unwrap();
         assert!(peers.all().unwrap().is_empty(), "no record for a sender without Autocrypt");
         let carol = key("carol@x.test", false);
-        let accepted = peers.apply(&lessons(3, Some(key("bob@x.test", true)), vec![carol.clone()])).unwrap();
-        assert_eq!(accepted.gossip, vec![("carol@x.test".to_string(), carol.cert.fingerprint().to_hex())]);
-        assert!(peers.apply(&lessons(2, None, vec![key("carol@x.test", false)])).unwrap().gossip.is_empty());
+        let accepted = peers
+            .apply(&lessons(3, Some(key("bob@x.test", true)), vec![carol.clone()]))
+            .unwrap();
+        assert_eq!(
+            accepted.gossip,
+            vec![("carol@x.test".to_string(), carol.cert.fingerprint().to_hex())]
+        );
+        assert!(peers
+            .apply(&lessons(2, None, vec![key("carol@x.test", false)]))
+            .unwrap()
+            .gossip
+            .is_empty());
         let all = peers.all().unwrap();
         assert_eq!(all["carol@x.test"].recommendation(true), Recommendation::Discourage, "gossip only");
         assert_eq!(all["bob@x.test"].recommendation(true), Recommendation::Encrypt);

@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 
 use super::pin::{Pin, TrustMode};
 use super::verify::PinningVerifier;
-use crate::url::ServerUrl;
 use super::{provider, sha256_fingerprint, TlsError};
+use crate::url::ServerUrl;
 
 /// Which protocol's STARTTLS to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,9 @@ pub async fn fetch_chain(target: &FetchTarget) -> Result<Vec<ChainEntry>, TlsErr
         .await
         .map_err(io)?;
     let _ = tls.shutdown().await;
-    let presented = recorder.presented().ok_or_else(|| failed("the server presented no certificate".into()))?;
+    let presented = recorder
+        .presented()
+        .ok_or_else(|| failed("the server presented no certificate".into()))?;
     presented.chain.iter().map(|der| describe(der)).collect()
 }
 
@@ -160,7 +162,11 @@ async fn starttls(tcp: &mut TcpStream, protocol: Protocol) -> Result<(), String>
             if !greeting.starts_with("220") {
                 return Err(format!("unexpected greeting: {greeting}"));
             }
-            reader.get_mut().write_all(b"EHLO sealpost.localhost\r\n").await.map_err(|e| e.to_string())?;
+            reader
+                .get_mut()
+                .write_all(b"EHLO sealpost.localhost\r\n")
+                .await
+                .map_err(|e| e.to_string())?;
             let ehlo = reply(&mut reader, &mut line).await?;
             if !ehlo.starts_with("250") {
                 return Err(format!("EHLO refused: {ehlo}"));
@@ -204,7 +210,10 @@ mod tests {
         assert_eq!((t.protocol, t.implicit_tls, t.port), (Protocol::Imap, true, 993));
         assert_eq!(t.server(), "mail.example.com:993");
         let t = FetchTarget::parse("smtp://[::1]:2525").unwrap();
-        assert_eq!((t.protocol, t.implicit_tls, t.host.as_str(), t.port), (Protocol::Smtp, false, "::1", 2525));
+        assert_eq!(
+            (t.protocol, t.implicit_tls, t.host.as_str(), t.port),
+            (Protocol::Smtp, false, "::1", 2525)
+        );
         assert!(FetchTarget::parse("http://x").is_err());
         assert!(FetchTarget::parse("mail.example.com:993").is_err());
     }

@@ -86,9 +86,7 @@ fn pem_error(path: &Path, e: impl std::fmt::Display) -> TlsError {
 fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     let mut params = rcgen::CertificateParams::new(names).map_err(|e| TlsError::Generate(e.to_string()))?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Sealpost local proxy");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "Sealpost local proxy");
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| TlsError::Generate(e.to_string()))?;
     let cert = params.self_signed(&key).map_err(|e| TlsError::Generate(e.to_string()))?;
     let io = |path: &Path| {
@@ -114,7 +112,10 @@ mod tests {
         assert_eq!(first.fingerprint, second.fingerprint);
         assert_eq!(first.fingerprint.len(), 32 * 3 - 1);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("tls/local-key.pem")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("tls/local-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -80,9 +80,5 @@ pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// A certificate's SHA-256 fingerprint as colon-separated upper-case hex,
 /// the form mail clients show in their certificate dialogs.
 pub fn sha256_fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }

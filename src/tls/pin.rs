@@ -42,16 +42,14 @@ impl Pin {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .map_err(|_| format!("'{text}': the part after sha256/ is not base64"))?;
-        let digest: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| format!("'{text}': a SHA-256 pin has 32 bytes"))?;
+        let digest: [u8; 32] = bytes.try_into().map_err(|_| format!("'{text}': a SHA-256 pin has 32 bytes"))?;
         Ok(Pin(digest))
     }
 
     /// The pin of a DER certificate's public key.
     pub fn of_certificate(der: &[u8]) -> Result<Pin, TlsError> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der)
-            .map_err(|e| TlsError::Certificate(format!("unreadable certificate: {e}")))?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::Certificate(format!("unreadable certificate: {e}")))?;
         Ok(Pin(Sha256::digest(cert.tbs_certificate.subject_pki.raw).into()))
     }
 }
@@ -70,7 +68,9 @@ mod tests {
     fn pins_round_trip_and_reject_junk() {
         let text = "sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
         assert_eq!(Pin::parse(text).unwrap().to_string(), text);
-        assert!(Pin::parse("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=").unwrap_err().contains("sha256/"));
+        assert!(Pin::parse("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+            .unwrap_err()
+            .contains("sha256/"));
         assert!(Pin::parse("sha256/!!!").unwrap_err().contains("not base64"));
         assert!(Pin::parse("sha256/AAAA").unwrap_err().contains("32 bytes"));
     }
@@ -78,10 +78,19 @@ mod tests {
     #[test]
     fn pin_is_of_the_key_not_the_certificate() {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let first = rcgen::CertificateParams::new(vec!["a.test".into()]).unwrap().self_signed(&key).unwrap();
-        let renewed = rcgen::CertificateParams::new(vec!["a.test".into(), "b.test".into()]).unwrap().self_signed(&key).unwrap();
+        let first = rcgen::CertificateParams::new(vec!["a.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let renewed = rcgen::CertificateParams::new(vec!["a.test".into(), "b.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
         let other_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let other = rcgen::CertificateParams::new(vec!["a.test".into()]).unwrap().self_signed(&other_key).unwrap();
+        let other = rcgen::CertificateParams::new(vec!["a.test".into()])
+            .unwrap()
+            .self_signed(&other_key)
+            .unwrap();
         let pin = |c: &rcgen::Certificate| Pin::of_certificate(c.der()).unwrap();
         assert_eq!(pin(&first), pin(&renewed));
         assert_ne!(pin(&first), pin(&other));

@@ -121,7 +121,12 @@ mod tests {
 
     fn record(n: u8) -> PinRecord {
         PinRecord {
-            pin: Pin::parse(&format!("sha256/{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [n; 32]))).unwrap().to_string(),
+            pin: Pin::parse(&format!(
+                "sha256/{}",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [n; 32])
+            ))
+            .unwrap()
+            .to_string(),
             issuer_pin: None,
             recorded: "2026-11-27T00:00:00Z".into(),
             certificate_sha256: "AA".into(),
@@ -163,7 +168,11 @@ mod tests {
         assert!(err.contains("the pin file is damaged"), "{err}");
         assert!(store.record_first("x:1", record(1)).is_err());
         assert_eq!(std::fs::read_to_string(store.path()).unwrap(), "this is [not toml");
-        std::fs::write(store.path(), "[\"x:1\"]\npin = \"md5/abc\"\nrecorded = \"\"\ncertificate_sha256 = \"\"\n").unwrap();
+        std::fs::write(
+            store.path(),
+            "[\"x:1\"]\npin = \"md5/abc\"\nrecorded = \"\"\ncertificate_sha256 = \"\"\n",
+        )
+        .unwrap();
         assert!(store.all().unwrap_err().to_string().contains("x:1"));
     }
 }

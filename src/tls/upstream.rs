@@ -81,7 +81,7 @@ impl Connector {
             (TrustMode::Tofu, Some(record)) => (vec![record.required().map_err(TlsError::Certificate)?], false),
             (TrustMode::Tofu, None) => (Vec::new(), true),
         };
-            let verifier = Arc::new(PinningVerifier::new(
+        let verifier = Arc::new(PinningVerifier::new(
             server.clone(),
             self.trust.mode,
             required,

@@ -16,7 +16,9 @@ use super::sha256_fingerprint;
 
 /// A pinned server presented another key.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{server} presented an unexpected key (seen {seen}, pinned {pinned}); if the provider rotated keys, run 'sealpost pin accept {server}'")]
+#[error(
+    "{server} presented an unexpected key (seen {seen}, pinned {pinned}); if the provider rotated keys, run 'sealpost pin accept {server}'"
+)]
 pub struct PinMismatch {
     /// host:port.
     pub server: String,
@@ -102,7 +104,11 @@ impl ServerCertVerifier for PinningVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let unreadable = |_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding);
         let leaf = Pin::of_certificate(end_entity).map_err(unreadable)?;
-        let issuer = intermediates.first().map(|c| Pin::of_certificate(c)).transpose().map_err(unreadable)?;
+        let issuer = intermediates
+            .first()
+            .map(|c| Pin::of_certificate(c))
+            .transpose()
+            .map_err(unreadable)?;
         if let Some(ca) = &self.ca {
             ca.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
         }
@@ -125,7 +131,9 @@ impl ServerCertVerifier for PinningVerifier {
                     seen: leaf.to_string(),
                     pinned: self.required.iter().map(Pin::to_string).collect::<Vec<_>>().join(" or "),
                 };
-                return Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(mismatch)))));
+                return Err(rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+                    mismatch,
+                )))));
             }
         }
         let mut chain = vec![end_entity.clone().into_owned()];

@@ -146,9 +146,7 @@ pub fn hand_written() -> Vec<Case> {
     // Deeper than Dovecot's limit of 100 nested parts.
     let mut deep = Vec::new();
     for i in 0..105 {
-        deep.extend_from_slice(
-            format!("Content-Type: multipart/mixed; boundary=d{i}\r\n\r\n--d{i}\r\n").as_bytes(),
-        );
+        deep.extend_from_slice(format!("Content-Type: multipart/mixed; boundary=d{i}\r\n\r\n--d{i}\r\n").as_bytes());
     }
     deep.extend_from_slice(b"Content-Type: text/plain\r\n\r\nleaf\r\n");
     for i in (0..105).rev() {
@@ -179,10 +177,7 @@ pub fn hand_written() -> Vec<Case> {
     });
     let mut many = b"Content-Type: multipart/mixed; boundary=m\r\n\r\n".to_vec();
     for i in 0..10_010 {
-        many.extend_from_slice(
-            format!("--m\r\nContent-Type: message/rfc822\r\n\r\nSubject: {i}\r\n\r\n{i}\r\n")
-                .as_bytes(),
-        );
+        many.extend_from_slice(format!("--m\r\nContent-Type: message/rfc822\r\n\r\nSubject: {i}\r\n\r\n{i}\r\n").as_bytes());
     }
     many.extend_from_slice(b"--m--\r\n");
     cases.push(Case {
@@ -193,21 +188,19 @@ pub fn hand_written() -> Vec<Case> {
     let long_subject = format!("Subject: {}\r\n", "word ".repeat(8000));
     let long_to = format!(
         "To: {}\r\n",
-        (0..3000)
-            .map(|i| format!("u{i}@example.org"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        (0..3000).map(|i| format!("u{i}@example.org")).collect::<Vec<_>>().join(", ")
     );
     let long_type = format!(
         "Content-Type: text/plain; charset=utf-8; {}\r\n",
-        (0..2000)
-            .map(|i| format!("p{i}=v{i}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+        (0..2000).map(|i| format!("p{i}=v{i}")).collect::<Vec<_>>().join("; ")
     );
     cases.push(Case {
         name: "long-header-lines".into(),
-        bytes: format!("{long_subject}{long_to}MIME-Version: 1.0\r\n{long_type}X-Folded: a\r\n{}\r\n\r\nbody\r\n", " b\r\n".repeat(5000).trim_end()).into_bytes(),
+        bytes: format!(
+            "{long_subject}{long_to}MIME-Version: 1.0\r\n{long_type}X-Folded: a\r\n{}\r\n\r\nbody\r\n",
+            " b\r\n".repeat(5000).trim_end()
+        )
+        .into_bytes(),
     });
     cases
 }
@@ -369,14 +362,7 @@ const MULTIPART_TYPES: &[&str] = &[
     "multipart/signed; micalg=pgp-sha256;\r\n protocol=\"application/pgp-signature\"; boundary=\"{B}\"",
 ];
 
-const ENCODINGS: &[&str] = &[
-    "7bit",
-    "BASE64",
-    "quoted-printable",
-    "x-uue (comment)",
-    "8bit garbage",
-    "",
-];
+const ENCODINGS: &[&str] = &["7bit", "BASE64", "quoted-printable", "x-uue (comment)", "8bit garbage", ""];
 const DISPOSITIONS: &[&str] = &[
     "inline",
     "attachment; filename=\"a.txt\"",
@@ -407,20 +393,14 @@ impl Gen {
             1 => out.push_str(&name.to_ascii_uppercase()),
             _ => out.push_str(name),
         }
-        out.push_str(
-            self.rng
-                .pick(&[": ", ": ", ": ", ": ", ":", " : ", ":\t", ":  "]),
-        );
+        out.push_str(self.rng.pick(&[": ", ": ", ": ", ": ", ":", " : ", ":\t", ":  "]));
         out.push_str(value);
         out.push_str("\r\n");
     }
 
     fn addresses(&mut self) -> String {
         let n = 1 + self.rng.below(3);
-        (0..n)
-            .map(|_| self.rng.pick(ADDRESSES))
-            .collect::<Vec<_>>()
-            .join(", ")
+        (0..n).map(|_| self.rng.pick(ADDRESSES)).collect::<Vec<_>>().join(", ")
     }
 
     fn message(&mut self, depth: usize) -> String {
@@ -522,9 +502,7 @@ impl Gen {
             // message/rfc822
             9 => {
                 if !in_digest || self.rng.chance(50) {
-                    let ct = self
-                        .rng
-                        .pick(&["message/rfc822", "Message/RFC822; name=\"x.eml\""]);
+                    let ct = self.rng.pick(&["message/rfc822", "Message/RFC822; name=\"x.eml\""]);
                     self.field(&mut h, "Content-Type", ct);
                 }
                 body = self.message(depth + 1);
@@ -573,10 +551,7 @@ impl Gen {
                 0 => String::new(),
                 1 => "--not-a-boundary".to_string(),
                 2 if !self.boundaries.is_empty() => {
-                    format!(
-                        "--{}",
-                        self.boundaries[self.rng.below(self.boundaries.len())]
-                    )
+                    format!("--{}", self.boundaries[self.rng.below(self.boundaries.len())])
                 }
                 3 => "a\0b".to_string(),
                 4 => "Grüße".to_string(),

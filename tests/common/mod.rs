@@ -300,10 +300,7 @@ pub const CORPUS: [&str; 10] = [
 /// run), no regression files written next to the tests (a failing input
 /// is printed instead).
 pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(cases);
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(cases);
     proptest::test_runner::Config {
         cases,
         failure_persistence: None,

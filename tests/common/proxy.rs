@@ -99,7 +99,13 @@ impl Proxy {
         let log = config_dir.path().join("sealpost.log");
         let bound = config_dir.path().join("bound.toml");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sealpost"))
-            .args(["--config", config.to_str().unwrap(), "serve", "--bound-addresses", bound.to_str().unwrap()])
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "serve",
+                "--bound-addresses",
+                bound.to_str().unwrap(),
+            ])
             .env("SEALPOST_PASSPHRASE", PASSPHRASE)
             .env("RUST_LOG", "sealpost=debug")
             .stdin(Stdio::null())
@@ -168,7 +174,8 @@ impl Drop for Proxy {
 /// Every listener on port 0: the system picks free ports and the proxy
 /// reports them (`serve --bound-addresses`), so parallel tests never race
 /// for a port.
-const LISTEN_ANY_PORT: &str = "smtp = \"127.0.0.1:0\"\nsmtps = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n";
+const LISTEN_ANY_PORT: &str =
+    "smtp = \"127.0.0.1:0\"\nsmtps = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n";
 
 /// Waits for `serve` to write its bound addresses (it binds every
 /// listener first), failing with its log if it exits or takes too long.

@@ -34,19 +34,13 @@ impl Imap {
     pub fn connect(user: &str) -> Imap {
         let s = stack();
         let stream = TcpStream::connect(s.addr(s.imap_port)).expect("Dovecot listens");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut imap = Imap {
             reader: BufReader::new(Box::new(stream)),
             tag: 0,
         };
         let greeting = imap.read_response();
-        assert!(
-            greeting.starts_with(b"* OK"),
-            "greeting: {}",
-            show(&greeting)
-        );
+        assert!(greeting.starts_with(b"* OK"), "greeting: {}", show(&greeting));
         imap.login(user);
         imap
     }
@@ -56,9 +50,7 @@ impl Imap {
     /// accepted only if it is exactly that one.
     pub fn through_proxy(addr: SocketAddr, certificate: &Path, user: &str) -> Imap {
         let mut stream = TcpStream::connect(addr).expect("Sealpost listens");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
         let mut plain = BufReader::new(stream.try_clone().unwrap());
         let mut line = Vec::new();
         plain.read_until(b'\n', &mut line).unwrap();
@@ -91,19 +83,14 @@ impl Imap {
         let mut out = Vec::new();
         loop {
             let start = out.len();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut out)
-                .expect("read from Dovecot");
+            let n = self.reader.read_until(b'\n', &mut out).expect("read from Dovecot");
             assert!(n > 0, "Dovecot closed the connection");
             let line = &out[start..];
             let Some(size) = literal_announcement(line) else {
                 return out;
             };
             let mut literal = vec![0u8; size];
-            self.reader
-                .read_exact(&mut literal)
-                .expect("literal from Dovecot");
+            self.reader.read_exact(&mut literal).expect("literal from Dovecot");
             out.extend_from_slice(&literal);
         }
     }
@@ -278,13 +265,9 @@ impl Drop for Mailbox {
 
 /// TLS over `stream` to a server whose certificate must be exactly the one
 /// in `certificate`.
-fn pinned_tls(
-    certificate: &Path,
-    stream: TcpStream,
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+fn pinned_tls(certificate: &Path, stream: TcpStream) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     use rustls::pki_types::pem::PemObject;
-    let expected =
-        CertificateDer::from_pem_file(certificate).expect("the proxy's local certificate");
+    let expected = CertificateDer::from_pem_file(certificate).expect("the proxy's local certificate");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -317,9 +300,7 @@ impl ServerCertVerifier for Pinned {
         if end_entity.as_ref() == self.expected.as_ref() {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::General(
-                "not the proxy's local certificate".into(),
-            ))
+            Err(rustls::Error::General("not the proxy's local certificate".into()))
         }
     }
 
@@ -329,12 +310,7 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -343,18 +319,11 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -419,11 +388,7 @@ pub fn probes() -> Vec<Probe> {
         let mut next = Vec::new();
         for p in &paths {
             for n in 1..=3 {
-                next.push(if p.is_empty() {
-                    n.to_string()
-                } else {
-                    format!("{p}.{n}")
-                });
+                next.push(if p.is_empty() { n.to_string() } else { format!("{p}.{n}") });
             }
         }
         for p in &next {
@@ -434,13 +399,7 @@ pub fn probes() -> Vec<Probe> {
         }
         paths = next;
     }
-    let mut probes: Vec<Probe> = specs
-        .into_iter()
-        .map(|spec| Probe {
-            spec,
-            partial: None,
-        })
-        .collect();
+    let mut probes: Vec<Probe> = specs.into_iter().map(|spec| Probe { spec, partial: None }).collect();
     for (spec, o, l) in [
         ("", 5, 100),
         ("", 0, 1),

@@ -190,10 +190,7 @@ pub fn stack() -> &'static Stack {
 /// The password of a stack user: `pw-<localpart>`. Panics for an address
 /// that is not one of [`USERS`].
 pub fn password(user_email: &str) -> String {
-    assert!(
-        USERS.contains(&user_email),
-        "{user_email} is not a test stack user ({USERS:?})"
-    );
+    assert!(USERS.contains(&user_email), "{user_email} is not a test stack user ({USERS:?})");
     format!("pw-{}", localpart(user_email))
 }
 
@@ -219,8 +216,7 @@ impl Stack {
     /// the same fallback.
     pub fn load(dir: &Path) -> Stack {
         let env_file = dir.join("env");
-        let mut text = std::fs::read_to_string(&env_file)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", env_file.display()));
+        let mut text = std::fs::read_to_string(&env_file).unwrap_or_else(|e| panic!("cannot read {}: {e}", env_file.display()));
         if let Ok(cyrus) = std::fs::read_to_string(dir.join("cyrus.env")) {
             text.push('\n');
             text.push_str(&cyrus);
@@ -236,11 +232,7 @@ impl Stack {
                 .unwrap_or_else(|| panic!("{} has no {k}", env_file.display()))
                 .to_string()
         };
-        let port = |k: &str| -> u16 {
-            get(k)
-                .parse()
-                .unwrap_or_else(|e| panic!("{k} in {}: {e}", env_file.display()))
-        };
+        let port = |k: &str| -> u16 { get(k).parse().unwrap_or_else(|e| panic!("{k} in {}: {e}", env_file.display())) };
         let path = |k: &str| PathBuf::from(get(k));
         // Entries added after the first version of the env file.
         let port_or = |k: &str, default: u16| -> u16 {
@@ -251,11 +243,7 @@ impl Stack {
             }
         };
         let tls_dir = path("STACK_DIR").join("tls");
-        let path_or = |k: &str, file: &str| -> PathBuf {
-            vars.get(k)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| tls_dir.join(file))
-        };
+        let path_or = |k: &str, file: &str| -> PathBuf { vars.get(k).map(PathBuf::from).unwrap_or_else(|| tls_dir.join(file)) };
         Stack {
             dir: path("STACK_DIR"),
             host: get("STACK_HOST"),
@@ -309,10 +297,7 @@ impl Stack {
 
     /// The user's Maildir: `MAIL_ROOT/<domain>/<localpart>/Maildir`.
     pub fn maildir(&self, user_email: &str) -> PathBuf {
-        self.mail_root
-            .join(domain(user_email))
-            .join(localpart(user_email))
-            .join("Maildir")
+        self.mail_root.join(domain(user_email)).join(localpart(user_email)).join("Maildir")
     }
 
     /// The message files in the user's INBOX (`new/` and `cur/`; Dovecot
@@ -336,25 +321,14 @@ impl Stack {
     /// returns the contents of all of them (possibly more than `count`),
     /// oldest first. Panics after `timeout`, showing the end of the logs.
     /// Mail persists across runs, so prefer [`Stack::wait_for_matching`].
-    pub fn wait_for_messages(
-        &self,
-        user_email: &str,
-        count: usize,
-        timeout: Duration,
-    ) -> Vec<Vec<u8>> {
+    pub fn wait_for_messages(&self, user_email: &str, count: usize, timeout: Duration) -> Vec<Vec<u8>> {
         self.wait_until(user_email, count, timeout, None)
     }
 
     /// Waits until the user's INBOX holds at least `count` messages whose
     /// first 64 KiB contain `needle` (a token the test put in the header), and
     /// returns those messages, oldest first. Panics after `timeout`.
-    pub fn wait_for_matching(
-        &self,
-        user_email: &str,
-        needle: &[u8],
-        count: usize,
-        timeout: Duration,
-    ) -> Vec<Vec<u8>> {
+    pub fn wait_for_matching(&self, user_email: &str, needle: &[u8], count: usize, timeout: Duration) -> Vec<Vec<u8>> {
         self.wait_until(user_email, count, timeout, Some(needle))
     }
 
@@ -367,10 +341,7 @@ impl Stack {
         let mut found = Vec::new();
         for queue in ["incoming", "active", "deferred", "hold"] {
             walk(&self.postfix_queue_dir.join(queue), &mut |p| {
-                if std::fs::read(p)
-                    .map(|b| contains(&b, needle))
-                    .unwrap_or(false)
-                {
+                if std::fs::read(p).map(|b| contains(&b, needle)).unwrap_or(false) {
                     found.push(p.to_path_buf());
                 }
             });
@@ -423,17 +394,8 @@ impl Stack {
         }
     }
 
-    fn wait_until(
-        &self,
-        user: &str,
-        count: usize,
-        timeout: Duration,
-        needle: Option<&[u8]>,
-    ) -> Vec<Vec<u8>> {
-        assert!(
-            USERS.contains(&user),
-            "{user} is not a test stack user ({USERS:?})"
-        );
+    fn wait_until(&self, user: &str, count: usize, timeout: Duration, needle: Option<&[u8]>) -> Vec<Vec<u8>> {
+        assert!(USERS.contains(&user), "{user} is not a test stack user ({USERS:?})");
         let deadline = Instant::now() + timeout;
         loop {
             let messages = read_messages(&self.maildir(user), needle);
@@ -472,12 +434,7 @@ fn message_files(maildir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for sub in ["new", "cur"] {
         match std::fs::read_dir(maildir.join(sub)) {
-            Ok(entries) => files.extend(
-                entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| p.is_file()),
-            ),
+            Ok(entries) => files.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => panic!(
                 "cannot list {}: {e} (the Maildirs belong to vmail: run the tests as root)",
@@ -490,15 +447,9 @@ fn message_files(maildir: &Path) -> Vec<PathBuf> {
 }
 
 fn delivery_key(path: &Path) -> (u64, u64, String) {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut parts = name.splitn(3, '.');
-    let secs = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(u64::MAX);
+    let secs = parts.next().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
     let micros = parts
         .next()
         .and_then(|s| s.strip_prefix('M'))

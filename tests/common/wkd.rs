@@ -92,8 +92,7 @@ pub struct Server {
 impl Server {
     /// Serves `routes` (host, path, reply) until the runtime ends.
     pub async fn start(routes: Vec<(&str, String, Reply)>) -> Server {
-        let routes: Arc<HashMap<(String, String), Reply>> =
-            Arc::new(routes.into_iter().map(|(h, p, r)| ((h.to_string(), p), r)).collect());
+        let routes: Arc<HashMap<(String, String), Reply>> = Arc::new(routes.into_iter().map(|(h, p, r)| ((h.to_string(), p), r)).collect());
         let pki = pki();
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -155,10 +154,17 @@ impl Server {
     pub fn config(&self) -> KeysConfig {
         KeysConfig {
             ca_file: Some(pki().ca_file.clone()),
-            connect_to: ["openpgpkey.example.org", "example.org", "openpgpkey.example.com", "example.com", "direct.invalid", "keys.example.net"]
-                .iter()
-                .map(|h| (h.to_string(), self.addr))
-                .collect(),
+            connect_to: [
+                "openpgpkey.example.org",
+                "example.org",
+                "openpgpkey.example.com",
+                "example.com",
+                "direct.invalid",
+                "keys.example.net",
+            ]
+            .iter()
+            .map(|h| (h.to_string(), self.addr))
+            .collect(),
             ..KeysConfig::default()
         }
     }
@@ -167,7 +173,11 @@ impl Server {
 async fn respond<W: tokio::io::AsyncWrite + Unpin>(stream: &mut W, reply: Reply) -> std::io::Result<()> {
     let ok = |body: &[u8]| {
         [
-            format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes(),
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
             body,
         ]
         .concat()
@@ -180,7 +190,9 @@ async fn respond<W: tokio::io::AsyncWrite + Unpin>(stream: &mut W, reply: Reply)
         }
         Reply::Chunked(body) => {
             stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/pgp-keys\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/pgp-keys\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+                )
                 .await?;
             for chunk in body.chunks(1000) {
                 stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
@@ -228,7 +240,10 @@ pub fn armored(cert: &Cert) -> Vec<u8> {
 /// Host and path of the advanced method for `email`.
 pub fn advanced_path(email: &str) -> (String, String) {
     let (local, domain) = email.rsplit_once('@').unwrap();
-    (format!("openpgpkey.{domain}"), format!("/.well-known/openpgpkey/{domain}/hu/{}", wkd::hash(local)))
+    (
+        format!("openpgpkey.{domain}"),
+        format!("/.well-known/openpgpkey/{domain}/hu/{}", wkd::hash(local)),
+    )
 }
 
 /// Host and path of the direct method for `email`.
@@ -236,4 +251,3 @@ pub fn direct_path(email: &str) -> (String, String) {
     let (local, domain) = email.rsplit_once('@').unwrap();
     (domain.to_string(), format!("/.well-known/openpgpkey/hu/{}", wkd::hash(local)))
 }
-
