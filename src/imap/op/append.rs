@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex as SyncMutex};
 
 use tokio::io::AsyncWriteExt;
 
-use super::command::{head, mailbox_key};
-use super::served::Served;
-use super::session::{await_continuation, ClientWriter, SessionError, Shared, State, UpstreamWriter};
-use super::sidefetch::SideFetcher;
-use super::wire::{Cursor, Pos, Wire};
 use crate::account::Account;
 use crate::config::AppendEncrypt;
+use crate::imap::command::{head, mailbox_key};
+use crate::imap::served::Served;
+use crate::imap::session::Shared;
+use crate::imap::sidefetch::SideFetcher;
+use crate::imap::state::{await_continuation, ClientWriter, SessionError, State, UpstreamWriter};
+use crate::imap::wire::{Cursor, Pos, Wire};
 use crate::message::{protection, seal_for_self, Protection, STATUS_HEADER};
 use crate::mime::Entity;
 

@@ -1,0 +1,368 @@
+//! A logged-in session's relay: client to server and server to client,
+//! each a loop over the literal-aware framer. Client commands go to their
+//! handlers in [`super::op`]; server responses pass byte for byte except
+//! FETCH answers about encrypted messages (rewritten by
+//! [`super::fetch::Rewriter`]) and capability lists. Also owns how a
+//! session ends: a shutdown between commands, a broken stream, LOGOUT.
+
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use super::auth::Credentials;
+use super::capability;
+use super::command::{head, mailbox_key, Fetch};
+use super::fetch::Rewriter;
+use super::framer::{self, FrameError};
+use super::op::append;
+use super::response::{is_fetch_response, list_entry, tagged, uidvalidity};
+use super::session::Shared;
+use super::state::{
+    await_continuation, send, ClientReader, ClientWriter, Continuation, InFlight, Requests, SessionError, State, UpstreamReader,
+    UpstreamWriter, SHUTDOWN_BYE,
+};
+use super::upstream::MAX_LINE;
+use super::wire::{Continuations, Limits, Pos, Wire};
+use crate::account::Account;
+use crate::shutdown::{Phase, Shutdown};
+
+/// A command the proxy reads whole after login (APPEND; MULTIAPPEND has
+/// a literal per message).
+const COMMAND_LIMITS: Limits = Limits {
+    line: MAX_COMMAND_LINE,
+    literal: u64::MAX,
+    parts: 1000,
+};
+/// A FETCH answer the proxy reads whole (its literals spool to disk).
+const ANSWER_LIMITS: Limits = Limits {
+    line: MAX_LINE,
+    literal: u64::MAX,
+    parts: 10_000,
+};
+
+/// Both ends of a logged-in session, ready to relay.
+pub(crate) struct Ends {
+    /// The client's side for reading.
+    pub(crate) client_reader: ClientReader,
+    /// The client's side for writing.
+    pub(crate) client_writer: ClientWriter,
+    /// The server's side for reading (what it sent after login included).
+    pub(crate) upstream_reader: UpstreamReader,
+    /// The server's side for writing.
+    pub(crate) upstream_writer: UpstreamWriter,
+    /// The server takes `{n+}` literals.
+    pub(crate) literal_plus: bool,
+}
+
+/// Relays until either side closes, `account` logged in with
+/// `credentials`, or until `shutdown` closes the session.
+pub(crate) async fn run(
+    shared: &Arc<Shared>,
+    ends: Ends,
+    account: Arc<Account>,
+    credentials: Credentials,
+    shutdown: Shutdown,
+) -> Result<(), SessionError> {
+    let Ends {
+        client_reader: reader,
+        client_writer: writer,
+        upstream_reader: up_reader,
+        upstream_writer: up_writer,
+        literal_plus,
+    } = ends;
+    let state = Arc::new(SyncMutex::new(State::default()));
+    let cache = shared.caches.get(&account.login).cloned();
+    let served = shared.served.get(&account.login).cloned();
+    let pool = shared.side_pools.get(&account.login).expect("every IMAP account has a side pool");
+    let fetcher = Arc::new(pool.fetcher(credentials));
+    let rewriter = Rewriter::new(shared.clone(), account.clone(), cache, fetcher.clone(), served.clone());
+    let upload = append::Upload {
+        shared,
+        account: &account,
+        client: &writer,
+        state: &state,
+        literal_plus,
+        fetcher: &fetcher,
+        served: served.as_deref(),
+    };
+    let to_server = client_to_server(shared, reader, writer.clone(), up_writer, state.clone(), &upload, shutdown);
+    let to_client = server_to_client(shared, up_reader, writer.clone(), state.clone(), rewriter);
+    let (result, farewell) = tokio::select! {
+        r = to_server => {
+            let farewell = r.as_ref().err().and_then(|e| farewell(e, Direction::FromClient));
+            (r, farewell)
+        }
+        r = to_client => {
+            let farewell = r.as_ref().err().and_then(|e| farewell(e, Direction::FromServer));
+            (r, farewell)
+        }
+    };
+    if let Some(text) = farewell {
+        let _ = send(&writer, format!("* BYE {text}\r\n").as_bytes()).await;
+    }
+    result
+}
+
+/// Which relay direction a session error came from.
+#[derive(Clone, Copy)]
+enum Direction {
+    /// Reading the client, writing the server.
+    FromClient,
+    /// Reading the server, writing the client.
+    FromServer,
+}
+
+/// What the client hears when the relay breaks: Sealpost's own words,
+/// never a library's message (that goes to the log). `None` when the
+/// client cannot hear anything any more, or already has.
+fn farewell(error: &SessionError, direction: Direction) -> Option<String> {
+    const SERVER_BROKE: &str = "[UNAVAILABLE] Sealpost: the connection to the server broke; try again";
+    let text = match (direction, error) {
+        (_, SessionError::ShutDown | SessionError::Injection) => return None,
+        // The client's own stream failed: nobody to tell.
+        (Direction::FromClient, SessionError::Frame(FrameError::Io(_))) => return None,
+        (Direction::FromServer, SessionError::Io(_)) => return None,
+        (Direction::FromClient, SessionError::Frame(e)) => format!("Sealpost: {e}"),
+        (Direction::FromServer, SessionError::Frame(FrameError::Io(_))) => SERVER_BROKE.to_string(),
+        (Direction::FromServer, SessionError::Frame(e)) => {
+            format!("[UNAVAILABLE] Sealpost: the server sent something Sealpost cannot relay ({e})")
+        }
+        (_, SessionError::Io(_) | SessionError::Upstream(_)) => SERVER_BROKE.to_string(),
+    };
+    tracing::warn!(error = %error, "IMAP relay broke");
+    Some(text)
+}
+
+/// Longest command line from a logged-in client (UID sets can be long).
+const MAX_COMMAND_LINE: usize = 1024 * 1024;
+
+async fn client_to_server(
+    shared: &Arc<Shared>,
+    mut reader: ClientReader,
+    client: ClientWriter,
+    mut upstream: UpstreamWriter,
+    state: Arc<SyncMutex<State>>,
+    upload: &append::Upload<'_>,
+    mut shutdown: Shutdown,
+) -> Result<(), SessionError> {
+    let mut line = Vec::new();
+    loop {
+        // Between commands: the one place a shutdown may close the session.
+        let mut literal = tokio::select! {
+            biased;
+            read = framer::read_segment(&mut reader, MAX_COMMAND_LINE, &mut line) => read?,
+            _ = shutdown.reached(Phase::Closing) => {
+                close_for_shutdown(&state, &client, &mut upstream).await;
+                return Err(SessionError::ShutDown);
+            }
+        };
+        if line.is_empty() {
+            return Ok(());
+        }
+        if let Some(h) = head(&line) {
+            match h.name.as_str() {
+                "APPEND" => {
+                    let max = shared.limits.max_message_size;
+                    if let Some(announced) = literal.filter(|l| l.size > max) {
+                        let tag = h.tag.to_vec();
+                        let too_big = format!(
+                            "NO [TOOBIG] Sealpost: message of {} octets is over imap.max_message_size ({max})",
+                            announced.size
+                        );
+                        if announced.non_synchronizing {
+                            // The data is already on its way: the stream
+                            // cannot be resynchronised.
+                            send(&client, b"* BYE Sealpost: APPEND literal over imap.max_message_size\r\n").await?;
+                            return Ok(());
+                        }
+                        send(&client, &[&tag[..], b" ", too_big.as_bytes(), b"\r\n"].concat()).await?;
+                        continue;
+                    }
+                    let limits = Limits {
+                        literal: max,
+                        ..COMMAND_LIMITS
+                    };
+                    state.lock().expect("state lock").sent(h.tag, "APPEND");
+                    let wire = Wire::read(
+                        &mut reader,
+                        std::mem::take(&mut line),
+                        literal,
+                        &shared.spool_dir,
+                        limits,
+                        Continuations::Send(&client),
+                    )
+                    .await?;
+                    upload.run(&wire, &mut upstream).await?;
+                    continue;
+                }
+                "FETCH" if literal.is_none() => {
+                    if let Some(fetch) = Fetch::parse(&line[h.args..]).filter(Fetch::depends_on_content) {
+                        let added = fetch.additions(h.uid);
+                        let rewritten = fetch.rewrite(&h, &added);
+                        {
+                            let mut s = state.lock().expect("state lock");
+                            s.sent(h.tag, "FETCH");
+                            s.fetches.push(InFlight {
+                                tag: h.tag.to_vec(),
+                                fetch,
+                                added,
+                            });
+                        }
+                        upstream.write_all(&rewritten).await?;
+                        upstream.flush().await?;
+                        continue;
+                    }
+                }
+                "SELECT" | "EXAMINE" if literal.is_none() => {
+                    let wire = Wire::line(line.clone());
+                    let mut args = wire.cursor();
+                    args.pos = Pos { part: 0, at: h.args };
+                    let mailbox = args.astring(MAX_COMMAND_LINE).map(|m| mailbox_key(&m));
+                    let mut s = state.lock().expect("state lock");
+                    s.uidvalidity = None;
+                    s.selecting.push((h.tag.to_vec(), mailbox));
+                }
+                "CLOSE" | "UNSELECT" => state.lock().expect("state lock").selecting.push((h.tag.to_vec(), None)),
+                "COMPRESS" => {
+                    let reply = [h.tag, b" NO [CANNOT] Sealpost does not relay COMPRESS; continuing uncompressed\r\n"].concat();
+                    send(&client, &reply).await?;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        // Everything else, byte for byte. A synchronizing literal follows
+        // only if the server invites it: its `+` goes to the client through
+        // the other direction; if it answers the command instead (BAD, NO)
+        // the client sends no literal, and neither must the proxy expect
+        // one.
+        if let Some(h) = head(&line) {
+            state.lock().expect("state lock").sent(h.tag, &h.name);
+        }
+        let tag = line.split(|&b| b == b' ').next().unwrap_or_default().to_vec();
+        loop {
+            let invited = literal
+                .filter(|l| !l.non_synchronizing)
+                .map(|_| await_continuation(&state, &tag, true));
+            upstream.write_all(&line).await?;
+            let Some(announced) = literal else { break };
+            upstream.flush().await?;
+            if let Some(invited) = invited {
+                if invited.await.is_err() {
+                    break;
+                }
+            }
+            framer::copy_literal(&mut reader, announced.size, &mut upstream).await?;
+            literal = framer::read_segment(&mut reader, MAX_COMMAND_LINE, &mut line).await?;
+            if line.is_empty() {
+                return Err(FrameError::Truncated.into());
+            }
+        }
+        upstream.flush().await?;
+    }
+}
+
+/// Ends a session for a shutdown, between two commands of the client's:
+/// waits until no command is waiting for the server's answer (IDLE
+/// aside), then says `* BYE` to the client (under the writer lock, so
+/// never inside a response) and logs out at the server.
+async fn close_for_shutdown(state: &SyncMutex<State>, client: &ClientWriter, upstream: &mut UpstreamWriter) {
+    while !state.lock().expect("state lock").quiescent() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = send(client, SHUTDOWN_BYE).await;
+    let _ = upstream.write_all(b"sealpost-shutdown LOGOUT\r\n").await;
+    let _ = upstream.flush().await;
+}
+
+async fn server_to_client(
+    shared: &Arc<Shared>,
+    mut reader: UpstreamReader,
+    client: ClientWriter,
+    state: Arc<SyncMutex<State>>,
+    mut rewriter: Rewriter,
+) -> Result<(), SessionError> {
+    let mut line = Vec::new();
+    let mut said_bye = false;
+    loop {
+        let read = framer::read_segment(&mut reader, MAX_LINE, &mut line).await;
+        // After the server's BYE, or once the client has logged out, the
+        // end of the stream is the normal close, whether or not TLS ended
+        // with close_notify (Cyrus, among others, closes without).
+        let expected_end = said_bye || state.lock().expect("state lock").logging_out;
+        let literal = match read {
+            Err(FrameError::Io(e)) if expected_end || e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                tracing::debug!(error = %e, "the server ended the connection without TLS close_notify");
+                line.clear();
+                None
+            }
+            read => read?,
+        };
+        if line.is_empty() {
+            if !expected_end {
+                // Without a word from the server the client would only
+                // see the connection drop.
+                send(&client, b"* BYE [UNAVAILABLE] Sealpost: the server closed the connection\r\n").await?;
+            }
+            return Ok(());
+        }
+        // Sticky: the tagged OK of LOGOUT follows the BYE.
+        said_bye |= line.len() >= 5 && line[..5].eq_ignore_ascii_case(b"* BYE");
+        if line.starts_with(b"+") {
+            let waiting = state.lock().expect("state lock").continuation.take();
+            if let Some(Continuation { wake, forward, .. }) = waiting {
+                let _ = wake.send(());
+                if !forward {
+                    continue;
+                }
+            }
+        }
+        if is_fetch_response(&line) {
+            let requests = {
+                let s = state.lock().expect("state lock");
+                (!s.fetches.is_empty()).then(|| Requests::of(&s))
+            };
+            if let Some(requests) = requests {
+                let wire = Wire::read::<_, UpstreamWriter>(
+                    &mut reader,
+                    std::mem::take(&mut line),
+                    literal,
+                    &shared.spool_dir,
+                    ANSWER_LIMITS,
+                    Continuations::None,
+                )
+                .await?;
+                rewriter.answer(&wire, &requests, &client).await?;
+                continue;
+            }
+        }
+        if let Some(n) = uidvalidity(&line) {
+            state.lock().expect("state lock").uidvalidity = Some(n);
+        }
+        if let Some((mailbox, attributes)) = list_entry(&line) {
+            state.lock().expect("state lock").special_use.insert(mailbox, attributes);
+        }
+        if let Some((tag, ok)) = tagged(&line) {
+            state.lock().expect("state lock").complete(tag, ok);
+        }
+        if let Some(filtered) = capability::filter_line(&line) {
+            line = filtered;
+        }
+        let mut w = client.lock().await;
+        // Gathered into larger writes: a response and its literals in as
+        // few TLS records as their size allows.
+        let mut buffered = tokio::io::BufWriter::with_capacity(super::fetch::WRITE_BUFFER, &mut *w);
+        buffered.write_all(&line).await?;
+        let mut literal = literal;
+        while let Some(announced) = literal {
+            framer::copy_literal(&mut reader, announced.size, &mut buffered).await?;
+            literal = framer::read_segment(&mut reader, MAX_LINE, &mut line).await?;
+            if line.is_empty() {
+                return Err(FrameError::Truncated.into());
+            }
+            buffered.write_all(&line).await?;
+        }
+        buffered.flush().await?;
+    }
+}

@@ -1,0 +1,91 @@
+//! Recognisers for the few server responses the relay reads on the way
+//! to the client: FETCH answers, UIDVALIDITY, tagged status lines and LIST
+//! entries. Everything else the server says passes unread.
+
+use super::command::mailbox_key;
+use super::wire::Wire;
+
+/// `* <n> FETCH ...`
+pub(super) fn is_fetch_response(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"* ") else { return false };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    digits > 0 && rest[digits..].len() >= 7 && rest[digits..digits + 7].eq_ignore_ascii_case(b" FETCH ")
+}
+
+/// `* OK [UIDVALIDITY n]`
+pub(super) fn uidvalidity(line: &[u8]) -> Option<u32> {
+    let upper = line.to_ascii_uppercase();
+    let rest = upper.strip_prefix(b"* OK [UIDVALIDITY ")?;
+    let end = rest.iter().position(|&b| b == b']')?;
+    std::str::from_utf8(&rest[..end]).ok()?.trim().parse().ok()
+}
+
+/// The tag and success of a tagged status line.
+pub(super) fn tagged(line: &[u8]) -> Option<(&[u8], bool)> {
+    if line.starts_with(b"*") || line.starts_with(b"+") {
+        return None;
+    }
+    let space = line.iter().position(|&b| b == b' ')?;
+    let status = &line[space + 1..];
+    let ok = status.len() >= 2 && status[..2].eq_ignore_ascii_case(b"OK");
+    let known = ok
+        || status.len() >= 2 && (status[..2].eq_ignore_ascii_case(b"NO") || status.len() >= 3 && status[..3].eq_ignore_ascii_case(b"BAD"));
+    known.then_some((&line[..space], ok))
+}
+
+/// A `* LIST (attributes) delimiter name` line (no literal): the mailbox
+/// and its SPECIAL-USE attributes, upper-cased.
+pub(super) fn list_entry(line: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
+    let upper = line.to_ascii_uppercase();
+    if !(upper.starts_with(b"* LIST (") || upper.starts_with(b"* XLIST (")) {
+        return None;
+    }
+    let wire = Wire::line(line.to_vec());
+    let mut c = wire.cursor();
+    c.token();
+    c.skip_spaces();
+    c.token();
+    c.skip_spaces();
+    let attributes = c.value()?;
+    let attributes = wire.bytes(attributes.from, attributes.to, 4096)?;
+    c.skip_spaces();
+    c.value()?;
+    c.skip_spaces();
+    let mailbox = c.astring(4096)?;
+    let special: Vec<String> = String::from_utf8_lossy(&attributes)
+        .trim_matches(|c| c == '(' || c == ')')
+        .split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .filter(|a| {
+            matches!(
+                a.as_str(),
+                "\\DRAFTS" | "\\SENT" | "\\ARCHIVE" | "\\JUNK" | "\\TRASH" | "\\ALL" | "\\FLAGGED"
+            )
+        })
+        .collect();
+    Some((mailbox_key(&mailbox), special))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_lines_are_recognised() {
+        assert!(is_fetch_response(b"* 12 FETCH (UID 3)\r\n"));
+        assert!(is_fetch_response(b"* 1 fetch (FLAGS ())\r\n"));
+        assert!(!is_fetch_response(b"* 12 EXISTS\r\n"));
+        assert!(!is_fetch_response(b"* OK FETCH\r\n"));
+        assert_eq!(uidvalidity(b"* OK [UIDVALIDITY 1700000000] UIDs valid\r\n"), Some(1_700_000_000));
+        assert_eq!(uidvalidity(b"* OK [UIDNEXT 5]\r\n"), None);
+        assert_eq!(tagged(b"a1 OK done\r\n"), Some((&b"a1"[..], true)));
+        assert_eq!(tagged(b"a1 NO [TRYCREATE] no\r\n"), Some((&b"a1"[..], false)));
+        assert_eq!(tagged(b"a1 BAD what\r\n"), Some((&b"a1"[..], false)));
+        assert_eq!(tagged(b"* OK x\r\n"), None);
+        assert_eq!(
+            list_entry(b"* LIST (\\HasNoChildren \\Drafts) \"/\" \"My Drafts\"\r\n"),
+            Some((b"My Drafts".to_vec(), vec!["\\DRAFTS".to_string()]))
+        );
+        assert_eq!(list_entry(b"* LIST () \".\" inbox\r\n"), Some((b"INBOX".to_vec(), vec![])));
+    }
+}

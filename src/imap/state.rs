@@ -1,0 +1,207 @@
+//! What the two relay directions of a logged-in session share: the
+//! session's state (commands in flight, the selected mailbox, a pending
+//! continuation), the client's and the server's stream halves, and why a
+//! session ends. Knows no command in particular and does no I/O of its
+//! own beyond writing a whole response to the client.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as SyncMutex};
+
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{oneshot, Mutex};
+
+use super::command::{Fetch, Requested};
+use super::framer::FrameError;
+use super::upstream::UpstreamError;
+
+/// The client's side for reading (any stream: TLS, plain TCP, or an
+/// in-memory pipe in tests).
+pub type ClientReader = Box<dyn AsyncBufRead + Send + Unpin>;
+/// The client's side for writing, shared by both relay directions (each
+/// writes whole responses under the lock).
+pub type ClientWriter = Arc<Mutex<Box<dyn AsyncWrite + Send + Unpin>>>;
+/// The provider's side for reading.
+pub type UpstreamReader = Box<dyn AsyncBufRead + Send + Unpin>;
+/// The provider's side for writing.
+pub type UpstreamWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Why a session ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Reading or framing failed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// I/O failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Client data arrived in clear after STARTTLS.
+    #[error("the client sent data in clear after STARTTLS; connection dropped")]
+    Injection,
+    /// The provider broke the connection or the protocol.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// Sealpost is shutting down; the client heard `* BYE`.
+    #[error("closed for shutdown")]
+    ShutDown,
+}
+
+/// What the client hears when its session is closed by a shutdown.
+pub const SHUTDOWN_BYE: &[u8] = b"* BYE [UNAVAILABLE] Sealpost is shutting down\r\n";
+
+/// Writes `bytes` to the client as one piece and flushes.
+pub async fn send(writer: &ClientWriter, bytes: &[u8]) -> std::io::Result<()> {
+    let mut w = writer.lock().await;
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+/// What both relay directions know about the session.
+#[derive(Default)]
+pub struct State {
+    /// FETCH commands in flight that the proxy extended.
+    pub fetches: Vec<InFlight>,
+    /// SELECT/EXAMINE (mailbox name) and CLOSE/UNSELECT (`None`) in flight.
+    pub(crate) selecting: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// The mailbox the client has selected.
+    pub selected: Option<Selected>,
+    /// UIDVALIDITY announced by the SELECT in flight.
+    pub(crate) uidvalidity: Option<u32>,
+    /// A command waiting for the server's `+` before it sends a literal.
+    pub(crate) continuation: Option<Continuation>,
+    /// SPECIAL-USE attributes (`\Drafts`, ...) of mailboxes seen in LIST.
+    pub special_use: HashMap<Vec<u8>, Vec<String>>,
+    /// Tags of the client's commands sent to the server and not yet
+    /// answered, with whether the command is IDLE (which waits for the
+    /// client, so a shutdown need not wait for it).
+    pub(crate) in_flight: Vec<(Vec<u8>, bool)>,
+    /// The client has sent LOGOUT: the server ending the connection is
+    /// what comes next, not a failure.
+    pub(crate) logging_out: bool,
+}
+
+/// A command waiting for the server's `+`.
+pub(crate) struct Continuation {
+    pub(crate) tag: Vec<u8>,
+    pub(crate) wake: oneshot::Sender<()>,
+    /// The client waits for this `+` too (a literal the proxy relays as
+    /// it is), rather than the proxy alone (an APPEND it rewrote).
+    pub(crate) forward: bool,
+}
+
+/// A FETCH the proxy extended, until its tagged answer.
+pub struct InFlight {
+    pub(crate) tag: Vec<u8>,
+    /// What the client asked for.
+    pub fetch: Fetch,
+    /// What the proxy added.
+    pub added: Vec<Requested>,
+}
+
+/// The selected mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    /// Its name (decoded, `INBOX` normalised).
+    pub mailbox: Vec<u8>,
+    /// Its UIDVALIDITY, when the server announced one.
+    pub uidvalidity: Option<u32>,
+}
+
+impl State {
+    /// A command of the client's goes to the server.
+    pub(crate) fn sent(&mut self, tag: &[u8], name: &str) {
+        self.in_flight.push((tag.to_vec(), name == "IDLE"));
+        self.logging_out |= name == "LOGOUT";
+    }
+
+    /// Nothing the client asked is waiting for an answer, but IDLE: a
+    /// `* BYE` now interrupts no command.
+    pub(crate) fn quiescent(&self) -> bool {
+        self.in_flight.iter().all(|(_, idle)| *idle)
+    }
+
+    /// The command tagged `tag` was answered (by the server or, when it
+    /// never reached the server, by the proxy).
+    pub(crate) fn complete(&mut self, tag: &[u8], ok: bool) {
+        self.in_flight.retain(|(t, _)| t != tag);
+        self.fetches.retain(|f| f.tag != tag);
+        if let Some(i) = self.selecting.iter().position(|(t, _)| t == tag) {
+            let (_, mailbox) = self.selecting.remove(i);
+            let uidvalidity = self.uidvalidity.take();
+            // A failed SELECT leaves no mailbox selected (RFC 9051 §6.3.2).
+            self.selected = match (ok, mailbox) {
+                (true, Some(mailbox)) => Some(Selected { mailbox, uidvalidity }),
+                _ => None,
+            };
+        }
+        if self.continuation.as_ref().is_some_and(|c| c.tag == tag) {
+            // Dropping the sender tells the APPEND the server answered
+            // instead of inviting the literal.
+            self.continuation = None;
+        }
+    }
+}
+
+/// Registers interest in the server's next `+` for the command tagged
+/// `tag`: the receiver fires on `+`, and fails when the server answered
+/// the command instead. `forward`: the client is waiting for that `+`
+/// as well.
+pub fn await_continuation(state: &SyncMutex<State>, tag: &[u8], forward: bool) -> oneshot::Receiver<()> {
+    let (wake, rx) = oneshot::channel();
+    state.lock().expect("state lock").continuation = Some(Continuation {
+        tag: tag.to_vec(),
+        wake,
+        forward,
+    });
+    rx
+}
+
+/// What the FETCH commands in flight asked for and what the proxy added.
+pub struct Requests {
+    /// Every item some FETCH in flight asked for.
+    pub asked: Vec<Requested>,
+    /// Items only the proxy asked for (removed from answers).
+    pub added: Vec<Requested>,
+    /// The selected mailbox.
+    pub selected: Option<Selected>,
+}
+
+impl Requests {
+    pub(crate) fn of(state: &State) -> Requests {
+        let asked: Vec<Requested> = state.fetches.iter().flat_map(|f| f.fetch.items.iter().cloned()).collect();
+        let added = state
+            .fetches
+            .iter()
+            .flat_map(|f| f.added.iter())
+            .filter(|a| !asked.iter().any(|r| r.key == a.key))
+            .cloned()
+            .collect();
+        Requests {
+            asked,
+            added,
+            selected: state.selected.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completing_commands_updates_the_state() {
+        let mut s = State::default();
+        s.selecting.push((b"a".to_vec(), Some(b"INBOX".to_vec())));
+        s.uidvalidity = Some(7);
+        s.complete(b"a", true);
+        assert_eq!(
+            s.selected,
+            Some(Selected {
+                mailbox: b"INBOX".to_vec(),
+                uidvalidity: Some(7)
+            })
+        );
+        s.selecting.push((b"b".to_vec(), Some(b"Nope".to_vec())));
+        s.complete(b"b", false);
+        assert_eq!(s.selected, None);
+    }
+}
