@@ -12,28 +12,21 @@ use tokio::io::AsyncWriteExt;
 
 use super::auth::Credentials;
 use super::capability;
-use super::command::{head, mailbox_key, Fetch};
+use super::command::head;
 use super::fetch::Rewriter;
 use super::framer::{self, FrameError};
-use super::op::append;
+use super::op::{self, append, Command, Next};
 use super::response::{is_fetch_response, list_entry, tagged, uidvalidity};
 use super::session::Shared;
 use super::state::{
-    await_continuation, send, ClientReader, ClientWriter, Continuation, InFlight, Requests, SessionError, State, UpstreamReader,
-    UpstreamWriter, SHUTDOWN_BYE,
+    await_continuation, send, ClientReader, ClientWriter, Continuation, Requests, SessionError, State, UpstreamReader, UpstreamWriter,
+    SHUTDOWN_BYE,
 };
 use super::upstream::MAX_LINE;
-use super::wire::{Continuations, Limits, Pos, Wire};
+use super::wire::{Continuations, Limits, Wire};
 use crate::account::Account;
 use crate::shutdown::{Phase, Shutdown};
 
-/// A command the proxy reads whole after login (APPEND; MULTIAPPEND has
-/// a literal per message).
-const COMMAND_LIMITS: Limits = Limits {
-    line: MAX_COMMAND_LINE,
-    literal: u64::MAX,
-    parts: 1000,
-};
 /// A FETCH answer the proxy reads whole (its literals spool to disk).
 const ANSWER_LIMITS: Limits = Limits {
     line: MAX_LINE,
@@ -86,7 +79,7 @@ pub(crate) async fn run(
         fetcher: &fetcher,
         served: served.as_deref(),
     };
-    let to_server = client_to_server(shared, reader, writer.clone(), up_writer, state.clone(), &upload, shutdown);
+    let to_server = client_to_server(reader, writer.clone(), up_writer, state.clone(), &upload, shutdown);
     let to_client = server_to_client(shared, up_reader, writer.clone(), state.clone(), rewriter);
     let (result, farewell) = tokio::select! {
         r = to_server => {
@@ -135,10 +128,11 @@ fn farewell(error: &SessionError, direction: Direction) -> Option<String> {
 }
 
 /// Longest command line from a logged-in client (UID sets can be long).
-const MAX_COMMAND_LINE: usize = 1024 * 1024;
+pub(crate) const MAX_COMMAND_LINE: usize = 1024 * 1024;
 
+/// Client to server: each command to its handler in [`op`], or byte for
+/// byte.
 async fn client_to_server(
-    shared: &Arc<Shared>,
     mut reader: ClientReader,
     client: ClientWriter,
     mut upstream: UpstreamWriter,
@@ -160,77 +154,22 @@ async fn client_to_server(
         if line.is_empty() {
             return Ok(());
         }
-        if let Some(h) = head(&line) {
-            match h.name.as_str() {
-                "APPEND" => {
-                    let max = shared.limits.max_message_size;
-                    if let Some(announced) = literal.filter(|l| l.size > max) {
-                        let tag = h.tag.to_vec();
-                        let too_big = format!(
-                            "NO [TOOBIG] Sealpost: message of {} octets is over imap.max_message_size ({max})",
-                            announced.size
-                        );
-                        if announced.non_synchronizing {
-                            // The data is already on its way: the stream
-                            // cannot be resynchronised.
-                            send(&client, b"* BYE Sealpost: APPEND literal over imap.max_message_size\r\n").await?;
-                            return Ok(());
-                        }
-                        send(&client, &[&tag[..], b" ", too_big.as_bytes(), b"\r\n"].concat()).await?;
-                        continue;
-                    }
-                    let limits = Limits {
-                        literal: max,
-                        ..COMMAND_LIMITS
-                    };
-                    state.lock().expect("state lock").sent(h.tag, "APPEND");
-                    let wire = Wire::read(
-                        &mut reader,
-                        std::mem::take(&mut line),
-                        literal,
-                        &shared.spool_dir,
-                        limits,
-                        Continuations::Send(&client),
-                    )
-                    .await?;
-                    upload.run(&wire, &mut upstream).await?;
-                    continue;
-                }
-                "FETCH" if literal.is_none() => {
-                    if let Some(fetch) = Fetch::parse(&line[h.args..]).filter(Fetch::depends_on_content) {
-                        let added = fetch.additions(h.uid);
-                        let rewritten = fetch.rewrite(&h, &added);
-                        {
-                            let mut s = state.lock().expect("state lock");
-                            s.sent(h.tag, "FETCH");
-                            s.fetches.push(InFlight {
-                                tag: h.tag.to_vec(),
-                                fetch,
-                                added,
-                            });
-                        }
-                        upstream.write_all(&rewritten).await?;
-                        upstream.flush().await?;
-                        continue;
-                    }
-                }
-                "SELECT" | "EXAMINE" if literal.is_none() => {
-                    let wire = Wire::line(line.clone());
-                    let mut args = wire.cursor();
-                    args.pos = Pos { part: 0, at: h.args };
-                    let mailbox = args.astring(MAX_COMMAND_LINE).map(|m| mailbox_key(&m));
-                    let mut s = state.lock().expect("state lock");
-                    s.uidvalidity = None;
-                    s.selecting.push((h.tag.to_vec(), mailbox));
-                }
-                "CLOSE" | "UNSELECT" => state.lock().expect("state lock").selecting.push((h.tag.to_vec(), None)),
-                "COMPRESS" => {
-                    let reply = [h.tag, b" NO [CANNOT] Sealpost does not relay COMPRESS; continuing uncompressed\r\n"].concat();
-                    send(&client, &reply).await?;
-                    continue;
-                }
-                _ => {}
+        let next = match Command::parse(&line, literal) {
+            Some((_, Command::Append)) => {
+                upload
+                    .receive(&mut reader, &mut upstream, std::mem::take(&mut line), literal)
+                    .await?
             }
+            Some((h, Command::Fetch(fetch))) => op::fetch::extend(&state, &mut upstream, &h, fetch).await?,
+            Some((h, Command::Select(mailbox))) => op::select::opening(&state, h.tag, mailbox),
+            Some((h, Command::Close)) => op::select::closing(&state, h.tag),
+            Some((h, Command::Compress)) => op::compress::refuse(&client, h.tag).await?,
+            Some((_, Command::Relayed(_))) | None => Next::Relay,
+        };
+        match next {
+            Next::ReadCommand => continue,
+            Next::EndSession => return Ok(()),
+            Next::Relay => {}
         }
         // Everything else, byte for byte. A synchronizing literal follows
         // only if the server invites it: its `+` goes to the client through

@@ -11,16 +11,26 @@ use std::sync::{Arc, Mutex as SyncMutex};
 
 use tokio::io::AsyncWriteExt;
 
+use super::Next;
 use crate::account::Account;
 use crate::config::AppendEncrypt;
 use crate::imap::command::{head, mailbox_key};
+use crate::imap::framer::Literal;
 use crate::imap::served::Served;
 use crate::imap::session::Shared;
 use crate::imap::sidefetch::SideFetcher;
-use crate::imap::state::{await_continuation, ClientWriter, SessionError, State, UpstreamWriter};
-use crate::imap::wire::{Cursor, Pos, Wire};
+use crate::imap::state::{await_continuation, send, ClientReader, ClientWriter, SessionError, State, UpstreamWriter};
+use crate::imap::wire::{Continuations, Cursor, Limits, Pos, Wire};
 use crate::message::{protection, seal_for_self, Protection, STATUS_HEADER};
 use crate::mime::Entity;
+
+/// A command the proxy reads whole after login: APPEND, MULTIAPPEND has a
+/// literal per message (each bounded by `imap.max_message_size`).
+const COMMAND_LIMITS: Limits = Limits {
+    line: crate::imap::relay::MAX_COMMAND_LINE,
+    literal: u64::MAX,
+    parts: 1000,
+};
 
 /// One APPEND being relayed.
 pub struct Upload<'a> {
@@ -57,6 +67,50 @@ struct Message {
 }
 
 impl Upload<'_> {
+    /// Receives the APPEND whose first line is `line` (announcing
+    /// `literal`) from the client, whole, and sends it on as [`Self::run`]
+    /// says. A message announced over `imap.max_message_size` is refused
+    /// before it is sent; one already on its way (`{n+}`) ends the session,
+    /// as the stream cannot be resynchronised.
+    pub async fn receive(
+        &self,
+        reader: &mut ClientReader,
+        upstream: &mut UpstreamWriter,
+        line: Vec<u8>,
+        literal: Option<Literal>,
+    ) -> Result<Next, SessionError> {
+        let tag = head(&line).expect("the relay recognised an APPEND").tag.to_vec();
+        let max = self.shared.limits.max_message_size;
+        if let Some(announced) = literal.filter(|l| l.size > max) {
+            if announced.non_synchronizing {
+                send(self.client, b"* BYE Sealpost: APPEND literal over imap.max_message_size\r\n").await?;
+                return Ok(Next::EndSession);
+            }
+            let too_big = format!(
+                "NO [TOOBIG] Sealpost: message of {} octets is over imap.max_message_size ({max})",
+                announced.size
+            );
+            send(self.client, &[&tag[..], b" ", too_big.as_bytes(), b"\r\n"].concat()).await?;
+            return Ok(Next::ReadCommand);
+        }
+        let limits = Limits {
+            literal: max,
+            ..COMMAND_LIMITS
+        };
+        self.state.lock().expect("state lock").sent(&tag, "APPEND");
+        let wire = Wire::read(
+            reader,
+            line,
+            literal,
+            &self.shared.spool_dir,
+            limits,
+            Continuations::Send(self.client),
+        )
+        .await?;
+        self.run(&wire, upstream).await?;
+        Ok(Next::ReadCommand)
+    }
+
     /// Encrypts what the policy asks for and sends the command upstream.
     pub async fn run(&self, wire: &Wire, upstream: &mut UpstreamWriter) -> Result<(), SessionError> {
         let h = head(wire.first_line()).expect("the session recognised an APPEND");
