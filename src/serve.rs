@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::discovery::{Discovery, DiscoveryError};
 use crate::imap::served::Served;
 use crate::imap::sidefetch::SidePool;
+use crate::imap::upstream::{Dialer, TlsDialer};
 use crate::learn::Learner;
 use crate::listener::{Listener, ListenerKind};
 use crate::metrics::Metrics;
@@ -147,12 +148,14 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
             metrics: metrics.clone(),
             spool_dir: config.data_dir.join("spool"),
         });
+        let dialer: Arc<dyn Dialer> = Arc::new(TlsDialer);
         let side_pools = accounts
             .iter()
             .filter(|a| a.imap.is_some())
             .map(|a| {
                 let pool = SidePool::new(
                     a.clone(),
+                    dialer.clone(),
                     config.imap.side_connections,
                     config.imap.max_message_size,
                     metrics.clone(),
@@ -163,6 +166,7 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
         let imap = Arc::new(crate::imap::session::Shared {
             limits: config.imap.clone(),
             side_pools,
+            dialer,
             keystore,
             learner,
             accounts,

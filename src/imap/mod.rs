@@ -24,6 +24,8 @@ pub mod command;
 pub mod emit;
 pub mod fetch;
 pub mod framer;
+#[cfg(test)]
+mod inprocess;
 pub mod op;
 pub mod relay;
 mod response;

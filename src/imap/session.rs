@@ -13,10 +13,12 @@ use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::op::login::{login_phase, Client, LoggedIn};
+use super::op::login::{login_phase, Client, ClientStream, LoggedIn};
 use super::relay::{self, Ends};
 use super::served::Served;
 use super::sidefetch::SidePool;
+use super::state::SessionError;
+use super::upstream::Dialer;
 use crate::account::Accounts;
 use crate::config::ImapConfig;
 use crate::learn::Learner;
@@ -43,6 +45,8 @@ pub struct Shared {
     pub served: HashMap<String, Arc<Served>>,
     /// Each account's side connections, by login.
     pub side_pools: HashMap<String, Arc<SidePool>>,
+    /// Opens connections to the accounts' IMAP servers.
+    pub dialer: Arc<dyn Dialer>,
     /// The local certificate.
     pub tls: LocalTls,
     /// Counters.
@@ -78,33 +82,40 @@ pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind, shu
     let Some(stream) = client_stream(tcp, kind, &shared.tls).await else {
         return;
     };
-    let client = Client::new(stream, kind.loopback, shutdown);
-    let result = match login_phase(&shared, client).await {
-        Ok(Some((
-            client,
-            LoggedIn {
-                account,
-                upstream,
-                credentials,
-            },
-        ))) => {
-            let (client_reader, client_writer, shutdown) = client.into_halves();
-            let literal_plus = upstream.has("LITERAL+");
-            let (upstream_reader, upstream_writer) = tokio::io::split(upstream.conn);
-            let ends = Ends {
-                client_reader,
-                client_writer,
-                upstream_reader: Box::new(BufReader::new(upstream_reader)),
-                upstream_writer: Box::new(upstream_writer),
-                literal_plus,
-            };
-            relay::run(&shared, ends, account, credentials, shutdown).await
-        }
-        Ok(None) => Ok(()),
-        Err(e) => Err(e),
-    };
+    let result = serve_client(&shared, stream, kind.loopback, shutdown).await;
     match result {
         Ok(()) => tracing::debug!(%peer, "IMAP session closed"),
         Err(e) => tracing::debug!(%peer, error = %e, "IMAP session ended"),
     }
+}
+
+/// Serves a client on any stream (`loopback`: it may log in without TLS)
+/// until it logs out, either side closes or `shutdown` closes the session:
+/// the login phase, then the relay.
+pub async fn serve_client<S: ClientStream>(
+    shared: &Arc<Shared>,
+    stream: S,
+    loopback: bool,
+    shutdown: Shutdown,
+) -> Result<(), SessionError> {
+    let client = Client::new(stream, loopback, shutdown);
+    let Some((client, logged_in)) = login_phase(shared, client).await? else {
+        return Ok(());
+    };
+    let LoggedIn {
+        account,
+        upstream,
+        credentials,
+    } = logged_in;
+    let (client_reader, client_writer, shutdown) = client.into_halves();
+    let literal_plus = upstream.has("LITERAL+");
+    let (upstream_reader, upstream_writer) = tokio::io::split(upstream.conn);
+    let ends = Ends {
+        client_reader,
+        client_writer,
+        upstream_reader: Box::new(BufReader::new(upstream_reader)),
+        upstream_writer: Box::new(upstream_writer),
+        literal_plus,
+    };
+    relay::run(shared, ends, account, credentials, shutdown).await
 }

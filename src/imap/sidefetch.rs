@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use super::auth::Credentials;
 use super::framer;
-use super::upstream::{Upstream, UpstreamError, MAX_LINE};
+use super::upstream::{Dialer, Upstream, UpstreamError, MAX_LINE};
 use crate::account::Account;
 use crate::metrics::Metrics;
 
@@ -29,6 +29,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// One account's side connections.
 pub struct SidePool {
     account: Arc<Account>,
+    dialer: Arc<dyn Dialer>,
     max_size: u64,
     /// One permit per connection that may be open (idle or lent out).
     slots: Semaphore,
@@ -55,11 +56,12 @@ pub struct SideFetcher {
 }
 
 impl SidePool {
-    /// A pool for `account` of at most `size` connections, refusing
-    /// messages over `max_size` octets.
-    pub fn new(account: Arc<Account>, size: usize, max_size: u64, metrics: Arc<Metrics>) -> Arc<SidePool> {
+    /// A pool for `account` of at most `size` connections opened through
+    /// `dialer`, refusing messages over `max_size` octets.
+    pub fn new(account: Arc<Account>, dialer: Arc<dyn Dialer>, size: usize, max_size: u64, metrics: Arc<Metrics>) -> Arc<SidePool> {
         Arc::new(SidePool {
             account,
+            dialer,
             max_size,
             slots: Semaphore::new(size),
             idle: SyncMutex::new(Vec::new()),
@@ -100,12 +102,7 @@ impl SidePool {
     }
 
     async fn open(&self, credentials: &Credentials) -> Result<SideConn, UpstreamError> {
-        let url = self
-            .account
-            .imap
-            .as_ref()
-            .expect("IMAP sessions exist only for accounts with an IMAP server");
-        let mut upstream = Upstream::connect(url, &self.account.connector).await?;
+        let mut upstream = self.dialer.dial(&self.account).await?;
         let answer = upstream.login(credentials).await?;
         if !answer.is_ok() {
             return Err(UpstreamError::Protocol {

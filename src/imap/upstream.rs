@@ -6,10 +6,14 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, BufReader};
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::auth::Credentials;
 use super::framer::{self, FrameError};
+use crate::account::Account;
 use crate::tls::{Connector, Stream};
 use crate::upstream::connect_tcp;
 pub use crate::upstream::UpstreamError;
@@ -42,15 +46,47 @@ impl Answer {
     }
 }
 
-/// A TLS connection to the provider's IMAP server.
-pub struct Upstream {
+/// A buffered two-way stream to an IMAP server.
+pub trait ServerStream: AsyncBufRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncBufRead + AsyncWrite + Send + Unpin> ServerStream for T {}
+
+/// Any server stream: TLS to a provider, or an in-memory server in tests.
+pub type BoxedServerStream = Box<dyn ServerStream>;
+
+/// A connection to the account's IMAP server, greeted, its capabilities
+/// known (over TLS, when [`Upstream::connect`] made it).
+pub struct Upstream<C = BoxedServerStream> {
     /// The connection.
-    pub conn: BufReader<Stream>,
+    pub conn: C,
     /// host:port, for messages.
     pub server: String,
     /// The capabilities it announced last (upper-cased words).
     pub capabilities: Vec<String>,
     tags_issued: u32,
+}
+
+/// Opens the connections to an account's IMAP server: the client
+/// session's and the side connections'. Sessions take it from their
+/// shared state, so tests can put an in-memory server behind it.
+pub trait Dialer: Send + Sync {
+    /// A greeted connection to `account`'s IMAP server.
+    fn dial<'a>(&'a self, account: &'a Account) -> Pin<Box<dyn Future<Output = Result<Upstream, UpstreamError>> + Send + 'a>>;
+}
+
+/// Dials the account's configured server over verified TLS.
+pub struct TlsDialer;
+
+impl Dialer for TlsDialer {
+    fn dial<'a>(&'a self, account: &'a Account) -> Pin<Box<dyn Future<Output = Result<Upstream, UpstreamError>> + Send + 'a>> {
+        Box::pin(async move {
+            let url = account.imap.as_ref().ok_or_else(|| UpstreamError::Protocol {
+                server: account.login.clone(),
+                reason: "this account has no IMAP server".into(),
+            })?;
+            Upstream::connect(url, &account.connector).await
+        })
+    }
 }
 
 impl Upstream {
@@ -59,43 +95,42 @@ impl Upstream {
     pub async fn connect(url: &ServerUrl, connector: &Connector) -> Result<Upstream, UpstreamError> {
         let server = url.to_string();
         let tcp = connect_tcp(url).await?;
-        let mut upstream = Upstream {
-            conn: BufReader::new(Stream::Plain(tcp)),
-            server,
-            capabilities: Vec::new(),
-            tags_issued: 0,
-        };
-        if url.implicit_tls {
-            let Stream::Plain(tcp) = upstream.conn.into_inner() else {
-                unreachable!("the connection was created plain")
-            };
-            upstream.conn = BufReader::new(connector.handshake(tcp, &url.host, url.port).await?);
-            upstream.greeting().await?;
+        let tls = if url.implicit_tls {
+            connector.handshake(tcp, &url.host, url.port).await?
         } else {
-            upstream.greeting().await?;
-            if upstream.capabilities.is_empty() {
-                upstream.refresh_capabilities().await?;
+            let mut plain = Upstream {
+                conn: BufReader::new(Stream::Plain(tcp)),
+                server: server.clone(),
+                capabilities: Vec::new(),
+                tags_issued: 0,
+            };
+            plain.greeting().await?;
+            if plain.capabilities.is_empty() {
+                plain.refresh_capabilities().await?;
             }
-            if !upstream.has("STARTTLS") {
-                return Err(UpstreamError::NoStartTls { server: upstream.server });
+            if !plain.has("STARTTLS") {
+                return Err(UpstreamError::NoStartTls { server });
             }
-            let answer = upstream.command(b"STARTTLS").await?;
+            let answer = plain.command(b"STARTTLS").await?;
             if !answer.is_ok() {
                 return Err(UpstreamError::StartTlsRefused {
-                    server: upstream.server,
+                    server,
                     answer: answer.text(),
                 });
             }
             // Anything already buffered was sent in clear after our
             // STARTTLS: an injection attempt.
-            if !upstream.conn.buffer().is_empty() {
-                return Err(UpstreamError::Injection { server: upstream.server });
+            if !plain.conn.buffer().is_empty() {
+                return Err(UpstreamError::Injection { server });
             }
-            let Stream::Plain(tcp) = upstream.conn.into_inner() else {
+            let Stream::Plain(tcp) = plain.conn.into_inner() else {
                 unreachable!("the connection was created plain")
             };
-            upstream.conn = BufReader::new(connector.handshake(tcp, &url.host, url.port).await?);
-            upstream.capabilities.clear();
+            connector.handshake(tcp, &url.host, url.port).await?
+        };
+        let mut upstream = Upstream::over(Box::new(BufReader::new(tls)), server);
+        if url.implicit_tls {
+            upstream.greeting().await?;
         }
         if upstream.capabilities.is_empty() {
             upstream.refresh_capabilities().await?;
@@ -103,6 +138,30 @@ impl Upstream {
         Ok(upstream)
     }
 
+    /// A session over `conn` to `server` (host:port, for messages), before
+    /// the greeting: [`Upstream::greeted`] reads it.
+    pub fn over(conn: BoxedServerStream, server: String) -> Upstream {
+        Upstream {
+            conn,
+            server,
+            capabilities: Vec::new(),
+            tags_issued: 0,
+        }
+    }
+
+    /// A session over `conn` once its greeting and capabilities are read:
+    /// what a [`Dialer`] for another kind of stream returns.
+    pub async fn greeted(conn: BoxedServerStream, server: String) -> Result<Upstream, UpstreamError> {
+        let mut upstream = Upstream::over(conn, server);
+        upstream.greeting().await?;
+        if upstream.capabilities.is_empty() {
+            upstream.refresh_capabilities().await?;
+        }
+        Ok(upstream)
+    }
+}
+
+impl<C: ServerStream> Upstream<C> {
     /// True when the server announced `capability`.
     pub fn has(&self, capability: &str) -> bool {
         self.capabilities.iter().any(|c| c == capability)
@@ -221,9 +280,8 @@ impl Upstream {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
         let server = self.server.clone();
         let io = |e: std::io::Error| UpstreamError::protocol(&server, e.to_string());
-        let conn = self.conn.get_mut();
-        conn.write_all(bytes).await.map_err(io)?;
-        conn.flush().await.map_err(io)
+        self.conn.write_all(bytes).await.map_err(io)?;
+        self.conn.flush().await.map_err(io)
     }
 
     /// Reads lines until the one tagged `tag`. Untagged lines are kept

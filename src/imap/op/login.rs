@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use std::future::Future;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::Mutex;
 
 use crate::account::Account;
@@ -34,17 +36,56 @@ const LOGIN_LIMITS: Limits = Limits {
     parts: 3,
 };
 
+/// A mail client's connection: TLS or not, and how it becomes TLS.
+pub trait ClientStream: AsyncRead + AsyncWrite + Send + Unpin + Sized + 'static {
+    /// True once TLS protects the connection.
+    fn is_tls(&self) -> bool;
+
+    /// The connection after Sealpost's TLS handshake as the server
+    /// (STARTTLS).
+    fn start_tls(self, tls: &LocalTls) -> impl Future<Output = std::io::Result<Self>> + Send;
+}
+
+impl ClientStream for Stream {
+    fn is_tls(&self) -> bool {
+        Stream::is_tls(self)
+    }
+
+    async fn start_tls(self, tls: &LocalTls) -> std::io::Result<Self> {
+        let Stream::Plain(tcp) = self else {
+            unreachable!("STARTTLS is refused on TLS connections")
+        };
+        tls.accept(tcp).await
+    }
+}
+
+/// An in-memory connection (tests, or embedding Sealpost in-process):
+/// never TLS, and STARTTLS on it fails.
+impl ClientStream for DuplexStream {
+    fn is_tls(&self) -> bool {
+        false
+    }
+
+    async fn start_tls(self, _tls: &LocalTls) -> std::io::Result<Self> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "no TLS on an in-memory connection",
+        ))
+    }
+}
+
 /// The client's connection before login (plain until STARTTLS).
-pub(crate) struct Client {
-    reader: BufReader<ReadHalf<Stream>>,
-    writer: Arc<Mutex<WriteHalf<Stream>>>,
+pub(crate) struct Client<S> {
+    reader: BufReader<ReadHalf<S>>,
+    writer: Arc<Mutex<WriteHalf<S>>>,
     tls: bool,
     loopback: bool,
     shutdown: Shutdown,
 }
 
-impl Client {
-    pub(crate) fn new(stream: Stream, loopback: bool, shutdown: Shutdown) -> Client {
+impl<S: ClientStream> Client<S> {
+    /// The connection of a client on a loopback listener or not.
+    pub(crate) fn new(stream: S, loopback: bool, shutdown: Shutdown) -> Client<S> {
         let tls = stream.is_tls();
         let (reader, writer) = tokio::io::split(stream);
         Client {
@@ -111,7 +152,7 @@ impl Client {
     }
 
     /// Turns the plain connection into TLS (after `OK` to STARTTLS).
-    async fn start_tls(self, tls: &LocalTls) -> Result<Client, SessionError> {
+    async fn start_tls(self, tls: &LocalTls) -> Result<Client<S>, SessionError> {
         // Anything the client pipelined after STARTTLS was sent in clear.
         if !self.reader.buffer().is_empty() {
             return Err(SessionError::Injection);
@@ -119,14 +160,12 @@ impl Client {
         let writer = Arc::try_unwrap(self.writer)
             .map_err(|_| std::io::Error::other("writer still shared"))?
             .into_inner();
-        let Stream::Plain(tcp) = self.reader.into_inner().unsplit(writer) else {
-            unreachable!("STARTTLS is refused on TLS connections")
-        };
-        Ok(Client::new(tls.accept(tcp).await?, self.loopback, self.shutdown))
+        let stream = self.reader.into_inner().unsplit(writer).start_tls(tls).await?;
+        Ok(Client::new(stream, self.loopback, self.shutdown))
     }
 }
 
-async fn send(writer: &Mutex<WriteHalf<Stream>>, bytes: &[u8]) -> std::io::Result<()> {
+async fn send<S: ClientStream>(writer: &Mutex<WriteHalf<S>>, bytes: &[u8]) -> std::io::Result<()> {
     let mut w = writer.lock().await;
     w.write_all(bytes).await?;
     w.flush().await
@@ -141,7 +180,10 @@ pub(crate) struct LoggedIn {
 
 /// Speaks IMAP to the client until it has logged in (returns the upstream
 /// session) or logged out (returns `None`).
-pub(crate) async fn login_phase(shared: &Arc<Shared>, mut client: Client) -> Result<Option<(Client, LoggedIn)>, SessionError> {
+pub(crate) async fn login_phase<S: ClientStream>(
+    shared: &Arc<Shared>,
+    mut client: Client<S>,
+) -> Result<Option<(Client<S>, LoggedIn)>, SessionError> {
     let greeting = format!(
         "* OK [CAPABILITY {}] Sealpost IMAP proxy ready\r\n",
         capability::before_login(client.tls, client.login_allowed())
@@ -249,7 +291,11 @@ pub(crate) async fn login_phase(shared: &Arc<Shared>, mut client: Client) -> Res
 /// Runs a client's AUTHENTICATE exchange (SASL-IR or one continuation;
 /// two for the LOGIN mechanism). `None` when it was refused or cancelled
 /// (the client has had its answer).
-async fn authenticate(client: &mut Client, tag: &[u8], args: &mut Cursor<'_>) -> Result<Option<Credentials>, SessionError> {
+async fn authenticate<S: ClientStream>(
+    client: &mut Client<S>,
+    tag: &[u8],
+    args: &mut Cursor<'_>,
+) -> Result<Option<Credentials>, SessionError> {
     let mechanism = String::from_utf8_lossy(args.token()).to_ascii_uppercase();
     args.skip_spaces();
     let initial = (!args.at_end()).then(|| args.token().to_vec());
@@ -259,7 +305,7 @@ async fn authenticate(client: &mut Client, tag: &[u8], args: &mut Cursor<'_>) ->
             .await?;
         return Ok(None);
     }
-    let step = async |client: &mut Client, challenge: &str, initial: Option<Vec<u8>>| -> Result<Option<Vec<u8>>, SessionError> {
+    let step = async |client: &mut Client<S>, challenge: &str, initial: Option<Vec<u8>>| -> Result<Option<Vec<u8>>, SessionError> {
         let line = match initial {
             Some(line) => line,
             None => {
@@ -300,9 +346,9 @@ async fn authenticate(client: &mut Client, tag: &[u8], args: &mut Cursor<'_>) ->
 
 /// Finds the account, connects to its server and logs in there. Answers
 /// the client in every case; `None` when the login did not succeed.
-async fn log_in_upstream(
+async fn log_in_upstream<S: ClientStream>(
     shared: &Arc<Shared>,
-    client: &Client,
+    client: &Client<S>,
     tag: &[u8],
     credentials: Credentials,
 ) -> Result<Option<LoggedIn>, SessionError> {
@@ -322,7 +368,7 @@ async fn log_in_upstream(
             .await?;
         return Ok(None);
     };
-    let Some(url) = account.imap.as_ref() else {
+    if account.imap.is_none() {
         client
             .reply(
                 tag,
@@ -331,7 +377,7 @@ async fn log_in_upstream(
             .await?;
         return Ok(None);
     };
-    let mut upstream = match Upstream::connect(url, &account.connector).await {
+    let mut upstream = match shared.dialer.dial(&account).await {
         Ok(upstream) => upstream,
         Err(e) => {
             shared.metrics.upstream_failures.with_label_values(&[e.kind()]).inc();
