@@ -135,6 +135,7 @@ fn view_answers_like_dovecot() {
     let mailbox = Mailbox {
         user: USER,
         name: format!("viewtest-{}-{nanos}", std::process::id()),
+        at: Imap::connect,
     };
     let mut imap = Imap::connect(USER);
     let (_, done) = imap.command(format!("CREATE {}", mailbox.name).as_bytes());

@@ -45,6 +45,34 @@ impl Imap {
         imap
     }
 
+    /// Logs `user` in at the test stack's Cyrus over IMAPS, its
+    /// certificate verified against the stack's CA.
+    pub fn cyrus(user: &str) -> Imap {
+        use rustls::pki_types::pem::PemObject;
+        let s = stack();
+        let stream = TcpStream::connect(s.addr(s.cyrus_imaps_port)).expect("Cyrus listens");
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(&s.ca_file).expect("the stack's CA"))
+            .unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(s.tls_name.clone()).unwrap();
+        let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut imap = Imap {
+            reader: BufReader::new(Box::new(rustls::StreamOwned::new(connection, stream))),
+            tag: 0,
+        };
+        let greeting = imap.read_response();
+        assert!(greeting.starts_with(b"* OK"), "greeting: {}", show(&greeting));
+        imap.login(user);
+        imap
+    }
+
     /// Logs `user` in at a Sealpost IMAP listener (`addr`, STARTTLS)
     /// whose local certificate is `certificate` (PEM): the certificate is
     /// accepted only if it is exactly that one.
@@ -249,11 +277,13 @@ pub struct Mailbox {
     pub user: &'static str,
     /// Its name.
     pub name: String,
+    /// How to log in where it is (Dovecot: [`Imap::connect`]).
+    pub at: fn(&str) -> Imap,
 }
 
 impl Drop for Mailbox {
     fn drop(&mut self) {
-        let mut imap = Imap::connect(self.user);
+        let mut imap = (self.at)(self.user);
         imap.command(b"SELECT INBOX");
         let (_, done) = imap.command(format!("DELETE {}", self.name).as_bytes());
         if !ok(&done) {
