@@ -163,7 +163,7 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
                 (a.login.clone(), pool)
             })
             .collect();
-        let imap = Arc::new(crate::imap::session::Shared {
+        let imap = Arc::new(crate::imap::state::Shared {
             limits: config.imap.clone(),
             side_pools,
             dialer,

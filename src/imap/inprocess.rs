@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
-use super::session::{serve_client, Shared};
+use super::session::serve_client;
 use super::sidefetch::SidePool;
+use super::state::Shared;
 use super::upstream::{Dialer, Upstream, UpstreamError};
 use crate::account::{Account, Accounts};
 use crate::config::{Config, ImapConfig};

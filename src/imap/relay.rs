@@ -15,9 +15,9 @@ use super::capability;
 use super::command::head;
 use super::fetch::Rewriter;
 use super::framer::{self, FrameError};
-use super::op::{self, append, Command, Next};
+use super::op::{self, append, Command, Next, MAX_COMMAND_LINE};
 use super::response::{is_fetch_response, list_entry, tagged, uidvalidity};
-use super::session::Shared;
+use super::state::Shared;
 use super::state::{
     await_continuation, send, ClientReader, ClientWriter, Continuation, Requests, SessionError, State, UpstreamReader, UpstreamWriter,
     SHUTDOWN_BYE,
@@ -126,9 +126,6 @@ fn farewell(error: &SessionError, direction: Direction) -> Option<String> {
     tracing::warn!(error = %error, "IMAP relay broke");
     Some(text)
 }
-
-/// Longest command line from a logged-in client (UID sets can be long).
-pub(crate) const MAX_COMMAND_LINE: usize = 1024 * 1024;
 
 /// Client to server: each command to its handler in [`op`], or byte for
 /// byte.

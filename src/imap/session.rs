@@ -1,13 +1,9 @@
-//! One client connection: the proxy speaks IMAP itself until the client
-//! logs in (greeting, CAPABILITY, STARTTLS, LOGIN/AUTHENTICATE), then
-//! connects to the account's server, logs in there with the same
-//! credentials and relays both directions. Client to server, only FETCH
-//! (extended so answers reveal encrypted messages), APPEND (encrypted) and
-//! COMPRESS (refused) are touched; server to client, only FETCH answers
-//! about encrypted messages and capability lists are. Everything else is
-//! copied byte for byte, literals streamed.
+//! One client connection from accept to close: the login phase
+//! ([`super::op::login`]: the proxy speaks IMAP itself until the client
+//! logs in, then logs in at the account's server with the same
+//! credentials), then the relay of both directions ([`super::relay`]).
+//! Also how a listener turns a connection away when it is full.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -15,45 +11,9 @@ use tokio::net::TcpStream;
 
 use super::op::login::{login_phase, Client, ClientStream, LoggedIn};
 use super::relay::{self, Ends};
-use super::served::Served;
-use super::sidefetch::SidePool;
-use super::state::SessionError;
-use super::upstream::Dialer;
-use crate::account::Accounts;
-use crate::config::ImapConfig;
-use crate::learn::Learner;
+use super::state::{SessionError, Shared};
 use crate::listener::{client_stream, ListenerKind, Service};
-use crate::metrics::Metrics;
-use crate::pgp::LiveKeystore;
 use crate::shutdown::Shutdown;
-use crate::store::MessageCache;
-use crate::tls::LocalTls;
-
-/// What every IMAP session shares.
-pub struct Shared {
-    /// Limits and the APPEND policy.
-    pub limits: ImapConfig,
-    /// Signers' certificates for verification.
-    pub keystore: Arc<LiveKeystore>,
-    /// Learns correspondents' keys from the mail clients read.
-    pub learner: Arc<Learner>,
-    /// Accounts by login.
-    pub accounts: Arc<Accounts>,
-    /// The decrypted-message cache of each account, by login.
-    pub caches: HashMap<String, Arc<MessageCache>>,
-    /// The decrypted messages shown to each account's clients, by login.
-    pub served: HashMap<String, Arc<Served>>,
-    /// Each account's side connections, by login.
-    pub side_pools: HashMap<String, Arc<SidePool>>,
-    /// Opens connections to the accounts' IMAP servers.
-    pub dialer: Arc<dyn Dialer>,
-    /// The local certificate.
-    pub tls: LocalTls,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    /// Where large literals are spooled (private).
-    pub spool_dir: std::path::PathBuf,
-}
 
 impl Service for Shared {
     async fn serve(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) {

@@ -1,8 +1,10 @@
-//! What the two relay directions of a logged-in session share: the
-//! session's state (commands in flight, the selected mailbox, a pending
-//! continuation), the client's and the server's stream halves, and why a
-//! session ends. Knows no command in particular and does no I/O of its
-//! own beyond writing a whole response to the client.
+//! What sessions share: [`Shared`], the same for every session (accounts,
+//! caches, side connections, limits), and for one logged-in session what
+//! both relay directions know ([`State`]: commands in flight, the
+//! selected mailbox, a pending continuation), the client's and the
+//! server's stream halves, and why a session ends. Knows no command in
+//! particular and does no I/O of its own beyond writing a whole response
+//! to the client.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as SyncMutex};
@@ -12,7 +14,42 @@ use tokio::sync::{oneshot, Mutex};
 
 use super::command::{Fetch, Requested};
 use super::framer::FrameError;
-use super::upstream::UpstreamError;
+use super::served::Served;
+use super::sidefetch::SidePool;
+use super::upstream::{Dialer, UpstreamError};
+use crate::account::Accounts;
+use crate::config::ImapConfig;
+use crate::learn::Learner;
+use crate::metrics::Metrics;
+use crate::pgp::LiveKeystore;
+use crate::store::MessageCache;
+use crate::tls::LocalTls;
+
+/// What every IMAP session shares.
+pub struct Shared {
+    /// Limits and the APPEND policy.
+    pub limits: ImapConfig,
+    /// Signers' certificates for verification.
+    pub keystore: Arc<LiveKeystore>,
+    /// Learns correspondents' keys from the mail clients read.
+    pub learner: Arc<Learner>,
+    /// Accounts by login.
+    pub accounts: Arc<Accounts>,
+    /// The decrypted-message cache of each account, by login.
+    pub caches: HashMap<String, Arc<MessageCache>>,
+    /// The decrypted messages shown to each account's clients, by login.
+    pub served: HashMap<String, Arc<Served>>,
+    /// Each account's side connections, by login.
+    pub side_pools: HashMap<String, Arc<SidePool>>,
+    /// Opens connections to the accounts' IMAP servers.
+    pub dialer: Arc<dyn Dialer>,
+    /// The local certificate.
+    pub tls: LocalTls,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Where large literals are spooled (private).
+    pub spool_dir: std::path::PathBuf,
+}
 
 /// The client's side for reading (any stream: TLS, plain TCP, or an
 /// in-memory pipe in tests).

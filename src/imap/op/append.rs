@@ -17,8 +17,8 @@ use crate::config::AppendEncrypt;
 use crate::imap::command::{head, mailbox_key};
 use crate::imap::framer::Literal;
 use crate::imap::served::Served;
-use crate::imap::session::Shared;
 use crate::imap::sidefetch::SideFetcher;
+use crate::imap::state::Shared;
 use crate::imap::state::{await_continuation, send, ClientReader, ClientWriter, SessionError, State, UpstreamWriter};
 use crate::imap::wire::{Continuations, Cursor, Limits, Pos, Wire};
 use crate::message::{protection, seal_for_self, Protection, STATUS_HEADER};
@@ -27,7 +27,7 @@ use crate::mime::Entity;
 /// A command the proxy reads whole after login: APPEND, MULTIAPPEND has a
 /// literal per message (each bounded by `imap.max_message_size`).
 const COMMAND_LIMITS: Limits = Limits {
-    line: crate::imap::relay::MAX_COMMAND_LINE,
+    line: super::MAX_COMMAND_LINE,
     literal: u64::MAX,
     parts: 1000,
 };

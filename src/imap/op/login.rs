@@ -16,7 +16,7 @@ use crate::imap::auth::Credentials;
 use crate::imap::capability;
 use crate::imap::command::head;
 use crate::imap::framer::{self, Literal};
-use crate::imap::session::Shared;
+use crate::imap::state::Shared;
 use crate::imap::state::{ClientReader, ClientWriter, SessionError, SHUTDOWN_BYE};
 use crate::imap::upstream::{Upstream, UpstreamError};
 use crate::imap::wire::{Continuations, Cursor, Limits, Pos, Wire};

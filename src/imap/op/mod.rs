@@ -15,6 +15,9 @@ use super::command::{head, mailbox_key, Fetch, Head};
 use super::framer::Literal;
 use super::wire::{Pos, Wire};
 
+/// Longest command line from a logged-in client (UID sets can be long).
+pub const MAX_COMMAND_LINE: usize = 1024 * 1024;
+
 /// Longest mailbox name read from a SELECT or EXAMINE line.
 const MAX_MAILBOX_NAME: usize = 64 * 1024;
 
