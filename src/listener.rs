@@ -45,6 +45,17 @@ pub async fn client_stream(tcp: TcpStream, kind: ListenerKind, tls: &LocalTls) -
     }
 }
 
+/// Writes `reply` to a connection the listener turns away (after the TLS
+/// handshake on an implicit-TLS listener) and closes it.
+pub async fn turn_away(tcp: TcpStream, kind: ListenerKind, tls: &LocalTls, reply: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let Some(mut stream) = client_stream(tcp, kind, tls).await else {
+        return;
+    };
+    let _ = stream.write_all(reply).await;
+    let _ = stream.shutdown().await;
+}
+
 /// A bound listener and how its connections start.
 pub struct Listener {
     /// The socket.

@@ -8,22 +8,10 @@
 mod common;
 
 use base64::Engine;
-use common::proxy::{python, token, Proxy, Setup};
+use common::proxy::{proxy_to_cyrus, python, token};
 use common::raw::Raw;
 use common::stack::{password, stack};
 use common::User;
-
-/// A proxy for `user` whose IMAP server is the stack's Cyrus (STARTTLS).
-fn proxy_to_cyrus(user: &User) -> Proxy {
-    let upstream = format!("imap://{}:{}", stack().tls_name, stack().cyrus_imap_port);
-    Proxy::start_with(
-        user,
-        Setup {
-            imap_upstream: Some(&upstream),
-            ..Setup::default()
-        },
-    )
-}
 
 #[test]
 fn logout_ends_with_cyrus_tagged_ok_although_cyrus_skips_close_notify() {

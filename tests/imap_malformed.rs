@@ -55,7 +55,7 @@ use sealpost::imap::wire::{Continuations, Cursor, Limits, Pos, Value, Wire};
 use sealpost::imap::{capability, emit, fetch, upstream};
 use sealpost::sasl::decode_response;
 
-use common::proxy::{token, Proxy, Setup};
+use common::proxy::{scripted_server, token, Proxy, Setup};
 use common::stack::{password, stack};
 use common::{User, PASSPHRASE};
 
@@ -2178,24 +2178,14 @@ impl Scripted {
     fn start() -> Scripted {
         let stack = stack();
         let cases = tempfile::tempdir().unwrap();
-        let mut child = Command::new("python3")
-            .args(["-c", SCRIPT])
-            .args([
+        let (child, port) = scripted_server(
+            SCRIPT,
+            &[
                 stack.server_cert.to_str().unwrap(),
                 stack.server_key.to_str().unwrap(),
                 cases.path().to_str().unwrap(),
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-        let port = ready
-            .trim()
-            .strip_prefix("ready ")
-            .expect("the scripted server reports its port")
-            .parse()
-            .unwrap();
+            ],
+        );
         Scripted { child, port, cases }
     }
 

@@ -27,9 +27,8 @@ mod common;
 use std::collections::HashMap;
 
 use common::messages::{corpus_cases, generated, hand_written, Case};
-use common::proxy::{Proxy, Setup};
+use common::proxy::{proxy_to_cyrus, Proxy};
 use common::rawimap::{cut, fetch_items, ok, probes, show, Imap, Mailbox};
-use common::stack::stack;
 use common::{contains, User};
 
 const USER: &str = "dave@example.com";
@@ -217,17 +216,10 @@ impl Server {
     }
 
     fn proxy(self, user: &User) -> Proxy {
-        let upstream = match self {
-            Server::Dovecot => return Proxy::start(user, None, ""),
-            Server::Cyrus => format!("imap://{}:{}", stack().tls_name, stack().cyrus_imap_port),
-        };
-        Proxy::start_with(
-            user,
-            Setup {
-                imap_upstream: Some(&upstream),
-                ..Setup::default()
-            },
-        )
+        match self {
+            Server::Dovecot => Proxy::start(user, None, ""),
+            Server::Cyrus => proxy_to_cyrus(user),
+        }
     }
 }
 

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use common::proxy::{Proxy, Setup};
+use common::proxy::{scripted_server, Proxy, Setup};
 use common::raw::Raw;
 use common::stack::stack;
 use common::User;
@@ -78,20 +77,15 @@ impl Scripted {
         let stack = stack();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("received.log");
-        let mut child = Command::new("python3")
-            .args(["-c", SCRIPT, log.to_str().unwrap()])
-            .args([stack.server_cert.to_str().unwrap(), stack.server_key.to_str().unwrap(), mode])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-        let port = ready
-            .trim()
-            .strip_prefix("ready ")
-            .expect("the scripted server reports its port")
-            .parse()
-            .unwrap();
+        let (child, port) = scripted_server(
+            SCRIPT,
+            &[
+                log.to_str().unwrap(),
+                stack.server_cert.to_str().unwrap(),
+                stack.server_key.to_str().unwrap(),
+                mode,
+            ],
+        );
         Scripted {
             child,
             port,

@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
 use super::op::login::{login_phase, Client, ClientStream, LoggedIn};
 use super::relay::{self, Ends};
 use super::state::{SessionError, Shared};
-use crate::listener::{client_stream, ListenerKind, Service};
+use crate::listener::{client_stream, turn_away, ListenerKind, Service};
 use crate::shutdown::Shutdown;
 
 impl Service for Shared {
@@ -23,13 +23,8 @@ impl Service for Shared {
     async fn refuse(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind) {
         self.metrics.connections_refused.with_label_values(&["imap"]).inc();
         tracing::warn!("IMAP connection refused: listen.max_connections reached");
-        let Some(mut stream) = client_stream(tcp, kind, &self.tls).await else {
-            return;
-        };
-        let _ = stream
-            .write_all(b"* BYE [LIMIT] Sealpost: too many open connections (listen.max_connections); try again later\r\n")
-            .await;
-        let _ = stream.shutdown().await;
+        let reply = b"* BYE [LIMIT] Sealpost: too many open connections (listen.max_connections); try again later\r\n";
+        turn_away(tcp, kind, &self.tls, reply).await;
     }
 }
 

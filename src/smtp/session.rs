@@ -17,7 +17,7 @@ use crate::account::{Account, Accounts};
 use crate::config::SmtpConfig;
 use crate::discovery::{Discovery, Lookup};
 use crate::learn::Learner;
-use crate::listener::{client_stream, ListenerKind, Service};
+use crate::listener::{client_stream, turn_away, ListenerKind, Service};
 use crate::message::{protection, sign_message, Envelope, MessageError, Sealer};
 use crate::metrics::Metrics;
 use crate::mime::Entity;
@@ -66,9 +66,6 @@ impl Service for Shared {
     async fn refuse(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind) {
         self.metrics.connections_refused.with_label_values(&["smtp"]).inc();
         tracing::warn!("SMTP connection refused: listen.max_connections reached");
-        let Some(mut stream) = client_stream(tcp, kind, &self.tls).await else {
-            return;
-        };
         let reply = Reply::new(
             421,
             format!(
@@ -76,8 +73,7 @@ impl Service for Shared {
                 self.hostname
             ),
         );
-        let _ = stream.write_all(&reply.to_bytes()).await;
-        let _ = stream.shutdown().await;
+        turn_away(tcp, kind, &self.tls, &reply.to_bytes()).await;
     }
 }
 

@@ -198,6 +198,40 @@ fn wait_for_addresses(child: &mut Child, bound: &Path, log: &Path) -> std::colle
     panic!("sealpost serve did not report its addresses:\n{}", log_text());
 }
 
+/// Starts a scripted server (`python3 -c script args...`) that binds port
+/// 0 and prints `ready PORT` once it listens; returns it and the port.
+pub fn scripted_server(script: &str, args: &[&str]) -> (Child, u16) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is installed");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    let port = ready
+        .trim()
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("the scripted server reports its port, not {ready:?}"))
+        .parse()
+        .unwrap();
+    (child, port)
+}
+
+/// A proxy for `user` whose IMAP server is the test stack's Cyrus
+/// (STARTTLS), everything else as [`Proxy::start`].
+pub fn proxy_to_cyrus(user: &User) -> Proxy {
+    let upstream = format!("imap://{}:{}", stack().tls_name, stack().cyrus_imap_port);
+    Proxy::start_with(
+        user,
+        Setup {
+            imap_upstream: Some(&upstream),
+            ..Setup::default()
+        },
+    )
+}
+
 /// A unique token for this test run, to find its messages among others.
 pub fn token(label: &str) -> String {
     let nanos = std::time::SystemTime::now()
