@@ -48,8 +48,9 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use sealpost::imap::auth::Credentials;
-use sealpost::imap::command::{head, Fetch, Requested};
+use sealpost::imap::command::{head, Fetch};
 use sealpost::imap::framer::{announced_literal, copy_literal, read_segment};
+use sealpost::imap::item::FetchItem;
 use sealpost::imap::view::{partial, MessageView, Section, SectionText};
 use sealpost::imap::wire::{Continuations, Cursor, Limits, Pos, Value, Wire};
 use sealpost::imap::{capability, emit, fetch, upstream};
@@ -1016,6 +1017,28 @@ fn fetch_args() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// FETCH item texts: mutations of real ones, and anything IMAP-ish.
+fn fetch_item_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let real: Vec<Vec<u8>> = [
+        &b"BODY.PEEK[1.2.MIME]<0.100>"[..],
+        b"body[HEADER.FIELDS (From \"X-a]\")]",
+        b"BODY[]<0>",
+        b"BINARY.PEEK[1]<5.10>",
+        b"binary[2.TEXT]",
+        b"BINARY.SIZE[3]",
+        b"PREVIEW (LAZY)",
+        b"RFC822.SIZE",
+        b"X-GM-LABELS",
+    ]
+    .iter()
+    .map(|s| s.to_vec())
+    .collect();
+    prop_oneof![
+        1 => imap_bytes(),
+        3 => (select(real), vec(mutation(), 0..4)).prop_map(|(seed, m)| mutate(seed, &m)),
+    ]
+}
+
 proptest! {
     #![proptest_config(config(5000))]
 
@@ -1043,7 +1066,7 @@ proptest! {
             let plain = fetch.rewrite(&h, &[]);
             let added = fetch.additions(h.uid);
             let extended = fetch.rewrite(&h, &added);
-            let _ = (fetch.depends_on_content(), fetch.asks_for("UID"));
+            let _ = (fetch.depends_on_content(), fetch.asks_for(&FetchItem::Uid));
             let h2 = head(&plain).expect("a rewritten FETCH has a head");
             let (again, uid_again) = (Fetch::parse(&plain[h2.args..]), h2.uid);
             Some((fetch, plain, added, extended, again, uid_again))
@@ -1063,20 +1086,26 @@ proptest! {
         prop_assert_eq!(&extended[..cut], &plain[..cut]);
         prop_assert_eq!(&extended[cut..cut + tail.len()], &tail[..]);
         for a in &added {
-            prop_assert!(!fetch.asks_for(&a.key), "{} added though asked for", a.key);
+            prop_assert!(!fetch.asks_for(&a.item), "{:?} added though asked for", a.item);
         }
     }
 
-    /// Any item text: `Requested::parse` gives a key, never panics.
+    /// Any item text: `FetchItem::parse` gives an item, never panics; the
+    /// item does not depend on the case it was written in.
     #[test]
-    fn requested_items_parse(raw in imap_bytes()) {
-        within_time_limit("Requested::parse", move || {
-            let r = Requested::parse(&raw);
-            (r.depends_on_content(), r.partial_length, r.key.len())
+    fn fetch_items_parse(raw in fetch_item_bytes()) {
+        let input = raw.clone();
+        let (item, upper) = within_time_limit("FetchItem::parse", move || {
+            (FetchItem::parse(&input), FetchItem::parse(&input.to_ascii_uppercase()))
         });
+        prop_assert!(item.same_answer(&item));
+        prop_assert!(item.same_answer(&upper), "{:?} vs {:?}", item, upper);
+        prop_assert_eq!(item.depends_on_content(), upper.depends_on_content());
+        if let FetchItem::Other(kept) = &item {
+            prop_assert_eq!(kept, &raw);
+        }
     }
 }
-
 /// Regression (found here, fixed): `Fetch::parse` never returned when its
 /// item list held a parenthesised argument at the top level, as ANNOTATE
 /// (RFC 5257) has: a logged-in client sending `a FETCH 1 (ANNOTATION

@@ -3,6 +3,8 @@
 //! that the answer tells it which messages are encrypted. Every other
 //! command passes through as the client wrote it.
 
+use super::item::FetchItem;
+
 /// The start of a command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head<'a> {
@@ -55,16 +57,11 @@ fn trim_eol(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(line)
 }
 
-/// One data item a client asked for, in the form that names it in the
-/// server's answer.
+/// One data item a client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requested {
-    /// The name as it will appear in the response, upper-cased, without
-    /// `.PEEK` and with a partial reduced to its origin: `BODY[1.MIME]`,
-    /// `BODY[]<0>`, `RFC822.SIZE`.
-    pub key: String,
-    /// The partial length, for `<origin.length>`.
-    pub partial_length: Option<u64>,
+    /// The item, parsed.
+    pub item: FetchItem,
     /// The item as the client wrote it.
     pub raw: Vec<u8>,
 }
@@ -72,30 +69,10 @@ pub struct Requested {
 impl Requested {
     /// Reads one item as a client writes it.
     pub fn parse(raw: &[u8]) -> Requested {
-        let upper = String::from_utf8_lossy(raw).to_ascii_uppercase();
-        let mut key = upper.replacen("BODY.PEEK[", "BODY[", 1).replacen("BINARY.PEEK[", "BINARY[", 1);
-        let mut partial_length = None;
-        if key.ends_with('>') {
-            if let Some(open) = key.rfind('<') {
-                let inner = key[open + 1..key.len() - 1].to_string();
-                if let Some((origin, length)) = inner.split_once('.') {
-                    partial_length = length.parse().ok();
-                    key = format!("{}<{}>", &key[..open], origin);
-                }
-            }
-        }
         Requested {
-            key,
-            partial_length,
+            item: FetchItem::parse(raw),
             raw: raw.to_vec(),
         }
-    }
-
-    /// True for items whose answer depends on the message content, which
-    /// differs between the stored ciphertext and what the client is shown.
-    pub fn depends_on_content(&self) -> bool {
-        let k = self.key.as_str();
-        k.starts_with("BODY") || k.starts_with("RFC822") || k.starts_with("BINARY") || k == "ENVELOPE" || k == "PREVIEW"
     }
 }
 
@@ -126,7 +103,13 @@ impl Fetch {
             let end = matching_paren(rest)?;
             (&rest[1..end], &rest[end + 1..])
         } else {
-            let end = item_end(rest, 0)?;
+            // A single item: a list after it is its argument when that
+            // makes an item the proxy knows (`FETCH 1 PREVIEW (LAZY)`),
+            // otherwise the modifiers (`FETCH 1 BODY[] (CHANGEDSINCE 5)`).
+            let end = match item_with_argument(rest, 0)? {
+                end if !matches!(FetchItem::parse(&rest[..end]), FetchItem::Other(_)) => end,
+                _ => item_end(rest, 0)?,
+            };
             (&rest[..end], &rest[end..])
         };
         let mut items = Vec::new();
@@ -136,21 +119,24 @@ impl Fetch {
                 pos += 1;
                 continue;
             }
-            // A parenthesised argument (ANNOTATE's `ANNOTATION (entries
-            // attributes)`) travels as an item of its own, in place.
-            let end = match item_end(list, pos)? {
+            let end = match item_with_argument(list, pos)? {
                 end if end > pos => end,
+                // A list with no name before it travels as an item of its
+                // own, in place (the server will refuse it).
                 _ if list[pos] == b'(' => pos + matching_paren(&list[pos..])? + 1,
                 _ => return None,
             };
             let raw = &list[pos..end];
-            match String::from_utf8_lossy(raw).to_ascii_uppercase().as_str() {
-                "ALL" => items.extend(["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"].map(|i| Requested::parse(i.as_bytes()))),
-                "FAST" => items.extend(["FLAGS", "INTERNALDATE", "RFC822.SIZE"].map(|i| Requested::parse(i.as_bytes()))),
-                "FULL" => {
-                    items.extend(["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"].map(|i| Requested::parse(i.as_bytes())))
-                }
-                _ => items.push(Requested::parse(raw)),
+            let expanded: &[&str] = match String::from_utf8_lossy(raw).to_ascii_uppercase().as_str() {
+                "ALL" => &["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
+                "FAST" => &["FLAGS", "INTERNALDATE", "RFC822.SIZE"],
+                "FULL" => &["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"],
+                _ => &[],
+            };
+            if expanded.is_empty() {
+                items.push(Requested::parse(raw));
+            } else {
+                items.extend(expanded.iter().map(|i| Requested::parse(i.as_bytes())));
             }
             pos = end;
         }
@@ -166,27 +152,28 @@ impl Fetch {
 
     /// True when any item depends on the message content.
     pub fn depends_on_content(&self) -> bool {
-        self.items.iter().any(Requested::depends_on_content)
+        self.items.iter().any(|r| r.item.depends_on_content())
     }
 
-    /// True when the client asked for an item with this response key.
-    pub fn asks_for(&self, key: &str) -> bool {
-        self.items.iter().any(|i| i.key == key)
+    /// True when the client asked for an item whose answer carries the
+    /// same name as an answer to `item`.
+    pub fn asks_for(&self, item: &FetchItem) -> bool {
+        self.items.iter().any(|r| r.item.same_answer(item))
     }
 
     /// The items the proxy adds so that each answer shows the message's UID,
-    /// its structure and the start of its text: `(key, item)` pairs, only
-    /// those the client did not ask for itself.
+    /// its structure and the start of its text: only those the client did
+    /// not ask for itself.
     pub fn additions(&self, uid_command: bool) -> Vec<Requested> {
         let mut added = Vec::new();
-        if !uid_command && !self.asks_for("UID") {
+        if !uid_command && !self.asks_for(&FetchItem::Uid) {
             added.push(Requested::parse(b"UID"));
         }
-        if !self.asks_for("BODYSTRUCTURE") {
+        if !self.asks_for(&FetchItem::BodyStructure) {
             added.push(Requested::parse(b"BODYSTRUCTURE"));
         }
         let probe = Requested::parse(PROBE.as_bytes());
-        if !self.asks_for(&probe.key) {
+        if !self.asks_for(&probe.item) {
             added.push(probe);
         }
         added
@@ -231,6 +218,19 @@ fn item_end(s: &[u8], mut pos: usize) -> Option<usize> {
         pos += 1;
     }
     (depth == 0 && !quoted).then_some(pos)
+}
+
+/// End of the item starting at `pos` with its argument: a list that
+/// follows the name belongs to it (`PREVIEW (LAZY)`, ANNOTATE's
+/// `ANNOTATION (entries attributes)`), with the spaces before it, so that
+/// items written back separated by spaces read the same again.
+fn item_with_argument(s: &[u8], pos: usize) -> Option<usize> {
+    let end = item_end(s, pos)?;
+    let open = end + s[end..].iter().take_while(|&&b| b == b' ').count();
+    if end > pos && s.get(open) == Some(&b'(') {
+        return Some(open + matching_paren(&s[open..])? + 1);
+    }
+    Some(end)
 }
 
 /// Index of the parenthesis closing the one at `s[0]`.
@@ -292,32 +292,67 @@ mod tests {
             b"1:5 (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (From Subject)] body.peek[]<0.65536> X-GM-LABELS) (CHANGEDSINCE 9)\r\n",
         )
         .unwrap();
-        let keys: Vec<&str> = f.items.iter().map(|i| i.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "UID",
-                "RFC822.SIZE",
-                "BODY[HEADER.FIELDS (FROM SUBJECT)]",
-                "BODY[]<0>",
-                "X-GM-LABELS"
-            ]
-        );
-        assert_eq!(f.items[3].partial_length, Some(65536));
+        let answers = [
+            "UID",
+            "RFC822.SIZE",
+            "BODY[HEADER.FIELDS (FROM SUBJECT)]",
+            "BODY[]<0>",
+            "X-GM-LABELS",
+        ];
+        assert_eq!(f.items.len(), answers.len());
+        for (asked, answer) in f.items.iter().zip(answers) {
+            assert!(asked.item.same_answer(&FetchItem::parse(answer.as_bytes())), "{answer}");
+        }
+        let FetchItem::Section { partial, peek, .. } = &f.items[3].item else {
+            panic!("{:?}", f.items[3])
+        };
+        assert_eq!((partial.and_then(|p| p.length), *peek), (Some(65536), true));
+        assert_eq!(f.items[4].item, FetchItem::Other(b"X-GM-LABELS".to_vec()));
         assert_eq!(f.modifiers, b" (CHANGEDSINCE 9)");
         assert!(f.depends_on_content());
 
         let f = Fetch::parse(b"2 ALL").unwrap();
-        assert_eq!(f.items.len(), 4);
+        let all = [
+            FetchItem::Flags,
+            FetchItem::InternalDate,
+            FetchItem::Rfc822Size,
+            FetchItem::Envelope,
+        ];
+        assert_eq!(f.items.iter().map(|i| i.item.clone()).collect::<Vec<_>>(), all);
         let f = Fetch::parse(b"2 BODY[1.2]<10.20>").unwrap();
-        assert_eq!((f.items[0].key.as_str(), f.items[0].partial_length), ("BODY[1.2]<10>", Some(20)));
+        assert!(f.items[0].item.same_answer(&FetchItem::parse(b"BODY[1.2]<10>")));
         assert!(!Fetch::parse(b"1:* (FLAGS MODSEQ)").unwrap().depends_on_content());
         assert!(Fetch::parse(b"1:* (FLAGS").is_none());
         let annotate = Fetch::parse(b"1 (ANNOTATION (/comment value.priv) FLAGS)").unwrap();
         let raws: Vec<&[u8]> = annotate.items.iter().map(|i| i.raw.as_slice()).collect();
-        assert_eq!(raws, [&b"ANNOTATION"[..], b"(/comment value.priv)", b"FLAGS"]);
+        assert_eq!(raws, [&b"ANNOTATION (/comment value.priv)"[..], b"FLAGS"]);
+        let lone = Fetch::parse(b"1 ((FLAGS) UID)").unwrap();
+        let raws: Vec<&[u8]> = lone.items.iter().map(|i| i.raw.as_slice()).collect();
+        assert_eq!(raws, [&b"(FLAGS)"[..], b"UID"]);
         assert!(Fetch::parse(b"1 (FLAGS ))").is_none());
         assert!(Fetch::parse(b"1:*").is_none());
+    }
+
+    #[test]
+    fn binary_and_preview_items() {
+        let f = Fetch::parse(b"1:3 (BINARY.PEEK[1]<0.100> BINARY.SIZE[1] PREVIEW (LAZY) FLAGS)").unwrap();
+        let raws: Vec<&[u8]> = f.items.iter().map(|i| i.raw.as_slice()).collect();
+        assert_eq!(
+            raws,
+            [&b"BINARY.PEEK[1]<0.100>"[..], b"BINARY.SIZE[1]", b"PREVIEW (LAZY)", b"FLAGS"]
+        );
+        assert_eq!(f.items[2].item, FetchItem::Preview { lazy: true });
+        assert!(f.depends_on_content());
+        assert!(Fetch::parse(b"1 (PREVIEW)").unwrap().depends_on_content());
+        assert!(Fetch::parse(b"1 BINARY.SIZE[2]").unwrap().depends_on_content());
+        // Unparenthesised: the list is PREVIEW's argument, or modifiers.
+        let f = Fetch::parse(b"1 PREVIEW (LAZY)").unwrap();
+        assert_eq!(
+            (f.items[0].item.clone(), f.modifiers.as_slice()),
+            (FetchItem::Preview { lazy: true }, &b""[..])
+        );
+        let f = Fetch::parse(b"1 BODY[] (CHANGEDSINCE 5)").unwrap();
+        assert_eq!((f.items.len(), f.modifiers.as_slice()), (1, &b" (CHANGEDSINCE 5)"[..]));
     }
 
     #[test]

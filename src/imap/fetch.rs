@@ -14,13 +14,14 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::Mutex;
 
-use super::command::{Requested, PROBE};
+use super::command::PROBE;
 use super::emit;
+use super::item::FetchItem;
 use super::served::{Origin, Served};
 use super::sidefetch::SideFetcher;
 use super::state::Shared;
 use super::state::{ClientWriter, Requests, SessionError};
-use super::view::{partial, MessageView, Section};
+use super::view::{partial, MessageView, Section, SectionText};
 use super::wire::{Cursor, Span, Value, Wire};
 use crate::account::Account;
 use crate::mime::to_crlf;
@@ -36,8 +37,8 @@ const ARMOR_BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
 struct Item {
     /// The name as the server wrote it (`BODY[1.MIME]`, `BODY[]<0>`).
     name: Vec<u8>,
-    /// The name upper-cased: what requests are matched on.
-    key: String,
+    /// The name, parsed: what requests are matched on.
+    item: FetchItem,
     value: Span,
 }
 
@@ -77,18 +78,17 @@ impl Rewriter {
             wire.write_to(&mut *w).await?;
             return Ok(w.flush().await?);
         };
-        let value = |key: &str| {
+        let value = |wanted: &FetchItem| {
             items
                 .iter()
-                .find(|i| i.key == key)
+                .find(|i| i.item.same_answer(wanted))
                 .and_then(|i| wire.bytes(i.value.from, i.value.to, 1 << 20))
         };
-        let structure = value("BODYSTRUCTURE").and_then(|b| Value::parse(&b));
-        let probe_key = Requested::parse(PROBE.as_bytes()).key;
-        let probe = value(&probe_key)
+        let structure = value(&FetchItem::BodyStructure).and_then(|b| Value::parse(&b));
+        let probe = value(&FetchItem::parse(PROBE.as_bytes()))
             .and_then(|b| Value::parse(&b))
             .and_then(|v| v.text().map(<[u8]>::to_vec));
-        let uid = value("UID").and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u32>().ok());
+        let uid = value(&FetchItem::Uid).and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u32>().ok());
 
         let plaintext = if is_encrypted(structure.as_ref(), probe.as_deref()) {
             keep_alive(client, self.plaintext(wire, &items, uid, requests)).await
@@ -104,7 +104,7 @@ impl Rewriter {
             };
             served.record(message, origin);
         }
-        let dropped = |item: &Item| requests.added.iter().any(|a| a.key == item.key);
+        let dropped = |item: &Item| requests.added.iter().any(|a| a.item.same_answer(&item.item));
         let mut w = client.lock().await;
         match plaintext {
             // Gathered into 64 KiB writes: one TLS record per answer, not
@@ -133,7 +133,7 @@ impl Rewriter {
                 let mut out = format!("* {number} FETCH (").into_bytes();
                 // UID first: Thunderbird expects it there.
                 let mut ordered: Vec<&Item> = items.iter().filter(|i| !dropped(i)).collect();
-                ordered.sort_by_key(|i| i.key != "UID");
+                ordered.sort_by_key(|i| i.item != FetchItem::Uid);
                 for (n, item) in ordered.into_iter().enumerate() {
                     if n > 0 {
                         out.push(b' ');
@@ -159,7 +159,7 @@ impl Rewriter {
         const HEADER_LIMIT: usize = 256 * 1024;
         let header = items
             .iter()
-            .filter(|i| matches!(i.key.as_str(), "BODY[]" | "RFC822" | "BODY[HEADER]" | "RFC822.HEADER"))
+            .filter(|i| i.item == FetchItem::Rfc822 || i.item == FetchItem::Rfc822Header || whole_section(&i.item, true))
             .find_map(|i| Cursor::literal_of(wire, i.value))
             .and_then(|spool| spool.head(HEADER_LIMIT).ok());
         if let Some(header) = header {
@@ -201,7 +201,7 @@ impl Rewriter {
         }
         let whole = items
             .iter()
-            .find(|i| i.key == "BODY[]" || i.key == "RFC822")
+            .find(|i| i.item == FetchItem::Rfc822 || whole_section(&i.item, false))
             .and_then(|i| Cursor::literal_of(wire, i.value))
             .and_then(|spool| spool.to_vec().ok());
         let ciphertext = match whole {
@@ -276,43 +276,47 @@ where
     }
 }
 
+/// True for `BODY[]` (and, with `or_header`, `BODY[HEADER]`) of the
+/// message itself, without a partial.
+fn whole_section(item: &FetchItem, or_header: bool) -> bool {
+    matches!(item, FetchItem::Section { section, partial: None, .. }
+        if section.part.is_empty() && (section.text == SectionText::All || (or_header && section.text == SectionText::Header)))
+}
+
 /// Answers `item` from the decrypted message into `out`. False for items
 /// that do not depend on the content (they keep the server's value).
 fn answer_from(view: &MessageView<'_>, item: &Item, requests: &Requests, out: &mut Vec<u8>) -> bool {
-    match item.key.as_str() {
-        "RFC822.SIZE" => out.extend_from_slice(view.size().to_string().as_bytes()),
-        "BODYSTRUCTURE" => view.bodystructure(out),
-        "BODY" => view.body(out),
-        "ENVELOPE" => view.envelope(out),
+    match &item.item {
+        FetchItem::Uid | FetchItem::Flags | FetchItem::InternalDate | FetchItem::Other(_) => return false,
+        FetchItem::Rfc822Size => out.extend_from_slice(view.size().to_string().as_bytes()),
+        FetchItem::BodyStructure => view.bodystructure(out),
+        FetchItem::Body => view.body(out),
+        FetchItem::Envelope => view.envelope(out),
         // Like BODY[]: a section, so NULs go out as 0x80 as Dovecot sends them.
-        "RFC822" => emit::literal(out, &view.section(&Section::all())),
-        "RFC822.HEADER" => emit::literal(out, &view.section(&Section::header())),
-        "RFC822.TEXT" => emit::literal(out, &view.section(&Section::text())),
-        key if key.starts_with("BODY[") => {
-            // Positions in the raw name: the key may have grown where
-            // non-UTF-8 bytes became replacement characters.
-            let Some(close) = item.name.iter().rposition(|&b| b == b']') else {
-                return false;
-            };
-            let Some(section) = item.name.get(5..close).and_then(Section::parse) else {
-                return false;
-            };
-            let origin = item.name[close + 1..]
-                .strip_prefix(b"<")
-                .and_then(|o| o.strip_suffix(b">"))
-                .and_then(|o| std::str::from_utf8(o).ok()?.parse::<u64>().ok());
-            let bytes = view.section(&section);
-            match origin {
+        FetchItem::Rfc822 => emit::literal(out, &view.section(&Section::all())),
+        FetchItem::Rfc822Header => emit::literal(out, &view.section(&Section::header())),
+        FetchItem::Rfc822Text => emit::literal(out, &view.section(&Section::text())),
+        FetchItem::Section { section, partial: cut, .. } => {
+            let bytes = view.section(section);
+            match cut {
                 None => emit::literal(out, &bytes),
-                Some(origin) => {
-                    let length = requests.asked.iter().find(|r| r.key == item.key).and_then(|r| r.partial_length);
-                    emit::literal(out, partial(&bytes, origin, length));
-                }
+                Some(cut) => emit::literal(out, partial(&bytes, cut.origin, asked_length(requests, &item.item))),
             }
         }
-        _ => return false,
+        // Not served yet: the capabilities that announce them are hidden.
+        FetchItem::Binary { .. } | FetchItem::BinarySize { .. } | FetchItem::Preview { .. } => return false,
     }
     true
+}
+
+/// The partial length the client asked for with the item this answer
+/// names (answers carry only the origin).
+fn asked_length(requests: &Requests, answer: &FetchItem) -> Option<u64> {
+    let asked = requests.asked.iter().find(|r| r.item.same_answer(answer))?;
+    match &asked.item {
+        FetchItem::Section { partial, .. } | FetchItem::Binary { partial, .. } => partial.and_then(|p| p.length),
+        _ => None,
+    }
 }
 
 /// Splits `* n FETCH (items)` into the message number and its items.
@@ -344,7 +348,7 @@ fn parse(wire: &Wire) -> Option<(u32, Vec<Item>)> {
         c.skip_spaces();
         let value = c.value()?;
         items.push(Item {
-            key: String::from_utf8_lossy(&name).to_ascii_uppercase(),
+            item: FetchItem::parse(&name),
             name,
             value,
         });

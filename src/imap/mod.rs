@@ -4,7 +4,8 @@
 //!
 //! Layout: [`framer`] splits either direction into lines and literals,
 //! [`wire`] holds the few messages read whole and walks their syntax,
-//! [`command`] reads client commands, [`response`] recognises the server
+//! [`command`] reads client commands (their FETCH items as [`item`]s),
+//! [`response`] recognises the server
 //! responses the relay reads, [`capability`] filters capability lists,
 //! [`auth`] reads login credentials, [`upstream`] talks to the provider.
 //! [`session`] serves a connection: [`op::login`] until the client has
@@ -26,6 +27,7 @@ pub mod fetch;
 pub mod framer;
 #[cfg(test)]
 mod inprocess;
+pub mod item;
 pub mod op;
 pub mod relay;
 mod response;

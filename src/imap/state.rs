@@ -209,7 +209,7 @@ impl Requests {
             .fetches
             .iter()
             .flat_map(|f| f.added.iter())
-            .filter(|a| !asked.iter().any(|r| r.key == a.key))
+            .filter(|a| !asked.iter().any(|r| r.item.same_answer(&a.item)))
             .cloned()
             .collect();
         Requests {
