@@ -4,7 +4,8 @@
 //!
 //! Layout: [`framer`] splits either direction into lines and literals,
 //! [`wire`] holds the few messages read whole and walks their syntax,
-//! [`command`] reads client commands (their FETCH items as [`item`]s), [`capability`] filters capability
+//! [`command`] reads client commands (their FETCH items as [`item`]s, with
+//! [`section`]s), [`capability`] filters capability
 //! lists, [`auth`] reads login credentials, [`upstream`] talks to the
 //! provider, [`session`] relays a connection, [`fetch`] rewrites FETCH
 //! answers about encrypted messages (with [`view`] answering items from a
@@ -22,6 +23,7 @@ pub mod emit;
 pub mod fetch;
 pub mod framer;
 pub mod item;
+pub mod section;
 pub mod served;
 pub mod session;
 pub mod sidefetch;
