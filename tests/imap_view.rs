@@ -24,7 +24,8 @@ use std::collections::HashMap;
 use common::messages::{corpus_cases, generated, hand_written, Case};
 use common::rawimap::{cut, fetch_items, ok, probes, show, Imap, Mailbox, Probe};
 use sealpost::imap::emit;
-use sealpost::imap::view::{partial, MessageView, Section};
+use sealpost::imap::section::{partial, Section};
+use sealpost::imap::view::MessageView;
 
 const USER: &str = "erin@example.org";
 

@@ -24,7 +24,7 @@
 //! are expanded by the command parser) is [`FetchItem::Other`] and passes
 //! through as written: `MODSEQ`, `X-GM-LABELS`, `EMAILID`, malformed items.
 
-use super::view::Section;
+use super::section::{Section, SectionText};
 
 /// `<origin.length>` of a `BODY[...]` or `BINARY[...]` item. Answers carry
 /// only the origin (`BODY[]<0>`); requests carry both.
@@ -138,7 +138,7 @@ impl FetchItem {
     fn answer_name(&self) -> FetchItem {
         let section = |s: &Section| {
             let mut s = s.clone();
-            if let super::view::SectionText::HeaderFields { fields, .. } = &mut s.text {
+            if let SectionText::HeaderFields { fields, .. } = &mut s.text {
                 fields.iter_mut().for_each(|f| f.make_ascii_uppercase());
             }
             s
@@ -237,7 +237,6 @@ fn parse_partial(s: &[u8]) -> Option<Partial> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imap::view::SectionText;
 
     fn section(spec: &str) -> Section {
         Section::parse(spec.as_bytes()).unwrap()

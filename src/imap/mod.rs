@@ -4,9 +4,9 @@
 //!
 //! Layout: [`framer`] splits either direction into lines and literals,
 //! [`wire`] holds the few messages read whole and walks their syntax,
-//! [`command`] reads client commands (their FETCH items as [`item`]s),
-//! [`response`] recognises the server
-//! responses the relay reads, [`capability`] filters capability lists,
+//! [`command`] reads client commands (their FETCH items as [`item`]s,
+//! with [`section`]s), [`response`] recognises the server responses the
+//! relay reads, [`capability`] filters capability lists,
 //! [`auth`] reads login credentials, [`upstream`] talks to the provider.
 //! [`session`] serves a connection: [`op::login`] until the client has
 //! logged in, then [`relay`] both directions over the [`state`] they
@@ -31,6 +31,7 @@ pub mod item;
 pub mod op;
 pub mod relay;
 mod response;
+pub mod section;
 pub mod served;
 pub mod session;
 pub mod sidefetch;
