@@ -867,7 +867,15 @@ async fn server_to_client(
             state.lock().expect("state lock").special_use.insert(mailbox, attributes);
         }
         if let Some((tag, ok)) = tagged(&line) {
-            state.lock().expect("state lock").complete(tag, ok);
+            let mut s = state.lock().expect("state lock");
+            let failed = s
+                .fetches
+                .iter()
+                .find(|f| f.tag == tag)
+                .and_then(|f| rewriter.failure(&f.fetch, tag));
+            s.complete(tag, ok);
+            drop(s);
+            line = failed.unwrap_or(line);
         }
         if let Some(filtered) = capability::filter_line(&line) {
             line = filtered;
