@@ -8,9 +8,11 @@
 //! answer) its Content-Transfer-Encoding fields give way to
 //! `Content-Transfer-Encoding: binary` at the end of its header; boundaries,
 //! preambles and bodies in 7bit, 8bit or binary stay as they are. When no
-//! body needed decoding the answer is the section's bytes unchanged, as
-//! with Dovecot, whose converted headers then only decide the length: a
+//! body needed decoding the answer is the section's bytes unchanged: a
 //! container (multipart, message/rfc822) labelled base64 keeps its label.
+//! So does Dovecot, meaning to serve the original bytes, but it cuts them
+//! to the length the relabelled headers would have had (and drops the
+//! connection when that is longer); here they are served whole.
 //! `HEADER`, `HEADER.FIELDS`, `MIME` are not decoded: they answer as in
 //! `BODY[...]`. A part that does not exist gives no bytes.
 //!
@@ -21,15 +23,17 @@
 //! Failures, as Dovecot's: a Content-Transfer-Encoding field anywhere in
 //! the walk that names no known encoding (its value read one physical line
 //! at a time, the last field winning, so a folded value is unknown) is
-//! [`BinaryError::UnknownCte`] (`NO [UNKNOWN-CTE]`); a body whose encoding
-//! is broken is [`BinaryError::InvalidData`] (`NO [PARSE]`). Dovecot 2.3
-//! drops the connection instead when base64 or quoted-printable stops in
-//! the middle of a unit; here that is invalid data too.
+//! [`BinaryError::UnknownCte`] (`NO [UNKNOWN-CTE]`); otherwise a body whose
+//! encoding is broken is [`BinaryError::InvalidData`] (`NO [PARSE]`).
+//! Dovecot 2.3 drops the connection instead when base64 or
+//! quoted-printable stops in the middle of a unit; here that is invalid
+//! data too.
 //!
-//! `BINARY.SIZE` is the length of the `BINARY` answer. Dovecot 2.3 computes
-//! it separately and gets it wrong when a multipart or message/rfc822 part
-//! itself is labelled base64 or quoted-printable (it counts such a part as
-//! its header alone); here the two always agree.
+//! `BINARY.SIZE` is the length of the `BINARY` answer, and fails, as
+//! Dovecot's does, when any part of the message cannot be decoded. Dovecot
+//! 2.3 computes the size separately and gets it wrong when a multipart or
+//! message/rfc822 part itself is labelled base64 or quoted-printable (it
+//! counts such a part as its header alone); here the two always agree.
 
 use std::borrow::Cow;
 
@@ -76,39 +80,47 @@ impl BinaryError {
     }
 }
 
+/// What a `BINARY` section stands for.
+enum Target {
+    /// Part `idx` decoded, with its header when `header`.
+    Decoded { idx: usize, header: bool },
+    /// A header section, not decoded: as in `BODY[...]`.
+    AsBody,
+    /// A part that does not exist: no bytes.
+    Missing,
+}
+
 impl MessageView<'_> {
     /// The content of `BINARY[section]`.
     pub fn binary(&self, section: &Section) -> Result<Binary<'_>, BinaryError> {
-        let nested = !section.part.is_empty();
-        let target = match &section.text {
-            SectionText::All if !nested => Some((0, true)),
-            SectionText::All => self.find_part(&section.part).map(|idx| (idx, false)),
-            SectionText::Text if !nested => Some((0, false)),
-            SectionText::Text => self
-                .find_part(&section.part)
-                .filter(|&idx| self.parts[idx].has(FLAG_RFC822))
-                .and_then(|idx| self.parts[idx].children.first().copied())
-                .map(|idx| (idx, false)),
-            SectionText::Header | SectionText::HeaderFields { .. } | SectionText::Mime => {
+        let (idx, header) = match self.binary_target(section) {
+            Target::Decoded { idx, header } => (idx, header),
+            Target::AsBody => {
                 return Ok(Binary {
                     bytes: self.section(section),
                     literal8: false,
-                });
+                })
             }
-        };
-        let Some((idx, header)) = target else {
-            return Ok(Binary {
-                bytes: Cow::Borrowed(&[]),
-                literal8: false,
-            });
+            Target::Missing => {
+                return Ok(Binary {
+                    bytes: Cow::Borrowed(&[]),
+                    literal8: false,
+                })
+            }
         };
         let mut walk = Walk {
             view: self,
             out: Vec::new(),
             decoded: false,
             nuls: false,
+            broken: false,
         };
         walk.part(idx, header)?;
+        // Dovecot finds broken data only when it reads what it put
+        // together, after every part's encoding was known.
+        if walk.broken {
+            return Err(BinaryError::InvalidData);
+        }
         let literal8 = walk.decoded || walk.nuls;
         let bytes = if walk.decoded {
             Cow::Owned(walk.out)
@@ -125,9 +137,39 @@ impl MessageView<'_> {
         Ok(Binary { bytes, literal8 })
     }
 
-    /// `BINARY.SIZE[section]`: the length of [`MessageView::binary`].
+    /// `BINARY.SIZE[section]`: the length of [`MessageView::binary`]. Like
+    /// Dovecot, which computes the sizes of all parts at once, it fails
+    /// for a part that exists when any part of the message cannot be
+    /// decoded.
     pub fn binary_size(&self, section: &Section) -> Result<usize, BinaryError> {
-        Ok(self.binary(section)?.bytes.len())
+        match self.binary_target(section) {
+            Target::Missing => Ok(0),
+            Target::AsBody => Ok(self.section(section).len()),
+            Target::Decoded { .. } => {
+                self.binary(&Section::all())?;
+                Ok(self.binary(section)?.bytes.len())
+            }
+        }
+    }
+
+    /// Dovecot's reading of a section for `BINARY` (`imap_msgpart_open`).
+    fn binary_target(&self, section: &Section) -> Target {
+        let nested = !section.part.is_empty();
+        let found = match &section.text {
+            SectionText::All if !nested => Some((0, true)),
+            SectionText::All => self.find_part(&section.part).map(|idx| (idx, false)),
+            SectionText::Text if !nested => Some((0, false)),
+            SectionText::Text => self
+                .find_part(&section.part)
+                .filter(|&idx| self.parts[idx].has(FLAG_RFC822))
+                .and_then(|idx| self.parts[idx].children.first().copied())
+                .map(|idx| (idx, false)),
+            SectionText::Header | SectionText::HeaderFields { .. } | SectionText::Mime => return Target::AsBody,
+        };
+        match found {
+            Some((idx, header)) => Target::Decoded { idx, header },
+            None => Target::Missing,
+        }
     }
 
     /// The encoding named by the header at `start` and whether that header
@@ -170,6 +212,8 @@ struct Walk<'v, 'a> {
     decoded: bool,
     /// A NUL was seen in a header or in a body left as it was.
     nuls: bool,
+    /// A body could not be decoded.
+    broken: bool,
 }
 
 impl Walk<'_, '_> {
@@ -209,21 +253,20 @@ impl Walk<'_, '_> {
         if body.is_empty() {
             return Ok(());
         }
+        self.decoded |= matches!(cte, Cte::QuotedPrintable | Cte::Base64);
         match cte {
             Cte::Identity | Cte::Unknown => {
                 self.nuls |= body.contains(&0);
                 self.out.extend_from_slice(body);
             }
-            Cte::QuotedPrintable => {
-                let decoded = quoted_printable(body, BadEscapes::Refuse).map_err(|_| BinaryError::InvalidData)?;
-                self.out.extend_from_slice(&decoded);
-                self.decoded = true;
-            }
+            Cte::QuotedPrintable => match quoted_printable(body, BadEscapes::Refuse) {
+                Ok(decoded) => self.out.extend_from_slice(&decoded),
+                Err(_) => self.broken = true,
+            },
             Cte::Base64 => {
                 let (decoded, complete) = base64(body);
-                complete.map_err(|_| BinaryError::InvalidData)?;
                 self.out.extend_from_slice(&decoded);
-                self.decoded = true;
+                self.broken |= complete.is_err();
             }
         }
         Ok(())
@@ -244,7 +287,9 @@ mod tests {
     fn binary(message: &[u8], spec: &str) -> Result<(String, bool), BinaryError> {
         let view = MessageView::parse(message);
         let b = view.binary(&Section::parse(spec.as_bytes()).unwrap())?;
-        assert_eq!(view.binary_size(&Section::parse(spec.as_bytes()).unwrap()), Ok(b.bytes.len()));
+        if view.binary(&Section::all()).is_ok() {
+            assert_eq!(view.binary_size(&Section::parse(spec.as_bytes()).unwrap()), Ok(b.bytes.len()));
+        }
         Ok((String::from_utf8_lossy(&b.bytes).into_owned(), b.literal8))
     }
 
@@ -315,5 +360,11 @@ mod tests {
         let bad_child = b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n\r\none\r\n--a\r\nContent-Transfer-Encoding: x-uue\r\n\r\ntwo\r\n--a--\r\n";
         assert_eq!(binary(bad_child, "1"), Ok(("one".to_string(), false)));
         assert_eq!(binary(bad_child, ""), Err(BinaryError::UnknownCte));
+        let view = MessageView::parse(bad_child);
+        assert_eq!(
+            view.binary_size(&Section::parse(b"1").unwrap()),
+            Err(BinaryError::UnknownCte),
+            "sizes are of the whole"
+        );
     }
 }

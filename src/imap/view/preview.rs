@@ -5,11 +5,16 @@
 //! preview for encrypted and plain messages:
 //!
 //! - The text is the first text part, depth first, not looking inside
-//!   attached messages (message/rfc822); in a multipart/alternative its
-//!   text/plain alternative is preferred. A part without Content-Type is
-//!   text/plain. Content-Type and Content-Transfer-Encoding are read even
-//!   without MIME-Version (the first Content-Type and the last encoding
-//!   field win). The first text part is taken even when it is empty.
+//!   attached messages (message/rfc822); of a multipart/alternative only
+//!   the text parts directly in it count, text/plain first (a nested
+//!   multipart alternative is passed over). A text part is one the MIME
+//!   parser calls text (`text/...`, a bare `text`, no Content-Type); a
+//!   part of a multipart/digest without Content-Type is taken as text
+//!   too, as Dovecot's preview reads it. The body is then read by its
+//!   own fields, even without MIME-Version (the first Content-Type and the
+//!   last encoding field win): HTML, other `text/...` or no Content-Type
+//!   give text, anything else (such as a bare `text`) gives an empty
+//!   preview. The first text part is taken even when it is empty.
 //! - The body is decoded forgivingly: base64 up to the first bad
 //!   character, quoted-printable keeping a bad `=` as text; a body in an
 //!   unknown encoding gives no text. It is converted to UTF-8 from its
@@ -25,15 +30,13 @@
 //!
 //! Where this differs from Dovecot 2.3.19 (edge cases, none of them in the
 //! differential test's corpus): Dovecot reads a text part of an unknown
-//! charset only up to its first byte that is not UTF-8; it treats a
-//! multipart/digest part without Content-Type as text (it is
-//! message/rfc822, skipped here); its HTML reader differs in details of
-//! markup this one does not model (unterminated tags, `<br>` inside
-//! quoted lines).
+//! charset only up to its first byte that is not UTF-8; its HTML reader
+//! differs in details of markup this one does not model (unterminated
+//! tags, entities without `;`, a `>` after a tag at the start of a line).
 
 use super::decode::{base64, quoted_printable, BadEscapes, Cte};
 use super::header::unfolded_fields;
-use super::part::FLAG_RFC822;
+use super::part::{FLAG_RFC822, FLAG_TEXT};
 use super::rfc822::{rfc2231_parse, Rfc822};
 use super::MessageView;
 
@@ -43,16 +46,13 @@ const PREVIEW_CHARS: usize = 200;
 /// How a part's body is to be read, from its header.
 struct Reading {
     cte: Cte,
-    /// `type/subtype`, lower-cased; `None` without a usable Content-Type.
+    /// `type/subtype`, lower-cased, or what of it could be read; `None`
+    /// without a Content-Type field.
     content_type: Option<String>,
     charset: Option<Vec<u8>>,
 }
 
 impl Reading {
-    fn is_text(&self) -> bool {
-        self.content_type.as_deref().is_none_or(|ct| ct.starts_with("text/"))
-    }
-
     fn is_plain(&self) -> bool {
         self.content_type.as_deref().is_none_or(|ct| ct == "text/plain")
     }
@@ -67,6 +67,11 @@ impl MessageView<'_> {
         };
         let part = &self.parts[idx];
         let reading = self.reading(idx);
+        let html = match reading.content_type.as_deref() {
+            Some("text/html") => true,
+            Some(ct) if !ct.starts_with("text/") => return String::new(),
+            _ => false,
+        };
         let start = (part.pos + part.hdr_len).min(self.bytes.len());
         let body = &self.bytes[start..(start + part.body_len).min(self.bytes.len())];
         let decoded = match reading.cte {
@@ -76,7 +81,7 @@ impl MessageView<'_> {
             Cte::Unknown => Vec::new(),
         };
         let text = to_utf8(&decoded, reading.charset.as_deref());
-        if reading.content_type.as_deref() == Some("text/html") {
+        if html {
             snippet(&html_to_text(&text))
         } else {
             snippet(&text)
@@ -87,26 +92,33 @@ impl MessageView<'_> {
     fn preview_part(&self, idx: usize) -> Option<usize> {
         let part = &self.parts[idx];
         if part.has(FLAG_RFC822) {
-            return None;
+            // A digest's part is a message only by default.
+            return self.reading(idx).content_type.is_none().then_some(idx);
         }
         if part.children.is_empty() {
-            return self.reading(idx).is_text().then_some(idx);
+            return part.has(FLAG_TEXT).then_some(idx);
         }
         let alternative = part
             .data
             .content_subtype
             .as_deref()
             .is_some_and(|s| s.eq_ignore_ascii_case(b"alternative"));
-        let plain = || {
-            part.children
-                .iter()
-                .copied()
-                .find(|&c| self.parts[c].children.is_empty() && !self.parts[c].has(FLAG_RFC822) && self.reading(c).is_plain())
-        };
-        alternative
-            .then(plain)
-            .flatten()
-            .or_else(|| part.children.iter().find_map(|&c| self.preview_part(c)))
+        if !alternative {
+            return part.children.iter().find_map(|&c| self.preview_part(c));
+        }
+        // Of the alternatives only text parts count, text/plain first;
+        // nested multiparts are passed over.
+        let texts: Vec<usize> = part
+            .children
+            .iter()
+            .copied()
+            .filter(|&c| self.parts[c].children.is_empty() && self.parts[c].has(FLAG_TEXT))
+            .collect();
+        texts
+            .iter()
+            .copied()
+            .find(|&c| self.reading(c).is_plain())
+            .or(texts.first().copied())
     }
 
     /// How the body of part `idx` reads, from the fields of its header.
@@ -125,8 +137,9 @@ impl MessageView<'_> {
                 let mut p = Rfc822::new(&value);
                 p.skip_lwsp();
                 let mut ct = Vec::new();
-                if p.parse_content_type(&mut ct) >= 0 {
-                    reading.content_type = Some(String::from_utf8_lossy(&ct).to_ascii_lowercase());
+                let parsed = p.parse_content_type(&mut ct) >= 0;
+                reading.content_type = Some(String::from_utf8_lossy(&ct).to_ascii_lowercase());
+                if parsed {
                     reading.charset = rfc2231_parse(&mut p)
                         .into_iter()
                         .find(|(k, _)| k.eq_ignore_ascii_case(b"charset"))
@@ -138,21 +151,23 @@ impl MessageView<'_> {
     }
 }
 
-/// `bytes` in `charset` as UTF-8 text. US-ASCII, UTF-8 and charsets not
-/// known are read as UTF-8, as Dovecot does; a run of bytes that do not
-/// decode becomes a single U+FFFD.
+/// `bytes` in `charset` as UTF-8 text, as Dovecot's iconv-based reading
+/// gives it: US-ASCII, UTF-8 and charsets not known are read as UTF-8
+/// (a multi-byte sequence cut short at the end is dropped, as Dovecot
+/// waits for its end), ISO-8859-1 byte for byte (not as Windows-1252), a
+/// run of bytes that do not decode becomes a single U+FFFD.
 fn to_utf8(bytes: &[u8], charset: Option<&[u8]>) -> String {
-    let as_utf8 = |c: &[u8]| {
-        [&b"us-ascii"[..], b"ascii", b"utf-8", b"utf8"]
-            .iter()
-            .any(|u| c.eq_ignore_ascii_case(u))
-    };
-    let decoder = charset
-        .filter(|c| !as_utf8(c))
-        .and_then(mail_parser::decoders::charsets::map::charset_decoder);
-    let text = match decoder {
-        Some(decode) => decode(bytes),
-        None => String::from_utf8_lossy(bytes).into_owned(),
+    let named = |names: &[&str]| charset.is_some_and(|c| names.iter().any(|n| c.eq_ignore_ascii_case(n.as_bytes())));
+    let text = if named(&["iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "l1"]) {
+        bytes.iter().map(|&b| char::from(b)).collect()
+    } else {
+        let decoder = charset
+            .filter(|_| !named(&["us-ascii", "ascii", "utf-8", "utf8"]))
+            .and_then(mail_parser::decoders::charsets::map::charset_decoder);
+        match decoder {
+            Some(decode) => decode(bytes),
+            None => String::from_utf8_lossy(without_cut_sequence(bytes)).into_owned(),
+        }
     };
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -162,6 +177,25 @@ fn to_utf8(bytes: &[u8], charset: Option<&[u8]>) -> String {
         }
     }
     out
+}
+
+/// `bytes` without a UTF-8 sequence that its last bytes start but do not
+/// finish (and whatever follows its lead byte).
+fn without_cut_sequence(bytes: &[u8]) -> &[u8] {
+    let tail = bytes.len().saturating_sub(3);
+    let Some(lead) = (tail..bytes.len()).rev().find(|&i| (0xc0..0xf8).contains(&bytes[i])) else {
+        return bytes;
+    };
+    let needs = match bytes[lead] {
+        0xf0..0xf8 => 4,
+        0xe0.. => 3,
+        _ => 2,
+    };
+    if lead + needs > bytes.len() {
+        &bytes[..lead]
+    } else {
+        bytes
+    }
 }
 
 /// HTML as text: tags and comments become line breaks, `<style>`,
@@ -371,6 +405,20 @@ mod tests {
         assert_eq!(preview(&leaf("text/plain; charset=iso-8859-1", "8bit", b"Gr\xfc\xdfe")), "Grüße");
         assert_eq!(preview(&leaf("text/plain; charset=utf-8", "8bit", b"a\xff\xfeb")), "a\u{fffd}b");
         assert_eq!(
+            preview(&leaf("text/plain; charset=utf-8", "8bit", b"a\x89\x9e\xb5\xecm")),
+            "a\u{fffd}",
+            "a cut sequence at the end"
+        );
+        assert_eq!(
+            preview(&leaf("text/plain; charset=ISO-8859-1", "8bit", b"\x9f\xe4")),
+            "\u{9f}\u{e4}"
+        );
+        assert_eq!(preview(&leaf("text/plain; charset=windows-1252", "8bit", b"\x9f")), "\u{178}");
+        assert_eq!(
+            preview(&leaf("text/plain; charset=ISO-2022-JP", "7bit", b"\x1b$B$3$s$K$A$O\x1b(B")),
+            "こんにちは"
+        );
+        assert_eq!(
             preview(b"Content-Transfer-Encoding: base64\r\nSubject: x\r\n\r\naGVsbG8=\r\n"),
             "hello"
         );
@@ -412,11 +460,25 @@ mod tests {
             ],
         );
         assert_eq!(preview(&attached), "outer");
+        let nested = multipart(
+            "alternative",
+            &["Content-Type: multipart/signed; boundary=b\r\n\r\n--b\r\n\r\nsigned\r\n--b--"],
+        );
+        assert_eq!(preview(&nested), "", "a nested multipart alternative is passed over");
         let empty_first = multipart(
             "mixed",
             &["Content-Type: text/plain\r\n\r\n", "Content-Type: text/plain\r\n\r\nsecond"],
         );
         assert_eq!(preview(&empty_first), "");
+        let broken = multipart(
+            "mixed",
+            &["Content-Type: text/plain garbage\r\n\r\na", "Content-Type: text/plain\r\n\r\nb"],
+        );
+        assert_eq!(preview(&broken), "b", "not text to the MIME parser: skipped");
+        let bare = multipart("mixed", &["Content-Type: text\r\n\r\na", "Content-Type: text/plain\r\n\r\nb"]);
+        assert_eq!(preview(&bare), "", "text to the MIME parser, but not to the body reader");
+        let digest = b"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: one\r\n\r\nfirst\r\n--d--\r\n";
+        assert_eq!(preview(digest), "Subject: one first");
     }
 
     #[test]
