@@ -12,15 +12,10 @@
 //!
 //! The second test does the same for `BINARY[section]<partial>`,
 //! `BINARY.SIZE[section]` (RFC 3516) and `PREVIEW` (RFC 8970), which
-//! decode bodies: each BINARY item is asked in a FETCH of its own, since
-//! a part that cannot be decoded fails the command (`NO [UNKNOWN-CTE]`,
-//! `NO [PARSE]`). Where Dovecot 2.3 is wrong, the test says so and checks
-//! what the view does instead: Dovecot drops the connection on base64 or
-//! quoted-printable that stops in the middle of a unit (the view says
-//! invalid data, `NO [PARSE]`), and its BINARY.SIZE of a message with a
-//! multipart or message/rfc822 part labelled base64 or quoted-printable
-//! differs from the length of its own BINARY answer (the view's size is
-//! that length).
+//! decode bodies (`common::decoded`): each is asked in a FETCH of its own,
+//! since a part that cannot be decoded fails the command (`NO
+//! [UNKNOWN-CTE]`, `NO [PARSE]`). Dovecot's answers that are its own
+//! errors (named in `common::decoded`) are counted, not compared.
 //!
 //! `VIEWTEST_COUNT` (default 300) sets how many generated messages are
 //! checked, `VIEWTEST_SEED` the first seed, `VIEWTEST_ONLY` keeps only the
@@ -33,11 +28,12 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::decoded;
 use common::messages::{corpus_cases, generated, hand_written, Case};
-use common::rawimap::{ask, binary_probes, cut, fetch_items, ok, probes, show, Answer, Imap, Mailbox, Probe, BINARY_SIZES};
+use common::rawimap::{cut, fetch_items, ok, probes, show, Imap, Mailbox, Probe};
 use sealpost::imap::emit;
 use sealpost::imap::section::{partial, Section};
-use sealpost::imap::view::{BinaryError, MessageView};
+use sealpost::imap::view::MessageView;
 
 const USER: &str = "erin@example.org";
 
@@ -130,68 +126,6 @@ fn compare(imap: &mut Imap, mailbox: &str, case: &Case, probes: &[Probe], failur
 // BINARY and PREVIEW
 // ---------------------------------------------------------------------------
 
-/// What Dovecot should answer to `BINARY[...]` of `probe`, from the view.
-fn binary_wanted(view: &MessageView<'_>, probe: &Probe) -> Result<Vec<u8>, BinaryError> {
-    let section = Section::parse(probe.spec.as_bytes()).expect("probe sections parse");
-    let binary = view.binary(&section)?;
-    let bytes: &[u8] = match probe.partial {
-        None => &binary.bytes,
-        Some((o, l)) => partial(&binary.bytes, o, Some(l)),
-    };
-    let mut out = Vec::new();
-    if binary.literal8 {
-        emit::literal8(&mut out, bytes);
-    } else {
-        emit::literal(&mut out, bytes);
-    }
-    Ok(out)
-}
-
-/// True when Dovecot's `answer` is what the view's `wanted` says.
-fn binary_agrees(wanted: &Result<Vec<u8>, BinaryError>, answer: &Answer) -> bool {
-    match (wanted, answer) {
-        (Ok(want), Answer::Value(have)) => want == have,
-        (Err(e), Answer::Refused(code)) => e.code() == code,
-        // Dovecot's decoders fail this way on a last unit cut short.
-        (Err(BinaryError::InvalidData), Answer::Closed) => true,
-        _ => false,
-    }
-}
-
-/// The length of the data of a literal value as sent (`{n}` / `~{n}`).
-fn literal_len(value: &[u8]) -> Option<usize> {
-    let open = value.iter().position(|&b| b == b'{')?;
-    let close = value.iter().position(|&b| b == b'}')?;
-    std::str::from_utf8(&value[open + 1..close]).ok()?.parse().ok()
-}
-
-/// The data of a literal value as sent, NULs as 0x80.
-fn literal_data(value: &[u8]) -> Vec<u8> {
-    let start = value.windows(3).position(|w| w == b"}\r\n").map_or(value.len(), |p| p + 3);
-    value[start..].iter().map(|&b| if b == 0 { 0x80 } else { b }).collect()
-}
-
-/// Dovecot's error with sections in which nothing needed decoding: it
-/// means to send them as they are, but cuts them to the length their
-/// headers would have had relabelled `Content-Transfer-Encoding: binary`,
-/// or drops the connection when that is longer. True when `answer` is
-/// that error and the view sends the section (`wanted`) as it is.
-fn cut_by_dovecot(view: &MessageView<'_>, probe: &Probe, wanted: &[u8], answer: &Answer) -> bool {
-    let section = Section::parse(probe.spec.as_bytes()).expect("probe sections parse");
-    let plain = view.section(&section);
-    let plain = match probe.partial {
-        None => &plain[..],
-        Some((o, l)) => partial(&plain, o, Some(l)),
-    };
-    let ours = literal_data(wanted);
-    let as_it_is = ours == plain;
-    match answer {
-        Answer::Value(v) => as_it_is && ours.starts_with(&literal_data(v)),
-        Answer::Closed => as_it_is,
-        _ => false,
-    }
-}
-
 /// A fresh connection with `mailbox` selected, after Dovecot dropped one.
 fn reconnect(mailbox: &str) -> Imap {
     let mut imap = Imap::connect(USER);
@@ -211,90 +145,22 @@ fn compare_decoded(imap: &mut Imap, mailbox: &str, case: &Case, failures: &mut V
         }
     };
     let view = MessageView::parse(&case.bytes);
-    let mut lengths = std::collections::HashMap::new();
-    let mut cut_sections = std::collections::HashSet::new();
-    for probe in binary_probes() {
-        let wanted = binary_wanted(&view, &probe);
-        let answer = ask(imap, uid, &probe.request_as("BINARY"), &probe.response_name_as("BINARY"));
-        if answer == Answer::Closed {
-            *imap = reconnect(mailbox);
+    let items = decoded::items(&view);
+    let answers = decoded::ask_all(imap, uid, &items, &mut || reconnect(mailbox));
+    for (i, (item, answer)) in items.iter().zip(&answers).enumerate() {
+        if decoded::agrees(&item.wanted, answer) {
+            continue;
         }
-        if let (None, Answer::Value(v)) = (probe.partial, &answer) {
-            lengths.insert(probe.spec.clone(), literal_len(v));
-        }
-        if let (Ok(want), false) = (&wanted, binary_agrees(&wanted, &answer)) {
-            if cut_by_dovecot(&view, &probe, want, &answer) {
-                cut_sections.insert(probe.spec.clone());
-                excused.push(format!(
-                    "{}: {}: Dovecot cut the section it sends as it is",
-                    case.name,
-                    probe.request_as("BINARY")
-                ));
-                continue;
-            }
-        }
-        if !binary_agrees(&wanted, &answer) {
-            failures.push(format!(
+        match decoded::dovecot_error(&view, &items, &answers, i) {
+            Some(error) => excused.push(format!("{}: {}: {error}", case.name, item.request)),
+            None => failures.push(format!(
                 "{}: {}\n    dovecot: {}\n    view:    {}",
                 case.name,
-                probe.request_as("BINARY"),
+                item.request,
                 cut(&answer.show()),
-                cut(&match &wanted {
-                    Ok(v) => show(v),
-                    Err(e) => format!("{e:?}"),
-                })
-            ));
-        }
-    }
-    for spec in BINARY_SIZES {
-        let section = Section::parse(spec.as_bytes()).expect("size sections parse");
-        let wanted = view.binary_size(&section).map(|n| n.to_string().into_bytes());
-        let name = format!("BINARY.SIZE[{spec}]");
-        let answer = ask(imap, uid, &name, &name);
-        if answer == Answer::Closed {
-            *imap = reconnect(mailbox);
-        }
-        match (&wanted, &answer) {
-            (Ok(want), Answer::Value(have)) if want != have => {
-                let dovecot_binary = lengths.get(spec).copied().flatten();
-                let dovecot_size = std::str::from_utf8(have).ok().and_then(|h| h.parse::<usize>().ok());
-                // The view's size is the length of its BINARY answer, which
-                // was compared above.
-                if cut_sections.contains(spec) || (dovecot_binary.is_some() && dovecot_size != dovecot_binary) {
-                    excused.push(format!(
-                        "{}: {name}: Dovecot says {} but sends {:?} bytes",
-                        case.name,
-                        show(have),
-                        dovecot_binary
-                    ));
-                } else {
-                    failures.push(format!(
-                        "{}: {name}\n    dovecot: {}\n    view:    {}",
-                        case.name,
-                        show(have),
-                        show(want)
-                    ));
-                }
-            }
-            (Ok(_), Answer::Value(_)) => {}
-            (Err(e), answer) if binary_agrees(&Err(*e), answer) => {}
-            (wanted, answer) => failures.push(format!(
-                "{}: {name}\n    dovecot: {}\n    view:    {wanted:?}",
-                case.name,
-                answer.show()
+                cut(&decoded::show_wanted(&item.wanted))
             )),
         }
-    }
-    let mut wanted = Vec::new();
-    emit::string(&mut wanted, view.preview().as_bytes());
-    match ask(imap, uid, "PREVIEW", "PREVIEW") {
-        Answer::Value(have) if have == wanted => {}
-        answer => failures.push(format!(
-            "{}: PREVIEW\n    dovecot: {}\n    view:    {}",
-            case.name,
-            cut(&answer.show()),
-            cut(&show(&wanted))
-        )),
     }
 }
 

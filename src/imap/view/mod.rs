@@ -394,12 +394,17 @@ mod tests {
         v.bodystructure(&mut out);
         v.body(&mut out);
         v.envelope(&mut out);
+        assert!(v.preview().chars().count() <= 200);
         for spec in specs {
             if let Some(section) = Section::parse(spec) {
                 let bytes = v.section(&section);
                 let _ = v.has_section(&section);
                 let cut = partial(&bytes, origin, Some(length));
                 assert!(cut.len() as u64 <= length);
+                if let (Ok(binary), Ok(size)) = (v.binary(&section), v.binary_size(&section)) {
+                    assert_eq!(binary.bytes.len(), size);
+                    assert!(binary.literal8 || !binary.bytes.contains(&0), "NULs only in a literal8");
+                }
             }
         }
     }
