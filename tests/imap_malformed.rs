@@ -1168,9 +1168,10 @@ fn fetch_items_with_a_parenthesised_argument_are_parsed_in_bounded_time() {
 fn hidden(word: &str) -> bool {
     let upper = word.to_ascii_uppercase();
     upper.starts_with("COMPRESS=")
-        || ["BINARY", "CATENATE", "PREVIEW", "STARTTLS", "LOGINDISABLED"].contains(&upper.as_str())
+        || ["CATENATE", "STARTTLS", "LOGINDISABLED"].contains(&upper.as_str())
         || upper.starts_with("URLAUTH")
         || upper.starts_with("PREVIEW=")
+        || upper.starts_with("SNIPPET=")
         || (upper.starts_with("AUTH=") && upper.ends_with("-PLUS"))
 }
 
@@ -1199,6 +1200,7 @@ const CAPABILITY_WORDS: &[&str] = &[
     "URLAUTH=BINARY",
     "PREVIEW",
     "PREVIEW=FUZZY",
+    "SNIPPET=FUZZY",
     "STARTTLS",
     "LOGINDISABLED",
     "BINARYX",

@@ -60,6 +60,11 @@ for name, item in [("header", "HEADER"), ("text", "TEXT"), ("part1", "1"), ("par
 out["partial"] = value("(BODY.PEEK[1]<5.40>)", "BODY[1]<5>")
 for item in ["BODYSTRUCTURE", "BODY", "ENVELOPE"]:
     out[item] = value("(%s)" % item, item)
+out["preview"] = value("(PREVIEW)", "PREVIEW")
+out["preview_lazy"] = value("(PREVIEW (LAZY))", "PREVIEW")
+out["binary1"] = value("(BINARY.PEEK[1])", "BINARY[1]")
+out["binary2"] = value("(BINARY.PEEK[2])", "BINARY[2]")
+out["binary2size"] = re.search(rb"BINARY.SIZE\[2\] (\d+)", raw("(BINARY.SIZE[2])")).group(1)
 out["flags"] = raw("(FLAGS)")
 print(json.dumps({k: base64.b64encode(v).decode() for k, v in out.items()}))
 m.logout()
@@ -165,6 +170,16 @@ fn encrypted_messages_read_decrypted_and_consistent_in_every_item() {
         text(&through["ENVELOPE"])
     );
     assert!(!text(&through["ENVELOPE"]).contains("[...]"));
+    // The preview a client shows under the subject is the start of the
+    // decrypted text, the same whether asked lazily or not; BINARY gives
+    // the attachment decoded.
+    let preview = text(&through["preview"]);
+    assert_eq!(preview, "\"The real figures: 42. Second line.\"");
+    assert!(!preview.contains("PGP") && !preview.contains("[...]") && !preview.contains("-----"));
+    assert_eq!(through["preview_lazy"], through["preview"]);
+    assert_eq!(text(&through["binary1"]), "The real figures: 42.\r\nSecond line.");
+    assert_eq!(through["binary2"], (0u8..10).collect::<Vec<u8>>());
+    assert_eq!(text(&through["binary2size"]), "10");
 
     // The differential check: the same decrypted message stored in plain
     // text at Dovecot gets the same answers from Dovecot itself.
@@ -186,6 +201,10 @@ fn encrypted_messages_read_decrypted_and_consistent_in_every_item() {
         "BODYSTRUCTURE",
         "BODY",
         "ENVELOPE",
+        "preview",
+        "binary1",
+        "binary2",
+        "binary2size",
     ] {
         assert_eq!(
             text(&through[item]),

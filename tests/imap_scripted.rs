@@ -128,11 +128,11 @@ fn unknown_extensions_pass_byte_for_byte() {
     // Only what the proxy cannot honour is hidden.
     assert_eq!(
         login,
-        "a1 OK [CAPABILITY IMAP4REV1 LITERAL+ AUTH=PLAIN X-GM-EXT-1 ESEARCH OBJECTID] Logged in through Sealpost\r\n"
+        "a1 OK [CAPABILITY IMAP4REV1 LITERAL+ AUTH=PLAIN X-GM-EXT-1 ESEARCH OBJECTID BINARY] Logged in through Sealpost\r\n"
     );
     assert_eq!(
         c.command("a2", "CAPABILITY"),
-        "* CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN X-GM-EXT-1 ESEARCH OBJECTID\r\na2 OK done\r\n"
+        "* CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN X-GM-EXT-1 ESEARCH OBJECTID BINARY\r\na2 OK done\r\n"
     );
     c.command("a3", "SELECT INBOX");
     assert_eq!(

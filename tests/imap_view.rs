@@ -10,6 +10,13 @@
 //! without interpreting the values, so that a value is compared exactly as
 //! it was sent. The messages come from `common::messages`.
 //!
+//! The second test does the same for `BINARY[section]<partial>`,
+//! `BINARY.SIZE[section]` (RFC 3516) and `PREVIEW` (RFC 8970), which
+//! decode bodies (`common::decoded`): each is asked in a FETCH of its own,
+//! since a part that cannot be decoded fails the command (`NO
+//! [UNKNOWN-CTE]`, `NO [PARSE]`). Dovecot's answers that are its own
+//! errors (named in `common::decoded`) are counted, not compared.
+//!
 //! `VIEWTEST_COUNT` (default 300) sets how many generated messages are
 //! checked, `VIEWTEST_SEED` the first seed, `VIEWTEST_ONLY` keeps only the
 //! cases whose name contains it, `VIEWTEST_VERBOSE` names each case as it
@@ -21,6 +28,7 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::decoded;
 use common::messages::{corpus_cases, generated, hand_written, Case};
 use common::rawimap::{cut, fetch_items, ok, probes, show, Imap, Mailbox, Probe};
 use sealpost::imap::emit;
@@ -112,6 +120,90 @@ fn compare(imap: &mut Imap, mailbox: &str, case: &Case, probes: &[Probe], failur
         let _ = std::fs::write(&path, &case.bytes);
         failures.push(format!("    (message written to {})", path.display()));
     }
+}
+
+// ---------------------------------------------------------------------------
+// BINARY and PREVIEW
+// ---------------------------------------------------------------------------
+
+/// A fresh connection with `mailbox` selected, after Dovecot dropped one.
+fn reconnect(mailbox: &str) -> Imap {
+    let mut imap = Imap::connect(USER);
+    let (_, done) = imap.command(format!("SELECT {mailbox}").as_bytes());
+    assert!(ok(&done), "SELECT: {}", show(&done));
+    imap
+}
+
+/// BINARY items, BINARY.SIZE and PREVIEW of one message, compared with
+/// Dovecot's answers; Dovecot's known errors are counted in `excused`.
+fn compare_decoded(imap: &mut Imap, mailbox: &str, case: &Case, failures: &mut Vec<String>, excused: &mut Vec<String>) {
+    let uid = match imap.append(mailbox, &case.bytes) {
+        Ok(uid) => uid,
+        Err(e) => {
+            failures.push(format!("{}: APPEND refused: {e}", case.name));
+            return;
+        }
+    };
+    let view = MessageView::parse(&case.bytes);
+    let items = decoded::items(&view);
+    let answers = decoded::ask_all(imap, uid, &items, &mut || reconnect(mailbox));
+    for (i, (item, answer)) in items.iter().zip(&answers).enumerate() {
+        if decoded::agrees(&item.wanted, answer) {
+            continue;
+        }
+        match decoded::dovecot_error(&view, &items, &answers, i) {
+            Some(error) => excused.push(format!("{}: {}: {error}", case.name, item.request)),
+            None => failures.push(format!(
+                "{}: {}\n    dovecot: {}\n    view:    {}",
+                case.name,
+                item.request,
+                cut(&answer.show()),
+                cut(&decoded::show_wanted(&item.wanted))
+            )),
+        }
+    }
+}
+
+#[test]
+fn binary_and_preview_like_dovecot() {
+    let count: usize = std::env::var("VIEWTEST_COUNT").ok().and_then(|c| c.parse().ok()).unwrap_or(300);
+    let seed: u64 = std::env::var("VIEWTEST_SEED").ok().and_then(|c| c.parse().ok()).unwrap_or(1);
+    let mut cases = corpus_cases();
+    cases.extend(hand_written());
+    cases.extend(generated(seed, count));
+    if let Ok(only) = std::env::var("VIEWTEST_ONLY") {
+        cases.retain(|c| c.name.contains(&only));
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mailbox = Mailbox {
+        user: USER,
+        name: format!("viewtest-binary-{}-{nanos}", std::process::id()),
+        at: Imap::connect,
+    };
+    let mut imap = Imap::connect(USER);
+    let (_, done) = imap.command(format!("CREATE {}", mailbox.name).as_bytes());
+    assert!(ok(&done), "CREATE: {}", show(&done));
+    let (_, done) = imap.command(format!("SELECT {}", mailbox.name).as_bytes());
+    assert!(ok(&done), "SELECT: {}", show(&done));
+
+    let (mut failures, mut excused) = (Vec::new(), Vec::new());
+    for case in &cases {
+        compare_decoded(&mut imap, &mailbox.name, case, &mut failures, &mut excused);
+    }
+    imap.command(b"LOGOUT");
+    if std::env::var_os("VIEWTEST_VERBOSE").is_some() {
+        eprintln!("{} answers excused (Dovecot's own error):\n{}", excused.len(), excused.join("\n"));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} difference(s) from Dovecot in {} messages:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -7,16 +7,18 @@
 fn passes(word: &str) -> bool {
     let upper = word.to_ascii_uppercase();
     // COMPRESS would compress the upstream leg under the proxy's parser.
-    // BINARY would serve undecrypted parts. CATENATE and URLAUTH build
-    // messages on the server from parts, beyond APPEND encryption. PREVIEW
-    // would show the ciphertext. STARTTLS and LOGINDISABLED describe the
-    // upstream leg, not ours; -PLUS SASL binds to the upstream TLS channel.
+    // CATENATE and URLAUTH build messages on the server from parts, beyond
+    // APPEND encryption. The drafts of PREVIEW (PREVIEW=FUZZY,
+    // SNIPPET=FUZZY) have a syntax of their own that the proxy does not
+    // answer, so they would show the ciphertext (RFC 8970 PREVIEW and
+    // RFC 3516 BINARY are answered from the decrypted message). STARTTLS
+    // and LOGINDISABLED describe the upstream leg, not ours; -PLUS SASL
+    // binds to the upstream TLS channel.
     !(upper.starts_with("COMPRESS=")
-        || upper == "BINARY"
         || upper == "CATENATE"
         || upper.starts_with("URLAUTH")
-        || upper == "PREVIEW"
         || upper.starts_with("PREVIEW=")
+        || upper.starts_with("SNIPPET=")
         || upper == "STARTTLS"
         || upper == "LOGINDISABLED"
         || (upper.starts_with("AUTH=") && upper.ends_with("-PLUS")))
@@ -85,10 +87,10 @@ mod tests {
 
     #[test]
     fn removes_only_what_the_proxy_cannot_honour() {
-        let line = b"* CAPABILITY IMAP4rev1 SASL-IR COMPRESS=DEFLATE BINARY CONDSTORE QRESYNC X-GM-EXT-1 AUTH=SCRAM-SHA-256-PLUS AUTH=PLAIN SPECIAL-USE\r\n";
+        let line = b"* CAPABILITY IMAP4rev1 SASL-IR COMPRESS=DEFLATE BINARY CONDSTORE QRESYNC X-GM-EXT-1 AUTH=SCRAM-SHA-256-PLUS AUTH=PLAIN SPECIAL-USE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW\r\n";
         assert_eq!(
             filter_line(line).unwrap(),
-            b"* CAPABILITY IMAP4rev1 SASL-IR CONDSTORE QRESYNC X-GM-EXT-1 AUTH=PLAIN SPECIAL-USE\r\n"
+            b"* CAPABILITY IMAP4rev1 SASL-IR BINARY CONDSTORE QRESYNC X-GM-EXT-1 AUTH=PLAIN SPECIAL-USE PREVIEW\r\n"
         );
         let line = b"a1 OK [CAPABILITY IMAP4rev1 IDLE compress=deflate MOVE] Logged in\r\n";
         assert_eq!(filter_line(line).unwrap(), b"a1 OK [CAPABILITY IMAP4rev1 IDLE MOVE] Logged in\r\n");
@@ -97,7 +99,7 @@ mod tests {
         let list = b"* LIST () \".\" \"Projects [CAPABILITY BINARY] 2026\"\r\n";
         assert!(filter_line(list).is_none(), "only capability responses are touched");
         assert_eq!(
-            filter_line(b"* CAPABILITY IMAP4rev1 X-VENDOR-\xff BINARY\r\n").unwrap(),
+            filter_line(b"* CAPABILITY IMAP4rev1 X-VENDOR-\xff CATENATE\r\n").unwrap(),
             b"* CAPABILITY IMAP4rev1 X-VENDOR-\xff\r\n"
         );
         assert!(filter_line(b"* PREAUTH [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] hi\r\n")

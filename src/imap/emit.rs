@@ -61,6 +61,13 @@ pub fn literal(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Writes a `literal8` (RFC 3516, for BINARY data that may hold NULs):
+/// `~{n}\r\n` followed by the bytes.
+pub fn literal8(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'~');
+    literal(out, bytes);
+}
+
 /// Writes a quoted string, escaping `"` and `\`. The caller must have
 /// checked [`can_quote`]; bytes that cannot appear in a quoted string (CR,
 /// LF, NUL, 8-bit) are dropped, as Dovecot's `imap_append_quoted` does.

@@ -14,14 +14,14 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::Mutex;
 
-use super::command::PROBE;
+use super::command::{Fetch, PROBE};
 use super::emit;
-use super::item::FetchItem;
+use super::item::{FetchItem, Partial};
 use super::section::{partial, Section, SectionText};
 use super::served::{Origin, Served};
 use super::sidefetch::SideFetcher;
 use super::state::{ClientWriter, Requests, SessionError, Shared};
-use super::view::MessageView;
+use super::view::{BinaryError, MessageView};
 use super::wire::{Cursor, Span, Value, Wire};
 use crate::account::Account;
 use crate::mime::to_crlf;
@@ -49,6 +49,9 @@ pub struct Rewriter {
     cache: Option<Arc<MessageCache>>,
     fetcher: Arc<SideFetcher>,
     served: Option<Arc<Served>>,
+    /// Items left out of answers because the decrypted message cannot
+    /// give them; the FETCH that asked for them fails.
+    failures: Vec<(FetchItem, BinaryError)>,
 }
 
 impl Rewriter {
@@ -67,7 +70,24 @@ impl Rewriter {
             cache,
             fetcher,
             served,
+            failures: Vec::new(),
         }
+    }
+
+    /// The tagged response for the FETCH `fetch` (tag `tag`) when an item
+    /// it asked for was left out of an answer: `NO` with the reason's
+    /// response code (`UNKNOWN-CTE`, `PARSE`), as Dovecot fails a FETCH
+    /// whose BINARY section it cannot give. `None`: the server's response
+    /// stands.
+    pub fn failure(&mut self, fetch: &Fetch, tag: &[u8]) -> Option<Vec<u8>> {
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.failures)
+            .into_iter()
+            .partition(|(item, _)| fetch.asks_for(item));
+        self.failures = others;
+        let (_, error) = mine.first()?;
+        let mut line = tag.to_vec();
+        line.extend_from_slice(format!(" NO [{}] {error}\r\n", error.code()).as_bytes());
+        Some(line)
     }
 
     /// Writes the client's version of one `* n FETCH (...)` answer.
@@ -134,16 +154,26 @@ impl Rewriter {
                 // UID first: Thunderbird expects it there.
                 let mut ordered: Vec<&Item> = items.iter().filter(|i| !dropped(i)).collect();
                 ordered.sort_by_key(|i| i.item != FetchItem::Uid);
-                for (n, item) in ordered.into_iter().enumerate() {
-                    if n > 0 {
+                let mut written = 0;
+                for item in ordered {
+                    let mut value = Vec::new();
+                    match answer_from(&view, item, requests, &mut value) {
+                        Ok(true) => {}
+                        Ok(false) => value = wire.bytes(item.value.from, item.value.to, usize::MAX).unwrap_or_default(),
+                        // Left out, as Dovecot leaves it out before it
+                        // fails the command.
+                        Err(e) => {
+                            self.failures.push((item.item.clone(), e));
+                            continue;
+                        }
+                    }
+                    if written > 0 {
                         out.push(b' ');
                     }
                     out.extend_from_slice(&item.name);
                     out.push(b' ');
-                    if !answer_from(&view, item, requests, &mut out) {
-                        let raw = wire.bytes(item.value.from, item.value.to, usize::MAX).unwrap_or_default();
-                        out.extend_from_slice(&raw);
-                    }
+                    out.extend_from_slice(&value);
+                    written += 1;
                 }
                 out.extend_from_slice(b")\r\n");
                 w.write_all(&out).await?;
@@ -283,12 +313,13 @@ fn whole_section(item: &FetchItem, or_header: bool) -> bool {
         if section.part.is_empty() && (section.text == SectionText::All || (or_header && section.text == SectionText::Header)))
 }
 
-/// Answers `item` from the decrypted message into `out`. False for items
-/// that do not depend on the content (they keep the server's value).
-fn answer_from(view: &MessageView<'_>, item: &Item, requests: &Requests, out: &mut Vec<u8>) -> bool {
+/// Answers `item` from the decrypted message into `out`: `Ok(false)` for
+/// items that do not depend on the content (they keep the server's
+/// value), an error for a BINARY section the message cannot give.
+fn answer_from(view: &MessageView<'_>, item: &Item, requests: &Requests, out: &mut Vec<u8>) -> Result<bool, BinaryError> {
     match &item.item {
-        FetchItem::Uid | FetchItem::Flags | FetchItem::InternalDate | FetchItem::Other(_) => return false,
-        FetchItem::Rfc822Size => out.extend_from_slice(view.size().to_string().as_bytes()),
+        FetchItem::Uid | FetchItem::Flags | FetchItem::InternalDate | FetchItem::Other(_) => return Ok(false),
+        FetchItem::Rfc822Size => emit::number(out, view.size() as u64),
         FetchItem::BodyStructure => view.bodystructure(out),
         FetchItem::Body => view.body(out),
         FetchItem::Envelope => view.envelope(out),
@@ -298,15 +329,34 @@ fn answer_from(view: &MessageView<'_>, item: &Item, requests: &Requests, out: &m
         FetchItem::Rfc822Text => emit::literal(out, &view.section(&Section::text())),
         FetchItem::Section { section, partial: cut, .. } => {
             let bytes = view.section(section);
-            match cut {
-                None => emit::literal(out, &bytes),
-                Some(cut) => emit::literal(out, partial(&bytes, cut.origin, asked_length(requests, &item.item))),
+            emit::literal(out, cut_to(&bytes, cut, requests, &item.item));
+        }
+        FetchItem::Binary { section, partial: cut, .. } => {
+            let binary = view.binary(section)?;
+            let bytes = cut_to(&binary.bytes, cut, requests, &item.item);
+            if binary.literal8 {
+                emit::literal8(out, bytes);
+            } else {
+                emit::literal(out, bytes);
             }
         }
-        // Not served yet: the capabilities that announce them are hidden.
-        FetchItem::Binary { .. } | FetchItem::BinarySize { .. } | FetchItem::Preview { .. } => return false,
+        FetchItem::BinarySize { section } => emit::number(out, view.binary_size(section)? as u64),
+        // The draft syntax `PREVIEW (FUZZY)` (not announced) is answered
+        // in its own form by the server; only RFC 8970's is ours.
+        FetchItem::Preview { .. } if !requests.asked.iter().any(|r| matches!(r.item, FetchItem::Preview { .. })) => return Ok(false),
+        FetchItem::Preview { .. } => emit::string(out, view.preview().as_bytes()),
     }
-    true
+    Ok(true)
+}
+
+/// The part of a section's `bytes` an answer carries: all of them, or,
+/// for an answer with a partial origin, from there as many as the client
+/// asked for (answers carry only the origin).
+fn cut_to<'b>(bytes: &'b [u8], cut: &Option<Partial>, requests: &Requests, answer: &FetchItem) -> &'b [u8] {
+    match cut {
+        None => bytes,
+        Some(cut) => partial(bytes, cut.origin, asked_length(requests, answer)),
+    }
 }
 
 /// The partial length the client asked for with the item this answer

@@ -280,7 +280,22 @@ async fn server_to_client(
             state.lock().expect("state lock").special_use.insert(mailbox, attributes);
         }
         if let Some((tag, ok)) = tagged(&line) {
-            state.lock().expect("state lock").complete(tag, ok);
+            // A FETCH whose BINARY item could not be decoded ends in NO
+            // (RFC 3516: [UNKNOWN-CTE] or [PARSE]), whatever the server
+            // said about the ciphertext.
+            let failed = {
+                let mut s = state.lock().expect("state lock");
+                let failed = s
+                    .fetches
+                    .iter()
+                    .find(|f| f.tag == tag)
+                    .and_then(|f| rewriter.failure(&f.fetch, tag));
+                s.complete(tag, ok);
+                failed
+            };
+            if let Some(failed) = failed {
+                line = failed;
+            }
         }
         if let Some(filtered) = capability::filter_line(&line) {
             line = filtered;

@@ -5,6 +5,7 @@
 //! `GNUPGHOME` and stops its agent when dropped.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod decoded;
 pub mod fault;
 pub mod messages;
 pub mod proxy;

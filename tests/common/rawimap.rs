@@ -108,39 +108,56 @@ impl Imap {
 
     /// One response line with any literals it announces, inlined.
     pub fn read_response(&mut self) -> Vec<u8> {
+        self.try_read_response().expect("Dovecot closed the connection")
+    }
+
+    /// One response line with its literals; `None` when the server closed
+    /// the connection (or broke off in the middle of a response).
+    fn try_read_response(&mut self) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         loop {
             let start = out.len();
-            let n = self.reader.read_until(b'\n', &mut out).expect("read from Dovecot");
-            assert!(n > 0, "Dovecot closed the connection");
+            if self.reader.read_until(b'\n', &mut out).ok()? == 0 {
+                return None;
+            }
             let line = &out[start..];
             let Some(size) = literal_announcement(line) else {
-                return out;
+                return Some(out);
             };
             let mut literal = vec![0u8; size];
-            self.reader.read_exact(&mut literal).expect("literal from Dovecot");
+            self.reader.read_exact(&mut literal).ok()?;
             out.extend_from_slice(&literal);
         }
     }
 
     /// Sends a command; returns the untagged responses and the tagged one.
     pub fn command(&mut self, cmd: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
+        self.try_command(cmd).expect("Dovecot closed the connection")
+    }
+
+    /// Sends a command; the untagged responses and the tagged one, or
+    /// `None` when the server closed the connection instead of answering.
+    pub fn try_command(&mut self, cmd: &[u8]) -> Option<(Vec<Vec<u8>>, Vec<u8>)> {
         self.tag += 1;
         let tag = format!("v{}", self.tag);
         let mut line = format!("{tag} ").into_bytes();
         line.extend_from_slice(cmd);
         line.extend_from_slice(b"\r\n");
-        self.reader.get_mut().write_all(&line).unwrap();
-        self.finish(&tag)
+        self.reader.get_mut().write_all(&line).ok()?;
+        self.try_finish(&tag)
     }
 
     /// Reads answers up to the tagged one for `tag`.
     pub fn finish(&mut self, tag: &str) -> (Vec<Vec<u8>>, Vec<u8>) {
+        self.try_finish(tag).expect("Dovecot closed the connection")
+    }
+
+    fn try_finish(&mut self, tag: &str) -> Option<(Vec<Vec<u8>>, Vec<u8>)> {
         let mut untagged = Vec::new();
         loop {
-            let resp = self.read_response();
+            let resp = self.try_read_response()?;
             if resp.starts_with(format!("{tag} ").as_bytes()) {
-                return (untagged, resp);
+                return Some((untagged, resp));
             }
             untagged.push(resp);
         }
@@ -241,9 +258,10 @@ fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
                 }
             }
         }
-        b'{' => {
+        b'{' | b'~' => {
+            let open = i + usize::from(b[i] == b'~');
             let close = i + b[i..].iter().position(|&c| c == b'}')?;
-            let n: usize = std::str::from_utf8(&b[i + 1..close]).ok()?.parse().ok()?;
+            let n: usize = std::str::from_utf8(&b[open + 1..close]).ok()?.parse().ok()?;
             let end = close + 3 + n;
             (end <= b.len()).then_some(end)
         }
@@ -362,7 +380,6 @@ impl ServerCertVerifier for Pinned {
 // ---------------------------------------------------------------------------
 
 /// A `BODY.PEEK[...]` request: the spec in brackets and an optional partial.
-/// A `BODY.PEEK[...]` request: the spec in brackets and an optional partial.
 pub struct Probe {
     /// Between the brackets.
     pub spec: String,
@@ -373,17 +390,27 @@ pub struct Probe {
 impl Probe {
     /// How it is asked for.
     pub fn request(&self) -> String {
-        match self.partial {
-            None => format!("BODY.PEEK[{}]", self.spec),
-            Some((o, l)) => format!("BODY.PEEK[{}]<{o}.{l}>", self.spec),
-        }
+        self.request_as("BODY")
     }
 
     /// How the answer names it.
     pub fn response_name(&self) -> String {
+        self.response_name_as("BODY")
+    }
+
+    /// How it is asked for as `item` (`BODY`, `BINARY`).
+    pub fn request_as(&self, item: &str) -> String {
         match self.partial {
-            None => format!("BODY[{}]", self.spec),
-            Some((o, _)) => format!("BODY[{}]<{o}>", self.spec),
+            None => format!("{item}.PEEK[{}]", self.spec),
+            Some((o, l)) => format!("{item}.PEEK[{}]<{o}.{l}>", self.spec),
+        }
+    }
+
+    /// How the answer to it names it as `item`.
+    pub fn response_name_as(&self, item: &str) -> String {
+        match self.partial {
+            None => format!("{item}[{}]", self.spec),
+            Some((o, _)) => format!("{item}[{}]<{o}>", self.spec),
         }
     }
 }
@@ -449,6 +476,35 @@ pub fn probes() -> Vec<Probe> {
     probes
 }
 
+/// `BINARY` requests, each asked in a FETCH of its own: a section that
+/// cannot be decoded fails the whole command. The sections of every kind
+/// that `BINARY` decodes (the whole message, its text, parts at three
+/// levels, the text of attached messages), some it serves as `BODY` does,
+/// and partials.
+pub fn binary_probes() -> Vec<Probe> {
+    let mut probes: Vec<Probe> = [
+        "", "TEXT", "1", "2", "3", "1.1", "1.2", "2.1", "2.2", "1.1.1", "2.1.1", "1.TEXT", "2.TEXT", "1.MIME", "HEADER",
+    ]
+    .into_iter()
+    .map(|spec| Probe {
+        spec: spec.to_string(),
+        partial: None,
+    })
+    .collect();
+    for (spec, o, l) in [("", 5, 100), ("1", 2, 3), ("TEXT", 0, 10)] {
+        probes.push(Probe {
+            spec: spec.to_string(),
+            partial: Some((o, l)),
+        });
+    }
+    probes
+}
+
+/// `BINARY.SIZE` sections, asked after every `BINARY` request: Dovecot
+/// keeps what it computed for `BINARY.SIZE` and then announces `BINARY[]`
+/// as a literal8 whatever it holds.
+pub const BINARY_SIZES: [&str; 6] = ["", "TEXT", "1", "2", "1.1", "2.1"];
+
 /// `s`, shortened to 600 characters for a failure report.
 pub fn cut(s: &str) -> String {
     if s.len() > 600 {
@@ -460,4 +516,53 @@ pub fn cut(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// How the server answered a FETCH of one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Tagged `OK`, and the item's value as sent.
+    Value(Vec<u8>),
+    /// Tagged `NO` with this response code, and no such item.
+    Refused(String),
+    /// The server closed the connection instead of answering.
+    Closed,
+    /// Anything else, shown.
+    Other(String),
+}
+
+impl Answer {
+    /// The answer with its bytes made visible.
+    pub fn show(&self) -> String {
+        match self {
+            Answer::Value(v) => show(v),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
+/// Asks for one item (`request`) of message `uid` in a FETCH of its own;
+/// `name` is how the answer names it.
+pub fn ask(imap: &mut Imap, uid: u32, request: &str, name: &str) -> Answer {
+    let Some((untagged, done)) = imap.try_command(format!("UID FETCH {uid} ({request})").as_bytes()) else {
+        return Answer::Closed;
+    };
+    let item = untagged
+        .iter()
+        .filter(|r| r.windows(7).any(|w| w == b"FETCH ("))
+        .filter_map(|r| fetch_items(r))
+        .find_map(|mut items| items.remove(name));
+    let code = response_code(&done);
+    match (ok(&done), item, code) {
+        (true, Some(value), _) => Answer::Value(value),
+        (false, None, Some(code)) if done.split(|&b| b == b' ').nth(1) == Some(b"NO") => Answer::Refused(code),
+        (_, item, _) => Answer::Other(format!("{} / {}", show(&done), item.map_or("no item".into(), |v| show(&v)))),
+    }
+}
+
+/// The response code of a status response (`OK [CODE ...] text`).
+fn response_code(status: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(status);
+    let code = text.split_once(" [")?.1.split_once(']')?.0;
+    Some(code.split(' ').next()?.to_string())
 }

@@ -88,3 +88,27 @@ pub(super) fn read_line(buf: &[u8], pos: usize, continued: bool, skip_initial_lw
     }
     Some(line)
 }
+
+/// The fields of the header at `start` up to its blank line, each as its
+/// name and its value with continuation lines joined by LF: what Dovecot's
+/// header parser hands a reader that asks for whole values.
+pub(super) fn unfolded_fields(buf: &[u8], start: usize) -> Vec<(&[u8], Vec<u8>)> {
+    let mut fields: Vec<(&[u8], Vec<u8>)> = Vec::new();
+    let (mut pos, mut continued) = (start, false);
+    while let Some(line) = read_line(buf, pos, continued, true) {
+        if line.eoh {
+            break;
+        }
+        let value = &buf[line.value_start.min(line.content_end)..line.content_end];
+        match fields.last_mut() {
+            Some((_, full)) if continued => {
+                full.push(b'\n');
+                full.extend_from_slice(value);
+            }
+            _ => fields.push((&buf[line.name.0..line.name.1], value.to_vec())),
+        }
+        pos = line.end;
+        continued = line.continues;
+    }
+    fields
+}

@@ -1,7 +1,9 @@
 //! Answers to IMAP FETCH items computed from a message's bytes, exactly as
 //! the provider's IMAP server (Dovecot 2.3, the reference) would answer
-//! them: `BODYSTRUCTURE`, `BODY`, `ENVELOPE`, `RFC822.SIZE` and
-//! `BODY[section]<partial>` (RFC 9051 §6.4.5, §7.5.2; RFC 3501 §7.4.2).
+//! them: `BODYSTRUCTURE`, `BODY`, `ENVELOPE`, `RFC822.SIZE`,
+//! `BODY[section]<partial>` (RFC 9051 §6.4.5, §7.5.2; RFC 3501 §7.4.2),
+//! `BINARY[section]` and `BINARY.SIZE[section]` (RFC 3516) and `PREVIEW`
+//! (RFC 8970).
 //!
 //! The IMAP proxy serves decrypted messages in place of the ciphertext the
 //! provider stores, so every value it computes about a message must be
@@ -15,22 +17,28 @@
 //! `message-parser.c` does ([`parser`], reading header lines with
 //! [`header`] and header fields with [`fields`], [`rfc822`] and
 //! [`address`]), and keeps a flat tree of [`part::Part`]s with byte ranges
-//! into the message. Nothing is decoded: header values are reported raw,
-//! as IMAP wants them, by [`write`].
+//! into the message. Header values are reported raw, as IMAP wants them,
+//! by [`write`]. Only `BINARY[...]` ([`binary`]) and `PREVIEW`
+//! ([`preview`]) decode bodies ([`decode`]).
 //!
 //! This module owns pure rendering. It never touches sockets, state or
 //! cryptography, and it never panics, whatever the bytes: messages come
 //! from the network and are attacker-controlled.
 
 mod address;
+mod binary;
+mod decode;
 mod fields;
 mod header;
 mod parser;
 mod part;
+mod preview;
 mod rfc822;
 mod write;
 
 use std::borrow::Cow;
+
+pub use binary::{Binary, BinaryError};
 
 use super::section::{Section, SectionText};
 use header::read_line;
@@ -125,7 +133,7 @@ impl<'a> MessageView<'a> {
                 fields,
                 not,
                 add_missing_eoh,
-            }) => Cow::Owned(self.header_filter(start, fields, not, add_missing_eoh)),
+            }) => Cow::Owned(self.header_filter(start, fields, not, add_missing_eoh, b"")),
         };
         if out.contains(&0) {
             Cow::Owned(out.iter().map(|&b| if b == 0 { 0x80 } else { b }).collect())
@@ -203,9 +211,10 @@ impl<'a> MessageView<'a> {
 
     /// Dovecot's header filter stream (`istream-header-filter.c`) over the
     /// header starting at `start`: the lines of the matching fields (or,
-    /// with `exclude`, of all others), then the blank line if there was
-    /// one, or, with `add_missing_eoh`, a blank line anyway.
-    fn header_filter(&self, start: usize, fields: &[String], exclude: bool, add_missing_eoh: bool) -> Vec<u8> {
+    /// with `exclude`, of all others), then `before_eoh` and the blank line
+    /// if there was one, or, with `add_missing_eoh`, a blank line anyway.
+    /// Like Dovecot's, it reads up to a blank line, wherever that is.
+    fn header_filter<S: AsRef<str>>(&self, start: usize, fields: &[S], exclude: bool, add_missing_eoh: bool, before_eoh: &[u8]) -> Vec<u8> {
         let buf: &[u8] = &self.bytes;
         let mut out = Vec::new();
         let mut pos = start;
@@ -216,6 +225,7 @@ impl<'a> MessageView<'a> {
             pos = line.end;
             if line.eoh {
                 seen_eoh = true;
+                out.extend_from_slice(before_eoh);
                 out.extend_from_slice(b"\r\n");
                 break;
             }
@@ -223,7 +233,7 @@ impl<'a> MessageView<'a> {
                 prev_matched
             } else {
                 let name = &buf[line.name.0..line.name.1];
-                fields.iter().any(|f| f.as_bytes().eq_ignore_ascii_case(name))
+                fields.iter().any(|f| f.as_ref().as_bytes().eq_ignore_ascii_case(name))
             };
             prev_matched = matched;
             if matched != exclude {
@@ -384,12 +394,17 @@ mod tests {
         v.bodystructure(&mut out);
         v.body(&mut out);
         v.envelope(&mut out);
+        assert!(v.preview().chars().count() <= 200);
         for spec in specs {
             if let Some(section) = Section::parse(spec) {
                 let bytes = v.section(&section);
                 let _ = v.has_section(&section);
                 let cut = partial(&bytes, origin, Some(length));
                 assert!(cut.len() as u64 <= length);
+                if let (Ok(binary), Ok(size)) = (v.binary(&section), v.binary_size(&section)) {
+                    assert_eq!(binary.bytes.len(), size);
+                    assert!(binary.literal8 || !binary.bytes.contains(&0), "NULs only in a literal8");
+                }
             }
         }
     }
