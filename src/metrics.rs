@@ -1,10 +1,15 @@
 //! Prometheus metrics and the small HTTP endpoint that serves them
-//! (`listen.metrics`). Counters carry outcomes and reasons, never
-//! addresses or content.
+//! (`listen.metrics`), with the health checks an orchestrator probes:
+//! `/healthz` (the process answers) and `/readyz` (it takes new
+//! connections: keys unlocked and listeners bound, which happen before
+//! this endpoint starts, and not draining for a shutdown). Counters carry
+//! outcomes and reasons, never addresses or content.
 
 use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+use crate::shutdown::{Phase, Shutdown};
 
 /// Every metric Sealpost exports.
 pub struct Metrics {
@@ -169,21 +174,29 @@ impl Default for Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the task is dropped. Requests
-/// are read with a size cap and a timeout; anything else gets 404.
-pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
+/// Serves `GET /metrics`, `/healthz` and `/readyz` on `listener` until the
+/// task is dropped. Requests are read with a size cap and a timeout;
+/// anything else gets 404.
+pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>, shutdown: Shutdown) {
     loop {
         let Ok((mut socket, _)) = listener.accept().await else { continue };
         let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut request = vec![0u8; 8192];
             let read = tokio::time::timeout(std::time::Duration::from_secs(10), socket.read(&mut request)).await;
             let Ok(Ok(n)) = read else { return };
             let head = String::from_utf8_lossy(&request[..n]);
-            let (status, body) = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
-                ("200 OK", metrics.render())
-            } else {
-                ("404 Not Found", "see /metrics\n".to_string())
+            let path = head
+                .strip_prefix("GET ")
+                .and_then(|rest| rest.split([' ', '?']).next())
+                .unwrap_or_default();
+            let (status, body) = match path {
+                "/metrics" => ("200 OK", metrics.render()),
+                "/healthz" => ("200 OK", "ok\n".to_string()),
+                "/readyz" if shutdown.phase() == Phase::Running => ("200 OK", "ready\n".to_string()),
+                "/readyz" => ("503 Service Unavailable", "draining: shutting down\n".to_string()),
+                _ => ("404 Not Found", "see /metrics, /healthz, /readyz\n".to_string()),
             };
             let response = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

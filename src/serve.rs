@@ -129,11 +129,12 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
         let smtp_listeners = listeners(smtp_sockets, "SMTP", config.listen.max_connections)?;
         let imap_listeners = listeners(imap_sockets, "IMAP", config.listen.max_connections)?;
         let metrics = Arc::new(Metrics::new());
+        let (trigger, shutdown) = crate::shutdown::channel();
         if let Some(socket) = metrics_socket {
             let addr = socket.local_addr().map_err(ServeError::Runtime)?;
             let socket = tokio::net::TcpListener::from_std(socket).map_err(ServeError::Runtime)?;
-            tracing::info!(%addr, "metrics at /metrics");
-            tokio::spawn(crate::metrics::serve(socket, metrics.clone()));
+            tracing::info!(%addr, "metrics at /metrics, health at /healthz and /readyz");
+            tokio::spawn(crate::metrics::serve(socket, metrics.clone(), shutdown.clone()));
         }
         tracing::info!(fingerprint = %tls.fingerprint, accounts = accounts.len(), "local certificate SHA-256");
         let learner = Arc::new(Learner::new(keystore.clone(), &config.data_dir, Some(metrics.clone())));
@@ -176,7 +177,6 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
             metrics,
             spool_dir: config.data_dir.join("spool"),
         });
-        let (trigger, shutdown) = crate::shutdown::channel();
         let grace = Duration::from_secs(config.listen.shutdown_grace);
         tokio::spawn(async move {
             wait_for_signal().await;

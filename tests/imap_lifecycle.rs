@@ -104,13 +104,22 @@ fn sigterm_closes_sessions_after_the_grace_period_and_exits_zero() {
             .as_bytes(),
     );
 
+    assert!(proxy.http_get("/healthz").starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(proxy.http_get("/readyz").starts_with("HTTP/1.1 200 OK\r\n"));
     proxy.sigterm();
-    // No new connections once draining.
+    // No new connections once draining, and the readiness probe says so
+    // while the process, still healthy, lets its sessions finish.
     let refused_by = Instant::now() + Duration::from_secs(5);
     while TcpStream::connect(proxy.imap).is_ok() {
         assert!(Instant::now() < refused_by, "the IMAP listener still accepts after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let ready = proxy.http_get("/readyz");
+    assert!(
+        ready.starts_with("HTTP/1.1 503 Service Unavailable\r\n") && ready.ends_with("draining: shutting down\n"),
+        "{ready}"
+    );
+    assert!(proxy.http_get("/healthz").starts_with("HTTP/1.1 200 OK\r\n"));
     // Past the grace period: the started upload and DATA still complete.
     std::thread::sleep(Duration::from_secs(4));
     upload.send(rest);

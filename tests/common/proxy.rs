@@ -152,9 +152,15 @@ impl Proxy {
 
     /// The metrics page.
     pub fn metrics_text(&self) -> String {
+        self.http_get("/metrics")
+    }
+
+    /// The whole HTTP response (status line, header, body) to a GET of
+    /// `path` on the metrics listener.
+    pub fn http_get(&self, path: &str) -> String {
         use std::io::{Read, Write};
         let mut s = TcpStream::connect(self.metrics).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
