@@ -4,12 +4,14 @@
 //! sessions speak (a [`Service`] says that).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::shutdown::{Phase, Shutdown};
 use crate::tls::{LocalTls, Stream};
@@ -68,6 +70,9 @@ pub struct Listener {
 
 /// A protocol the listeners serve.
 pub trait Service: Send + Sync + 'static {
+    /// The protocol's name in logs (`smtp`, `imap`).
+    const PROTOCOL: &'static str;
+
     /// Serves one connection to its end, closing it when `shutdown`
     /// reaches [`Phase::Closing`].
     fn serve(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) -> impl Future<Output = ()> + Send;
@@ -75,6 +80,34 @@ pub trait Service: Send + Sync + 'static {
     /// Turns away a connection over the listener's cap, saying why in the
     /// protocol's own words.
     fn refuse(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind) -> impl Future<Output = ()> + Send;
+}
+
+/// The id of the next session, unique in this process.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// Names the session being served, for the log: its account and the
+/// server it reaches (the listener's span has the id and protocol).
+pub fn record_session(account: &str, upstream: &str) {
+    let span = tracing::Span::current();
+    span.record("account", account);
+    span.record("upstream", upstream);
+}
+
+/// Counts a session as open until dropped.
+pub struct ActiveSession(prometheus::IntGauge);
+
+impl ActiveSession {
+    /// Counts one more session in `gauge`.
+    pub fn new(gauge: prometheus::IntGauge) -> ActiveSession {
+        gauge.inc();
+        ActiveSession(gauge)
+    }
+}
+
+impl Drop for ActiveSession {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// An accepted connection, with its place under the cap (`None`: over it).
@@ -102,6 +135,16 @@ pub async fn run<S: Service>(listeners: Vec<Listener>, shutdown: Shutdown, servi
                 let Some(Accepted { tcp, kind, permit }) = accepted else { break };
                 let service = service.clone();
                 let shutdown = shutdown.clone();
+                // Every line a session logs carries its id and protocol, and
+                // once known its account and upstream (recorded by the
+                // session), so that one session's lines can be grepped.
+                let span = tracing::info_span!(
+                    "session",
+                    id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+                    protocol = S::PROTOCOL,
+                    account = tracing::field::Empty,
+                    upstream = tracing::field::Empty,
+                );
                 sessions.spawn(async move {
                     match permit {
                         Some(permit) => {
@@ -112,7 +155,7 @@ pub async fn run<S: Service>(listeners: Vec<Listener>, shutdown: Shutdown, servi
                             let _ = tokio::time::timeout(REFUSAL_TIMEOUT, service.refuse(tcp, kind)).await;
                         }
                     }
-                });
+                }.instrument(span));
             }
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
         }

@@ -5,7 +5,7 @@
 //! this endpoint starts, and not draining for a shutdown). Counters carry
 //! outcomes and reasons, never addresses or content.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -44,6 +44,8 @@ pub struct Metrics {
     /// Connections turned away because a listener had
     /// `listen.max_connections` open, by protocol (smtp, imap).
     pub connections_refused: IntCounterVec,
+    /// Client sessions open now, by protocol (smtp, imap).
+    pub sessions_active: IntGaugeVec,
     /// The IMAP proxy's pooled side connections (fetching messages to
     /// decrypt): `opened` (a login at the provider) or `reused`.
     pub imap_side_connections: IntCounterVec,
@@ -123,6 +125,11 @@ impl Metrics {
             &["event"],
         )
         .expect("valid metric");
+        let sessions_active = IntGaugeVec::new(
+            Opts::new("sealpost_sessions_active", "Client sessions open now, by protocol"),
+            &["protocol"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(smtp_sessions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(smtp_messages.clone()),
@@ -137,6 +144,7 @@ impl Metrics {
             Box::new(key_conflicts.clone()),
             Box::new(connections_refused.clone()),
             Box::new(imap_side_connections.clone()),
+            Box::new(sessions_active.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -155,6 +163,7 @@ impl Metrics {
             key_conflicts,
             connections_refused,
             imap_side_connections,
+            sessions_active,
         }
     }
 

@@ -44,6 +44,7 @@ fn logout_ends_with_the_servers_tagged_ok_and_nothing_after_it() {
             })
         })
         .collect();
+    let mut sessions_seen = std::collections::HashSet::new();
     for session in sessions {
         let after_logout = session.join().unwrap();
         // Exactly Dovecot's two lines, then the end of the stream: a
@@ -54,6 +55,20 @@ fn logout_ends_with_the_servers_tagged_ok_and_nothing_after_it() {
         assert!(lines[1].starts_with("a2 OK Logout completed"), "{after_logout:?}");
         assert!(lines[1].ends_with("\r\n"), "{after_logout:?}");
     }
+    // Each session's log lines carry its id, protocol, account and server.
+    for line in proxy.log_text().lines().filter(|l| l.contains("IMAP client logged in")) {
+        let span = line
+            .split_once("session{")
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(fields, _)| fields);
+        let span = span.unwrap_or_else(|| panic!("no session span: {line}"));
+        assert!(
+            span.contains("protocol=\"imap\"") && span.contains("account=\"alice@example.org\"") && span.contains("upstream="),
+            "{line}"
+        );
+        sessions_seen.insert(span.split(' ').next().unwrap().to_string());
+    }
+    assert_eq!(sessions_seen.len(), 24, "one session id each");
 }
 
 #[test]
@@ -219,6 +234,9 @@ fn connections_over_the_cap_are_refused_clearly_and_counted() {
         metrics.contains("sealpost_connections_refused_total{protocol=\"smtp\"} 1"),
         "{metrics}"
     );
+    // Refused connections are no sessions.
+    assert!(metrics.contains("sealpost_sessions_active{protocol=\"imap\"} 2"), "{metrics}");
+    assert!(metrics.contains("sealpost_sessions_active{protocol=\"smtp\"} 2"), "{metrics}");
 
     // A closed connection frees its place.
     drop(first);

@@ -12,10 +12,12 @@ use tokio::net::TcpStream;
 use super::op::login::{login_phase, Client, ClientStream, LoggedIn};
 use super::relay::{self, Ends};
 use super::state::{SessionError, Shared};
-use crate::listener::{client_stream, turn_away, ListenerKind, Service};
+use crate::listener::{client_stream, turn_away, ActiveSession, ListenerKind, Service};
 use crate::shutdown::Shutdown;
 
 impl Service for Shared {
+    const PROTOCOL: &'static str = "imap";
+
     async fn serve(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) {
         handle(self, tcp, kind, shutdown).await
     }
@@ -33,6 +35,7 @@ impl Service for Shared {
 /// flight but IDLE).
 pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) {
     shared.metrics.imap_sessions.inc();
+    let _active = ActiveSession::new(shared.metrics.sessions_active.with_label_values(&["imap"]));
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let Some(stream) = client_stream(tcp, kind, &shared.tls).await else {
         return;

@@ -17,7 +17,7 @@ use crate::account::{Account, Accounts};
 use crate::config::SmtpConfig;
 use crate::discovery::{Discovery, Lookup};
 use crate::learn::Learner;
-use crate::listener::{client_stream, turn_away, ListenerKind, Service};
+use crate::listener::{client_stream, record_session, turn_away, ActiveSession, ListenerKind, Service};
 use crate::message::{protection, sign_message, Envelope, MessageError, Sealer};
 use crate::metrics::Metrics;
 use crate::mime::Entity;
@@ -59,6 +59,8 @@ pub struct Shared {
 }
 
 impl Service for Shared {
+    const PROTOCOL: &'static str = "smtp";
+
     async fn serve(self: Arc<Self>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) {
         handle(self, tcp, kind, shutdown).await
     }
@@ -82,6 +84,7 @@ impl Service for Shared {
 /// transferred is finished first).
 pub async fn handle(shared: Arc<Shared>, tcp: TcpStream, kind: ListenerKind, shutdown: Shutdown) {
     shared.metrics.smtp_sessions.inc();
+    let _active = ActiveSession::new(shared.metrics.sessions_active.with_label_values(&["smtp"]));
     let peer = tcp.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let Some(stream) = client_stream(tcp, kind, &shared.tls).await else {
         return;
@@ -421,6 +424,7 @@ impl Session {
             }
             self.send(&reply).await?;
             if reply.code == 235 {
+                record_session(&account.login, upstream.server());
                 tracing::info!(login = %account.login, server = %upstream.server(), "authenticated");
                 self.auth = Some(Authenticated { account, upstream });
             } else {

@@ -405,6 +405,7 @@ async fn log_in_upstream<S: ClientStream>(
     client
         .reply(tag, &format!("OK [CAPABILITY {caps}] Logged in through Sealpost"))
         .await?;
+    crate::listener::record_session(&account.login, &upstream.server);
     tracing::info!(account = %account.login, server = %upstream.server, "IMAP client logged in");
     Ok(Some(LoggedIn {
         account,
