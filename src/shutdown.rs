@@ -70,16 +70,6 @@ impl ShutdownTrigger {
 }
 
 impl Shutdown {
-    /// A receiver that never leaves [`Phase::Running`]: for sessions run
-    /// outside `sealpost serve` (tests over in-memory streams).
-    pub fn never() -> Shutdown {
-        let (tx, rx) = watch::channel(Phase::Running);
-        // The sender is gone, so the phase can never change; `reached`
-        // then waits forever, as it should.
-        drop(tx);
-        Shutdown { phase: rx }
-    }
-
     /// The current phase.
     pub fn phase(&self) -> Phase {
         *self.phase.borrow()
@@ -112,13 +102,6 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(20));
         run.await.unwrap();
         assert_eq!(shutdown.phase(), Phase::Abort);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_session_outside_serve_never_closes() {
-        let mut never = Shutdown::never();
-        let waited = tokio::time::timeout(Duration::from_secs(3600), never.reached(Phase::Draining)).await;
-        assert!(waited.is_err());
     }
 
     #[test]

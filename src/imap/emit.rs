@@ -216,15 +216,18 @@ pub fn string_for_humans(out: &mut Vec<u8>, src: &[u8]) {
     literal(out, &clean);
 }
 
+/// What a writer of IMAP values writes, as text (for tests).
+#[cfg(test)]
+pub(crate) fn rendered(write: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut out = Vec::new();
+    write(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::rendered as s;
     use super::*;
-
-    fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
-        let mut out = Vec::new();
-        f(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    }
 
     #[test]
     fn quoting_rules_follow_dovecot() {

@@ -11,6 +11,7 @@
 //! closed after [`IDLE_TIMEOUT`] unused. A session borrows one for a
 //! single fetch through its [`SideFetcher`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,8 @@ pub struct SidePool {
     /// One permit per connection that may be open (idle or lent out).
     slots: Semaphore,
     idle: SyncMutex<Vec<Idle>>,
+    /// A reaper task is watching the idle connections.
+    reaping: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -65,6 +68,7 @@ impl SidePool {
             max_size,
             slots: Semaphore::new(size),
             idle: SyncMutex::new(Vec::new()),
+            reaping: AtomicBool::new(false),
             metrics,
         })
     }
@@ -119,18 +123,30 @@ impl SidePool {
         self.idle.lock().expect("pool lock").pop().map(|i| i.conn)
     }
 
-    /// Returns a connection to the pool and schedules its closing when
-    /// it stays unused.
+    /// Returns a connection to the pool, and makes sure a reaper will
+    /// close it if it stays unused. One reaper per pool at a time: a side
+    /// fetch is on the path of every header download, so it must not
+    /// leave a timer task behind each time.
     fn put_back(self: &Arc<Self>, conn: SideConn) {
         self.idle.lock().expect("pool lock").push(Idle {
             conn,
             since: Instant::now(),
         });
+        if self.reaping.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let pool = Arc::downgrade(self);
         tokio::spawn(async move {
-            tokio::time::sleep(IDLE_TIMEOUT).await;
-            if let Some(pool) = pool.upgrade() {
+            loop {
+                tokio::time::sleep(IDLE_TIMEOUT).await;
+                let Some(pool) = pool.upgrade() else { return };
                 pool.close_stale();
+                // Stop when nothing is left to watch, unless a connection
+                // came back meanwhile and this reaper wins the flag again.
+                pool.reaping.store(false, Ordering::Release);
+                if pool.idle.lock().expect("pool lock").is_empty() || pool.reaping.swap(true, Ordering::AcqRel) {
+                    return;
+                }
             }
         });
     }

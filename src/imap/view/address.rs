@@ -274,12 +274,8 @@ impl AddressParser<'_> {
 mod tests {
     use super::super::write::write_addresses;
     use super::*;
+    use crate::imap::emit::rendered as render;
 
-    fn render(f: impl FnOnce(&mut Vec<u8>)) -> String {
-        let mut out = Vec::new();
-        f(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    }
     fn addresses(value: &str) -> String {
         render(|o| write_addresses(o, parse_addresses(value.as_bytes()).as_deref()))
     }

@@ -302,14 +302,10 @@ enum Target<'s> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::imap::emit::rendered as render;
     use crate::imap::section::partial;
     use parser::MAX_NESTED_PARTS;
 
-    fn render(f: impl FnOnce(&mut Vec<u8>)) -> String {
-        let mut out = Vec::new();
-        f(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    }
     fn sec(spec: &str) -> Option<Section> {
         Section::parse(spec.as_bytes())
     }
