@@ -11,6 +11,7 @@
 //! - [`account`]: configured accounts with their unlocked keys;
 //! - [`smtp`]: the submission proxy;
 //! - [`imap`]: the IMAP proxy;
+//! - [`search`]: the text rules of SEARCH over mail the server cannot read (normalisation, criteria);
 //! - [`sasl`]: the SASL mechanisms both proxies relay, and the user name a response names;
 //! - [`learn`]: correspondents' keys learnt from incoming mail (Autocrypt);
 //! - [`listener`]: accepting connections for either proxy;
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod mime;
 pub mod pgp;
 pub mod sasl;
+pub mod search;
 pub mod serve;
 pub mod shutdown;
 pub mod smtp;

@@ -44,19 +44,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::masterkey::{KeyFile, MasterKey};
+use super::{io_error, StoreError};
+use crate::pgp::UnlockedKey;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
-use sequoia_openpgp::crypto::mem::Protected;
 
-use super::StoreError;
-use crate::pgp::{SignatureStatus, UnlockedKey};
-
-/// The wrapped master key's file name.
-const KEY_FILE: &str = "cache-key.pgp";
-/// What the key file's plaintext starts with (the master key follows).
-const KEY_MAGIC: &[u8] = b"sealpost message cache key v1\n";
-const MASTER_KEY_LEN: usize = 32;
+/// The cache's master key.
+const CACHE_KEY: KeyFile = KeyFile {
+    name: "cache-key.pgp",
+    magic: b"sealpost message cache key v1\n",
+    store: "message cache",
+};
 /// Labels deriving the two working keys from the master key.
 const NAMES_LABEL: &[u8] = b"sealpost message cache v1: entry names";
 const SEALING_LABEL: &[u8] = b"sealpost message cache v1: entry contents";
@@ -143,15 +143,10 @@ impl MessageCache {
     /// can be deleted: nothing is removed or overwritten automatically.
     pub fn open(dir: &Path, key: &UnlockedKey, max_bytes: u64) -> Result<MessageCache, StoreError> {
         crate::files::create_private_dir(dir).map_err(io_error(dir, "create the directory"))?;
-        let key_path = dir.join(KEY_FILE);
         let rng = SystemRandom::new();
-        let (master, fresh) = match fs::read(&key_path) {
-            Ok(wrapped) => (unwrap_master_key(dir, &wrapped, key)?, false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (create_master_key(dir, &key_path, key, &rng)?, true),
-            Err(e) => return Err(io_error(&key_path, "read")(e)),
-        };
-        let names = hmac::Key::new(hmac::HMAC_SHA256, &derive(&master, NAMES_LABEL));
-        let sealing_key = derive(&master, SEALING_LABEL);
+        let (master, fresh) = MasterKey::open_or_create(dir, &CACHE_KEY, key)?;
+        let names = hmac::Key::new(hmac::HMAC_SHA256, &master.derive(NAMES_LABEL));
+        let sealing_key = master.derive(SEALING_LABEL);
         let sealing = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &sealing_key).expect("a 32-byte key"));
         drop(master);
         let index = scan(dir, fresh)?;
@@ -509,67 +504,6 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// A working key: HMAC-SHA256(master, label).
-fn derive(master: &[u8], label: &[u8]) -> Protected {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, master);
-    Protected::from(hmac::sign(&key, label).as_ref())
-}
-
-/// Makes a master key and stores it wrapped for `key`.
-fn create_master_key(dir: &Path, key_path: &Path, key: &UnlockedKey, rng: &SystemRandom) -> Result<Protected, StoreError> {
-    let failed = |reason: String| StoreError::KeyCreation {
-        dir: dir.to_path_buf(),
-        fingerprint: key.cert.fingerprint().to_hex(),
-        reason,
-    };
-    let mut master = Protected::new(MASTER_KEY_LEN);
-    rng.fill(&mut master)
-        .map_err(|_| failed("the system random number generator failed".into()))?;
-    let mut plaintext = Protected::new(KEY_MAGIC.len() + MASTER_KEY_LEN);
-    plaintext[..KEY_MAGIC.len()].copy_from_slice(KEY_MAGIC);
-    plaintext[KEY_MAGIC.len()..].copy_from_slice(&master);
-    let wrapped = crate::pgp::encrypt_and_sign(&plaintext, &[&key.cert], key).map_err(|e| failed(e.to_string()))?;
-    crate::files::write_private_file(key_path, &wrapped).map_err(io_error(key_path, "write"))?;
-    tracing::info!(dir = %dir.display(), "created a new message cache key");
-    Ok(master)
-}
-
-/// Opens the key file: it must be encrypted to `key` and carry a good
-/// signature by `key` itself.
-fn unwrap_master_key(dir: &Path, wrapped: &[u8], key: &UnlockedKey) -> Result<Protected, StoreError> {
-    let fingerprint = key.cert.fingerprint().to_hex();
-    let refused = |reason: String| StoreError::KeyUnreadable {
-        dir: dir.to_path_buf(),
-        fingerprint: fingerprint.clone(),
-        reason,
-    };
-    let decrypted = crate::pgp::decrypt_own(wrapped, key).map_err(|e| refused(format!("{KEY_FILE}: {e}")))?;
-    let plaintext = Protected::from(decrypted.plaintext);
-    if !decrypted.was_encrypted {
-        return Err(refused(format!("{KEY_FILE} is not encrypted")));
-    }
-    match decrypted.signatures.best() {
-        Some(SignatureStatus::Good { signer, .. }) if *signer == fingerprint => {}
-        Some(SignatureStatus::Good { signer, .. }) => {
-            return Err(refused(format!("{KEY_FILE} is signed by {signer}, not by the account key")))
-        }
-        Some(SignatureStatus::UnknownKey { issuer }) => {
-            return Err(refused(format!("{KEY_FILE} is signed by {issuer}, not by the account key")))
-        }
-        Some(SignatureStatus::Bad { reason }) => return Err(refused(format!("{KEY_FILE} has a bad signature ({reason})"))),
-        None => return Err(refused(format!("{KEY_FILE} is not signed"))),
-    }
-    if plaintext.len() != KEY_MAGIC.len() + MASTER_KEY_LEN || !plaintext.starts_with(KEY_MAGIC) {
-        return Err(refused(format!("{KEY_FILE} is not a Sealpost message cache key")));
-    }
-    Ok(Protected::from(&plaintext[KEY_MAGIC.len()..]))
-}
-
-fn io_error(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> StoreError {
-    let path = path.to_path_buf();
-    move |source| StoreError::Io { path, action, source }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,7 +533,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap())
             .map(|e| (e.file_name().into_string().unwrap(), fs::read(e.path()).unwrap()))
-            .filter(|(name, _)| name != KEY_FILE)
+            .filter(|(name, _)| name != CACHE_KEY.name)
             .collect();
         files.sort();
         files
@@ -683,10 +617,10 @@ mod tests {
         let (_k, alice) = account("alice@x.test");
         let (_k2, mallory) = account("mallory@x.test");
         let dir = tempfile::tempdir().unwrap();
-        let mut plaintext = KEY_MAGIC.to_vec();
-        plaintext.extend_from_slice(&[0x42; MASTER_KEY_LEN]);
+        let mut plaintext = CACHE_KEY.magic.to_vec();
+        plaintext.extend_from_slice(&[0x42; 32]);
         let planted = crate::pgp::encrypt_and_sign(&plaintext, &[&alice.cert], &mallory).unwrap();
-        fs::write(dir.path().join(KEY_FILE), planted).unwrap();
+        fs::write(dir.path().join(CACHE_KEY.name), planted).unwrap();
         let err = MessageCache::open(dir.path(), &alice, 1 << 20).unwrap_err();
         assert!(matches!(err, StoreError::KeyUnreadable { .. }), "{err}");
         assert!(err.to_string().contains("not by the account key"), "{err}");
@@ -699,7 +633,7 @@ mod tests {
         let cache = MessageCache::open(dir.path(), &alice, 1 << 20).unwrap();
         cache.put(&key("INBOX", 1), b"orphaned").unwrap();
         drop(cache);
-        fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+        fs::remove_file(dir.path().join(CACHE_KEY.name)).unwrap();
         let cache = MessageCache::open(dir.path(), &alice, 1 << 20).unwrap();
         assert_eq!(cache.entry_count(), 0);
         assert!(entry_files(dir.path()).is_empty());

@@ -14,6 +14,7 @@
 //! `tokio::task::spawn_blocking` (see [`MessageCache`]).
 
 mod cache;
+mod masterkey;
 pub mod peers;
 
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ pub use cache::{EntryKey, MessageCache};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A file system operation failed.
-    #[error("message cache: cannot {action} {}: {source}; check that the directory is writable by the Sealpost user and that the disk is not full", path.display())]
+    #[error("cannot {action} {}: {source}; check that the directory is writable by the Sealpost user and that the disk is not full", path.display())]
     Io {
         /// The file or directory involved.
         path: PathBuf,
@@ -38,8 +39,10 @@ pub enum StoreError {
     /// The cache's key file cannot be opened with this account's key: the
     /// directory belongs to another key, or the file is damaged or was
     /// replaced. The cache is refused rather than silently recreated.
-    #[error("the message cache in {} cannot be opened with the key {fingerprint}: {reason}. The directory holds only decrypted copies of mail that stays on the server, so it can be deleted safely; Sealpost then starts with an empty cache", dir.display())]
+    #[error("the {store} in {} cannot be opened with the key {fingerprint}: {reason}. The directory holds only data derived from mail that stays on the server, so it can be deleted safely; Sealpost then starts the {store} afresh", dir.display())]
     KeyUnreadable {
+        /// Which store ("message cache", "search index").
+        store: &'static str,
         /// The cache directory.
         dir: PathBuf,
         /// The account key that was tried.
@@ -49,8 +52,10 @@ pub enum StoreError {
     },
     /// A new cache key could not be made or wrapped (for example the
     /// account key cannot sign or encrypt).
-    #[error("cannot create the key of the message cache in {} with the key {fingerprint}: {reason}", dir.display())]
+    #[error("cannot create the key of the {store} in {} with the key {fingerprint}: {reason}", dir.display())]
     KeyCreation {
+        /// Which store.
+        store: &'static str,
         /// The cache directory.
         dir: PathBuf,
         /// The account key that was used.
@@ -67,4 +72,10 @@ pub fn account_dir_name(login: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(login.to_ascii_lowercase().as_bytes());
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Maps an I/O error on `path` during `action` to a [`StoreError`].
+pub(crate) fn io_error(path: &std::path::Path, action: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io { path, action, source }
 }

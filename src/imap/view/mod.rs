@@ -34,6 +34,7 @@ mod parser;
 mod part;
 mod preview;
 mod rfc822;
+mod search;
 mod write;
 
 use std::borrow::Cow;

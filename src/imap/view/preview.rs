@@ -44,11 +44,11 @@ use super::MessageView;
 const PREVIEW_CHARS: usize = 200;
 
 /// How a part's body is to be read, from its header.
-struct Reading {
+pub(super) struct Reading {
     cte: Cte,
     /// `type/subtype`, lower-cased, or what of it could be read; `None`
     /// without a Content-Type field.
-    content_type: Option<String>,
+    pub(super) content_type: Option<String>,
     charset: Option<Vec<u8>>,
 }
 
@@ -65,13 +65,25 @@ impl MessageView<'_> {
         let Some(idx) = self.preview_part(0) else {
             return String::new();
         };
-        let part = &self.parts[idx];
         let reading = self.reading(idx);
         let html = match reading.content_type.as_deref() {
             Some("text/html") => true,
             Some(ct) if !ct.starts_with("text/") => return String::new(),
             _ => false,
         };
+        let text = self.body_text(idx, &reading);
+        if html {
+            snippet(&html_to_text(&text))
+        } else {
+            snippet(&text)
+        }
+    }
+
+    /// The body of part `idx` as text: its transfer encoding undone (an
+    /// unknown one gives nothing, a broken one what decoded before the
+    /// damage) and its charset read as Dovecot reads it.
+    pub(super) fn body_text(&self, idx: usize, reading: &Reading) -> String {
+        let part = &self.parts[idx];
         let start = (part.pos + part.hdr_len).min(self.bytes.len());
         let body = &self.bytes[start..(start + part.body_len).min(self.bytes.len())];
         let decoded = match reading.cte {
@@ -80,12 +92,7 @@ impl MessageView<'_> {
             Cte::Base64 => base64(body).0,
             Cte::Unknown => Vec::new(),
         };
-        let text = to_utf8(&decoded, reading.charset.as_deref());
-        if html {
-            snippet(&html_to_text(&text))
-        } else {
-            snippet(&text)
-        }
+        to_utf8(&decoded, reading.charset.as_deref())
     }
 
     /// The part whose text the preview shows, at or under `idx`.
@@ -122,7 +129,7 @@ impl MessageView<'_> {
     }
 
     /// How the body of part `idx` reads, from the fields of its header.
-    fn reading(&self, idx: usize) -> Reading {
+    pub(super) fn reading(&self, idx: usize) -> Reading {
         let mut reading = Reading {
             cte: Cte::Identity,
             content_type: None,
@@ -156,19 +163,10 @@ impl MessageView<'_> {
 /// (a multi-byte sequence cut short at the end is dropped, as Dovecot
 /// waits for its end), ISO-8859-1 byte for byte (not as Windows-1252), a
 /// run of bytes that do not decode becomes a single U+FFFD.
-fn to_utf8(bytes: &[u8], charset: Option<&[u8]>) -> String {
-    let named = |names: &[&str]| charset.is_some_and(|c| names.iter().any(|n| c.eq_ignore_ascii_case(n.as_bytes())));
-    let text = if named(&["iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "l1"]) {
-        bytes.iter().map(|&b| char::from(b)).collect()
-    } else {
-        let decoder = charset
-            .filter(|_| !named(&["us-ascii", "ascii", "utf-8", "utf8"]))
-            .and_then(mail_parser::decoders::charsets::map::charset_decoder);
-        match decoder {
-            Some(decode) => decode(bytes),
-            None => String::from_utf8_lossy(without_cut_sequence(bytes)).into_owned(),
-        }
-    };
+pub(super) fn to_utf8(bytes: &[u8], charset: Option<&[u8]>) -> String {
+    let text = charset
+        .and_then(|c| from_charset(bytes, c))
+        .unwrap_or_else(|| String::from_utf8_lossy(without_cut_sequence(bytes)).into_owned());
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let repeated = c == char::REPLACEMENT_CHARACTER && out.ends_with(char::REPLACEMENT_CHARACTER);
@@ -177,6 +175,19 @@ fn to_utf8(bytes: &[u8], charset: Option<&[u8]>) -> String {
         }
     }
     out
+}
+
+/// `bytes` in `charset` converted to UTF-8; `None` when the charset is
+/// UTF-8 or US-ASCII (nothing to convert) or not known.
+pub(super) fn from_charset(bytes: &[u8], charset: &[u8]) -> Option<String> {
+    let named = |names: &[&str]| names.iter().any(|n| charset.eq_ignore_ascii_case(n.as_bytes()));
+    if named(&["iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "l1"]) {
+        return Some(bytes.iter().map(|&b| char::from(b)).collect());
+    }
+    if named(&["us-ascii", "ascii", "utf-8", "utf8"]) {
+        return None;
+    }
+    mail_parser::decoders::charsets::map::charset_decoder(charset).map(|decode| decode(bytes))
 }
 
 /// `bytes` without a UTF-8 sequence that its last bytes start but do not
