@@ -57,7 +57,7 @@ fn push_char(c: char, out: &mut String) {
         let index = code - HANGUL_FIRST;
         push_code(0x1100 + index / (21 * 28), out);
         push_code(0x1161 + (index % (21 * 28)) / 28, out);
-        if index % 28 != 0 {
+        if !index.is_multiple_of(28) {
             push_code(0x11A7 + index % 28, out);
         }
     } else if let Some(one) = lookup(DECOMPOSE_ONE, code) {

@@ -1,6 +1,7 @@
 //! The proxies' data at rest: the cache of decrypted messages the IMAP
 //! proxy keeps so that a restart needs no re-decryption
-//! ([`MessageCache`]), and the Autocrypt state of correspondents
+//! ([`MessageCache`]), the per-account search index ([`SearchIndex`]),
+//! and the Autocrypt state of correspondents
 //! ([`peers`]).
 //!
 //! This module owns how that data is laid out on disk, how it is
@@ -14,12 +15,14 @@
 //! `tokio::task::spawn_blocking` (see [`MessageCache`]).
 
 mod cache;
+mod index;
 mod masterkey;
 pub mod peers;
 
 use std::path::PathBuf;
 
 pub use cache::{EntryKey, MessageCache};
+pub use index::{IndexError, MailboxId, MailboxStats, SearchIndex};
 
 /// Something went wrong opening or writing a store. Every message names
 /// the path involved and what the user can do; none carries secrets,

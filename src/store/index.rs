@@ -1,0 +1,450 @@
+//! [`SearchIndex`]: one account's search index, a SQLCipher database
+//! (SQLite with every page encrypted) in its own directory under
+//! `data_dir/index`.
+//!
+//! # Keys
+//!
+//! The database key is derived from a master key kept like the message
+//! cache's (`index-key.pgp`, encrypted to the account's own certificate
+//! and signed by it), so only the unlocked account key opens the index.
+//! It is handed to SQLCipher as a raw key (no passphrase derivation) and
+//! never written anywhere. Temporary tables and sorts stay in memory, so
+//! no plaintext temporary file is ever written.
+//!
+//! # Layout
+//!
+//! - `mailboxes`: name (as the server spells it) and UIDVALIDITY; a new
+//!   UIDVALIDITY drops what was indexed under the old one.
+//! - `messages`: mailbox, UID, size and sent date of each indexed message.
+//! - `texts`: an FTS5 table with the trigram tokenizer over the text
+//!   columns of [`Document`] (already in search form, so case-sensitive
+//!   trigrams give exact substring matches). A string of three characters
+//!   or more is found through the trigram index; a shorter one by a scan.
+//!
+//! What is stored is derived from mail that stays on the server: the
+//! directory can be deleted at any time and is rebuilt.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::masterkey::{KeyFile, MasterKey};
+use super::{io_error, StoreError};
+use crate::pgp::UnlockedKey;
+use crate::search::{fields_named, Criterion, Document, Field};
+
+/// The index's master key.
+const INDEX_KEY: KeyFile = KeyFile {
+    name: "index-key.pgp",
+    magic: b"sealpost search index key v1\n",
+    store: "search index",
+};
+/// Derives the database key from the master key.
+const DATABASE_LABEL: &[u8] = b"sealpost search index v1: database";
+const DATABASE_FILE: &str = "index.db";
+
+const SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    PRAGMA synchronous = NORMAL;
+    PRAGMA temp_store = MEMORY;
+    PRAGMA foreign_keys = ON;
+    CREATE TABLE IF NOT EXISTS mailboxes (
+        id INTEGER PRIMARY KEY,
+        name BLOB NOT NULL UNIQUE,
+        uidvalidity INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS messages (
+        id INTEGER PRIMARY KEY,
+        mailbox INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        uid INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        sent INTEGER NOT NULL,
+        UNIQUE (mailbox, uid)
+    );
+    CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(
+        subject, from_addr, to_addr, cc_addr, bcc_addr, fields, all_fields, body,
+        tokenize = 'trigram case_sensitive 1'
+    );
+";
+
+/// A mailbox known to the index (under one UIDVALIDITY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxId(i64);
+
+/// How much of one mailbox is indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxStats {
+    /// The mailbox name as the server spells it.
+    pub name: Vec<u8>,
+    /// Messages indexed.
+    pub messages: u64,
+}
+
+/// Something went wrong inside the index database.
+#[derive(Debug, thiserror::Error)]
+#[error("search index {}: {source}; if this persists, stop Sealpost and delete the directory (it is rebuilt from the server)", dir.display())]
+pub struct IndexError {
+    dir: PathBuf,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// One account's search index; see the module documentation.
+///
+/// Every method is synchronous and takes the connection's lock for its
+/// duration: call them through `tokio::task::spawn_blocking`.
+pub struct SearchIndex {
+    dir: PathBuf,
+    db: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchIndex").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl SearchIndex {
+    /// Opens (or creates) the index in `dir` for the account whose
+    /// unlocked key is `key`. A database left without its key file cannot
+    /// be read and is replaced.
+    pub fn open(dir: &Path, key: &UnlockedKey) -> Result<SearchIndex, StoreError> {
+        crate::files::create_private_dir(dir).map_err(io_error(dir, "create the directory"))?;
+        let (master, fresh) = MasterKey::open_or_create(dir, &INDEX_KEY, key)?;
+        let path = dir.join(DATABASE_FILE);
+        if fresh {
+            for suffix in ["", "-wal", "-shm"] {
+                let file = PathBuf::from(format!("{}{suffix}", path.display()));
+                match std::fs::remove_file(&file) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(&file, "remove")(e)),
+                    _ => {}
+                }
+            }
+        }
+        let unreadable = |e: rusqlite::Error| StoreError::KeyUnreadable {
+            store: INDEX_KEY.store,
+            dir: dir.to_path_buf(),
+            fingerprint: key.cert.fingerprint().to_hex(),
+            reason: format!("{DATABASE_FILE}: {e}"),
+        };
+        let db = Connection::open(&path).map_err(unreadable)?;
+        let raw_key = master.derive(DATABASE_LABEL);
+        let hex: String = raw_key.iter().map(|b| format!("{b:02x}")).collect();
+        let pragma = sequoia_openpgp::crypto::mem::Protected::from(format!("PRAGMA key = \"x'{hex}'\";").into_bytes());
+        drop(hex);
+        db.execute_batch(std::str::from_utf8(&pragma).expect("ASCII")).map_err(unreadable)?;
+        // The first read proves the key (SQLCipher reports "file is not a
+        // database" otherwise).
+        db.execute_batch(SCHEMA).map_err(unreadable)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_error(&path, "restrict the permissions of"))?;
+        }
+        Ok(SearchIndex {
+            dir: dir.to_path_buf(),
+            db: Mutex::new(db),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn error(&self) -> impl Fn(rusqlite::Error) -> IndexError + '_ {
+        |source| IndexError {
+            dir: self.dir.clone(),
+            source,
+        }
+    }
+
+    /// The index's id for `name` under `uidvalidity`. A mailbox indexed
+    /// under another UIDVALIDITY loses its messages first (the server
+    /// numbers them afresh).
+    pub fn mailbox(&self, name: &[u8], uidvalidity: u32) -> Result<MailboxId, IndexError> {
+        let db = self.lock();
+        let known: Option<(i64, u32)> = db
+            .query_row("SELECT id, uidvalidity FROM mailboxes WHERE name = ?1", [name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(self.error())?;
+        match known {
+            Some((id, v)) if v == uidvalidity => Ok(MailboxId(id)),
+            Some((id, _)) => {
+                db.execute(
+                    "DELETE FROM texts WHERE rowid IN (SELECT id FROM messages WHERE mailbox = ?1)",
+                    [id],
+                )
+                .map_err(self.error())?;
+                db.execute("DELETE FROM messages WHERE mailbox = ?1", [id]).map_err(self.error())?;
+                db.execute("UPDATE mailboxes SET uidvalidity = ?2 WHERE id = ?1", params![id, uidvalidity])
+                    .map_err(self.error())?;
+                Ok(MailboxId(id))
+            }
+            None => {
+                db.execute(
+                    "INSERT INTO mailboxes (name, uidvalidity) VALUES (?1, ?2)",
+                    params![name, uidvalidity],
+                )
+                .map_err(self.error())?;
+                Ok(MailboxId(db.last_insert_rowid()))
+            }
+        }
+    }
+
+    /// The UIDs indexed in `mailbox`, ascending.
+    pub fn uids(&self, mailbox: MailboxId) -> Result<Vec<u32>, IndexError> {
+        let db = self.lock();
+        let mut statement = db
+            .prepare_cached("SELECT uid FROM messages WHERE mailbox = ?1 ORDER BY uid")
+            .map_err(self.error())?;
+        let uids = statement
+            .query_map([mailbox.0], |r| r.get(0))
+            .and_then(|rows| rows.collect::<Result<Vec<u32>, _>>())
+            .map_err(self.error())?;
+        Ok(uids)
+    }
+
+    /// Stores (or replaces) what message `uid` of `mailbox` offers to
+    /// SEARCH.
+    pub fn put(&self, mailbox: MailboxId, uid: u32, document: &Document) -> Result<(), IndexError> {
+        let mut db = self.lock();
+        let tx = db.transaction().map_err(self.error())?;
+        let old: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM messages WHERE mailbox = ?1 AND uid = ?2",
+                params![mailbox.0, uid],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.error())?;
+        if let Some(old) = old {
+            tx.execute("DELETE FROM texts WHERE rowid = ?1", [old]).map_err(self.error())?;
+            tx.execute("DELETE FROM messages WHERE id = ?1", [old]).map_err(self.error())?;
+        }
+        tx.execute(
+            "INSERT INTO messages (mailbox, uid, size, sent) VALUES (?1, ?2, ?3, ?4)",
+            params![mailbox.0, uid, document.size as i64, document.sent],
+        )
+        .map_err(self.error())?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO texts (rowid, subject, from_addr, to_addr, cc_addr, bcc_addr, fields, all_fields, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                id,
+                document.subject,
+                document.from,
+                document.to,
+                document.cc,
+                document.bcc,
+                document.fields,
+                document.all_fields,
+                document.body
+            ],
+        )
+        .map_err(self.error())?;
+        tx.commit().map_err(self.error())
+    }
+
+    /// Forgets the messages of `mailbox` whose UIDs are not in `existing`
+    /// (ascending): expunged at the server. The number forgotten.
+    pub fn retain(&self, mailbox: MailboxId, existing: &[u32]) -> Result<usize, IndexError> {
+        let gone: Vec<u32> = self
+            .uids(mailbox)?
+            .into_iter()
+            .filter(|u| existing.binary_search(u).is_err())
+            .collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let mut db = self.lock();
+        let tx = db.transaction().map_err(self.error())?;
+        for uid in &gone {
+            tx.execute(
+                "DELETE FROM texts WHERE rowid = (SELECT id FROM messages WHERE mailbox = ?1 AND uid = ?2)",
+                params![mailbox.0, uid],
+            )
+            .map_err(self.error())?;
+            tx.execute("DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2", params![mailbox.0, uid])
+                .map_err(self.error())?;
+        }
+        tx.commit().map_err(self.error())?;
+        Ok(gone.len())
+    }
+
+    /// The UIDs of `mailbox`'s indexed messages that `criterion` selects,
+    /// ascending. Exact: the trigram index only finds candidates where a
+    /// string is long enough, and everything it finds is a match.
+    pub fn matching(&self, mailbox: MailboxId, criterion: &Criterion) -> Result<Vec<u32>, IndexError> {
+        let db = self.lock();
+        let by_text = |columns: &str, needle: &str| -> Result<Vec<u32>, IndexError> {
+            if needle.chars().count() >= 3 {
+                let query = format!("{{{columns}}} : \"{}\"", needle.replace('"', "\"\""));
+                self.uids_where(&db, "texts MATCH ?2", mailbox, &query)
+            } else {
+                let condition = columns
+                    .split(' ')
+                    .map(|c| format!("instr(texts.{c}, ?2) > 0"))
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                self.uids_where(&db, &condition, mailbox, needle)
+            }
+        };
+        let has_field = |name: &str| self.uids_where(&db, "instr(texts.fields, ?2) > 0", mailbox, &format!("\n{name}:"));
+        let by_number = |condition: &str, value: i64| -> Result<Vec<u32>, IndexError> {
+            let sql = format!("SELECT uid FROM messages WHERE mailbox = ?1 AND {condition} ORDER BY uid");
+            let mut statement = db.prepare_cached(&sql).map_err(self.error())?;
+            let rows = statement.query_map(params![mailbox.0, value], |r| r.get(0));
+            rows.and_then(|rows| rows.collect()).map_err(self.error())
+        };
+        match criterion {
+            Criterion::Field(field, needle) if needle.is_empty() => has_field(field.header_name()),
+            Criterion::Field(field, needle) => by_text(column(*field), needle),
+            Criterion::Header(name, needle) if needle.is_empty() => has_field(name),
+            Criterion::Header(name, needle) => {
+                // Candidates hold the string in some field; keep those
+                // where a field of that name holds it.
+                let candidates = by_text("fields", needle)?;
+                let mut statement = db
+                    .prepare_cached("SELECT t.fields FROM texts t JOIN messages m ON m.id = t.rowid WHERE m.mailbox = ?1 AND m.uid = ?2")
+                    .map_err(self.error())?;
+                let mut found = Vec::new();
+                for uid in candidates {
+                    let fields: String = statement.query_row(params![mailbox.0, uid], |r| r.get(0)).map_err(self.error())?;
+                    if fields_named(&fields, name).any(|value| value.contains(needle.as_str())) {
+                        found.push(uid);
+                    }
+                }
+                Ok(found)
+            }
+            Criterion::Body(needle) if needle.is_empty() => by_number("1 = ?2", 1),
+            Criterion::Body(needle) => by_text("body", needle),
+            Criterion::Text(needle) if needle.is_empty() => by_number("1 = ?2", 1),
+            Criterion::Text(needle) => by_text("all_fields body", needle),
+            Criterion::Larger(n) => by_number("size > ?2", clamp(*n)),
+            Criterion::Smaller(n) => by_number("size < ?2", clamp(*n)),
+            Criterion::SentBefore(day) => by_number("sent < ?2", *day),
+            Criterion::SentOn(day) => by_number("sent >= ?2 AND sent - 86400 < ?2", *day),
+            Criterion::SentSince(day) => by_number("sent >= ?2", *day),
+        }
+    }
+
+    fn uids_where(&self, db: &Connection, condition: &str, mailbox: MailboxId, value: &str) -> Result<Vec<u32>, IndexError> {
+        let sql =
+            format!("SELECT m.uid FROM texts JOIN messages m ON m.id = texts.rowid WHERE m.mailbox = ?1 AND ({condition}) ORDER BY m.uid");
+        let mut statement = db.prepare_cached(&sql).map_err(self.error())?;
+        let rows = statement.query_map(params![mailbox.0, value], |r| r.get(0));
+        rows.and_then(|rows| rows.collect()).map_err(self.error())
+    }
+
+    /// Every mailbox with its number of indexed messages.
+    pub fn stats(&self) -> Result<Vec<MailboxStats>, IndexError> {
+        let db = self.lock();
+        let mut statement = db
+            .prepare("SELECT b.name, count(m.id) FROM mailboxes b LEFT JOIN messages m ON m.mailbox = b.id GROUP BY b.id ORDER BY b.name")
+            .map_err(self.error())?;
+        let rows = statement.query_map([], |r| {
+            Ok(MailboxStats {
+                name: r.get(0)?,
+                messages: r.get::<_, i64>(1)? as u64,
+            })
+        });
+        rows.and_then(|rows| rows.collect()).map_err(self.error())
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn column(field: Field) -> &'static str {
+    match field {
+        Field::Subject => "subject",
+        Field::From => "from_addr",
+        Field::To => "to_addr",
+        Field::Cc => "cc_addr",
+        Field::Bcc => "bcc_addr",
+    }
+}
+
+/// A size bound as SQLite's integer (sizes never come near the limit).
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pgp::{Keystore, PassphraseSource};
+
+    fn account(email: &str) -> (tempfile::TempDir, UnlockedKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Keystore::open(dir.path()).unwrap();
+        store.generate(email, None, false).unwrap();
+        let key = store.unlock(store.own_key(email).unwrap(), &PassphraseSource::None).unwrap();
+        (dir, key)
+    }
+
+    fn doc(subject: &str, body: &str, size: u64) -> Document {
+        Document {
+            subject: subject.into(),
+            fields: format!("\nSUBJECT:{subject}\nX-TAG:ALPHA"),
+            body: body.into(),
+            size,
+            ..Document::default()
+        }
+    }
+
+    #[test]
+    fn finds_substrings_and_nothing_else_and_keeps_nothing_readable() {
+        let (_keys, key) = account("a@example.org");
+        let dir = tempfile::tempdir().unwrap();
+        let index = SearchIndex::open(dir.path(), &key).unwrap();
+        let inbox = index.mailbox(b"INBOX", 7).unwrap();
+        index.put(inbox, 1, &doc("HELLO ZEBRAQUARTZ", "FIRST BODY", 100)).unwrap();
+        index.put(inbox, 2, &doc("OTHER", "SECOND ZEBRAQUARTZ BODY", 300)).unwrap();
+        index.put(inbox, 3, &doc("X", "AB", 50)).unwrap();
+        let m = |c: Criterion| index.matching(inbox, &c).unwrap();
+        assert_eq!(m(Criterion::Field(Field::Subject, "BRAQ".into())), [1]);
+        assert_eq!(m(Criterion::Body("ZEBRAQUARTZ".into())), [2]);
+        assert_eq!(m(Criterion::Body("B".into())), [1, 2, 3]);
+        assert_eq!(m(Criterion::Body("AB".into())), [3]);
+        assert_eq!(m(Criterion::Body("\"".into())), Vec::<u32>::new());
+        assert_eq!(m(Criterion::Body("A\"B\"C".into())), Vec::<u32>::new());
+        assert_eq!(m(Criterion::Header("X-TAG".into(), "LPH".into())), [1, 2, 3]);
+        assert_eq!(m(Criterion::Header("SUBJECT".into(), "LPH".into())), Vec::<u32>::new());
+        assert_eq!(m(Criterion::Field(Field::From, "".into())), Vec::<u32>::new());
+        assert_eq!(m(Criterion::Field(Field::Subject, "".into())), [1, 2, 3]);
+        assert_eq!(m(Criterion::Larger(100)), [2]);
+        assert_eq!(m(Criterion::Smaller(100)), [3]);
+        assert_eq!(index.retain(inbox, &[2, 3]).unwrap(), 1);
+        assert_eq!(index.uids(inbox).unwrap(), [2, 3]);
+        // A new UIDVALIDITY starts the mailbox afresh.
+        let inbox = index.mailbox(b"INBOX", 8).unwrap();
+        assert_eq!(index.uids(inbox).unwrap(), Vec::<u32>::new());
+        index.put(inbox, 1, &doc("HELLO ZEBRAQUARTZ", "FIRST BODY", 100)).unwrap();
+        drop(index);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(!bytes.windows(11).any(|w| w == b"ZEBRAQUARTZ"));
+        }
+        // Reopened with the same key, the index is there.
+        let index = SearchIndex::open(dir.path(), &key).unwrap();
+        let inbox = index.mailbox(b"INBOX", 8).unwrap();
+        assert_eq!(
+            index.matching(inbox, &Criterion::Field(Field::Subject, "ZEBRA".into())).unwrap(),
+            [1]
+        );
+        // Another account's key cannot open it.
+        let (_other, other) = account("b@example.org");
+        drop(index);
+        assert!(matches!(
+            SearchIndex::open(dir.path(), &other),
+            Err(StoreError::KeyUnreadable { .. })
+        ));
+    }
+}
