@@ -11,6 +11,7 @@ pub mod messages;
 pub mod proxy;
 pub mod raw;
 pub mod rawimap;
+pub mod searchcorpus;
 pub mod stack;
 pub mod wkd;
 
