@@ -49,6 +49,10 @@ pub struct Metrics {
     /// The IMAP proxy's pooled side connections (fetching messages to
     /// decrypt): `opened` (a login at the provider) or `reused`.
     pub imap_side_connections: IntCounterVec,
+    /// Messages added to the search indexes.
+    pub search_indexed: IntCounter,
+    /// SEARCH commands Sealpost answered itself (content criteria).
+    pub searches: IntCounter,
 }
 
 impl Metrics {
@@ -125,6 +129,13 @@ impl Metrics {
             &["event"],
         )
         .expect("valid metric");
+        let search_indexed =
+            IntCounter::new("sealpost_search_indexed_total", "Messages added to the search indexes").expect("valid metric");
+        let searches = IntCounter::new(
+            "sealpost_searches_total",
+            "SEARCH commands with criteria on message content, answered by Sealpost from its index",
+        )
+        .expect("valid metric");
         let sessions_active = IntGaugeVec::new(
             Opts::new("sealpost_sessions_active", "Client sessions open now, by protocol"),
             &["protocol"],
@@ -145,6 +156,8 @@ impl Metrics {
             Box::new(connections_refused.clone()),
             Box::new(imap_side_connections.clone()),
             Box::new(sessions_active.clone()),
+            Box::new(search_indexed.clone()),
+            Box::new(searches.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -164,6 +177,8 @@ impl Metrics {
             connections_refused,
             imap_side_connections,
             sessions_active,
+            search_indexed,
+            searches,
         }
     }
 

@@ -18,7 +18,7 @@ use crate::learn::Learner;
 use crate::listener::{Listener, ListenerKind};
 use crate::metrics::Metrics;
 use crate::pgp::{KeyError, Keystore, LiveKeystore, PassphraseSource};
-use crate::store::{MessageCache, StoreError};
+use crate::store::{MessageCache, SearchIndex, StoreError};
 use crate::tls::{LocalTls, TlsError};
 
 /// Why the proxies could not start.
@@ -87,7 +87,10 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
     let discovery = Some(Discovery::new(&config.keys, &config.data_dir)?).filter(Discovery::is_enabled);
     let mut caches = HashMap::new();
     let mut served = HashMap::new();
+    let mut indexes = HashMap::new();
     for account in accounts.iter().filter(|a| a.imap.is_some()) {
+        let dir = config.data_dir.join("index").join(crate::store::account_dir_name(&account.login));
+        indexes.insert(account.login.clone(), Arc::new(SearchIndex::open(&dir, &account.key)?));
         let dir = config.data_dir.join("cache").join(crate::store::account_dir_name(&account.login));
         caches.insert(
             account.login.clone(),
@@ -172,6 +175,7 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
             learner,
             accounts,
             caches,
+            indexes,
             served,
             tls,
             metrics,

@@ -604,6 +604,10 @@ const SMTP_SEARCHES: &[(Expect, &str)] = &[
     (Hit, "SEARCH NOT BODY the"),
     (Hit, "SEARCH RETURN (MIN MAX COUNT) SUBJECT re"),
     (Hit, "UID SEARCH RETURN (ALL) BODY the"),
+];
+
+/// SORT and THREAD over the SMTP-delivered subset (not implemented yet).
+const SMTP_SORTS: &[(Expect, &str)] = &[
     (Hit, "SORT (SUBJECT) UTF-8 ALL"),
     (Hit, "SORT (FROM) UTF-8 ALL"),
     (Hit, "SORT (DATE) UTF-8 ALL"),
@@ -1169,6 +1173,8 @@ struct Report {
     unsound: Vec<String>,
     mismatches: Vec<String>,
     mismatches_without_content: usize,
+    /// Sealpost's `* OK Sealpost is indexing ...` lines.
+    indexing_notes: usize,
     /// The mismatches with the whole answers.
     full: Vec<String>,
 }
@@ -1185,7 +1191,12 @@ fn differential(label: &str, prefix: &str, commands: &[(Expect, &str)], direct: 
         }
         let tag = format!("{prefix}{i}");
         let want = direct.run(&tag, command);
-        let have = through.run(&tag, command);
+        let mut have = through.run(&tag, command);
+        // Sealpost says when it must index messages to answer (the first
+        // content search of a mailbox): its own line, not Dovecot's.
+        let before = have.untagged.len();
+        have.untagged.retain(|line| !line.starts_with(b"* OK Sealpost is indexing "));
+        report.indexing_notes += before - have.untagged.len();
         report.commands += 1;
         let hit = want.ok() && matched(&want);
         report.matched += usize::from(hit);
@@ -1336,10 +1347,18 @@ fn corpus_is_deterministic_and_varied() {
 fn search_matches_dovecot() {
     let fixture = fixture();
     let (mut direct, mut through) = fixture.sessions();
-    differential("SEARCH", "s", SEARCHES, &mut direct, &mut through).check("SEARCH");
+    let report = differential("SEARCH", "s", SEARCHES, &mut direct, &mut through);
+    // Nothing was indexed before: the first content search says so.
+    assert!(
+        report.content == 0 || report.indexing_notes == 1,
+        "expected one '* OK Sealpost is indexing' line, saw {}",
+        report.indexing_notes
+    );
+    report.check("SEARCH");
 }
 
 #[test]
+#[ignore = "SORT is not implemented yet (#11): Sealpost refuses it and hides the capability"]
 fn sort_matches_dovecot() {
     let fixture = fixture();
     let (mut direct, mut through) = fixture.sessions();
@@ -1347,6 +1366,7 @@ fn sort_matches_dovecot() {
 }
 
 #[test]
+#[ignore = "THREAD is not implemented yet (#11): Sealpost refuses it and hides the capability"]
 fn thread_matches_dovecot() {
     let fixture = fixture();
     let (mut direct, mut through) = fixture.sessions();
@@ -1488,6 +1508,17 @@ fn describe_differences(direct: &mut Client, through: &mut Client) {
 
 #[test]
 fn smtp_delivered_search_matches_dovecot() {
+    smtp_differential(SMTP_SEARCHES);
+}
+
+#[test]
+#[ignore = "SORT and THREAD are not implemented yet (#11)"]
+fn smtp_delivered_sort_and_thread_match_dovecot() {
+    smtp_differential(SMTP_SORTS);
+}
+
+/// Delivers the SMTP subset both ways and compares `commands`' answers.
+fn smtp_differential(commands: &[(Expect, &str)]) {
     let stack = stack();
     let seed = env("SEARCH_SEED").and_then(|s| s.parse().ok()).unwrap_or(SEED);
     let cases: Vec<Case> = corpus_with_seed(seed).into_iter().filter(|c| c.smtp).collect();
@@ -1554,7 +1585,7 @@ fn smtp_delivered_search_matches_dovecot() {
     through.must(&format!("EXAMINE {}", sealed.name));
     describe_differences(&mut direct, &mut through);
     let keep = env("SEARCH_KEEP").is_some();
-    let report = differential("SMTP", "m", SMTP_SEARCHES, &mut direct, &mut through);
+    let report = differential("SMTP", "m", commands, &mut direct, &mut through);
     if keep {
         eprintln!("kept {} of {} and {} of {}", plain.name, plain.user, sealed.name, sealed.user);
         std::mem::forget(plain);

@@ -14,7 +14,19 @@ fn passes(word: &str) -> bool {
     // RFC 3516 BINARY are answered from the decrypted message). STARTTLS
     // and LOGINDISABLED describe the upstream leg, not ours; -PLUS SASL
     // binds to the upstream TLS channel.
-    !(upper.starts_with("COMPRESS=")
+    // Searches that read content are answered by the proxy, which does
+    // not (yet) implement sorting and threading by the protected
+    // headers, search contexts, fuzzy search or partial results: the
+    // server would answer them over ciphertext, and see the search terms.
+    let search_extension = upper == "SORT"
+        || upper.starts_with("SORT=")
+        || upper.starts_with("THREAD=")
+        || upper == "ESORT"
+        || upper.starts_with("CONTEXT=")
+        || upper.starts_with("SEARCH=")
+        || upper == "PARTIAL";
+    !(search_extension
+        || upper.starts_with("COMPRESS=")
         || upper == "CATENATE"
         || upper.starts_with("URLAUTH")
         || upper.starts_with("PREVIEW=")

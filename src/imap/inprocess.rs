@@ -126,6 +126,7 @@ impl Harness {
             keystore,
             accounts,
             caches: HashMap::new(),
+            indexes: HashMap::new(),
             served: HashMap::new(),
             side_pools: HashMap::from([(LOGIN.to_string(), pool)]),
             dialer,

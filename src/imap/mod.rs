@@ -31,6 +31,7 @@ pub mod item;
 pub mod op;
 pub mod relay;
 mod response;
+pub mod searchkey;
 pub mod section;
 pub mod served;
 pub mod session;

@@ -34,6 +34,13 @@ const ANSWER_LIMITS: Limits = Limits {
     parts: 10_000,
 };
 
+/// A SEARCH command the proxy reads whole (strings in literals).
+const SEARCH_LIMITS: Limits = Limits {
+    line: MAX_COMMAND_LINE,
+    literal: 64 * 1024,
+    parts: 100,
+};
+
 /// Both ends of a logged-in session, ready to relay.
 pub(crate) struct Ends {
     /// The client's side for reading.
@@ -79,7 +86,14 @@ pub(crate) async fn run(
         fetcher: &fetcher,
         served: served.as_deref(),
     };
-    let to_server = client_to_server(reader, writer.clone(), up_writer, state.clone(), &upload, shutdown);
+    let search = op::search::Search {
+        shared,
+        account: &account,
+        state: &state,
+        client: &writer,
+        fetcher: &fetcher,
+    };
+    let to_server = client_to_server(reader, writer.clone(), up_writer, state.clone(), (&upload, &search), shutdown);
     let to_client = server_to_client(shared, up_reader, writer.clone(), state.clone(), rewriter);
     let (result, farewell) = tokio::select! {
         r = to_server => {
@@ -134,7 +148,7 @@ async fn client_to_server(
     client: ClientWriter,
     mut upstream: UpstreamWriter,
     state: Arc<SyncMutex<State>>,
-    upload: &append::Upload<'_>,
+    (upload, search): (&append::Upload<'_>, &op::search::Search<'_>),
     mut shutdown: Shutdown,
 ) -> Result<(), SessionError> {
     let mut line = Vec::new();
@@ -158,9 +172,49 @@ async fn client_to_server(
                     .await?
             }
             Some((h, Command::Fetch(fetch))) => op::fetch::extend(&state, &mut upstream, &h, fetch).await?,
+            Some((_, Command::Search)) => {
+                let wire = Wire::read(
+                    &mut reader,
+                    std::mem::take(&mut line),
+                    literal,
+                    &upload.shared.spool_dir,
+                    SEARCH_LIMITS,
+                    Continuations::Send(&*client),
+                )
+                .await?;
+                let h = head(wire.first_line()).expect("a command line");
+                let next = search.run(&mut upstream, &h, &wire).await?;
+                if next == Next::Relay {
+                    line = wire.parts.into_iter().next().expect("one part").line;
+                    literal = None;
+                }
+                next
+            }
             Some((h, Command::Select(mailbox))) => op::select::opening(&state, h.tag, mailbox),
             Some((h, Command::Close)) => op::select::closing(&state, h.tag),
             Some((h, Command::Compress)) => op::compress::refuse(&client, h.tag).await?,
+            Some((h, Command::SortOrThread)) => {
+                let answer = format!(
+                    "{} BAD Sealpost does not offer SORT or THREAD yet (the server would see the search terms); sort in the client\r\n",
+                    String::from_utf8_lossy(h.tag)
+                );
+                // A client that sent a literal without waiting for an
+                // invitation sent the rest of the command too; one that
+                // waits gets the answer instead of the invitation.
+                if literal.is_some_and(|l| l.non_synchronizing) {
+                    Wire::read::<_, UpstreamWriter>(
+                        &mut reader,
+                        std::mem::take(&mut line),
+                        literal,
+                        &upload.shared.spool_dir,
+                        SEARCH_LIMITS,
+                        Continuations::None,
+                    )
+                    .await?;
+                }
+                send(&client, answer.as_bytes()).await?;
+                Next::ReadCommand
+            }
             Some((_, Command::Relayed(_))) | None => Next::Relay,
         };
         match next {
@@ -273,6 +327,9 @@ async fn server_to_client(
                 continue;
             }
         }
+        if internal_answer(&state, &line) {
+            continue;
+        }
         if let Some(n) = uidvalidity(&line) {
             state.lock().expect("state lock").uidvalidity = Some(n);
         }
@@ -316,4 +373,28 @@ async fn server_to_client(
         }
         buffered.flush().await?;
     }
+}
+
+/// Takes the line when it answers a command the proxy sent for itself:
+/// its ESEARCH lines and its tagged status go to the proxy, not to the
+/// client.
+fn internal_answer(state: &SyncMutex<State>, line: &[u8]) -> bool {
+    let mut s = state.lock().expect("state lock");
+    if s.internal.is_empty() {
+        return false;
+    }
+    if let Some(tag) = super::response::esearch_tag(line) {
+        if let Some(internal) = s.internal.get_mut(tag.as_slice()) {
+            internal.lines.push(line.to_vec());
+            return true;
+        }
+        return false;
+    }
+    if let Some((tag, ok)) = tagged(line) {
+        if let Some(internal) = s.internal.remove(tag) {
+            let _ = internal.done.send((internal.lines, ok));
+            return true;
+        }
+    }
+    false
 }

@@ -20,6 +20,16 @@ pub(super) fn uidvalidity(line: &[u8]) -> Option<u32> {
     std::str::from_utf8(&rest[..end]).ok()?.trim().parse().ok()
 }
 
+/// The tag of a `* ESEARCH (TAG "tag") ...` line.
+pub(super) fn esearch_tag(line: &[u8]) -> Option<Vec<u8>> {
+    let prefix = b"* ESEARCH (TAG ";
+    if line.len() < prefix.len() || !line[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    let wire = Wire::line(line[prefix.len()..].to_vec());
+    wire.cursor().astring(1024)
+}
+
 /// The tag and success of a tagged status line.
 pub(super) fn tagged(line: &[u8]) -> Option<(&[u8], bool)> {
     if line.starts_with(b"*") || line.starts_with(b"+") {

@@ -83,26 +83,27 @@ impl SidePool {
         }
     }
 
-    /// The raw message `uid` of `mailbox`, on an idle connection or a new
-    /// one; waits while every connection is lent out. One retry on a
-    /// fresh connection when a reused one fails (servers close idle ones).
-    async fn fetch(self: &Arc<Self>, credentials: &Credentials, mailbox: &[u8], uid: u32) -> Result<Vec<u8>, UpstreamError> {
+    /// The raw messages of `mailbox` whose UIDs are in `set` (an IMAP
+    /// UID set), with their UIDs, on an idle connection or a new one;
+    /// waits while every connection is lent out. One retry on a fresh
+    /// connection when a reused one fails (servers close idle ones).
+    async fn fetch(self: &Arc<Self>, credentials: &Credentials, mailbox: &[u8], set: &str) -> Result<Vec<(u32, Vec<u8>)>, UpstreamError> {
         let _slot = self.slots.acquire().await.expect("the pool's semaphore is never closed");
         if let Some(mut conn) = self.take_idle() {
             self.metrics.imap_side_connections.with_label_values(&["reused"]).inc();
-            match conn.fetch(mailbox, uid, self.max_size).await {
-                Ok(message) => {
+            match conn.fetch(mailbox, set, self.max_size).await {
+                Ok(messages) => {
                     self.put_back(conn);
-                    return Ok(message);
+                    return Ok(messages);
                 }
                 Err(e) => tracing::debug!(error = %e, "side connection failed; opening a new one"),
             }
         }
         let mut conn = self.open(credentials).await?;
         self.metrics.imap_side_connections.with_label_values(&["opened"]).inc();
-        let message = conn.fetch(mailbox, uid, self.max_size).await?;
+        let messages = conn.fetch(mailbox, set, self.max_size).await?;
         self.put_back(conn);
-        Ok(message)
+        Ok(messages)
     }
 
     async fn open(&self, credentials: &Credentials) -> Result<SideConn, UpstreamError> {
@@ -166,7 +167,21 @@ impl SidePool {
 impl SideFetcher {
     /// The raw message `uid` of `mailbox`.
     pub async fn fetch(&self, mailbox: &[u8], uid: u32) -> Result<Vec<u8>, UpstreamError> {
-        self.pool.fetch(&self.credentials, mailbox, uid).await
+        let messages = self.pool.fetch(&self.credentials, mailbox, &uid.to_string()).await?;
+        messages
+            .into_iter()
+            .find(|(u, _)| *u == uid)
+            .map(|(_, message)| message)
+            .ok_or_else(|| {
+                let server = self.pool.account.imap.as_ref().map(ToString::to_string).unwrap_or_default();
+                UpstreamError::protocol(&server, format!("message UID {uid} is gone"))
+            })
+    }
+
+    /// The raw messages of `mailbox` whose UIDs are in `set`, with their
+    /// UIDs (those expunged meanwhile are missing).
+    pub async fn fetch_set(&self, mailbox: &[u8], set: &str) -> Result<Vec<(u32, Vec<u8>)>, UpstreamError> {
+        self.pool.fetch(&self.credentials, mailbox, set).await
     }
 }
 
@@ -181,7 +196,7 @@ impl SideConn {
         });
     }
 
-    async fn fetch(&mut self, mailbox: &[u8], uid: u32, max_size: u64) -> Result<Vec<u8>, UpstreamError> {
+    async fn fetch(&mut self, mailbox: &[u8], set: &str, max_size: u64) -> Result<Vec<(u32, Vec<u8>)>, UpstreamError> {
         let conn = &mut self.upstream;
         if self.examined.as_deref() != Some(mailbox) {
             let mut command = b"EXAMINE ".to_vec();
@@ -197,7 +212,11 @@ impl SideConn {
             self.examined = Some(mailbox.to_vec());
         }
         let tag = conn.next_tag();
-        conn.write(format!("{tag} UID FETCH {uid} (BODY.PEEK[])\r\n").as_bytes()).await?;
+        conn.write(format!("{tag} UID FETCH {set} (UID BODY.PEEK[])\r\n").as_bytes())
+            .await?;
+        let mut messages = Vec::new();
+        // The lines of the FETCH response being read, and its message.
+        let mut response: Vec<u8> = Vec::new();
         let mut message = None;
         let mut line = Vec::new();
         loop {
@@ -207,34 +226,51 @@ impl SideConn {
             if line.is_empty() {
                 return Err(UpstreamError::protocol(&conn.server, "the server closed the connection"));
             }
-            if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
+            if response.is_empty() && line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
                 let status = String::from_utf8_lossy(&line[tag.len() + 1..]).trim_end().to_string();
                 if !status.to_ascii_uppercase().starts_with("OK") {
                     return Err(UpstreamError::protocol(&conn.server, format!("UID FETCH failed: {status}")));
                 }
-                break;
+                return Ok(messages);
             }
-            if let Some(announced) = literal {
-                if announced.size > max_size {
-                    return Err(UpstreamError::protocol(
-                        &conn.server,
-                        format!("message of {} octets is over imap.max_message_size", announced.size),
-                    ));
+            response.extend_from_slice(&line);
+            let Some(announced) = literal else {
+                if let (Some(uid), Some(bytes)) = (uid_of(&response), message.take()) {
+                    messages.push((uid, bytes));
                 }
-                let mut bytes = Vec::with_capacity(announced.size as usize);
-                (&mut conn.conn)
-                    .take(announced.size)
-                    .read_to_end(&mut bytes)
-                    .await
-                    .map_err(|e| UpstreamError::protocol(&conn.server, e.to_string()))?;
-                if (bytes.len() as u64) < announced.size {
-                    return Err(UpstreamError::protocol(&conn.server, "connection closed inside a literal"));
-                }
-                if message.is_none() && line.to_ascii_uppercase().windows(7).any(|w| w == b"BODY[] ") {
-                    message = Some(bytes);
-                }
+                response.clear();
+                continue;
+            };
+            if announced.size > max_size {
+                return Err(UpstreamError::protocol(
+                    &conn.server,
+                    format!("message of {} octets is over imap.max_message_size", announced.size),
+                ));
+            }
+            let mut bytes = Vec::with_capacity(announced.size as usize);
+            (&mut conn.conn)
+                .take(announced.size)
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(|e| UpstreamError::protocol(&conn.server, e.to_string()))?;
+            if (bytes.len() as u64) < announced.size {
+                return Err(UpstreamError::protocol(&conn.server, "connection closed inside a literal"));
+            }
+            if message.is_none() && line.to_ascii_uppercase().windows(7).any(|w| w == b"BODY[] ") {
+                message = Some(bytes);
             }
         }
-        message.ok_or_else(|| UpstreamError::protocol(&conn.server, format!("message UID {uid} is gone")))
     }
+}
+
+/// The UID a FETCH response names (`UID n` anywhere in its lines).
+fn uid_of(response: &[u8]) -> Option<u32> {
+    let upper = response.to_ascii_uppercase();
+    let at = upper.windows(4).position(|w| w == b"UID ")?;
+    let digits: String = upper[at + 4..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .map(|&b| b as char)
+        .collect();
+    digits.parse().ok()
 }

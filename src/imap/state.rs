@@ -22,7 +22,7 @@ use crate::config::ImapConfig;
 use crate::learn::Learner;
 use crate::metrics::Metrics;
 use crate::pgp::LiveKeystore;
-use crate::store::MessageCache;
+use crate::store::{MessageCache, SearchIndex};
 use crate::tls::LocalTls;
 
 /// What every IMAP session shares.
@@ -41,6 +41,8 @@ pub struct Shared {
     pub served: HashMap<String, Arc<Served>>,
     /// Each account's side connections, by login.
     pub side_pools: HashMap<String, Arc<SidePool>>,
+    /// Each account's search index, by login.
+    pub indexes: HashMap<String, Arc<SearchIndex>>,
     /// Opens connections to the accounts' IMAP servers.
     pub dialer: Arc<dyn Dialer>,
     /// The local certificate.
@@ -114,6 +116,20 @@ pub struct State {
     /// The client has sent LOGOUT: the server ending the connection is
     /// what comes next, not a failure.
     pub(crate) logging_out: bool,
+    /// Commands the proxy sent on the client's connection for itself
+    /// (while answering a SEARCH), by tag: their answers are not the
+    /// client's.
+    pub(crate) internal: HashMap<Vec<u8>, Internal>,
+    /// Internal commands sent so far (their tags count up).
+    pub(crate) internal_count: u64,
+}
+
+/// A command the proxy sent for itself, until its tagged answer.
+pub(crate) struct Internal {
+    /// Its `* ESEARCH (TAG "...")` lines.
+    pub(crate) lines: Vec<Vec<u8>>,
+    /// Gets those lines and whether the answer was OK.
+    pub(crate) done: oneshot::Sender<(Vec<Vec<u8>>, bool)>,
 }
 
 /// A command waiting for the server's `+`.

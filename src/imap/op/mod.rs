@@ -2,13 +2,15 @@
 //! byte, parsed once into a [`Command`] and handed to their module:
 //! [`login`] (everything before login), [`append`] (uploads, encrypted),
 //! [`fetch`] (content FETCHes, extended to reveal encrypted messages),
-//! [`select`] (which mailbox is open), [`compress`] (refused). Anything
+//! [`select`] (which mailbox is open), [`search`] (answered over the
+//! decrypted messages), [`compress`] (refused). Anything
 //! else after login is [`Command::Relayed`] by [`super::relay`].
 
 pub mod append;
 pub mod compress;
 pub mod fetch;
 pub mod login;
+pub mod search;
 pub mod select;
 
 use super::command::{head, mailbox_key, Fetch, Head};
@@ -42,10 +44,15 @@ pub enum Command {
     /// SELECT or EXAMINE, with the mailbox it opens (`None` when the name
     /// cannot be read; the server's answer still decides).
     Select(Option<Vec<u8>>),
+    /// SEARCH: answered by the proxy when it reads message content.
+    Search,
     /// CLOSE or UNSELECT: no mailbox open afterwards.
     Close,
     /// COMPRESS: refused, the proxy reads both streams.
     Compress,
+    /// SORT or THREAD: refused (not advertised), since the server would
+    /// see the search terms and sort by the ciphertext's headers.
+    SortOrThread,
     /// Anything else: byte for byte to the server (the name, upper case,
     /// still tells the session state about IDLE and LOGOUT).
     Relayed(String),
@@ -69,8 +76,10 @@ impl Command {
                 args.pos = Pos { part: 0, at: h.args };
                 Command::Select(args.astring(MAX_MAILBOX_NAME).map(|m| mailbox_key(&m)))
             }
+            "SEARCH" => Command::Search,
             "CLOSE" | "UNSELECT" => Command::Close,
             "COMPRESS" => Command::Compress,
+            "SORT" | "THREAD" => Command::SortOrThread,
             _ => Command::Relayed(h.name.clone()),
         };
         Some((h, command))

@@ -40,6 +40,7 @@ mod write;
 use std::borrow::Cow;
 
 pub use binary::{Binary, BinaryError};
+pub use preview::from_charset;
 
 use super::section::{Section, SectionText};
 use header::read_line;

@@ -179,7 +179,7 @@ pub(super) fn to_utf8(bytes: &[u8], charset: Option<&[u8]>) -> String {
 
 /// `bytes` in `charset` converted to UTF-8; `None` when the charset is
 /// UTF-8 or US-ASCII (nothing to convert) or not known.
-pub(super) fn from_charset(bytes: &[u8], charset: &[u8]) -> Option<String> {
+pub fn from_charset(bytes: &[u8], charset: &[u8]) -> Option<String> {
     let named = |names: &[&str]| names.iter().any(|n| charset.eq_ignore_ascii_case(n.as_bytes()));
     if named(&["iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "l1"]) {
         return Some(bytes.iter().map(|&b| char::from(b)).collect());

@@ -1,0 +1,527 @@
+//! SEARCH and UID SEARCH over mail the server cannot read.
+//!
+//! A search whose keys all concern what the server knows (flags, UIDs,
+//! sequence numbers, arrival dates) is relayed as written. Any other is
+//! answered by Sealpost, and no search string reaches the server:
+//!
+//! 1. On the client's own connection (so sequence numbers, `$` and
+//!    expunges are the session's), the proxy asks the server, with
+//!    ESEARCH and tags of its own, for the UIDs of the mailbox and for
+//!    the UIDs each part of the program without content criteria
+//!    selects (`UID SEARCH RETURN (ALL) SEEN`...).
+//! 2. Messages of the mailbox the account's search index lacks are
+//!    fetched on a side connection, decrypted and indexed first (the
+//!    client hears a `* OK` saying so).
+//! 3. Content criteria are answered from the index; the program's
+//!    boolean structure is evaluated over the UID sets, and the answer is
+//!    written as the server would write it (`* SEARCH`, or `* ESEARCH`
+//!    with MIN, MAX, COUNT, ALL). `RETURN (SAVE)` has the server save the
+//!    result for `$`: the one time it learns a result, which the client's
+//!    next FETCH of `$` would tell it anyway.
+
+use std::sync::{Arc, Mutex as SyncMutex};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+
+use super::Next;
+use crate::account::Account;
+use crate::imap::command::Head;
+use crate::imap::searchkey::{self, Key, Program, ProgramError, Return};
+use crate::imap::sidefetch::SideFetcher;
+use crate::imap::state::{send, ClientWriter, Internal, SessionError, Shared, State, UpstreamWriter};
+use crate::imap::view::MessageView;
+use crate::imap::wire::{Pos, Wire};
+use crate::search::Criterion;
+use crate::store::{MailboxId, SearchIndex};
+
+/// Messages fetched from the server per round trip while indexing.
+const FETCH_BATCH: usize = 50;
+
+/// What a search needs from the session.
+pub struct Search<'a> {
+    /// What all sessions share.
+    pub shared: &'a Arc<Shared>,
+    /// The account logged in.
+    pub account: &'a Arc<Account>,
+    /// The session's state.
+    pub state: &'a Arc<SyncMutex<State>>,
+    /// The client.
+    pub client: &'a ClientWriter,
+    /// Side connections for messages to index.
+    pub fetcher: &'a SideFetcher,
+}
+
+/// A search that failed before it could be answered.
+enum Failure {
+    /// The client hears `NO` with this text.
+    No(String),
+    /// The session cannot go on.
+    Session(SessionError),
+}
+
+impl From<SessionError> for Failure {
+    fn from(e: SessionError) -> Failure {
+        Failure::Session(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::Session(e.into())
+    }
+}
+
+impl Search<'_> {
+    /// Handles the SEARCH `head` whose whole command is `wire`.
+    pub async fn run(&self, upstream: &mut UpstreamWriter, head: &Head<'_>, wire: &Wire) -> Result<Next, SessionError> {
+        let mut args = wire.cursor();
+        args.pos = Pos { part: 0, at: head.args };
+        let tag = head.tag;
+        let program = match searchkey::parse(wire, args) {
+            Ok(program) => program,
+            Err(ProgramError::BadCharset(_)) => {
+                let answer = format!("{} NO [BADCHARSET] Sealpost cannot read that charset\r\n", show(tag));
+                send(self.client, answer.as_bytes()).await?;
+                return Ok(Next::ReadCommand);
+            }
+            Err(ProgramError::Syntax(e)) => {
+                send(self.client, format!("{} BAD Sealpost: {e}\r\n", show(tag)).as_bytes()).await?;
+                return Ok(Next::ReadCommand);
+            }
+        };
+        let single_line = wire.parts.len() == 1;
+        if single_line && program.keys.iter().all(Key::server_only) {
+            return Ok(Next::Relay);
+        }
+        if program.keys.iter().any(Key::has_modseq) {
+            let answer = format!(
+                "{} NO [CANNOT] Sealpost cannot combine MODSEQ with criteria on message content; search for them separately\r\n",
+                show(tag)
+            );
+            send(self.client, answer.as_bytes()).await?;
+            return Ok(Next::ReadCommand);
+        }
+        let selected = self.state.lock().expect("state lock").selected.clone();
+        let Some(selected) = selected else {
+            send(self.client, format!("{} BAD No mailbox selected\r\n", show(tag)).as_bytes()).await?;
+            return Ok(Next::ReadCommand);
+        };
+        self.shared.metrics.searches.inc();
+        match self
+            .answer(upstream, head, &program, &selected.mailbox, selected.uidvalidity.unwrap_or(0))
+            .await
+        {
+            Ok(answer) => send(self.client, &answer).await?,
+            Err(Failure::No(text)) => send(self.client, format!("{} NO {text}\r\n", show(tag)).as_bytes()).await?,
+            Err(Failure::Session(e)) => return Err(e),
+        }
+        Ok(Next::ReadCommand)
+    }
+
+    /// The whole answer (untagged and tagged lines).
+    async fn answer(
+        &self,
+        upstream: &mut UpstreamWriter,
+        head: &Head<'_>,
+        program: &Program,
+        mailbox: &[u8],
+        uidvalidity: u32,
+    ) -> Result<Vec<u8>, Failure> {
+        // The server-only parts, each asked once, after the mailbox's UIDs.
+        let mut server_parts: Vec<Vec<u8>> = vec![b"ALL".to_vec()];
+        let tree = plan(&Key::And(program.keys.clone()), &mut server_parts);
+        let sets = self.ask_server(upstream, &server_parts).await?;
+        let universe = &sets[0];
+
+        let index = self
+            .shared
+            .indexes
+            .get(&self.account.login)
+            .cloned()
+            .ok_or_else(|| Failure::No("[UNAVAILABLE] Sealpost has no search index for this account".into()))?;
+        let mailbox_id = blocking({
+            let (index, mailbox) = (index.clone(), mailbox.to_vec());
+            move || index.mailbox(&mailbox, uidvalidity)
+        })
+        .await?;
+        self.bring_up_to_date(&index, mailbox_id, mailbox, universe).await?;
+
+        let mut criteria = Vec::new();
+        collect_criteria(&tree, &mut criteria);
+        let local_sets = blocking({
+            let index = index.clone();
+            move || {
+                criteria
+                    .iter()
+                    .map(|c| index.matching(mailbox_id, c))
+                    .collect::<Result<Vec<_>, _>>()
+            }
+        })
+        .await?;
+        let result = evaluate(&tree, universe, &sets, &local_sets, &mut 0);
+
+        let ids: Vec<u32> = if head.uid {
+            result.clone()
+        } else {
+            result
+                .iter()
+                .filter_map(|u| universe.binary_search(u).ok().map(|i| i as u32 + 1))
+                .collect()
+        };
+        let mut out = Vec::new();
+        match &program.returns {
+            None => {
+                out.extend_from_slice(b"* SEARCH");
+                for id in &ids {
+                    out.extend_from_slice(format!(" {id}").as_bytes());
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            Some(options) => {
+                if options.contains(&Return::Save) {
+                    // With MIN or MAX but neither ALL nor COUNT only those
+                    // are saved (RFC 5182 §2.4).
+                    let extremes = (options.contains(&Return::Min) || options.contains(&Return::Max))
+                        && !(options.contains(&Return::All) || options.contains(&Return::Count));
+                    let saved: Vec<u32> = if extremes {
+                        let min = result.first().filter(|_| options.contains(&Return::Min));
+                        let max = result.last().filter(|_| options.contains(&Return::Max));
+                        let mut saved: Vec<u32> = min.into_iter().chain(max).copied().collect();
+                        saved.dedup();
+                        saved
+                    } else {
+                        result.clone()
+                    };
+                    self.save(upstream, &saved).await?;
+                }
+                let all = options.is_empty() || options.contains(&Return::All);
+                if options != &[Return::Save] {
+                    out.extend_from_slice(b"* ESEARCH (TAG ");
+                    out.extend_from_slice(&quoted(head.tag));
+                    out.push(b')');
+                    if head.uid {
+                        out.extend_from_slice(b" UID");
+                    }
+                    if let (true, Some(min)) = (options.contains(&Return::Min), ids.first()) {
+                        out.extend_from_slice(format!(" MIN {min}").as_bytes());
+                    }
+                    if let (true, Some(max)) = (options.contains(&Return::Max), ids.last()) {
+                        out.extend_from_slice(format!(" MAX {max}").as_bytes());
+                    }
+                    if all && !ids.is_empty() {
+                        out.extend_from_slice(b" ALL ");
+                        out.extend_from_slice(sequence_set(&ids).as_bytes());
+                    }
+                    if options.contains(&Return::Count) {
+                        out.extend_from_slice(format!(" COUNT {}", ids.len()).as_bytes());
+                    }
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        out.extend_from_slice(show(head.tag).as_bytes());
+        out.extend_from_slice(b" OK Search completed (by Sealpost, over the decrypted messages)\r\n");
+        Ok(out)
+    }
+
+    /// Sends `UID SEARCH RETURN (ALL) part` for each part, pipelined, and
+    /// reads the UID sets.
+    async fn ask_server(&self, upstream: &mut UpstreamWriter, parts: &[Vec<u8>]) -> Result<Vec<Vec<u32>>, Failure> {
+        let mut waiting = Vec::new();
+        let mut commands = Vec::new();
+        for part in parts {
+            let (tag, done) = self.internal_tag();
+            commands.extend_from_slice(format!("{tag} UID SEARCH RETURN (ALL) ").as_bytes());
+            commands.extend_from_slice(part);
+            commands.extend_from_slice(b"\r\n");
+            waiting.push(done);
+        }
+        upstream.write_all(&commands).await?;
+        upstream.flush().await?;
+        let mut sets = Vec::new();
+        for done in waiting {
+            let (lines, ok) = done
+                .await
+                .map_err(|_| Failure::Session(SessionError::Io(std::io::ErrorKind::BrokenPipe.into())))?;
+            if !ok {
+                return Err(Failure::No(
+                    "[CANNOT] Sealpost: the server refused a search it needs (it must support ESEARCH, RFC 4731)".into(),
+                ));
+            }
+            sets.push(lines.iter().flat_map(|l| esearch_all(l)).collect());
+        }
+        Ok(sets)
+    }
+
+    /// Has the server save `uids` as the session's `$`.
+    async fn save(&self, upstream: &mut UpstreamWriter, uids: &[u32]) -> Result<(), Failure> {
+        let (tag, done) = self.internal_tag();
+        let set = if uids.is_empty() {
+            "NOT ALL".to_string()
+        } else {
+            format!("UID {}", sequence_set(uids))
+        };
+        upstream
+            .write_all(format!("{tag} UID SEARCH RETURN (SAVE) {set}\r\n").as_bytes())
+            .await?;
+        upstream.flush().await?;
+        match done.await {
+            Ok((_, true)) => Ok(()),
+            Ok((_, false)) => Err(Failure::No(
+                "[CANNOT] Sealpost: the server refused to save the search result".into(),
+            )),
+            Err(_) => Err(Failure::Session(SessionError::Io(std::io::ErrorKind::BrokenPipe.into()))),
+        }
+    }
+
+    fn internal_tag(&self) -> (String, oneshot::Receiver<(Vec<Vec<u8>>, bool)>) {
+        let mut s = self.state.lock().expect("state lock");
+        s.internal_count += 1;
+        let tag = format!("sealpost-s{}", s.internal_count);
+        let (done, rx) = oneshot::channel();
+        s.internal.insert(tag.clone().into_bytes(), Internal { lines: Vec::new(), done });
+        (tag, rx)
+    }
+
+    /// Indexes the messages of `universe` the index lacks and forgets
+    /// those gone from the server.
+    async fn bring_up_to_date(
+        &self,
+        index: &Arc<SearchIndex>,
+        mailbox_id: MailboxId,
+        mailbox: &[u8],
+        universe: &[u32],
+    ) -> Result<(), Failure> {
+        let indexed = blocking({
+            let index = index.clone();
+            move || index.uids(mailbox_id)
+        })
+        .await?;
+        let missing: Vec<u32> = universe.iter().copied().filter(|u| indexed.binary_search(u).is_err()).collect();
+        if indexed.iter().any(|u| universe.binary_search(u).is_err()) {
+            let (index, universe) = (index.clone(), universe.to_vec());
+            blocking(move || index.retain(mailbox_id, &universe)).await?;
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let note = format!(
+            "* OK Sealpost is indexing {} messages of this mailbox to answer the search\r\n",
+            missing.len()
+        );
+        send(self.client, note.as_bytes()).await?;
+        for batch in missing.chunks(FETCH_BATCH) {
+            let messages = self.fetcher.fetch_set(mailbox, &sequence_set(batch)).await.map_err(|e| {
+                tracing::warn!(error = %e, "cannot fetch messages to index");
+                Failure::No("[UNAVAILABLE] Sealpost could not fetch the messages it must search; try again".into())
+            })?;
+            let (index, account, keystore) = (index.clone(), self.account.clone(), self.shared.keystore.snapshot());
+            let metrics = self.shared.metrics.clone();
+            blocking(move || {
+                for (uid, raw) in messages {
+                    let shown = shown_message(&raw, &account, &keystore);
+                    index.put(mailbox_id, uid, &MessageView::parse(&shown).search_text())?;
+                    metrics.search_indexed.inc();
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The message as the client sees it: decrypted when it is encrypted.
+fn shown_message(raw: &[u8], account: &Account, keystore: &crate::pgp::Keystore) -> Vec<u8> {
+    if crate::message::protection(raw) != crate::message::Protection::Encrypted {
+        return raw.to_vec();
+    }
+    let outcome = crate::message::decrypt_message(raw, std::slice::from_ref(&account.key), keystore);
+    crate::mime::to_crlf(&outcome.message).into_owned()
+}
+
+/// Runs index work off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, crate::store::IndexError> + Send + 'static) -> Result<T, Failure> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "search index failure");
+            Err(Failure::No("[SERVERBUG] Sealpost's search index failed; see its log".into()))
+        }
+        Err(_) => Err(Failure::No("[SERVERBUG] Sealpost's search failed; see its log".into())),
+    }
+}
+
+/// A program with each server-only part replaced by its index in
+/// `parts`, where it is appended.
+#[derive(Debug)]
+enum Plan {
+    Local(Criterion),
+    Server(usize),
+    Not(Box<Plan>),
+    Or(Box<Plan>, Box<Plan>),
+    And(Vec<Plan>),
+}
+
+fn plan(key: &Key, parts: &mut Vec<Vec<u8>>) -> Plan {
+    if key.server_only() {
+        let mut text = Vec::new();
+        key.write(&mut text);
+        parts.push(text);
+        return Plan::Server(parts.len() - 1);
+    }
+    match key {
+        Key::Local(c) => Plan::Local(c.clone()),
+        Key::Not(k) => Plan::Not(Box::new(plan(k, parts))),
+        Key::Or(a, b) => Plan::Or(Box::new(plan(a, parts)), Box::new(plan(b, parts))),
+        Key::And(keys) => {
+            // Adjacent server-only keys go to the server as one part.
+            let (server, local): (Vec<&Key>, Vec<&Key>) = keys.iter().partition(|k| k.server_only());
+            let mut plans: Vec<Plan> = local.into_iter().map(|k| plan(k, parts)).collect();
+            if !server.is_empty() {
+                plans.push(plan(&Key::And(server.into_iter().cloned().collect()), parts));
+            }
+            Plan::And(plans)
+        }
+        Key::Server(_) => unreachable!("server-only keys are planned above"),
+    }
+}
+
+fn collect_criteria(plan: &Plan, out: &mut Vec<Criterion>) {
+    match plan {
+        Plan::Local(c) => out.push(c.clone()),
+        Plan::Server(_) => {}
+        Plan::Not(p) => collect_criteria(p, out),
+        Plan::Or(a, b) => {
+            collect_criteria(a, out);
+            collect_criteria(b, out);
+        }
+        Plan::And(plans) => plans.iter().for_each(|p| collect_criteria(p, out)),
+    }
+}
+
+/// The UIDs (of `universe`, ascending) the plan selects; local criteria
+/// take their sets from `local` in the order [`collect_criteria`] gave.
+fn evaluate(plan: &Plan, universe: &[u32], server: &[Vec<u32>], local: &[Vec<u32>], next_local: &mut usize) -> Vec<u32> {
+    match plan {
+        Plan::Local(_) => {
+            *next_local += 1;
+            intersect(&local[*next_local - 1], universe)
+        }
+        Plan::Server(i) => intersect(&server[*i], universe),
+        Plan::Not(p) => {
+            let inner = evaluate(p, universe, server, local, next_local);
+            universe.iter().copied().filter(|u| inner.binary_search(u).is_err()).collect()
+        }
+        Plan::Or(a, b) => {
+            let a = evaluate(a, universe, server, local, next_local);
+            let b = evaluate(b, universe, server, local, next_local);
+            let mut all: Vec<u32> = a.into_iter().chain(b).collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        }
+        Plan::And(plans) => {
+            let mut result = universe.to_vec();
+            for p in plans {
+                let set = evaluate(p, universe, server, local, next_local);
+                result = intersect(&result, &set);
+            }
+            result
+        }
+    }
+}
+
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    a.iter().copied().filter(|x| b.binary_search(x).is_ok()).collect()
+}
+
+/// The UIDs of an ESEARCH line's `ALL` (ascending).
+fn esearch_all(line: &[u8]) -> Vec<u32> {
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.split_whitespace();
+    let Some(_) = words.by_ref().find(|w| w.eq_ignore_ascii_case("ALL")) else {
+        return Vec::new();
+    };
+    let mut uids = Vec::new();
+    for range in words.next().unwrap_or_default().split(',') {
+        let mut ends = range.splitn(2, ':').filter_map(|n| n.parse::<u32>().ok());
+        match (ends.next(), ends.next()) {
+            (Some(a), Some(b)) => uids.extend(a.min(b)..=a.max(b)),
+            (Some(a), None) => uids.push(a),
+            _ => {}
+        }
+    }
+    uids.sort_unstable();
+    uids.dedup();
+    uids
+}
+
+/// Ascending numbers as an IMAP sequence set (`1:3,5`).
+fn sequence_set(ids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let start = ids[i];
+        while i + 1 < ids.len() && ids[i + 1] == ids[i] + 1 {
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if ids[i] == start {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{}", ids[i]));
+        }
+        i += 1;
+    }
+    out
+}
+
+fn show(tag: &[u8]) -> String {
+    String::from_utf8_lossy(tag).into_owned()
+}
+
+/// A tag as an IMAP quoted string.
+fn quoted(tag: &[u8]) -> Vec<u8> {
+    let mut out = vec![b'"'];
+    for &b in tag {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_and_boolean_structure() {
+        assert_eq!(sequence_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(esearch_all(b"* ESEARCH (TAG \"t\") UID ALL 1:3,5,9:8\r\n"), [1, 2, 3, 5, 8, 9]);
+        assert_eq!(esearch_all(b"* ESEARCH (TAG \"t\") UID\r\n"), Vec::<u32>::new());
+        let keys = Key::And(vec![
+            Key::Server(b"SEEN".to_vec()),
+            Key::Or(
+                Box::new(Key::Local(Criterion::Larger(5))),
+                Box::new(Key::Server(b"FLAGGED".to_vec())),
+            ),
+            Key::Not(Box::new(Key::Local(Criterion::Smaller(2)))),
+            Key::Server(b"UID 1:4".to_vec()),
+        ]);
+        let mut parts = vec![b"ALL".to_vec()];
+        let tree = plan(&keys, &mut parts);
+        assert_eq!(parts, [b"ALL".to_vec(), b"FLAGGED".to_vec(), b"(SEEN UID 1:4)".to_vec()]);
+        let universe = [1, 2, 3, 4, 5];
+        let server = [universe.to_vec(), vec![1], vec![1, 2, 3]];
+        // LARGER 5 -> {2, 3}; SMALLER 2 -> {3}.
+        let local = [vec![2, 3], vec![3]];
+        assert_eq!(evaluate(&tree, &universe, &server, &local, &mut 0), [1, 2]);
+    }
+}
