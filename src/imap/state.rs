@@ -129,8 +129,12 @@ pub(crate) struct Internal {
     /// Its `* ESEARCH (TAG "...")` lines.
     pub(crate) lines: Vec<Vec<u8>>,
     /// Gets those lines and whether the answer was OK.
-    pub(crate) done: oneshot::Sender<(Vec<Vec<u8>>, bool)>,
+    pub(crate) done: oneshot::Sender<InternalAnswer>,
 }
+
+/// What the server answered to a command the proxy sent for itself: its
+/// ESEARCH lines, and whether it said OK.
+pub(crate) type InternalAnswer = (Vec<Vec<u8>>, bool);
 
 /// A command waiting for the server's `+`.
 pub(crate) struct Continuation {

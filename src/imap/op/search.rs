@@ -29,7 +29,7 @@ use crate::account::Account;
 use crate::imap::command::Head;
 use crate::imap::searchkey::{self, Key, Program, ProgramError, Return};
 use crate::imap::sidefetch::SideFetcher;
-use crate::imap::state::{send, ClientWriter, Internal, SessionError, Shared, State, UpstreamWriter};
+use crate::imap::state::{send, ClientWriter, Internal, InternalAnswer, SessionError, Shared, State, UpstreamWriter};
 use crate::imap::view::MessageView;
 use crate::imap::wire::{Pos, Wire};
 use crate::search::Criterion;
@@ -275,7 +275,7 @@ impl Search<'_> {
         }
     }
 
-    fn internal_tag(&self) -> (String, oneshot::Receiver<(Vec<Vec<u8>>, bool)>) {
+    fn internal_tag(&self) -> (String, oneshot::Receiver<InternalAnswer>) {
         let mut s = self.state.lock().expect("state lock");
         s.internal_count += 1;
         let tag = format!("sealpost-s{}", s.internal_count);
