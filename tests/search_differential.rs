@@ -1358,7 +1358,6 @@ fn search_matches_dovecot() {
 }
 
 #[test]
-#[ignore = "SORT is not implemented yet (#11): Sealpost refuses it and hides the capability"]
 fn sort_matches_dovecot() {
     let fixture = fixture();
     let (mut direct, mut through) = fixture.sessions();

@@ -18,13 +18,8 @@ fn passes(word: &str) -> bool {
     // not (yet) implement sorting and threading by the protected
     // headers, search contexts, fuzzy search or partial results: the
     // server would answer them over ciphertext, and see the search terms.
-    let search_extension = upper == "SORT"
-        || upper.starts_with("SORT=")
-        || upper.starts_with("THREAD=")
-        || upper == "ESORT"
-        || upper.starts_with("CONTEXT=")
-        || upper.starts_with("SEARCH=")
-        || upper == "PARTIAL";
+    let search_extension =
+        upper.starts_with("THREAD=") || upper.starts_with("CONTEXT=") || upper.starts_with("SEARCH=") || upper == "PARTIAL";
     !(search_extension
         || upper.starts_with("COMPRESS=")
         || upper == "CATENATE"

@@ -11,7 +11,7 @@
 use super::view::from_charset;
 use super::wire::{Cursor, Span, Wire};
 use crate::search::normalize::normalize;
-use crate::search::{search_day, Criterion, Field};
+use crate::search::{search_day, Algorithm, Criterion, Field, SortCriterion, SortKey};
 
 /// Longest search string read.
 const MAX_STRING: usize = 64 * 1024;
@@ -123,57 +123,136 @@ pub enum ProgramError {
 
 /// Reads the arguments of a SEARCH command starting at `cursor`.
 pub fn parse(wire: &Wire, mut cursor: Cursor<'_>) -> Result<Program, ProgramError> {
-    let mut parser = Parser { wire, charset: None };
     cursor.skip_spaces();
-    let mut returns = None;
-    if peek_word(&cursor, "RETURN") {
-        cursor.token();
-        cursor.skip_spaces();
-        if !cursor.eat(b'(') {
-            return Err(syntax("RETURN needs a list of options"));
-        }
-        let mut options = Vec::new();
-        loop {
-            cursor.skip_spaces();
-            if cursor.eat(b')') {
-                break;
-            }
-            let word = String::from_utf8_lossy(cursor.token()).to_ascii_uppercase();
-            options.push(match word.as_str() {
-                "MIN" => Return::Min,
-                "MAX" => Return::Max,
-                "COUNT" => Return::Count,
-                "ALL" => Return::All,
-                "SAVE" => Return::Save,
-                "" => return Err(syntax("unterminated RETURN options")),
-                other => return Err(syntax(&format!("unknown RETURN option {other}"))),
-            });
-        }
-        returns = Some(options);
-        cursor.skip_spaces();
-    }
+    let returns = returns(&mut cursor)?;
+    let mut charset = None;
     if peek_word(&cursor, "CHARSET") {
         cursor.token();
-        cursor.skip_spaces();
-        let name = cursor.astring(256).ok_or_else(|| syntax("CHARSET needs a name"))?;
-        let utf8 = ["UTF-8", "UTF8", "US-ASCII", "ASCII"]
-            .iter()
-            .any(|c| name.eq_ignore_ascii_case(c.as_bytes()));
-        if !utf8 {
-            if from_charset(b"", &name).is_none() {
-                return Err(ProgramError::BadCharset(String::from_utf8_lossy(&name).into_owned()));
-            }
-            parser.charset = Some(name);
-        }
-        cursor.skip_spaces();
+        charset = Some(charset_name(&mut cursor)?);
     }
+    keys(wire, cursor, returns, charset.flatten())
+}
+
+/// Reads the arguments of a SORT command: `[RETURN (...)] (criteria)
+/// charset keys`.
+pub fn parse_sort(wire: &Wire, mut cursor: Cursor<'_>) -> Result<(Vec<SortCriterion>, Program), ProgramError> {
+    cursor.skip_spaces();
+    let returns = returns(&mut cursor)?;
+    if !cursor.eat(b'(') {
+        return Err(syntax("SORT needs a list of sort criteria"));
+    }
+    let mut criteria: Vec<SortCriterion> = Vec::new();
+    let mut reverse = false;
+    loop {
+        cursor.skip_spaces();
+        if cursor.eat(b')') {
+            break;
+        }
+        let word = String::from_utf8_lossy(cursor.token()).to_ascii_uppercase();
+        let key = match word.as_str() {
+            "REVERSE" => {
+                reverse = true;
+                continue;
+            }
+            "ARRIVAL" => SortKey::Arrival,
+            "CC" => SortKey::Cc,
+            "DATE" => SortKey::Date,
+            "FROM" => SortKey::From,
+            "SIZE" => SortKey::Size,
+            "SUBJECT" => SortKey::Subject,
+            "TO" => SortKey::To,
+            "DISPLAYFROM" => SortKey::DisplayFrom,
+            "DISPLAYTO" => SortKey::DisplayTo,
+            "" => return Err(syntax("unterminated sort criteria")),
+            other => return Err(syntax(&format!("unknown sort criterion {other}"))),
+        };
+        // A repeated key changes nothing (Dovecot ignores it).
+        if !criteria.iter().any(|c| c.key == key) {
+            criteria.push(SortCriterion { key, reverse });
+        }
+        reverse = false;
+    }
+    if reverse || criteria.is_empty() {
+        return Err(syntax("sort criteria must name a key (after any REVERSE)"));
+    }
+    let charset = charset_name(&mut cursor)?;
+    Ok((criteria, keys(wire, cursor, returns, charset)?))
+}
+
+/// Reads the arguments of a THREAD command: `algorithm charset keys`.
+pub fn parse_thread(wire: &Wire, mut cursor: Cursor<'_>) -> Result<(Algorithm, Program), ProgramError> {
+    cursor.skip_spaces();
+    let word = String::from_utf8_lossy(cursor.token()).to_ascii_uppercase();
+    let algorithm = match word.as_str() {
+        "ORDEREDSUBJECT" => Algorithm::OrderedSubject,
+        "REFERENCES" => Algorithm::References,
+        "REFS" => Algorithm::Refs,
+        other => return Err(syntax(&format!("unknown threading algorithm {other}"))),
+    };
+    let charset = charset_name(&mut cursor)?;
+    Ok((algorithm, keys(wire, cursor, None, charset)?))
+}
+
+/// `RETURN (...)`, if it comes next.
+fn returns(cursor: &mut Cursor<'_>) -> Result<Option<Vec<Return>>, ProgramError> {
+    if !peek_word(cursor, "RETURN") {
+        return Ok(None);
+    }
+    cursor.token();
+    cursor.skip_spaces();
+    if !cursor.eat(b'(') {
+        return Err(syntax("RETURN needs a list of options"));
+    }
+    let mut options = Vec::new();
+    loop {
+        cursor.skip_spaces();
+        if cursor.eat(b')') {
+            break;
+        }
+        let word = String::from_utf8_lossy(cursor.token()).to_ascii_uppercase();
+        options.push(match word.as_str() {
+            "MIN" => Return::Min,
+            "MAX" => Return::Max,
+            "COUNT" => Return::Count,
+            "ALL" => Return::All,
+            "SAVE" => Return::Save,
+            "" => return Err(syntax("unterminated RETURN options")),
+            other => return Err(syntax(&format!("unknown RETURN option {other}"))),
+        });
+    }
+    cursor.skip_spaces();
+    Ok(Some(options))
+}
+
+/// A charset name: `None` for UTF-8 and US-ASCII (nothing to convert),
+/// the name for another one Sealpost reads.
+fn charset_name(cursor: &mut Cursor<'_>) -> Result<Option<Vec<u8>>, ProgramError> {
+    cursor.skip_spaces();
+    let name = cursor.astring(256).ok_or_else(|| syntax("a charset name is missing"))?;
+    cursor.skip_spaces();
+    if ["UTF-8", "UTF8", "US-ASCII", "ASCII"]
+        .iter()
+        .any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
+    {
+        return Ok(None);
+    }
+    if from_charset(b"", &name).is_none() {
+        return Err(ProgramError::BadCharset(String::from_utf8_lossy(&name).into_owned()));
+    }
+    Ok(Some(name))
+}
+
+/// The search keys from `cursor` to the end.
+fn keys(wire: &Wire, mut cursor: Cursor<'_>, returns: Option<Vec<Return>>, charset: Option<Vec<u8>>) -> Result<Program, ProgramError> {
+    let parser = Parser { wire, charset };
     let mut keys = Vec::new();
+    cursor.skip_spaces();
     while !cursor.at_end() {
         keys.push(parser.key(&mut cursor, 0)?);
         cursor.skip_spaces();
     }
     if keys.is_empty() {
-        return Err(syntax("SEARCH needs at least one key"));
+        return Err(syntax("at least one search key is needed"));
     }
     Ok(Program { returns, keys })
 }
@@ -352,6 +431,35 @@ mod tests {
         let mut out = Vec::new();
         Key::And(vec![server("SEEN"), Key::Not(Box::new(server("UID 1:2")))]).write(&mut out);
         assert_eq!(out, b"(SEEN NOT UID 1:2)");
+    }
+
+    #[test]
+    fn sort_and_thread_arguments() {
+        let wire = Wire::line(b"RETURN (MIN) (REVERSE DATE subject DATE) UTF-8 SEEN\r\n".to_vec());
+        let (criteria, p) = parse_sort(&wire, wire.cursor()).unwrap();
+        assert_eq!(
+            criteria,
+            [
+                SortCriterion {
+                    key: SortKey::Date,
+                    reverse: true
+                },
+                SortCriterion {
+                    key: SortKey::Subject,
+                    reverse: false
+                }
+            ]
+        );
+        assert_eq!(p.returns, Some(vec![Return::Min]));
+        assert_eq!(p.keys, [server("SEEN")]);
+        let wire = Wire::line(b"(DATE REVERSE) UTF-8 ALL\r\n".to_vec());
+        assert!(parse_sort(&wire, wire.cursor()).is_err());
+        let wire = Wire::line(b"(NOSUCHKEY) UTF-8 ALL\r\n".to_vec());
+        assert!(parse_sort(&wire, wire.cursor()).is_err());
+        let wire = Wire::line(b"refs US-ASCII SUBJECT x\r\n".to_vec());
+        let (algorithm, p) = parse_thread(&wire, wire.cursor()).unwrap();
+        assert_eq!(algorithm, Algorithm::Refs);
+        assert_eq!(p.keys, [Key::Local(Criterion::Field(Field::Subject, "X".into()))]);
     }
 
     #[test]

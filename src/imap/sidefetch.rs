@@ -51,6 +51,17 @@ struct Idle {
     since: Instant,
 }
 
+/// A message fetched on a side connection.
+pub struct Fetched {
+    /// Its UID.
+    pub uid: u32,
+    /// Its INTERNALDATE, seconds since the epoch (0 when the server gave
+    /// none that reads).
+    pub arrival: i64,
+    /// The message as stored.
+    pub message: Vec<u8>,
+}
+
 /// A session's way to its account's pool, with the credentials a new
 /// connection logs in with.
 pub struct SideFetcher {
@@ -87,7 +98,7 @@ impl SidePool {
     /// UID set), with their UIDs, on an idle connection or a new one;
     /// waits while every connection is lent out. One retry on a fresh
     /// connection when a reused one fails (servers close idle ones).
-    async fn fetch(self: &Arc<Self>, credentials: &Credentials, mailbox: &[u8], set: &str) -> Result<Vec<(u32, Vec<u8>)>, UpstreamError> {
+    async fn fetch(self: &Arc<Self>, credentials: &Credentials, mailbox: &[u8], set: &str) -> Result<Vec<Fetched>, UpstreamError> {
         let _slot = self.slots.acquire().await.expect("the pool's semaphore is never closed");
         if let Some(mut conn) = self.take_idle() {
             self.metrics.imap_side_connections.with_label_values(&["reused"]).inc();
@@ -168,19 +179,15 @@ impl SideFetcher {
     /// The raw message `uid` of `mailbox`.
     pub async fn fetch(&self, mailbox: &[u8], uid: u32) -> Result<Vec<u8>, UpstreamError> {
         let messages = self.pool.fetch(&self.credentials, mailbox, &uid.to_string()).await?;
-        messages
-            .into_iter()
-            .find(|(u, _)| *u == uid)
-            .map(|(_, message)| message)
-            .ok_or_else(|| {
-                let server = self.pool.account.imap.as_ref().map(ToString::to_string).unwrap_or_default();
-                UpstreamError::protocol(&server, format!("message UID {uid} is gone"))
-            })
+        messages.into_iter().find(|f| f.uid == uid).map(|f| f.message).ok_or_else(|| {
+            let server = self.pool.account.imap.as_ref().map(ToString::to_string).unwrap_or_default();
+            UpstreamError::protocol(&server, format!("message UID {uid} is gone"))
+        })
     }
 
     /// The raw messages of `mailbox` whose UIDs are in `set`, with their
-    /// UIDs (those expunged meanwhile are missing).
-    pub async fn fetch_set(&self, mailbox: &[u8], set: &str) -> Result<Vec<(u32, Vec<u8>)>, UpstreamError> {
+    /// UIDs and arrival (those expunged meanwhile are missing).
+    pub async fn fetch_set(&self, mailbox: &[u8], set: &str) -> Result<Vec<Fetched>, UpstreamError> {
         self.pool.fetch(&self.credentials, mailbox, set).await
     }
 }
@@ -196,7 +203,7 @@ impl SideConn {
         });
     }
 
-    async fn fetch(&mut self, mailbox: &[u8], set: &str, max_size: u64) -> Result<Vec<(u32, Vec<u8>)>, UpstreamError> {
+    async fn fetch(&mut self, mailbox: &[u8], set: &str, max_size: u64) -> Result<Vec<Fetched>, UpstreamError> {
         let conn = &mut self.upstream;
         if self.examined.as_deref() != Some(mailbox) {
             let mut command = b"EXAMINE ".to_vec();
@@ -212,7 +219,7 @@ impl SideConn {
             self.examined = Some(mailbox.to_vec());
         }
         let tag = conn.next_tag();
-        conn.write(format!("{tag} UID FETCH {set} (UID BODY.PEEK[])\r\n").as_bytes())
+        conn.write(format!("{tag} UID FETCH {set} (UID INTERNALDATE BODY.PEEK[])\r\n").as_bytes())
             .await?;
         let mut messages = Vec::new();
         // The lines of the FETCH response being read, and its message.
@@ -235,8 +242,9 @@ impl SideConn {
             }
             response.extend_from_slice(&line);
             let Some(announced) = literal else {
-                if let (Some(uid), Some(bytes)) = (uid_of(&response), message.take()) {
-                    messages.push((uid, bytes));
+                if let (Some(uid), Some(message)) = (uid_of(&response), message.take()) {
+                    let arrival = internal_date(&response).unwrap_or(0);
+                    messages.push(Fetched { uid, arrival, message });
                 }
                 response.clear();
                 continue;
@@ -273,4 +281,39 @@ fn uid_of(response: &[u8]) -> Option<u32> {
         .map(|&b| b as char)
         .collect();
     digits.parse().ok()
+}
+
+/// The INTERNALDATE a FETCH response names (`"dd-Mon-yyyy hh:mm:ss
+/// +zzzz"`), as seconds since the epoch.
+fn internal_date(response: &[u8]) -> Option<i64> {
+    let upper = response.to_ascii_uppercase();
+    let at = upper.windows(14).position(|w| w == b"INTERNALDATE \"")? + 14;
+    let end = at + upper[at..].iter().position(|&b| b == b'"')?;
+    let text = std::str::from_utf8(&response[at..end]).ok()?.trim();
+    let (date, rest) = text.split_once(' ')?;
+    let (time, zone) = rest.split_once(' ')?;
+    let day = crate::search::search_day(date.as_bytes()).filter(|&d| d != i64::MAX)?;
+    let mut hms = time.split(':').map(|n| n.parse::<i64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    let sign = if zone.starts_with('-') { -1 } else { 1 };
+    let zone: i64 = zone.trim_start_matches(['+', '-']).parse().ok()?;
+    let offset = sign * ((zone / 100) * 3600 + (zone % 100) * 60);
+    Some(day + h * 3600 + m * 60 + s - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_responses_name_uid_and_arrival() {
+        let response = b"* 3 FETCH (UID 17 INTERNALDATE \"15-Mar-2021 10:00:05 +0100\" BODY[] {12}\r\n)\r\n";
+        assert_eq!(uid_of(response), Some(17));
+        let day = crate::search::days_from_civil(2021, 3, 15) * 86_400;
+        assert_eq!(internal_date(response), Some(day + 9 * 3600 + 5));
+        assert_eq!(
+            internal_date(b"* 3 FETCH (UID 17 INTERNALDATE \" 1-Mar-2021 10:00:05 -0030\")\r\n"),
+            Some(crate::search::days_from_civil(2021, 3, 1) * 86_400 + 10 * 3600 + 30 * 60 + 5)
+        );
+    }
 }

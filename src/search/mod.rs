@@ -12,6 +12,7 @@
 //! This module owns text rules only: no I/O, no IMAP syntax, no keys.
 
 pub mod normalize;
+pub mod order;
 mod unicode_tables;
 
 /// What SEARCH criteria read in one message, already in search form (see
@@ -44,6 +45,97 @@ pub struct Document {
     /// The first Date field as `SENT*` compares it (seconds, in the
     /// field's own zone; 0 when missing or unreadable).
     pub sent: i64,
+    /// What SORT and THREAD read.
+    pub order: OrderKeys,
+}
+
+/// What SORT (RFC 5256, RFC 5957) and THREAD read in a message, as
+/// Dovecot 2.3 reads it; strings in search form, compared byte by byte.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderKeys {
+    /// The base subject of the first Subject field (RFC 5256 §2.1);
+    /// `None` without a Subject field.
+    pub base_subject: Option<String>,
+    /// The first Subject was a reply or forward (`Re:`, `Fwd:`...).
+    pub reply_or_forward: bool,
+    /// The local part of the first address of the first From field (a
+    /// group's name for a group).
+    pub from: String,
+    /// Of the first To field.
+    pub to: String,
+    /// Of the first Cc field.
+    pub cc: String,
+    /// The display name of the first From address, or its address when
+    /// it has none (RFC 5957).
+    pub display_from: String,
+    /// Of the first To address.
+    pub display_to: String,
+    /// The first Date field, seconds since the epoch (UTC, modulo 2^32 as
+    /// Dovecot keeps it); 0 when missing or unreadable.
+    pub date: i64,
+    /// The message's Message-ID (without brackets), when it has a valid
+    /// one.
+    pub message_id: Option<String>,
+    /// Its parents, oldest first: the References field's ids, or when
+    /// it has none, the first id of In-Reply-To.
+    pub references: Vec<String>,
+}
+
+/// A SORT criterion (RFC 5256, RFC 5957).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortCriterion {
+    /// What is compared.
+    pub key: SortKey,
+    /// Descending.
+    pub reverse: bool,
+}
+
+/// What a SORT criterion compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// INTERNALDATE.
+    Arrival,
+    /// The first Cc address's local part.
+    Cc,
+    /// The Date field (INTERNALDATE without one).
+    Date,
+    /// The first From address's local part.
+    From,
+    /// The size.
+    Size,
+    /// The base subject.
+    Subject,
+    /// The first To address's local part.
+    To,
+    /// The first From address's display name.
+    DisplayFrom,
+    /// The first To address's display name.
+    DisplayTo,
+}
+
+/// A THREAD algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// `ORDEREDSUBJECT` (RFC 5256).
+    OrderedSubject,
+    /// `REFERENCES` (RFC 5256).
+    References,
+    /// `REFS` (draft-ietf-morg-inthread): references without subject
+    /// merging, threads ordered by their latest message.
+    Refs,
+}
+
+/// What SORT and THREAD need of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    /// Its UID.
+    pub uid: u32,
+    /// Its size as the client sees it.
+    pub size: u64,
+    /// Its INTERNALDATE, seconds since the epoch.
+    pub arrival: i64,
+    /// What SORT and THREAD read in it.
+    pub keys: OrderKeys,
 }
 
 /// A top-level address field a criterion names.

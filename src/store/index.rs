@@ -32,7 +32,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::masterkey::{KeyFile, MasterKey};
 use super::{io_error, StoreError};
 use crate::pgp::UnlockedKey;
-use crate::search::{fields_named, Criterion, Document, Field};
+use crate::search::{fields_named, Criterion, Document, Field, OrderKeys, OrderRow};
 
 /// The index's master key.
 const INDEX_KEY: KeyFile = KeyFile {
@@ -43,6 +43,9 @@ const INDEX_KEY: KeyFile = KeyFile {
 /// Derives the database key from the master key.
 const DATABASE_LABEL: &[u8] = b"sealpost search index v1: database";
 const DATABASE_FILE: &str = "index.db";
+/// The layout's version (`PRAGMA user_version`); an index of another
+/// version is emptied and rebuilt.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -60,6 +63,8 @@ const SCHEMA: &str = "
         uid INTEGER NOT NULL,
         size INTEGER NOT NULL,
         sent INTEGER NOT NULL,
+        arrival INTEGER NOT NULL,
+        order_keys BLOB NOT NULL,
         UNIQUE (mailbox, uid)
     );
     CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(
@@ -136,6 +141,13 @@ impl SearchIndex {
         db.execute_batch(std::str::from_utf8(&pragma).expect("ASCII")).map_err(unreadable)?;
         // The first read proves the key (SQLCipher reports "file is not a
         // database" otherwise).
+        let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(unreadable)?;
+        if version != SCHEMA_VERSION {
+            db.execute_batch(&format!(
+                "DROP TABLE IF EXISTS texts; DROP TABLE IF EXISTS messages; DROP TABLE IF EXISTS mailboxes; PRAGMA user_version = {SCHEMA_VERSION};"
+            ))
+            .map_err(unreadable)?;
+        }
         db.execute_batch(SCHEMA).map_err(unreadable)?;
         {
             use std::os::unix::fs::PermissionsExt;
@@ -207,9 +219,10 @@ impl SearchIndex {
         Ok(uids)
     }
 
-    /// Stores (or replaces) what message `uid` of `mailbox` offers to
-    /// SEARCH.
-    pub fn put(&self, mailbox: MailboxId, uid: u32, document: &Document) -> Result<(), IndexError> {
+    /// Stores (or replaces) what message `uid` of `mailbox`, which
+    /// arrived at `arrival` (its INTERNALDATE, seconds since the epoch),
+    /// offers to SEARCH, SORT and THREAD.
+    pub fn put(&self, mailbox: MailboxId, uid: u32, arrival: i64, document: &Document) -> Result<(), IndexError> {
         let mut db = self.lock();
         let tx = db.transaction().map_err(self.error())?;
         let old: Option<i64> = tx
@@ -225,8 +238,15 @@ impl SearchIndex {
             tx.execute("DELETE FROM messages WHERE id = ?1", [old]).map_err(self.error())?;
         }
         tx.execute(
-            "INSERT INTO messages (mailbox, uid, size, sent) VALUES (?1, ?2, ?3, ?4)",
-            params![mailbox.0, uid, document.size as i64, document.sent],
+            "INSERT INTO messages (mailbox, uid, size, sent, arrival, order_keys) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                mailbox.0,
+                uid,
+                document.size as i64,
+                document.sent,
+                arrival,
+                encode_order_keys(&document.order)
+            ],
         )
         .map_err(self.error())?;
         let id = tx.last_insert_rowid();
@@ -340,6 +360,24 @@ impl SearchIndex {
         rows.and_then(|rows| rows.collect()).map_err(self.error())
     }
 
+    /// The size, arrival and order keys of each indexed message of
+    /// `mailbox`, by UID (ascending).
+    pub fn order_rows(&self, mailbox: MailboxId) -> Result<Vec<OrderRow>, IndexError> {
+        let db = self.lock();
+        let mut statement = db
+            .prepare_cached("SELECT uid, size, arrival, order_keys FROM messages WHERE mailbox = ?1 ORDER BY uid")
+            .map_err(self.error())?;
+        let rows = statement.query_map([mailbox.0], |r| {
+            Ok(OrderRow {
+                uid: r.get(0)?,
+                size: r.get::<_, i64>(1)? as u64,
+                arrival: r.get(2)?,
+                keys: decode_order_keys(&r.get::<_, Vec<u8>>(3)?),
+            })
+        });
+        rows.and_then(|rows| rows.collect()).map_err(self.error())
+    }
+
     /// Every mailbox with its number of indexed messages.
     pub fn stats(&self) -> Result<Vec<MailboxStats>, IndexError> {
         let db = self.lock();
@@ -358,6 +396,62 @@ impl SearchIndex {
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// Order keys as one value: strings each followed by a NUL (which search
+/// form never holds), `None` as a lone `\x01`, then the numbers.
+fn encode_order_keys(keys: &OrderKeys) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut text = |s: Option<&str>| {
+        match s {
+            Some(s) => out.extend_from_slice(s.as_bytes()),
+            None => out.push(1),
+        }
+        out.push(0);
+    };
+    text(keys.base_subject.as_deref());
+    text(Some(&keys.from));
+    text(Some(&keys.to));
+    text(Some(&keys.cc));
+    text(Some(&keys.display_from));
+    text(Some(&keys.display_to));
+    text(keys.message_id.as_deref());
+    text(Some(&keys.references.join(" ")));
+    out.push(u8::from(keys.reply_or_forward));
+    out.extend_from_slice(&keys.date.to_le_bytes());
+    out
+}
+
+fn decode_order_keys(bytes: &[u8]) -> OrderKeys {
+    let mut fields = bytes.splitn(9, |&b| b == 0);
+    let mut text = || -> Option<String> {
+        let field = fields.next().unwrap_or_default();
+        (field != [1]).then(|| String::from_utf8_lossy(field).into_owned())
+    };
+    let base_subject = text();
+    let (from, to, cc) = (text().unwrap_or_default(), text().unwrap_or_default(), text().unwrap_or_default());
+    let (display_from, display_to) = (text().unwrap_or_default(), text().unwrap_or_default());
+    let message_id = text();
+    let references = text()
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
+    let tail = fields.next().unwrap_or_default();
+    let date = tail.get(1..9).and_then(|b| b.try_into().ok()).map_or(0, i64::from_le_bytes);
+    OrderKeys {
+        base_subject,
+        reply_or_forward: tail.first() == Some(&1),
+        from,
+        to,
+        cc,
+        display_from,
+        display_to,
+        date,
+        message_id,
+        references,
     }
 }
 
@@ -400,14 +494,33 @@ mod tests {
     }
 
     #[test]
+    fn order_keys_round_trip() {
+        let keys = OrderKeys {
+            base_subject: Some("HI THERE".into()),
+            reply_or_forward: true,
+            from: "A".into(),
+            to: String::new(),
+            cc: "C".into(),
+            display_from: "ALICE".into(),
+            display_to: "B@X".into(),
+            date: -5,
+            message_id: None,
+            references: vec!["a@b".into(), "c@d".into()],
+        };
+        assert_eq!(decode_order_keys(&encode_order_keys(&keys)), keys);
+        let empty = OrderKeys::default();
+        assert_eq!(decode_order_keys(&encode_order_keys(&empty)), empty);
+    }
+
+    #[test]
     fn finds_substrings_and_nothing_else_and_keeps_nothing_readable() {
         let (_keys, key) = account("a@example.org");
         let dir = tempfile::tempdir().unwrap();
         let index = SearchIndex::open(dir.path(), &key).unwrap();
         let inbox = index.mailbox(b"INBOX", 7).unwrap();
-        index.put(inbox, 1, &doc("HELLO ZEBRAQUARTZ", "FIRST BODY", 100)).unwrap();
-        index.put(inbox, 2, &doc("OTHER", "SECOND ZEBRAQUARTZ BODY", 300)).unwrap();
-        index.put(inbox, 3, &doc("X", "AB", 50)).unwrap();
+        index.put(inbox, 1, 0, &doc("HELLO ZEBRAQUARTZ", "FIRST BODY", 100)).unwrap();
+        index.put(inbox, 2, 0, &doc("OTHER", "SECOND ZEBRAQUARTZ BODY", 300)).unwrap();
+        index.put(inbox, 3, 0, &doc("X", "AB", 50)).unwrap();
         let m = |c: Criterion| index.matching(inbox, &c).unwrap();
         assert_eq!(m(Criterion::Field(Field::Subject, "BRAQ".into())), [1]);
         assert_eq!(m(Criterion::Body("ZEBRAQUARTZ".into())), [2]);
@@ -426,7 +539,7 @@ mod tests {
         // A new UIDVALIDITY starts the mailbox afresh.
         let inbox = index.mailbox(b"INBOX", 8).unwrap();
         assert_eq!(index.uids(inbox).unwrap(), Vec::<u32>::new());
-        index.put(inbox, 1, &doc("HELLO ZEBRAQUARTZ", "FIRST BODY", 100)).unwrap();
+        index.put(inbox, 1, 0, &doc("HELLO ZEBRAQUARTZ", "FIRST BODY", 100)).unwrap();
         drop(index);
         for entry in std::fs::read_dir(dir.path()).unwrap() {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();

@@ -44,7 +44,8 @@ pub enum Command {
     /// SELECT or EXAMINE, with the mailbox it opens (`None` when the name
     /// cannot be read; the server's answer still decides).
     Select(Option<Vec<u8>>),
-    /// SEARCH: answered by the proxy when it reads message content.
+    /// SEARCH or SORT: answered by the proxy when it reads message
+    /// content (a SORT always does).
     Search,
     /// CLOSE or UNSELECT: no mailbox open afterwards.
     Close,
@@ -79,7 +80,8 @@ impl Command {
             "SEARCH" => Command::Search,
             "CLOSE" | "UNSELECT" => Command::Close,
             "COMPRESS" => Command::Compress,
-            "SORT" | "THREAD" => Command::SortOrThread,
+            "SORT" => Command::Search,
+            "THREAD" => Command::SortOrThread,
             _ => Command::Relayed(h.name.clone()),
         };
         Some((h, command))

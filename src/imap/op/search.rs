@@ -1,4 +1,5 @@
-//! SEARCH and UID SEARCH over mail the server cannot read.
+//! SEARCH and SORT (and their UID forms) over mail the server cannot
+//! read.
 //!
 //! A search whose keys all concern what the server knows (flags, UIDs,
 //! sequence numbers, arrival dates) is relayed as written. Any other is
@@ -32,7 +33,7 @@ use crate::imap::sidefetch::SideFetcher;
 use crate::imap::state::{send, ClientWriter, Internal, InternalAnswer, SessionError, Shared, State, UpstreamWriter};
 use crate::imap::view::MessageView;
 use crate::imap::wire::{Pos, Wire};
-use crate::search::Criterion;
+use crate::search::{order, Criterion, OrderRow, SortCriterion};
 use crate::store::{MailboxId, SearchIndex};
 
 /// Messages fetched from the server per round trip while indexing.
@@ -72,14 +73,37 @@ impl From<std::io::Error> for Failure {
     }
 }
 
+/// Which command is answered, with what it adds to the search program.
+enum Request {
+    /// SEARCH.
+    Search,
+    /// SORT with its criteria.
+    Sort(Vec<SortCriterion>),
+}
+
+/// The messages a program selects.
+struct Selection {
+    /// Every UID of the mailbox, ascending (sequence number = position + 1).
+    universe: Vec<u32>,
+    /// The UIDs selected, ascending.
+    result: Vec<u32>,
+    /// The index holding them.
+    index: Arc<SearchIndex>,
+    mailbox: MailboxId,
+}
+
 impl Search<'_> {
-    /// Handles the SEARCH `head` whose whole command is `wire`.
+    /// Handles the SEARCH or SORT `head` whose whole command is `wire`.
     pub async fn run(&self, upstream: &mut UpstreamWriter, head: &Head<'_>, wire: &Wire) -> Result<Next, SessionError> {
         let mut args = wire.cursor();
         args.pos = Pos { part: 0, at: head.args };
         let tag = head.tag;
-        let program = match searchkey::parse(wire, args) {
-            Ok(program) => program,
+        let parsed = match head.name.as_str() {
+            "SORT" => searchkey::parse_sort(wire, args).map(|(criteria, program)| (Request::Sort(criteria), program)),
+            _ => searchkey::parse(wire, args).map(|program| (Request::Search, program)),
+        };
+        let (request, program) = match parsed {
+            Ok(parsed) => parsed,
             Err(ProgramError::BadCharset(_)) => {
                 let answer = format!("{} NO [BADCHARSET] Sealpost cannot read that charset\r\n", show(tag));
                 send(self.client, answer.as_bytes()).await?;
@@ -91,7 +115,7 @@ impl Search<'_> {
             }
         };
         let single_line = wire.parts.len() == 1;
-        if single_line && program.keys.iter().all(Key::server_only) {
+        if matches!(request, Request::Search) && single_line && program.keys.iter().all(Key::server_only) {
             return Ok(Next::Relay);
         }
         if program.keys.iter().any(Key::has_modseq) {
@@ -108,10 +132,18 @@ impl Search<'_> {
             return Ok(Next::ReadCommand);
         };
         self.shared.metrics.searches.inc();
-        match self
-            .answer(upstream, head, &program, &selected.mailbox, selected.uidvalidity.unwrap_or(0))
-            .await
-        {
+        let answer = async {
+            let selection = self
+                .select(upstream, &program, &selected.mailbox, selected.uidvalidity.unwrap_or(0))
+                .await?;
+            let (ordered, name) = match &request {
+                Request::Search => (selection.result.clone(), "SEARCH"),
+                Request::Sort(criteria) => (self.sorted(&selection, criteria).await?, "SORT"),
+            };
+            self.respond(upstream, head, name, program.returns.as_deref(), &ordered, &selection.universe)
+                .await
+        };
+        match answer.await {
             Ok(answer) => send(self.client, &answer).await?,
             Err(Failure::No(text)) => send(self.client, format!("{} NO {text}\r\n", show(tag)).as_bytes()).await?,
             Err(Failure::Session(e)) => return Err(e),
@@ -119,20 +151,20 @@ impl Search<'_> {
         Ok(Next::ReadCommand)
     }
 
-    /// The whole answer (untagged and tagged lines).
-    async fn answer(
+    /// The messages `program` selects in `mailbox`.
+    async fn select(
         &self,
         upstream: &mut UpstreamWriter,
-        head: &Head<'_>,
         program: &Program,
         mailbox: &[u8],
         uidvalidity: u32,
-    ) -> Result<Vec<u8>, Failure> {
+    ) -> Result<Selection, Failure> {
         // The server-only parts, each asked once, after the mailbox's UIDs.
         let mut server_parts: Vec<Vec<u8>> = vec![b"ALL".to_vec()];
         let tree = plan(&Key::And(program.keys.clone()), &mut server_parts);
-        let sets = self.ask_server(upstream, &server_parts).await?;
-        let universe = &sets[0];
+        let mut sets = self.ask_server(upstream, &server_parts).await?;
+        let universe = std::mem::take(&mut sets[0]);
+        sets[0] = universe.clone();
 
         let index = self
             .shared
@@ -145,7 +177,7 @@ impl Search<'_> {
             move || index.mailbox(&mailbox, uidvalidity)
         })
         .await?;
-        self.bring_up_to_date(&index, mailbox_id, mailbox, universe).await?;
+        self.bring_up_to_date(&index, mailbox_id, mailbox, &universe).await?;
 
         let mut criteria = Vec::new();
         collect_criteria(&tree, &mut criteria);
@@ -159,69 +191,110 @@ impl Search<'_> {
             }
         })
         .await?;
-        let result = evaluate(&tree, universe, &sets, &local_sets, &mut 0);
+        let result = evaluate(&tree, &universe, &sets, &local_sets, &mut 0);
+        Ok(Selection {
+            universe,
+            result,
+            index,
+            mailbox: mailbox_id,
+        })
+    }
 
+    /// The selected UIDs in the order SORT `criteria` give.
+    async fn sorted(&self, selection: &Selection, criteria: &[SortCriterion]) -> Result<Vec<u32>, Failure> {
+        let rows = self.order_rows(selection).await?;
+        let refs: Vec<&OrderRow> = rows.iter().collect();
+        Ok(order::sort(&refs, criteria))
+    }
+
+    /// The order rows of the selected messages, ascending by UID.
+    async fn order_rows(&self, selection: &Selection) -> Result<Vec<OrderRow>, Failure> {
+        let (index, mailbox) = (selection.index.clone(), selection.mailbox);
+        let rows = blocking(move || index.order_rows(mailbox)).await?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| selection.result.binary_search(&r.uid).is_ok())
+            .collect())
+    }
+
+    /// The whole answer to SEARCH or SORT (`name`): `ordered` (UIDs in
+    /// answer order) as sequence numbers or UIDs, in the standard form or
+    /// as ESEARCH when `returns` asks.
+    async fn respond(
+        &self,
+        upstream: &mut UpstreamWriter,
+        head: &Head<'_>,
+        name: &str,
+        returns: Option<&[Return]>,
+        ordered: &[u32],
+        universe: &[u32],
+    ) -> Result<Vec<u8>, Failure> {
         let ids: Vec<u32> = if head.uid {
-            result.clone()
+            ordered.to_vec()
         } else {
-            result
+            ordered
                 .iter()
                 .filter_map(|u| universe.binary_search(u).ok().map(|i| i as u32 + 1))
                 .collect()
         };
         let mut out = Vec::new();
-        match &program.returns {
+        match returns {
             None => {
-                out.extend_from_slice(b"* SEARCH");
+                out.extend_from_slice(format!("* {name}").as_bytes());
                 for id in &ids {
                     out.extend_from_slice(format!(" {id}").as_bytes());
                 }
                 out.extend_from_slice(b"\r\n");
             }
             Some(options) => {
-                if options.contains(&Return::Save) {
+                let has = |o: Return| options.contains(&o);
+                if has(Return::Save) {
                     // With MIN or MAX but neither ALL nor COUNT only those
                     // are saved (RFC 5182 §2.4).
-                    let extremes = (options.contains(&Return::Min) || options.contains(&Return::Max))
-                        && !(options.contains(&Return::All) || options.contains(&Return::Count));
-                    let saved: Vec<u32> = if extremes {
-                        let min = result.first().filter(|_| options.contains(&Return::Min));
-                        let max = result.last().filter(|_| options.contains(&Return::Max));
-                        let mut saved: Vec<u32> = min.into_iter().chain(max).copied().collect();
-                        saved.dedup();
-                        saved
+                    let extremes = (has(Return::Min) || has(Return::Max)) && !(has(Return::All) || has(Return::Count));
+                    let mut saved: Vec<u32> = if extremes {
+                        let min = ordered.first().filter(|_| has(Return::Min));
+                        let max = ordered.last().filter(|_| has(Return::Max));
+                        min.into_iter().chain(max).copied().collect()
                     } else {
-                        result.clone()
+                        ordered.to_vec()
                     };
+                    saved.sort_unstable();
+                    saved.dedup();
                     self.save(upstream, &saved).await?;
                 }
-                let all = options.is_empty() || options.contains(&Return::All);
-                if options != &[Return::Save] {
+                if options != [Return::Save] {
                     out.extend_from_slice(b"* ESEARCH (TAG ");
                     out.extend_from_slice(&quoted(head.tag));
                     out.push(b')');
                     if head.uid {
                         out.extend_from_slice(b" UID");
                     }
-                    if let (true, Some(min)) = (options.contains(&Return::Min), ids.first()) {
+                    if let (true, Some(min)) = (has(Return::Min), ids.first()) {
                         out.extend_from_slice(format!(" MIN {min}").as_bytes());
                     }
-                    if let (true, Some(max)) = (options.contains(&Return::Max), ids.last()) {
+                    if let (true, Some(max)) = (has(Return::Max), ids.last()) {
                         out.extend_from_slice(format!(" MAX {max}").as_bytes());
                     }
-                    if all && !ids.is_empty() {
+                    if (options.is_empty() || has(Return::All)) && !ids.is_empty() {
                         out.extend_from_slice(b" ALL ");
                         out.extend_from_slice(sequence_set(&ids).as_bytes());
                     }
-                    if options.contains(&Return::Count) {
+                    if has(Return::Count) {
                         out.extend_from_slice(format!(" COUNT {}", ids.len()).as_bytes());
                     }
                     out.extend_from_slice(b"\r\n");
                 }
             }
         }
-        out.extend_from_slice(show(head.tag).as_bytes());
-        out.extend_from_slice(b" OK Search completed (by Sealpost, over the decrypted messages)\r\n");
+        let done = if name == "SEARCH" { "Search" } else { "Sort" };
+        out.extend_from_slice(
+            format!(
+                "{} OK {done} completed (by Sealpost, over the decrypted messages)\r\n",
+                show(head.tag)
+            )
+            .as_bytes(),
+        );
         Ok(out)
     }
 
@@ -319,9 +392,9 @@ impl Search<'_> {
             let (index, account, keystore) = (index.clone(), self.account.clone(), self.shared.keystore.snapshot());
             let metrics = self.shared.metrics.clone();
             blocking(move || {
-                for (uid, raw) in messages {
-                    let shown = shown_message(&raw, &account, &keystore);
-                    index.put(mailbox_id, uid, &MessageView::parse(&shown).search_text())?;
+                for fetched in messages {
+                    let shown = shown_message(&fetched.message, &account, &keystore);
+                    index.put(mailbox_id, fetched.uid, fetched.arrival, &MessageView::parse(&shown).search_text())?;
                     metrics.search_indexed.inc();
                 }
                 Ok(())
@@ -458,13 +531,14 @@ fn esearch_all(line: &[u8]) -> Vec<u32> {
     uids
 }
 
-/// Ascending numbers as an IMAP sequence set (`1:3,5`).
+/// Numbers as an IMAP sequence set in their order, a run of consecutive
+/// ascending numbers as a range (`1:3,5`; `5,3,1:2` for a sort order).
 fn sequence_set(ids: &[u32]) -> String {
     let mut out = String::new();
     let mut i = 0;
     while i < ids.len() {
         let start = ids[i];
-        while i + 1 < ids.len() && ids[i + 1] == ids[i] + 1 {
+        while i + 1 < ids.len() && ids[i + 1] == ids[i].wrapping_add(1) {
             i += 1;
         }
         if !out.is_empty() {

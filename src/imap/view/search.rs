@@ -25,7 +25,7 @@ use super::preview::from_charset;
 use super::rfc822::Rfc822;
 use super::MessageView;
 use crate::search::normalize::{normalize, normalize_into};
-use crate::search::{days_from_civil, Document};
+use crate::search::{days_from_civil, Document, OrderKeys};
 
 /// One header field, unfolded the way Dovecot's search reads it: line
 /// ends removed, a tab starting a continuation line made a space.
@@ -44,7 +44,9 @@ impl MessageView<'_> {
             ..Document::default()
         };
         let mut date = None;
-        for field in fields(&self.bytes, self.parts[0].pos) {
+        let top = fields(&self.bytes, self.parts[0].pos);
+        text.order = order_keys(&top);
+        for field in top {
             let name = normalize(field.name);
             let target = match name.as_str() {
                 "SUBJECT" => Some(&mut text.subject),
@@ -98,6 +100,205 @@ impl MessageView<'_> {
         }
         text
     }
+}
+
+/// What SORT and THREAD read in the top-level `fields`.
+fn order_keys(fields: &[Field<'_>]) -> OrderKeys {
+    let first = |name: &str| {
+        fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| &f.value)
+    };
+    let first_address =
+        |name: &str| first(name).map(|value| parse_addresses(value).and_then(|list| list.into_iter().next()).unwrap_or_default());
+    let mailbox = |name: &str| {
+        let address = first_address(name);
+        normalize(address.and_then(|a| a.mailbox).as_deref().unwrap_or_default())
+    };
+    let display = |name: &str| {
+        let Some(address) = first_address(name) else { return String::new() };
+        let mut shown = String::new();
+        if let Some(display_name) = &address.name {
+            decode_header_into(display_name, &mut shown);
+        }
+        if shown.is_empty() {
+            let mut raw = address.mailbox.unwrap_or_default();
+            if let Some(domain) = address.domain {
+                raw.push(b'@');
+                raw.extend_from_slice(&domain);
+            }
+            shown = normalize(&raw);
+        }
+        shown
+    };
+    let (base_subject, reply_or_forward) = match first("Subject") {
+        Some(subject) => {
+            let (base, reply) = base_subject(subject);
+            (Some(base), reply)
+        }
+        None => (None, false),
+    };
+    let mut references = first("References").map(|v| message_ids(v)).unwrap_or_default();
+    if references.is_empty() {
+        references = first("In-Reply-To")
+            .and_then(|v| message_ids(v).into_iter().next())
+            .into_iter()
+            .collect();
+    }
+    OrderKeys {
+        base_subject,
+        reply_or_forward,
+        from: mailbox("From"),
+        to: mailbox("To"),
+        cc: mailbox("Cc"),
+        display_from: display("From"),
+        display_to: display("To"),
+        date: first("Date")
+            .and_then(|v| parse_date(v))
+            .map_or(0, |(utc, _)| i64::from(utc as u32)),
+        message_id: first("Message-ID").and_then(|v| message_ids(v).into_iter().next()),
+        references,
+    }
+}
+
+/// The message ids in a field, as Dovecot's `message_id_get_next` finds
+/// them: each `<...>` holding an `@`, white space inside removed.
+fn message_ids(value: &[u8]) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut rest = value;
+    while let Some(open) = rest.iter().position(|&b| b == b'<') {
+        rest = &rest[open + 1..];
+        let Some(end) = rest.iter().position(|&b| matches!(b, b'>' | b'"' | b'(' | b'[')) else {
+            break;
+        };
+        if rest[end] == b'>' {
+            let id = &rest[..end];
+            rest = &rest[end + 1..];
+            if id.contains(&b'@') {
+                let id: Vec<u8> = id.iter().copied().filter(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n')).collect();
+                ids.push(String::from_utf8_lossy(&id).into_owned());
+            }
+        }
+    }
+    ids
+}
+
+/// RFC 5256's base subject as Dovecot computes it
+/// (`imap_get_base_subject_cased`): decoded, in search form, white space
+/// packed, then trailers (`(fwd)`), leaders (`Re:`, `[blob] Fwd:`),
+/// leading blobs and `[Fwd: ...]` removed while any remain. Also whether
+/// the subject was a reply or forward.
+fn base_subject(raw: &[u8]) -> (String, bool) {
+    let mut decoded = String::new();
+    decode_header_into(raw, &mut decoded);
+    let mut packed: Vec<u8> = Vec::with_capacity(decoded.len());
+    for &b in decoded.as_bytes() {
+        if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            if packed.last() != Some(&b' ') || packed.is_empty() {
+                packed.push(b' ');
+            }
+        } else {
+            packed.push(b);
+        }
+    }
+    let mut text = packed;
+    let mut start = 0;
+    let mut reply = false;
+    loop {
+        // (2) trailers
+        let mut end = text.len();
+        while end > start {
+            if text[end - 1] == b' ' {
+                end -= 1;
+            } else if end >= 5 && &text[end - 5..end] == b"(FWD)" {
+                reply = true;
+                end -= 5;
+            } else {
+                break;
+            }
+        }
+        text.truncate(end);
+        loop {
+            // (3) leader, (4) a blob when something is left after it
+            let mut found = remove_leader(&text, &mut start, &mut reply);
+            let mut at = start;
+            if text.get(at) == Some(&b'[') && remove_blob(&text, &mut at) && at < text.len() {
+                start = at;
+                found = true;
+            }
+            if !found {
+                break;
+            }
+        }
+        // (6) [Fwd: ...]
+        if text[start..].starts_with(b"[FWD:") && text.last() == Some(&b']') {
+            reply = true;
+            text.pop();
+            start += 5;
+            continue;
+        }
+        break;
+    }
+    (String::from_utf8_lossy(&text[start.min(text.len())..]).into_owned(), reply)
+}
+
+/// Moves `at` past `[...]` and one space after it.
+fn remove_blob(text: &[u8], at: &mut usize) -> bool {
+    let mut i = *at;
+    if text.get(i) != Some(&b'[') {
+        return false;
+    }
+    i += 1;
+    while i < text.len() && text[i] != b'[' && text[i] != b']' {
+        i += 1;
+    }
+    if text.get(i) != Some(&b']') {
+        return false;
+    }
+    i += 1;
+    if text.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    *at = i;
+    true
+}
+
+/// Removes a leading space, or `[blob]* (RE|FWD|FW) [ ] [blob] :`.
+fn remove_leader(text: &[u8], start: &mut usize, reply: &mut bool) -> bool {
+    let mut found = false;
+    if text.get(*start) == Some(&b' ') {
+        *start += 1;
+        found = true;
+    }
+    let mut at = *start;
+    while text.get(at) == Some(&b'[') {
+        if !remove_blob(text, &mut at) {
+            return found;
+        }
+    }
+    let rest = &text[at.min(text.len())..];
+    at += if rest.starts_with(b"RE") {
+        2
+    } else if rest.starts_with(b"FWD") {
+        3
+    } else if rest.starts_with(b"FW") {
+        2
+    } else {
+        return found;
+    };
+    if text.get(at) == Some(&b' ') {
+        at += 1;
+    }
+    if text.get(at) == Some(&b'[') && !remove_blob(text, &mut at) {
+        return found;
+    }
+    if text.get(at) != Some(&b':') {
+        return found;
+    }
+    *start = at + 1;
+    *reply = true;
+    true
 }
 
 /// The fields of the header at `start`.
@@ -525,6 +726,35 @@ mod tests {
         assert_eq!(addresses("John.Doe <jd@x>"), "\"JOHN.DOE\" <JD@X>");
         assert_eq!(addresses("=?utf-8?q?J=C3=B6rg?= <j@x>"), "JO\u{308}RG <J@X>");
         assert_eq!(addresses("foo"), "<FOO@MISSING_DOMAIN>");
+    }
+
+    #[test]
+    fn base_subjects_as_dovecot_computes_them() {
+        let base = |s: &str| base_subject(s.as_bytes());
+        assert_eq!(base("Re[2]: x"), ("X".into(), true));
+        assert_eq!(base("Re : x"), ("X".into(), true));
+        assert_eq!(base("AW: x"), ("AW: X".into(), false));
+        assert_eq!(base("[list]"), ("[LIST]".into(), false));
+        assert_eq!(base("[list] Re: Fwd: hello (fwd)"), ("HELLO".into(), true));
+        assert_eq!(base("[Fwd: Re: the  thing]"), ("THE THING".into(), true));
+        assert_eq!(base("  plain   subject  "), ("PLAIN SUBJECT".into(), false));
+    }
+
+    #[test]
+    fn order_keys_read_first_fields() {
+        let view = MessageView::parse(
+            b"From: \"\" <Aaron@x>\r\nTo: undisclosed-recipients:;\r\nCc: =?utf-8?q?J=C3=B6rg?= <j@x>\r\nSubject: Re: Hi\r\nMessage-ID: < a@b >\r\nIn-Reply-To: garbage <noat> <c@x>\r\nDate: 2 Jun 2020 01:30 +0200\r\n\r\nx\r\n",
+        );
+        let keys = view.search_text().order;
+        assert_eq!(keys.display_from, "AARON@X");
+        assert_eq!(keys.from, "AARON");
+        assert_eq!(keys.to, "UNDISCLOSED-RECIPIENTS");
+        assert_eq!(keys.display_to, "UNDISCLOSED-RECIPIENTS");
+        assert_eq!(keys.cc, "J");
+        assert_eq!(keys.base_subject.as_deref(), Some("HI"));
+        assert_eq!(keys.message_id.as_deref(), Some("a@b"));
+        assert_eq!(keys.references, ["c@x"]);
+        assert_eq!(keys.date, days_from_civil(2020, 6, 1) * 86_400 + 23 * 3600 + 30 * 60);
     }
 
     #[test]
