@@ -606,7 +606,7 @@ const SMTP_SEARCHES: &[(Expect, &str)] = &[
     (Hit, "UID SEARCH RETURN (ALL) BODY the"),
 ];
 
-/// SORT and THREAD over the SMTP-delivered subset (not implemented yet).
+/// SORT and THREAD over the SMTP-delivered subset.
 const SMTP_SORTS: &[(Expect, &str)] = &[
     (Hit, "SORT (SUBJECT) UTF-8 ALL"),
     (Hit, "SORT (FROM) UTF-8 ALL"),
@@ -1365,7 +1365,6 @@ fn sort_matches_dovecot() {
 }
 
 #[test]
-#[ignore = "THREAD is not implemented yet (#11): Sealpost refuses it and hides the capability"]
 fn thread_matches_dovecot() {
     let fixture = fixture();
     let (mut direct, mut through) = fixture.sessions();
@@ -1511,7 +1510,6 @@ fn smtp_delivered_search_matches_dovecot() {
 }
 
 #[test]
-#[ignore = "SORT and THREAD are not implemented yet (#11)"]
 fn smtp_delivered_sort_and_thread_match_dovecot() {
     smtp_differential(SMTP_SORTS);
 }

@@ -193,28 +193,6 @@ async fn client_to_server(
             Some((h, Command::Select(mailbox))) => op::select::opening(&state, h.tag, mailbox),
             Some((h, Command::Close)) => op::select::closing(&state, h.tag),
             Some((h, Command::Compress)) => op::compress::refuse(&client, h.tag).await?,
-            Some((h, Command::SortOrThread)) => {
-                let answer = format!(
-                    "{} BAD Sealpost does not offer SORT or THREAD yet (the server would see the search terms); sort in the client\r\n",
-                    String::from_utf8_lossy(h.tag)
-                );
-                // A client that sent a literal without waiting for an
-                // invitation sent the rest of the command too; one that
-                // waits gets the answer instead of the invitation.
-                if literal.is_some_and(|l| l.non_synchronizing) {
-                    Wire::read::<_, UpstreamWriter>(
-                        &mut reader,
-                        std::mem::take(&mut line),
-                        literal,
-                        &upload.shared.spool_dir,
-                        SEARCH_LIMITS,
-                        Continuations::None,
-                    )
-                    .await?;
-                }
-                send(&client, answer.as_bytes()).await?;
-                Next::ReadCommand
-            }
             Some((_, Command::Relayed(_))) | None => Next::Relay,
         };
         match next {

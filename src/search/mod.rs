@@ -13,6 +13,7 @@
 
 pub mod normalize;
 pub mod order;
+pub mod thread;
 mod unicode_tables;
 
 /// What SEARCH criteria read in one message, already in search form (see

@@ -44,16 +44,13 @@ pub enum Command {
     /// SELECT or EXAMINE, with the mailbox it opens (`None` when the name
     /// cannot be read; the server's answer still decides).
     Select(Option<Vec<u8>>),
-    /// SEARCH or SORT: answered by the proxy when it reads message
-    /// content (a SORT always does).
+    /// SEARCH, SORT or THREAD: answered by the proxy when it reads
+    /// message content (SORT and THREAD always do).
     Search,
     /// CLOSE or UNSELECT: no mailbox open afterwards.
     Close,
     /// COMPRESS: refused, the proxy reads both streams.
     Compress,
-    /// SORT or THREAD: refused (not advertised), since the server would
-    /// see the search terms and sort by the ciphertext's headers.
-    SortOrThread,
     /// Anything else: byte for byte to the server (the name, upper case,
     /// still tells the session state about IDLE and LOGOUT).
     Relayed(String),
@@ -80,8 +77,7 @@ impl Command {
             "SEARCH" => Command::Search,
             "CLOSE" | "UNSELECT" => Command::Close,
             "COMPRESS" => Command::Compress,
-            "SORT" => Command::Search,
-            "THREAD" => Command::SortOrThread,
+            "SORT" | "THREAD" => Command::Search,
             _ => Command::Relayed(h.name.clone()),
         };
         Some((h, command))

@@ -1,5 +1,5 @@
-//! SEARCH and SORT (and their UID forms) over mail the server cannot
-//! read.
+//! SEARCH, SORT and THREAD (and their UID forms) over mail the server
+//! cannot read.
 //!
 //! A search whose keys all concern what the server knows (flags, UIDs,
 //! sequence numbers, arrival dates) is relayed as written. Any other is
@@ -33,7 +33,7 @@ use crate::imap::sidefetch::SideFetcher;
 use crate::imap::state::{send, ClientWriter, Internal, InternalAnswer, SessionError, Shared, State, UpstreamWriter};
 use crate::imap::view::MessageView;
 use crate::imap::wire::{Pos, Wire};
-use crate::search::{order, Criterion, OrderRow, SortCriterion};
+use crate::search::{order, thread, Algorithm, Criterion, OrderRow, SortCriterion};
 use crate::store::{MailboxId, SearchIndex};
 
 /// Messages fetched from the server per round trip while indexing.
@@ -79,6 +79,8 @@ enum Request {
     Search,
     /// SORT with its criteria.
     Sort(Vec<SortCriterion>),
+    /// THREAD with its algorithm.
+    Thread(Algorithm),
 }
 
 /// The messages a program selects.
@@ -100,6 +102,7 @@ impl Search<'_> {
         let tag = head.tag;
         let parsed = match head.name.as_str() {
             "SORT" => searchkey::parse_sort(wire, args).map(|(criteria, program)| (Request::Sort(criteria), program)),
+            "THREAD" => searchkey::parse_thread(wire, args).map(|(algorithm, program)| (Request::Thread(algorithm), program)),
             _ => searchkey::parse(wire, args).map(|program| (Request::Search, program)),
         };
         let (request, program) = match parsed {
@@ -139,6 +142,21 @@ impl Search<'_> {
             let (ordered, name) = match &request {
                 Request::Search => (selection.result.clone(), "SEARCH"),
                 Request::Sort(criteria) => (self.sorted(&selection, criteria).await?, "SORT"),
+                Request::Thread(algorithm) => {
+                    let rows = self.order_rows(&selection).await?;
+                    let refs: Vec<&OrderRow> = rows.iter().collect();
+                    let universe = &selection.universe;
+                    let id = |uid: u32| match head.uid {
+                        true => uid,
+                        false => universe.binary_search(&uid).map_or(0, |i| i as u32 + 1),
+                    };
+                    let threads = thread::thread(&refs, *algorithm, id);
+                    let answer = format!(
+                        "* THREAD {threads}\r\n{} OK Thread completed (by Sealpost, over the decrypted messages)\r\n",
+                        show(tag)
+                    );
+                    return Ok(answer.into_bytes());
+                }
             };
             self.respond(upstream, head, name, program.returns.as_deref(), &ordered, &selection.universe)
                 .await
