@@ -301,10 +301,8 @@ impl<'r> Forest<'r> {
                     self.link(other, child);
                 }
                 removed[root] = true;
-            } else if other_dummy {
-                self.link(other, root);
-                removed[root] = true;
-            } else if reply && !other_reply {
+            } else if other_dummy || (reply && !other_reply) {
+                // Under the dummy, or a reply under the original.
                 self.link(other, root);
                 removed[root] = true;
             } else if other_reply && !reply {
