@@ -5,7 +5,9 @@
 //! this endpoint starts, and not draining for a shutdown). Counters carry
 //! outcomes and reasons, never addresses or content.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -53,6 +55,8 @@ pub struct Metrics {
     pub search_indexed: IntCounter,
     /// SEARCH commands Sealpost answered itself (content criteria).
     pub searches: IntCounter,
+    /// Messages the background indexers know of and have not indexed yet.
+    pub search_backlog: IntGauge,
 }
 
 impl Metrics {
@@ -136,6 +140,11 @@ impl Metrics {
             "SEARCH commands with criteria on message content, answered by Sealpost from its index",
         )
         .expect("valid metric");
+        let search_backlog = IntGauge::new(
+            "sealpost_search_backlog",
+            "Messages the background indexers found on the servers and have not indexed yet",
+        )
+        .expect("valid metric");
         let sessions_active = IntGaugeVec::new(
             Opts::new("sealpost_sessions_active", "Client sessions open now, by protocol"),
             &["protocol"],
@@ -158,6 +167,7 @@ impl Metrics {
             Box::new(sessions_active.clone()),
             Box::new(search_indexed.clone()),
             Box::new(searches.clone()),
+            Box::new(search_backlog.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -179,6 +189,7 @@ impl Metrics {
             sessions_active,
             search_indexed,
             searches,
+            search_backlog,
         }
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::account::{AccountError, Accounts};
 use crate::config::Config;
 use crate::discovery::{Discovery, DiscoveryError};
+use crate::imap::indexer::Indexer;
 use crate::imap::served::Served;
 use crate::imap::sidefetch::SidePool;
 use crate::imap::upstream::{Dialer, TlsDialer};
@@ -167,6 +168,21 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
                 (a.login.clone(), pool)
             })
             .collect();
+        let indexers = indexes
+            .iter()
+            .filter_map(|(login, index)| {
+                let account = accounts.find(login)?;
+                let indexer = Indexer::new(
+                    account,
+                    dialer.clone(),
+                    index.clone(),
+                    keystore.clone(),
+                    metrics.clone(),
+                    config.imap.max_message_size,
+                );
+                Some((login.clone(), indexer))
+            })
+            .collect();
         let imap = Arc::new(crate::imap::state::Shared {
             limits: config.imap.clone(),
             side_pools,
@@ -176,6 +192,7 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
             accounts,
             caches,
             indexes,
+            indexers,
             served,
             tls,
             metrics,

@@ -127,6 +127,7 @@ impl Harness {
             accounts,
             caches: HashMap::new(),
             indexes: HashMap::new(),
+            indexers: HashMap::new(),
             served: HashMap::new(),
             side_pools: HashMap::from([(LOGIN.to_string(), pool)]),
             dialer,

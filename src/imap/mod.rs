@@ -25,6 +25,7 @@ pub mod command;
 pub mod emit;
 pub mod fetch;
 pub mod framer;
+pub mod indexer;
 #[cfg(test)]
 mod inprocess;
 pub mod item;

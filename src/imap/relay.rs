@@ -75,6 +75,9 @@ pub(crate) async fn run(
     let cache = shared.caches.get(&account.login).cloned();
     let served = shared.served.get(&account.login).cloned();
     let pool = shared.side_pools.get(&account.login).expect("every IMAP account has a side pool");
+    if let Some(indexer) = shared.indexers.get(&account.login) {
+        indexer.start(&credentials);
+    }
     let fetcher = Arc::new(pool.fetcher(credentials));
     let rewriter = Rewriter::new(shared.clone(), account.clone(), cache, fetcher.clone(), served.clone());
     let upload = append::Upload {

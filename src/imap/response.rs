@@ -30,6 +30,50 @@ pub(super) fn esearch_tag(line: &[u8]) -> Option<Vec<u8>> {
     wire.cursor().astring(1024)
 }
 
+/// The UIDs of an ESEARCH line's `ALL` (ascending).
+pub(crate) fn esearch_all(line: &[u8]) -> Vec<u32> {
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.split_whitespace();
+    let Some(_) = words.by_ref().find(|w| w.eq_ignore_ascii_case("ALL")) else {
+        return Vec::new();
+    };
+    let mut uids = Vec::new();
+    for range in words.next().unwrap_or_default().split(',') {
+        let mut ends = range.splitn(2, ':').filter_map(|n| n.parse::<u32>().ok());
+        match (ends.next(), ends.next()) {
+            (Some(a), Some(b)) => uids.extend(a.min(b)..=a.max(b)),
+            (Some(a), None) => uids.push(a),
+            _ => {}
+        }
+    }
+    uids.sort_unstable();
+    uids.dedup();
+    uids
+}
+
+/// The mailbox a `* LIST` line names, unless it is `\Noselect` or
+/// `\NonExistent` (or its name came as a literal).
+pub(crate) fn selectable_mailbox(line: &[u8]) -> Option<Vec<u8>> {
+    let upper = line.to_ascii_uppercase();
+    if !upper.starts_with(b"* LIST (") {
+        return None;
+    }
+    let close = upper.iter().position(|&b| b == b')')?;
+    let attributes = &upper[..close];
+    if attributes.windows(9).any(|w| w == b"\\NOSELECT") || attributes.windows(12).any(|w| w == b"\\NONEXISTENT") {
+        return None;
+    }
+    let wire = Wire::line(line[close + 1..].to_vec());
+    let mut c = wire.cursor();
+    c.skip_spaces();
+    c.value()?;
+    c.skip_spaces();
+    if c.peek() == Some(b'{') {
+        return None;
+    }
+    c.astring(4096)
+}
+
 /// The tag and success of a tagged status line.
 pub(super) fn tagged(line: &[u8]) -> Option<(&[u8], bool)> {
     if line.starts_with(b"*") || line.starts_with(b"+") {

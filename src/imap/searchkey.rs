@@ -119,6 +119,10 @@ pub enum ProgramError {
     /// `CHARSET` names a charset Sealpost cannot read.
     #[error("unknown charset {0}")]
     BadCharset(String),
+    /// A key that only the server could evaluate, which would show it
+    /// what the user looks for (Gmail's `X-GM-RAW`).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Reads the arguments of a SEARCH command starting at `cursor`.
@@ -349,6 +353,10 @@ impl Parser<'_> {
             "SENTBEFORE" => Ok(Key::Local(Criterion::SentBefore(self.day(c)?))),
             "SENTON" => Ok(Key::Local(Criterion::SentOn(self.day(c)?))),
             "SENTSINCE" => Ok(Key::Local(Criterion::SentSince(self.day(c)?))),
+            "X-GM-RAW" => Err(ProgramError::Refused(
+                "Sealpost does not send X-GM-RAW searches to the server: it would see what you search for, and it holds only ciphertext; search with SUBJECT, BODY, TEXT..."
+                    .into(),
+            )),
             other => Err(syntax(&format!("unknown search key {other}"))),
         }
     }

@@ -40,8 +40,8 @@ pub struct SidePool {
     metrics: Arc<Metrics>,
 }
 
-/// A logged-in connection and the mailbox it has open.
-struct SideConn {
+/// A logged-in, read-only connection and the mailbox it has open.
+pub(crate) struct SideConn {
     upstream: Upstream,
     examined: Option<Vec<u8>>,
 }
@@ -118,15 +118,7 @@ impl SidePool {
     }
 
     async fn open(&self, credentials: &Credentials) -> Result<SideConn, UpstreamError> {
-        let mut upstream = self.dialer.dial(&self.account).await?;
-        let answer = upstream.login(credentials).await?;
-        if !answer.is_ok() {
-            return Err(UpstreamError::Protocol {
-                server: upstream.server.clone(),
-                reason: format!("the second login (to fetch messages for decryption) was refused: {}", answer.text()),
-            });
-        }
-        Ok(SideConn { upstream, examined: None })
+        SideConn::open(&*self.dialer, &self.account, credentials).await
     }
 
     /// The most recently used idle connection that is not stale.
@@ -193,9 +185,144 @@ impl SideFetcher {
 }
 
 impl SideConn {
+    /// Logs in to `account`'s server with `credentials`.
+    pub(crate) async fn open(dialer: &dyn Dialer, account: &Account, credentials: &Credentials) -> Result<SideConn, UpstreamError> {
+        let mut upstream = dialer.dial(account).await?;
+        let answer = upstream.login(credentials).await?;
+        if !answer.is_ok() {
+            return Err(UpstreamError::Refused {
+                server: upstream.server.clone(),
+                answer: format!(
+                    "a second login (to fetch messages to decrypt and index) was refused: {}",
+                    answer.text()
+                ),
+            });
+        }
+        Ok(SideConn { upstream, examined: None })
+    }
+
+    /// Opens `mailbox` read-only (again, to see what changed) and returns
+    /// its UIDVALIDITY (0 when the server names none).
+    pub(crate) async fn examine(&mut self, mailbox: &[u8]) -> Result<u32, UpstreamError> {
+        let conn = &mut self.upstream;
+        let mut command = b"EXAMINE ".to_vec();
+        conn.push_astring(&mut command, mailbox)?;
+        let answer = conn.command(&command).await?;
+        if !answer.is_ok() {
+            self.examined = None;
+            return Err(UpstreamError::Protocol {
+                server: conn.server.clone(),
+                reason: format!("EXAMINE failed: {}", answer.text()),
+            });
+        }
+        self.examined = Some(mailbox.to_vec());
+        let uidvalidity = answer.untagged.iter().find_map(|line| {
+            let upper = String::from_utf8_lossy(line).to_ascii_uppercase();
+            let rest = &upper[upper.find("[UIDVALIDITY ")? + 13..];
+            rest[..rest.find(']')?].trim().parse().ok()
+        });
+        Ok(uidvalidity.unwrap_or(0))
+    }
+
+    /// The UIDs of the mailbox examined, ascending.
+    pub(crate) async fn uids(&mut self) -> Result<Vec<u32>, UpstreamError> {
+        let esearch = self.upstream.has("ESEARCH");
+        let command: &[u8] = if esearch {
+            b"UID SEARCH RETURN (ALL) ALL"
+        } else {
+            b"UID SEARCH ALL"
+        };
+        let answer = self.upstream.command(command).await?;
+        if !answer.is_ok() {
+            return Err(UpstreamError::protocol(
+                &self.upstream.server,
+                format!("UID SEARCH failed: {}", answer.text()),
+            ));
+        }
+        let mut uids: Vec<u32> = Vec::new();
+        for line in &answer.untagged {
+            let text = String::from_utf8_lossy(line);
+            let mut words = text.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("*"), Some(w)) if w.eq_ignore_ascii_case("SEARCH") => uids.extend(words.filter_map(|n| n.parse::<u32>().ok())),
+                (Some("*"), Some(w)) if w.eq_ignore_ascii_case("ESEARCH") => uids.extend(crate::imap::response::esearch_all(line)),
+                _ => {}
+            }
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    /// The mailboxes that can be opened (`LIST "" "*"`, names sent as
+    /// quoted strings or atoms).
+    pub(crate) async fn mailboxes(&mut self) -> Result<Vec<Vec<u8>>, UpstreamError> {
+        let answer = self.upstream.command(b"LIST \"\" \"*\"").await?;
+        if !answer.is_ok() {
+            return Err(UpstreamError::protocol(
+                &self.upstream.server,
+                format!("LIST failed: {}", answer.text()),
+            ));
+        }
+        Ok(answer
+            .untagged
+            .iter()
+            .filter_map(|line| crate::imap::response::selectable_mailbox(line))
+            .collect())
+    }
+
+    /// Waits in IDLE on the mailbox examined until the server reports new
+    /// or expunged messages (true) or `limit` passes (false).
+    pub(crate) async fn wait_for_change(&mut self, limit: std::time::Duration) -> Result<bool, UpstreamError> {
+        let server = self.upstream.server.clone();
+        let tag = self.upstream.next_tag();
+        self.upstream.write(format!("{tag} IDLE\r\n").as_bytes()).await?;
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut changed = false;
+        let mut idling = false;
+        let mut line = Vec::new();
+        loop {
+            let read = framer::read_segment(&mut self.upstream.conn, MAX_LINE, &mut line);
+            let read = if idling && !changed {
+                match tokio::time::timeout_at(deadline, read).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        self.upstream.write(b"DONE\r\n").await?;
+                        idling = false;
+                        continue;
+                    }
+                }
+            } else {
+                read.await
+            };
+            read.map_err(|e| UpstreamError::protocol(&server, e.to_string()))?;
+            if line.is_empty() {
+                return Err(UpstreamError::protocol(&server, "the server closed the connection"));
+            }
+            let upper = line.to_ascii_uppercase();
+            if line.starts_with(tag.as_bytes()) && line.get(tag.len()) == Some(&b' ') {
+                if !upper[tag.len() + 1..].starts_with(b"OK") {
+                    return Err(UpstreamError::protocol(
+                        &server,
+                        format!("IDLE failed: {}", String::from_utf8_lossy(&line).trim_end()),
+                    ));
+                }
+                return Ok(changed);
+            }
+            if line.starts_with(b"+") {
+                idling = true;
+            } else if !changed && (upper.ends_with(b" EXISTS\r\n") || upper.ends_with(b" EXPUNGE\r\n")) {
+                changed = true;
+                if idling {
+                    self.upstream.write(b"DONE\r\n").await?;
+                }
+            }
+        }
+    }
+
     /// Logs out in the background (politely, so the provider's log does
     /// not show a dropped connection), bounded in time.
-    fn close(mut self) {
+    pub(crate) fn close(mut self) {
         tokio::spawn(async move {
             let logout = format!("{} LOGOUT\r\n", self.upstream.next_tag());
             let logout = self.upstream.write(logout.as_bytes());
@@ -203,21 +330,13 @@ impl SideConn {
         });
     }
 
-    async fn fetch(&mut self, mailbox: &[u8], set: &str, max_size: u64) -> Result<Vec<Fetched>, UpstreamError> {
-        let conn = &mut self.upstream;
+    /// The messages of `mailbox` whose UIDs are in `set`, each at most
+    /// `max_size` octets.
+    pub(crate) async fn fetch(&mut self, mailbox: &[u8], set: &str, max_size: u64) -> Result<Vec<Fetched>, UpstreamError> {
         if self.examined.as_deref() != Some(mailbox) {
-            let mut command = b"EXAMINE ".to_vec();
-            conn.push_astring(&mut command, mailbox)?;
-            let answer = conn.command(&command).await?;
-            if !answer.is_ok() {
-                self.examined = None;
-                return Err(UpstreamError::Protocol {
-                    server: conn.server.clone(),
-                    reason: format!("EXAMINE failed: {}", answer.text()),
-                });
-            }
-            self.examined = Some(mailbox.to_vec());
+            self.examine(mailbox).await?;
         }
+        let conn = &mut self.upstream;
         let tag = conn.next_tag();
         conn.write(format!("{tag} UID FETCH {set} (UID INTERNALDATE BODY.PEEK[])\r\n").as_bytes())
             .await?;

@@ -14,6 +14,7 @@ use tokio::sync::{oneshot, Mutex};
 
 use super::command::{Fetch, Requested};
 use super::framer::FrameError;
+use super::indexer::Indexer;
 use super::served::Served;
 use super::sidefetch::SidePool;
 use super::upstream::{Dialer, UpstreamError};
@@ -43,6 +44,8 @@ pub struct Shared {
     pub side_pools: HashMap<String, Arc<SidePool>>,
     /// Each account's search index, by login.
     pub indexes: HashMap<String, Arc<SearchIndex>>,
+    /// Each account's background indexer, by login.
+    pub indexers: HashMap<String, Arc<Indexer>>,
     /// Opens connections to the accounts' IMAP servers.
     pub dialer: Arc<dyn Dialer>,
     /// The local certificate.

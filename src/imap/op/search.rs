@@ -28,10 +28,11 @@ use tokio::sync::oneshot;
 use super::Next;
 use crate::account::Account;
 use crate::imap::command::Head;
+use crate::imap::indexer::{index_fetched, sequence_set};
+use crate::imap::response::esearch_all;
 use crate::imap::searchkey::{self, Key, Program, ProgramError, Return};
 use crate::imap::sidefetch::SideFetcher;
 use crate::imap::state::{send, ClientWriter, Internal, InternalAnswer, SessionError, Shared, State, UpstreamWriter};
-use crate::imap::view::MessageView;
 use crate::imap::wire::{Pos, Wire};
 use crate::search::{order, thread, Algorithm, Criterion, OrderRow, SortCriterion};
 use crate::store::{MailboxId, SearchIndex};
@@ -110,6 +111,10 @@ impl Search<'_> {
             Err(ProgramError::BadCharset(_)) => {
                 let answer = format!("{} NO [BADCHARSET] Sealpost cannot read that charset\r\n", show(tag));
                 send(self.client, answer.as_bytes()).await?;
+                return Ok(Next::ReadCommand);
+            }
+            Err(ProgramError::Refused(e)) => {
+                send(self.client, format!("{} NO [CANNOT] {e}\r\n", show(tag)).as_bytes()).await?;
                 return Ok(Next::ReadCommand);
             }
             Err(ProgramError::Syntax(e)) => {
@@ -409,27 +414,10 @@ impl Search<'_> {
             })?;
             let (index, account, keystore) = (index.clone(), self.account.clone(), self.shared.keystore.snapshot());
             let metrics = self.shared.metrics.clone();
-            blocking(move || {
-                for fetched in messages {
-                    let shown = shown_message(&fetched.message, &account, &keystore);
-                    index.put(mailbox_id, fetched.uid, fetched.arrival, &MessageView::parse(&shown).search_text())?;
-                    metrics.search_indexed.inc();
-                }
-                Ok(())
-            })
-            .await?;
+            blocking(move || index_fetched(&index, mailbox_id, messages, &account, &keystore, &metrics)).await?;
         }
         Ok(())
     }
-}
-
-/// The message as the client sees it: decrypted when it is encrypted.
-fn shown_message(raw: &[u8], account: &Account, keystore: &crate::pgp::Keystore) -> Vec<u8> {
-    if crate::message::protection(raw) != crate::message::Protection::Encrypted {
-        return raw.to_vec();
-    }
-    let outcome = crate::message::decrypt_message(raw, std::slice::from_ref(&account.key), keystore);
-    crate::mime::to_crlf(&outcome.message).into_owned()
 }
 
 /// Runs index work off the async threads.
@@ -526,50 +514,6 @@ fn evaluate(plan: &Plan, universe: &[u32], server: &[Vec<u32>], local: &[Vec<u32
 
 fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
     a.iter().copied().filter(|x| b.binary_search(x).is_ok()).collect()
-}
-
-/// The UIDs of an ESEARCH line's `ALL` (ascending).
-fn esearch_all(line: &[u8]) -> Vec<u32> {
-    let text = String::from_utf8_lossy(line);
-    let mut words = text.split_whitespace();
-    let Some(_) = words.by_ref().find(|w| w.eq_ignore_ascii_case("ALL")) else {
-        return Vec::new();
-    };
-    let mut uids = Vec::new();
-    for range in words.next().unwrap_or_default().split(',') {
-        let mut ends = range.splitn(2, ':').filter_map(|n| n.parse::<u32>().ok());
-        match (ends.next(), ends.next()) {
-            (Some(a), Some(b)) => uids.extend(a.min(b)..=a.max(b)),
-            (Some(a), None) => uids.push(a),
-            _ => {}
-        }
-    }
-    uids.sort_unstable();
-    uids.dedup();
-    uids
-}
-
-/// Numbers as an IMAP sequence set in their order, a run of consecutive
-/// ascending numbers as a range (`1:3,5`; `5,3,1:2` for a sort order).
-fn sequence_set(ids: &[u32]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < ids.len() {
-        let start = ids[i];
-        while i + 1 < ids.len() && ids[i + 1] == ids[i].wrapping_add(1) {
-            i += 1;
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if ids[i] == start {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}:{}", ids[i]));
-        }
-        i += 1;
-    }
-    out
 }
 
 fn show(tag: &[u8]) -> String {

@@ -1,0 +1,263 @@
+//! The background indexer: one task per account that keeps its search
+//! index complete, so that searches rarely wait for indexing.
+//!
+//! Sealpost learns an account's server password only when a client logs
+//! in through it, so the indexer starts with the first session's
+//! credentials (kept in memory only) and then runs for the life of the
+//! process on a connection of its own, read-only (EXAMINE, BODY.PEEK):
+//!
+//! 1. every selectable mailbox: messages the index lacks are fetched,
+//!    decrypted and indexed in batches of [`BATCH`], at most
+//!    [`MAX_RATE`] messages a second; UIDs gone from the server are
+//!    forgotten, and a new UIDVALIDITY starts the mailbox afresh
+//!    ([`SearchIndex::mailbox`]). What is indexed is committed batch by
+//!    batch, so a restart resumes where it stopped.
+//! 2. then IDLE on INBOX: new mail is indexed as soon as the server
+//!    announces it; every [`FULL_PASS`] all mailboxes are walked again.
+//!
+//! A failure (the server unreachable, the connection dropped) is logged
+//! and retried with growing pauses. A refused login stops the task until
+//! the next client session brings credentials that work.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::auth::Credentials;
+use super::sidefetch::{Fetched, SideConn};
+use super::upstream::{Dialer, UpstreamError};
+use super::view::MessageView;
+use crate::account::Account;
+use crate::metrics::Metrics;
+use crate::pgp::{Keystore, LiveKeystore};
+use crate::store::{IndexError, MailboxId, SearchIndex};
+
+/// Messages fetched per round trip.
+pub const BATCH: usize = 50;
+/// At most this many messages a second are indexed in the background.
+pub const MAX_RATE: u32 = 200;
+/// How often every mailbox is walked again (INBOX is watched with IDLE).
+pub const FULL_PASS: Duration = Duration::from_secs(600);
+/// The longest pause between retries after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// One account's background indexer.
+pub struct Indexer {
+    account: Arc<Account>,
+    dialer: Arc<dyn Dialer>,
+    index: Arc<SearchIndex>,
+    keystore: Arc<LiveKeystore>,
+    metrics: Arc<Metrics>,
+    max_size: u64,
+    running: AtomicBool,
+}
+
+impl Indexer {
+    /// An indexer for `account`'s `index`, not yet running.
+    pub fn new(
+        account: Arc<Account>,
+        dialer: Arc<dyn Dialer>,
+        index: Arc<SearchIndex>,
+        keystore: Arc<LiveKeystore>,
+        metrics: Arc<Metrics>,
+        max_size: u64,
+    ) -> Arc<Indexer> {
+        Arc::new(Indexer {
+            account,
+            dialer,
+            index,
+            keystore,
+            metrics,
+            max_size,
+            running: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the indexer with `credentials` unless it is running.
+    pub fn start(self: &Arc<Self>, credentials: &Credentials) {
+        if self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (indexer, credentials) = (self.clone(), credentials.clone());
+        tokio::spawn(async move {
+            indexer.run(credentials).await;
+            indexer.running.store(false, Ordering::Release);
+        });
+    }
+
+    async fn run(&self, credentials: Credentials) {
+        let mut backoff = Duration::from_secs(5);
+        loop {
+            let error = match SideConn::open(&*self.dialer, &self.account, &credentials).await {
+                Ok(conn) => {
+                    backoff = Duration::from_secs(5);
+                    self.session(conn).await
+                }
+                Err(UpstreamError::Refused { .. }) => {
+                    tracing::warn!("the background indexer's login was refused; it waits for the next client session");
+                    return;
+                }
+                Err(e) => e,
+            };
+            tracing::warn!(error = %error, retry_in = backoff.as_secs(), "background indexing stopped");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Indexes and watches until the connection fails.
+    async fn session(&self, mut conn: SideConn) -> UpstreamError {
+        loop {
+            let started = Instant::now();
+            let mailboxes = match conn.mailboxes().await {
+                Ok(mailboxes) => mailboxes,
+                Err(e) => return e,
+            };
+            let mut indexed = 0;
+            for mailbox in &mailboxes {
+                match self.catch_up(&mut conn, mailbox).await {
+                    Ok(n) => indexed += n,
+                    Err(Failure::Upstream(e)) => return e,
+                    Err(Failure::Index(e)) => tracing::warn!(error = %e, "cannot index a mailbox"),
+                }
+            }
+            tracing::info!(
+                mailboxes = mailboxes.len(),
+                indexed,
+                seconds = started.elapsed().as_secs(),
+                "search index is up to date"
+            );
+            // INBOX: new mail is indexed as it arrives, until the next pass.
+            let next_pass = Instant::now() + FULL_PASS;
+            loop {
+                let left = next_pass.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if let Err(e) = conn.examine(b"INBOX").await {
+                    return e;
+                }
+                match conn.wait_for_change(left).await {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => return e,
+                }
+                match self.catch_up(&mut conn, b"INBOX").await {
+                    Ok(_) | Err(Failure::Index(_)) => {}
+                    Err(Failure::Upstream(e)) => return e,
+                }
+            }
+        }
+    }
+
+    /// Brings `mailbox` up to date in the index; the number indexed.
+    async fn catch_up(&self, conn: &mut SideConn, mailbox: &[u8]) -> Result<usize, Failure> {
+        let uidvalidity = conn.examine(mailbox).await?;
+        let on_server = conn.uids().await?;
+        let index = self.index.clone();
+        let name = mailbox.to_vec();
+        let (mailbox_id, missing) = blocking(move || {
+            let id = index.mailbox(&name, uidvalidity)?;
+            index.retain(id, &on_server)?;
+            let indexed = index.uids(id)?;
+            let missing: Vec<u32> = on_server.into_iter().filter(|u| indexed.binary_search(u).is_err()).collect();
+            Ok((id, missing))
+        })
+        .await?;
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        tracing::info!(messages = missing.len(), "indexing a mailbox in the background");
+        self.metrics.search_backlog.add(missing.len() as i64);
+        let mut done = 0;
+        let result = async {
+            for batch in missing.chunks(BATCH) {
+                let started = Instant::now();
+                let fetched = conn.fetch(mailbox, &sequence_set(batch), self.max_size).await?;
+                let keystore = self.keystore.snapshot();
+                let (index, account, metrics) = (self.index.clone(), self.account.clone(), self.metrics.clone());
+                blocking(move || index_fetched(&index, mailbox_id, fetched, &account, &keystore, &metrics)).await?;
+                done += batch.len();
+                self.metrics.search_backlog.sub(batch.len() as i64);
+                // At most MAX_RATE messages a second.
+                let budget = Duration::from_secs_f64(batch.len() as f64 / f64::from(MAX_RATE));
+                tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
+            }
+            Ok(done)
+        }
+        .await;
+        self.metrics.search_backlog.sub((missing.len() - done) as i64);
+        result
+    }
+}
+
+/// Why a mailbox could not be brought up to date.
+enum Failure {
+    /// The connection failed: start over.
+    Upstream(UpstreamError),
+    /// The index failed: go on with the next mailbox.
+    Index(IndexError),
+}
+
+impl From<UpstreamError> for Failure {
+    fn from(e: UpstreamError) -> Failure {
+        Failure::Upstream(e)
+    }
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, IndexError> + Send + 'static) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(Failure::Index)
+}
+
+/// Indexes fetched messages as the client sees them (decrypted when
+/// encrypted). Blocking: decryption and index writes.
+pub fn index_fetched(
+    index: &SearchIndex,
+    mailbox: MailboxId,
+    fetched: Vec<Fetched>,
+    account: &Account,
+    keystore: &Keystore,
+    metrics: &Metrics,
+) -> Result<(), IndexError> {
+    for message in fetched {
+        let shown = shown_message(&message.message, account, keystore);
+        index.put(mailbox, message.uid, message.arrival, &MessageView::parse(&shown).search_text())?;
+        metrics.search_indexed.inc();
+    }
+    Ok(())
+}
+
+/// The message as the client sees it: decrypted when it is encrypted.
+fn shown_message(raw: &[u8], account: &Account, keystore: &Keystore) -> Vec<u8> {
+    if crate::message::protection(raw) != crate::message::Protection::Encrypted {
+        return raw.to_vec();
+    }
+    let outcome = crate::message::decrypt_message(raw, std::slice::from_ref(&account.key), keystore);
+    crate::mime::to_crlf(&outcome.message).into_owned()
+}
+
+/// Numbers as an IMAP sequence set in their order, a run of consecutive
+/// ascending numbers as a range (`1:3,5`; `5,3,1:2` for a sort order).
+pub fn sequence_set(ids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let start = ids[i];
+        while i + 1 < ids.len() && ids[i + 1] == ids[i].wrapping_add(1) {
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if ids[i] == start {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{}", ids[i]));
+        }
+        i += 1;
+    }
+    out
+}

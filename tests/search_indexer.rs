@@ -1,0 +1,66 @@
+//! The background indexer: once a client has logged in through Sealpost,
+//! mail that arrives in INBOX is indexed without any search asking for
+//! it (the indexer IDLEs on INBOX), so the next search answers from the
+//! index at once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::proxy::{token, Proxy};
+use common::raw::Raw;
+use common::rawimap::Imap;
+use common::stack::{password, LIMITED_USER};
+use common::User;
+
+/// The value of a metric without labels.
+fn metric(proxy: &Proxy, name: &str) -> f64 {
+    proxy
+        .metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `done` every 50 ms for up to `limit`; how long it took.
+fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what} did not happen within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn new_mail_is_indexed_in_the_background() {
+    // Its INBOX is used by no other test.
+    let user = LIMITED_USER;
+    let frank = User::new(user);
+    let proxy = Proxy::start(&frank, None, "");
+    let mut client = Raw::connect(proxy.imap);
+    let answer = client.command("a1", &format!("LOGIN {user} {}", password(user)));
+    assert!(answer.contains("a1 OK "), "{answer}");
+    client.command("a2", "SELECT INBOX");
+    // The first pass over the account's mailboxes ends with the log line.
+    wait_for(Duration::from_secs(60), "the first indexing pass", || {
+        proxy.log_text().contains("search index is up to date")
+    });
+    let before = metric(&proxy, "sealpost_search_indexed_total");
+
+    let marker = format!("lateparrot{}", token("m").to_lowercase().replace(['-', '_'], ""));
+    let message = format!("From: a@example.org\r\nTo: {user}\r\nSubject: arriving\r\n\r\nThe {marker} arrives.\r\n");
+    let uid = Imap::connect(user).append("INBOX", message.as_bytes()).expect("delivered");
+    let took = wait_for(Duration::from_secs(30), "indexing the new message", || {
+        metric(&proxy, "sealpost_search_indexed_total") > before
+    });
+    eprintln!("a new message was indexed {took:?} after it arrived");
+
+    // The search needs no indexing of its own.
+    client.command("a3", "NOOP");
+    let answer = client.command("a4", &format!("UID SEARCH BODY {marker}"));
+    assert!(!answer.contains("Sealpost is indexing"), "{answer}");
+    assert!(answer.contains(&format!("* SEARCH {uid}\r\n")), "{answer}");
+    let backlog = metric(&proxy, "sealpost_search_backlog");
+    assert_eq!(backlog, 0.0);
+}
