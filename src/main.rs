@@ -11,12 +11,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use sealpost::account::Accounts;
 use sealpost::config::{self, Config};
 use sealpost::discovery::{Discovery, Lookup};
 use sealpost::learn::Learner;
 use sealpost::message::{decrypt_message, encrypt_message, protection, sign_message, Envelope, Protection};
 use sealpost::pgp::{KeyState, Keystore, Learned, LiveKeystore, PassphraseSource, StoredKey, UnlockedKey};
 use sealpost::store::peers::PeerStore;
+use sealpost::store::SearchIndex;
 use sealpost::tls::{fetch_chain, ChainEntry, FetchTarget, LocalTls, PinRecord, PinStore};
 use sequoia_openpgp::serialize::Serialize;
 
@@ -56,6 +58,23 @@ enum Command {
     /// Inspect and manage the keys of upstream servers (certificate pinning)
     #[command(subcommand)]
     Pin(PinCommand),
+    /// Inspect and rebuild the search indexes (SEARCH over encrypted mail)
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Per account and mailbox: messages indexed, messages missing (as of
+    /// the last time the server was asked), size on disk
+    Status,
+    /// Empty an account's index (all accounts without ACCOUNT); a running
+    /// Sealpost rebuilds it from the server as clients search and in the
+    /// background
+    Rebuild {
+        /// The account's login
+        account: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -178,6 +197,7 @@ fn main() -> ExitCode {
         }
         Command::LocalCert => local_cert(&loaded.config).map(|()| ExitCode::SUCCESS),
         Command::Pin(command) => pin(&loaded.config, command).map(|()| ExitCode::SUCCESS),
+        Command::Index(command) => index(&loaded.config, command).map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,
@@ -186,6 +206,83 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `index status` and `index rebuild`.
+fn index(config: &Config, command: IndexCommand) -> Result<()> {
+    let store = Keystore::open(&config.data_dir)?;
+    let accounts = Accounts::load(config, &store, &passphrases(config))?;
+    let wanted = match &command {
+        IndexCommand::Rebuild { account: Some(login) } => {
+            if accounts.find(login).is_none_or(|a| a.imap.is_none()) {
+                bail!("no account {login} with an IMAP server in the configuration; 'sealpost check' lists the problems of the file");
+            }
+            Some(login.clone())
+        }
+        _ => None,
+    };
+    for account in accounts.iter().filter(|a| a.imap.is_some()) {
+        if wanted.as_ref().is_some_and(|w| !w.eq_ignore_ascii_case(&account.login)) {
+            continue;
+        }
+        let index = SearchIndex::open(&SearchIndex::dir_for(&config.data_dir, &account.login), &account.key)?;
+        match command {
+            IndexCommand::Status => {
+                println!(
+                    "{}: {} on disk in {}",
+                    account.login,
+                    human_size(index.size_on_disk()),
+                    index.dir().display()
+                );
+                let stats = index.stats()?;
+                if stats.is_empty() {
+                    println!("  nothing indexed yet: Sealpost indexes once a client has logged in through it");
+                }
+                for mailbox in stats {
+                    let missing = match mailbox.on_server {
+                        Some(on_server) => format!("{} missing", on_server.saturating_sub(mailbox.messages)),
+                        None => "missing unknown".into(),
+                    };
+                    let checked = mailbox
+                        .checked
+                        .map(|t| format!(" (server asked {})", utc_time(t)))
+                        .unwrap_or_default();
+                    println!(
+                        "  {}: {} indexed, {missing}{checked}",
+                        String::from_utf8_lossy(&mailbox.name),
+                        mailbox.messages
+                    );
+                }
+            }
+            IndexCommand::Rebuild { .. } => {
+                index.clear()?;
+                println!(
+                    "{}: index emptied; a running Sealpost rebuilds it from the server as clients search, and in its background pass",
+                    account.login
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// `yyyy-mm-dd hh:mm UTC` for seconds since the epoch.
+fn utc_time(seconds: i64) -> String {
+    let date = format_date(UNIX_EPOCH + std::time::Duration::from_secs(seconds.max(0) as u64));
+    format!(
+        "{date} {:02}:{:02} UTC",
+        seconds.rem_euclid(86_400) / 3600,
+        seconds.rem_euclid(3600) / 60
+    )
 }
 
 fn passphrases(config: &Config) -> PassphraseSource {

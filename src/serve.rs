@@ -90,7 +90,7 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
     let mut served = HashMap::new();
     let mut indexes = HashMap::new();
     for account in accounts.iter().filter(|a| a.imap.is_some()) {
-        let dir = config.data_dir.join("index").join(crate::store::account_dir_name(&account.login));
+        let dir = SearchIndex::dir_for(&config.data_dir, &account.login);
         indexes.insert(account.login.clone(), Arc::new(SearchIndex::open(&dir, &account.key)?));
         let dir = config.data_dir.join("cache").join(crate::store::account_dir_name(&account.login));
         caches.insert(

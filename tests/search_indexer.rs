@@ -63,4 +63,24 @@ fn new_mail_is_indexed_in_the_background() {
     assert!(answer.contains(&format!("* SEARCH {uid}\r\n")), "{answer}");
     let backlog = metric(&proxy, "sealpost_search_backlog");
     assert_eq!(backlog, 0.0);
+
+    // The administrator's view, beside the running proxy.
+    let (ok, status) = proxy.cli(&["index", "status"]);
+    assert!(ok, "{status}");
+    let inbox = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("INBOX:"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(inbox.contains(" indexed, 0 missing (server asked "), "{status}");
+    assert!(status.starts_with(&format!("{user}: ")), "{status}");
+    // A rebuild empties the index; the proxy then indexes again to answer.
+    let (ok, rebuilt) = proxy.cli(&["index", "rebuild", user]);
+    assert!(ok && rebuilt.contains("index emptied"), "{rebuilt}");
+    let (_, status) = proxy.cli(&["index", "status"]);
+    assert!(status.contains("nothing indexed yet"), "{status}");
+    let answer = client.command("a5", &format!("UID SEARCH BODY {marker}"));
+    assert!(answer.contains("Sealpost is indexing"), "{answer}");
+    assert!(answer.contains(&format!("* SEARCH {uid}\r\n")), "{answer}");
+    let (ok, unknown) = proxy.cli(&["index", "rebuild", "nobody@example.org"]);
+    assert!(!ok && unknown.contains("no account nobody@example.org"), "{unknown}");
 }

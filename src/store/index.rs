@@ -45,17 +45,20 @@ const DATABASE_LABEL: &[u8] = b"sealpost search index v1: database";
 const DATABASE_FILE: &str = "index.db";
 /// The layout's version (`PRAGMA user_version`); an index of another
 /// version is emptied and rebuilt.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = NORMAL;
     PRAGMA temp_store = MEMORY;
     PRAGMA foreign_keys = ON;
+    PRAGMA busy_timeout = 10000;
     CREATE TABLE IF NOT EXISTS mailboxes (
         id INTEGER PRIMARY KEY,
         name BLOB NOT NULL UNIQUE,
-        uidvalidity INTEGER NOT NULL
+        uidvalidity INTEGER NOT NULL,
+        on_server INTEGER,
+        checked INTEGER
     );
     CREATE TABLE IF NOT EXISTS messages (
         id INTEGER PRIMARY KEY,
@@ -84,6 +87,10 @@ pub struct MailboxStats {
     pub name: Vec<u8>,
     /// Messages indexed.
     pub messages: u64,
+    /// Messages the server held when last asked (`None`: not asked yet).
+    pub on_server: Option<u64>,
+    /// When that was (seconds since the epoch).
+    pub checked: Option<i64>,
 }
 
 /// Something went wrong inside the index database.
@@ -158,6 +165,11 @@ impl SearchIndex {
             dir: dir.to_path_buf(),
             db: Mutex::new(db),
         })
+    }
+
+    /// Where the index of the account `login` lives under `data_dir`.
+    pub fn dir_for(data_dir: &Path, login: &str) -> PathBuf {
+        data_dir.join("index").join(super::account_dir_name(login))
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -269,19 +281,25 @@ impl SearchIndex {
         tx.commit().map_err(self.error())
     }
 
-    /// Forgets the messages of `mailbox` whose UIDs are not in `existing`
-    /// (ascending): expunged at the server. The number forgotten.
+    /// Takes `existing` (ascending) as every UID `mailbox` holds at the
+    /// server now: forgets the others (expunged) and records the count
+    /// for `index status`. The number forgotten.
     pub fn retain(&self, mailbox: MailboxId, existing: &[u32]) -> Result<usize, IndexError> {
         let gone: Vec<u32> = self
             .uids(mailbox)?
             .into_iter()
             .filter(|u| existing.binary_search(u).is_err())
             .collect();
-        if gone.is_empty() {
-            return Ok(0);
-        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let mut db = self.lock();
         let tx = db.transaction().map_err(self.error())?;
+        tx.execute(
+            "UPDATE mailboxes SET on_server = ?2, checked = ?3 WHERE id = ?1",
+            params![mailbox.0, existing.len() as i64, now],
+        )
+        .map_err(self.error())?;
         for uid in &gone {
             tx.execute(
                 "DELETE FROM texts WHERE rowid = (SELECT id FROM messages WHERE mailbox = ?1 AND uid = ?2)",
@@ -378,19 +396,47 @@ impl SearchIndex {
         rows.and_then(|rows| rows.collect()).map_err(self.error())
     }
 
-    /// Every mailbox with its number of indexed messages.
+    /// Every mailbox with its number of indexed messages and what the
+    /// server held when last asked.
     pub fn stats(&self) -> Result<Vec<MailboxStats>, IndexError> {
         let db = self.lock();
         let mut statement = db
-            .prepare("SELECT b.name, count(m.id) FROM mailboxes b LEFT JOIN messages m ON m.mailbox = b.id GROUP BY b.id ORDER BY b.name")
+            .prepare(
+                "SELECT b.name, count(m.id), b.on_server, b.checked FROM mailboxes b
+                 LEFT JOIN messages m ON m.mailbox = b.id GROUP BY b.id ORDER BY b.name",
+            )
             .map_err(self.error())?;
         let rows = statement.query_map([], |r| {
             Ok(MailboxStats {
                 name: r.get(0)?,
                 messages: r.get::<_, i64>(1)? as u64,
+                on_server: r.get::<_, Option<i64>>(2)?.map(|n| n as u64),
+                checked: r.get(3)?,
             })
         });
         rows.and_then(|rows| rows.collect()).map_err(self.error())
+    }
+
+    /// Forgets everything: the index is rebuilt from the server as
+    /// clients search and by the background indexer.
+    pub fn clear(&self) -> Result<(), IndexError> {
+        self.lock()
+            .execute_batch("DELETE FROM texts; DELETE FROM messages; DELETE FROM mailboxes;")
+            .map_err(self.error())
+    }
+
+    /// Bytes the index takes on disk (database and journal).
+    pub fn size_on_disk(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(DATABASE_FILE))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 
     /// The directory.

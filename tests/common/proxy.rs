@@ -127,6 +127,23 @@ impl Proxy {
         }
     }
 
+    /// Runs `sealpost ARGS` with this proxy's configuration (as its
+    /// administrator would, beside the running proxy): success and
+    /// stdout followed by stderr.
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let config = self._config_dir.path().join("sealpost.toml");
+        let output = Command::new(env!("CARGO_BIN_EXE_sealpost"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("SEALPOST_PASSPHRASE", PASSPHRASE)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    }
+
     /// Sends SIGTERM, as systemd does to stop a service.
     pub fn sigterm(&self) {
         let _ = Command::new("kill").arg(self.child.id().to_string()).stderr(Stdio::null()).status();

@@ -395,7 +395,7 @@ impl Search<'_> {
         })
         .await?;
         let missing: Vec<u32> = universe.iter().copied().filter(|u| indexed.binary_search(u).is_err()).collect();
-        if indexed.iter().any(|u| universe.binary_search(u).is_err()) {
+        {
             let (index, universe) = (index.clone(), universe.to_vec());
             blocking(move || index.retain(mailbox_id, &universe)).await?;
         }
