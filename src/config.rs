@@ -224,6 +224,12 @@ pub struct ImapConfig {
     /// client sessions. Providers limit logins per user (Dovecot: 10).
     #[serde(default = "default_side_connections")]
     pub side_connections: usize,
+    /// Whether each account's search index is kept complete in the
+    /// background (one more login at the provider, IDLE on INBOX) once a
+    /// client has logged in. Without, messages are indexed when a search
+    /// needs them or a client fetches them.
+    #[serde(default = "default_true")]
+    pub background_indexing: bool,
 }
 
 impl Default for ImapConfig {
@@ -233,8 +239,13 @@ impl Default for ImapConfig {
             cache_size: default_cache_size(),
             append_encrypt: AppendEncrypt::default(),
             side_connections: default_side_connections(),
+            background_indexing: true,
         }
     }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_side_connections() -> usize {

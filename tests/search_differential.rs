@@ -1348,10 +1348,11 @@ fn search_matches_dovecot() {
     let fixture = fixture();
     let (mut direct, mut through) = fixture.sessions();
     let report = differential("SEARCH", "s", SEARCHES, &mut direct, &mut through);
-    // Nothing was indexed before: the first content search says so.
+    // At most the first content search indexes (the background indexer
+    // may have been quicker).
     assert!(
-        report.content == 0 || report.indexing_notes == 1,
-        "expected one '* OK Sealpost is indexing' line, saw {}",
+        report.indexing_notes <= 1,
+        "expected at most one '* OK Sealpost is indexing' line, saw {}",
         report.indexing_notes
     );
     report.check("SEARCH");

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::proxy::{token, Proxy};
+use common::proxy::{token, Proxy, Setup};
 use common::raw::Raw;
 use common::rawimap::Imap;
 use common::stack::{password, LIMITED_USER};
@@ -83,4 +83,50 @@ fn new_mail_is_indexed_in_the_background() {
     assert!(answer.contains(&format!("* SEARCH {uid}\r\n")), "{answer}");
     let (ok, unknown) = proxy.cli(&["index", "rebuild", "nobody@example.org"]);
     assert!(!ok && unknown.contains("no account nobody@example.org"), "{unknown}");
+}
+
+#[test]
+fn messages_a_client_fetches_are_indexed_without_a_second_decryption() {
+    let dave = User::new("dave@example.com");
+    let proxy = Proxy::start_with(
+        &dave,
+        Setup {
+            extra: "[imap]\nbackground_indexing = false\n",
+            ..Setup::default()
+        },
+    );
+    let mailbox = token("fetched");
+    let marker = format!("quietheron{}", token("m").to_lowercase().replace(['-', '_'], ""));
+    let mut client = Raw::connect(proxy.imap);
+    let user = "dave@example.com";
+    assert!(client.command("a1", &format!("LOGIN {user} {}", password(user))).contains("a1 OK"));
+    assert!(client.command("a2", &format!("CREATE {mailbox}")).contains("a2 OK"));
+    for (i, word) in [&marker, "other"].iter().enumerate() {
+        let message =
+            format!("From: a@example.org\r\nSubject: number {i}\r\nDate: Mon, 1 Jun 2020 1{i}:00:00 +0000\r\n\r\nThe {word} text.\r\n");
+        // The first arrived last.
+        let arrival = if i == 0 {
+            "01-Jan-2021 00:00:00 +0000"
+        } else {
+            "01-Jan-2020 00:00:00 +0000"
+        };
+        let append = format!("a3{i} APPEND {mailbox} \"{arrival}\" {{{}+}}\r\n{message}\r\n", message.len());
+        client.send(append.as_bytes());
+        assert!(client.until(&format!("a3{i}")).contains("OK"));
+    }
+    client.command("a4", &format!("SELECT {mailbox}"));
+    // No background indexer: reading the first message indexes it.
+    assert!(client.command("a5", "UID FETCH 1 (BODY.PEEK[])").contains(&marker));
+    wait_for(Duration::from_secs(30), "indexing the fetched message", || {
+        metric(&proxy, "sealpost_search_indexed_total") >= 1.0
+    });
+    assert_eq!(metric(&proxy, "sealpost_search_indexed_total"), 1.0);
+    let answer = client.command("a6", &format!("UID SEARCH BODY {marker}"));
+    // Only the message never read is indexed now.
+    assert!(answer.contains("* OK Sealpost is indexing 1 messages"), "{answer}");
+    assert!(answer.contains("* SEARCH 1\r\n"), "{answer}");
+    // Its arrival time is asked of the server when a sort needs it.
+    let answer = client.command("a7", "UID SORT (ARRIVAL) UTF-8 ALL");
+    assert!(answer.contains("* SORT 2 1\r\n"), "{answer}");
+    client.command("a8", &format!("DELETE {mailbox}"));
 }

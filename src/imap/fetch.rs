@@ -253,6 +253,7 @@ impl Rewriter {
         let learner = self.shared.learner.clone();
         let cache = self.cache.clone();
         let metrics = self.shared.metrics.clone();
+        let indexer = self.shared.indexers.get(&self.account.login).cloned();
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let outcome = crate::message::decrypt_message(&ciphertext, std::slice::from_ref(&account.key), &keystore);
@@ -263,14 +264,19 @@ impl Rewriter {
             let label = if outcome.status.is_failure() { "failed" } else { "decrypted" };
             metrics.imap_messages.with_label_values(&[label]).inc();
             metrics.imap_decrypt_seconds.observe(started.elapsed().as_secs_f64());
-            if let (Some(cache), Some((mailbox, Some(uidvalidity), uid)), false) = (cache, place, outcome.status.is_failure()) {
-                let key = EntryKey {
-                    mailbox: &mailbox,
-                    uidvalidity,
-                    uid,
-                };
-                if let Err(e) = cache.put(&key, &message) {
-                    tracing::warn!(error = %e, "cannot cache a decrypted message");
+            if let (Some((mailbox, Some(uidvalidity), uid)), false) = (place, outcome.status.is_failure()) {
+                if let Some(cache) = cache {
+                    let key = EntryKey {
+                        mailbox: &mailbox,
+                        uidvalidity,
+                        uid,
+                    };
+                    if let Err(e) = cache.put(&key, &message) {
+                        tracing::warn!(error = %e, "cannot cache a decrypted message");
+                    }
+                }
+                if let Some(indexer) = indexer {
+                    indexer.index_shown(mailbox, uidvalidity, uid, message.clone());
                 }
             }
             message

@@ -19,12 +19,12 @@
 //! and retried with growing pauses. A refused login stops the task until
 //! the next client session brings credentials that work.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::auth::Credentials;
-use super::sidefetch::{Fetched, SideConn};
+use super::sidefetch::{Fetched, SideConn, Want};
 use super::upstream::{Dialer, UpstreamError};
 use super::view::MessageView;
 use crate::account::Account;
@@ -50,7 +50,13 @@ pub struct Indexer {
     metrics: Arc<Metrics>,
     max_size: u64,
     running: AtomicBool,
+    /// Messages a client fetched being indexed now.
+    fetched_in_flight: AtomicUsize,
 }
+
+/// At most this many messages a client fetched are indexed at once per
+/// account; beyond, they are left to the background pass.
+const FETCHED_IN_FLIGHT: usize = 2;
 
 impl Indexer {
     /// An indexer for `account`'s `index`, not yet running.
@@ -70,7 +76,35 @@ impl Indexer {
             metrics,
             max_size,
             running: AtomicBool::new(false),
+            fetched_in_flight: AtomicUsize::new(0),
         })
+    }
+
+    /// Indexes `message` (as the client was shown it) as `uid` of
+    /// `mailbox` under `uidvalidity`, in the background and only if it is
+    /// not indexed yet: the decryption a client's FETCH paid for is not
+    /// paid again by the indexer. Its arrival is asked of the server when
+    /// a SORT or THREAD needs it.
+    pub fn index_shown(self: &Arc<Self>, mailbox: Vec<u8>, uidvalidity: u32, uid: u32, message: Vec<u8>) {
+        if self.fetched_in_flight.fetch_add(1, Ordering::AcqRel) >= FETCHED_IN_FLIGHT {
+            self.fetched_in_flight.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let indexer = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let index = &indexer.index;
+            let result = index.mailbox(&mailbox, uidvalidity).and_then(|id| {
+                if !index.contains(id, uid)? {
+                    index.put(id, uid, None, &MessageView::parse(&message).search_text())?;
+                    indexer.metrics.search_indexed.inc();
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "cannot index a fetched message");
+            }
+            indexer.fetched_in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Starts the indexer with `credentials` unless it is running.
@@ -173,7 +207,7 @@ impl Indexer {
         let result = async {
             for batch in missing.chunks(BATCH) {
                 let started = Instant::now();
-                let fetched = conn.fetch(mailbox, &sequence_set(batch), self.max_size).await?;
+                let fetched = conn.fetch(mailbox, &sequence_set(batch), Want::Messages, self.max_size).await?;
                 let keystore = self.keystore.snapshot();
                 let (index, account, metrics) = (self.index.clone(), self.account.clone(), self.metrics.clone());
                 blocking(move || index_fetched(&index, mailbox_id, fetched, &account, &keystore, &metrics)).await?;
@@ -224,7 +258,12 @@ pub fn index_fetched(
 ) -> Result<(), IndexError> {
     for message in fetched {
         let shown = shown_message(&message.message, account, keystore);
-        index.put(mailbox, message.uid, message.arrival, &MessageView::parse(&shown).search_text())?;
+        index.put(
+            mailbox,
+            message.uid,
+            Some(message.arrival),
+            &MessageView::parse(&shown).search_text(),
+        )?;
         metrics.search_indexed.inc();
     }
     Ok(())

@@ -75,7 +75,7 @@ pub(crate) async fn run(
     let cache = shared.caches.get(&account.login).cloned();
     let served = shared.served.get(&account.login).cloned();
     let pool = shared.side_pools.get(&account.login).expect("every IMAP account has a side pool");
-    if let Some(indexer) = shared.indexers.get(&account.login) {
+    if let Some(indexer) = shared.indexers.get(&account.login).filter(|_| shared.limits.background_indexing) {
         indexer.start(&credentials);
     }
     let fetcher = Arc::new(pool.fetcher(credentials));

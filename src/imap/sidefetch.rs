@@ -51,6 +51,15 @@ struct Idle {
     since: Instant,
 }
 
+/// What a side fetch asks for besides UID and INTERNALDATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// The whole message (`BODY.PEEK[]`).
+    Messages,
+    /// Nothing more: arrival times only.
+    Arrivals,
+}
+
 /// A message fetched on a side connection.
 pub struct Fetched {
     /// Its UID.
@@ -58,7 +67,7 @@ pub struct Fetched {
     /// Its INTERNALDATE, seconds since the epoch (0 when the server gave
     /// none that reads).
     pub arrival: i64,
-    /// The message as stored.
+    /// The message as stored (empty when only arrivals were asked for).
     pub message: Vec<u8>,
 }
 
@@ -98,11 +107,17 @@ impl SidePool {
     /// UID set), with their UIDs, on an idle connection or a new one;
     /// waits while every connection is lent out. One retry on a fresh
     /// connection when a reused one fails (servers close idle ones).
-    async fn fetch(self: &Arc<Self>, credentials: &Credentials, mailbox: &[u8], set: &str) -> Result<Vec<Fetched>, UpstreamError> {
+    async fn fetch(
+        self: &Arc<Self>,
+        credentials: &Credentials,
+        mailbox: &[u8],
+        set: &str,
+        want: Want,
+    ) -> Result<Vec<Fetched>, UpstreamError> {
         let _slot = self.slots.acquire().await.expect("the pool's semaphore is never closed");
         if let Some(mut conn) = self.take_idle() {
             self.metrics.imap_side_connections.with_label_values(&["reused"]).inc();
-            match conn.fetch(mailbox, set, self.max_size).await {
+            match conn.fetch(mailbox, set, want, self.max_size).await {
                 Ok(messages) => {
                     self.put_back(conn);
                     return Ok(messages);
@@ -112,7 +127,7 @@ impl SidePool {
         }
         let mut conn = self.open(credentials).await?;
         self.metrics.imap_side_connections.with_label_values(&["opened"]).inc();
-        let messages = conn.fetch(mailbox, set, self.max_size).await?;
+        let messages = conn.fetch(mailbox, set, want, self.max_size).await?;
         self.put_back(conn);
         Ok(messages)
     }
@@ -170,7 +185,10 @@ impl SidePool {
 impl SideFetcher {
     /// The raw message `uid` of `mailbox`.
     pub async fn fetch(&self, mailbox: &[u8], uid: u32) -> Result<Vec<u8>, UpstreamError> {
-        let messages = self.pool.fetch(&self.credentials, mailbox, &uid.to_string()).await?;
+        let messages = self
+            .pool
+            .fetch(&self.credentials, mailbox, &uid.to_string(), Want::Messages)
+            .await?;
         messages.into_iter().find(|f| f.uid == uid).map(|f| f.message).ok_or_else(|| {
             let server = self.pool.account.imap.as_ref().map(ToString::to_string).unwrap_or_default();
             UpstreamError::protocol(&server, format!("message UID {uid} is gone"))
@@ -180,7 +198,14 @@ impl SideFetcher {
     /// The raw messages of `mailbox` whose UIDs are in `set`, with their
     /// UIDs and arrival (those expunged meanwhile are missing).
     pub async fn fetch_set(&self, mailbox: &[u8], set: &str) -> Result<Vec<Fetched>, UpstreamError> {
-        self.pool.fetch(&self.credentials, mailbox, set).await
+        self.pool.fetch(&self.credentials, mailbox, set, Want::Messages).await
+    }
+
+    /// The INTERNALDATE of the messages of `mailbox` whose UIDs are in
+    /// `set`, by UID.
+    pub async fn arrivals(&self, mailbox: &[u8], set: &str) -> Result<Vec<(u32, i64)>, UpstreamError> {
+        let fetched = self.pool.fetch(&self.credentials, mailbox, set, Want::Arrivals).await?;
+        Ok(fetched.into_iter().map(|f| (f.uid, f.arrival)).collect())
     }
 }
 
@@ -332,14 +357,17 @@ impl SideConn {
 
     /// The messages of `mailbox` whose UIDs are in `set`, each at most
     /// `max_size` octets.
-    pub(crate) async fn fetch(&mut self, mailbox: &[u8], set: &str, max_size: u64) -> Result<Vec<Fetched>, UpstreamError> {
+    pub(crate) async fn fetch(&mut self, mailbox: &[u8], set: &str, want: Want, max_size: u64) -> Result<Vec<Fetched>, UpstreamError> {
         if self.examined.as_deref() != Some(mailbox) {
             self.examine(mailbox).await?;
         }
         let conn = &mut self.upstream;
         let tag = conn.next_tag();
-        conn.write(format!("{tag} UID FETCH {set} (UID INTERNALDATE BODY.PEEK[])\r\n").as_bytes())
-            .await?;
+        let items = match want {
+            Want::Messages => "UID INTERNALDATE BODY.PEEK[]",
+            Want::Arrivals => "UID INTERNALDATE",
+        };
+        conn.write(format!("{tag} UID FETCH {set} ({items})\r\n").as_bytes()).await?;
         let mut messages = Vec::new();
         // The lines of the FETCH response being read, and its message.
         let mut response: Vec<u8> = Vec::new();
@@ -361,7 +389,11 @@ impl SideConn {
             }
             response.extend_from_slice(&line);
             let Some(announced) = literal else {
-                if let (Some(uid), Some(message)) = (uid_of(&response), message.take()) {
+                let message = match want {
+                    Want::Messages => message.take(),
+                    Want::Arrivals => Some(Vec::new()),
+                };
+                if let (Some(uid), Some(message)) = (uid_of(&response), message) {
                     let arrival = internal_date(&response).unwrap_or(0);
                     messages.push(Fetched { uid, arrival, message });
                 }

@@ -45,7 +45,7 @@ const DATABASE_LABEL: &[u8] = b"sealpost search index v1: database";
 const DATABASE_FILE: &str = "index.db";
 /// The layout's version (`PRAGMA user_version`); an index of another
 /// version is emptied and rebuilt.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -66,7 +66,7 @@ const SCHEMA: &str = "
         uid INTEGER NOT NULL,
         size INTEGER NOT NULL,
         sent INTEGER NOT NULL,
-        arrival INTEGER NOT NULL,
+        arrival INTEGER,
         order_keys BLOB NOT NULL,
         UNIQUE (mailbox, uid)
     );
@@ -232,9 +232,10 @@ impl SearchIndex {
     }
 
     /// Stores (or replaces) what message `uid` of `mailbox`, which
-    /// arrived at `arrival` (its INTERNALDATE, seconds since the epoch),
-    /// offers to SEARCH, SORT and THREAD.
-    pub fn put(&self, mailbox: MailboxId, uid: u32, arrival: i64, document: &Document) -> Result<(), IndexError> {
+    /// arrived at `arrival` (its INTERNALDATE, seconds since the epoch;
+    /// `None` when not known yet, see [`Self::set_arrivals`]), offers to
+    /// SEARCH, SORT and THREAD.
+    pub fn put(&self, mailbox: MailboxId, uid: u32, arrival: Option<i64>, document: &Document) -> Result<(), IndexError> {
         let mut db = self.lock();
         let tx = db.transaction().map_err(self.error())?;
         let old: Option<i64> = tx
@@ -378,8 +379,40 @@ impl SearchIndex {
         rows.and_then(|rows| rows.collect()).map_err(self.error())
     }
 
+    /// True when message `uid` of `mailbox` is indexed.
+    pub fn contains(&self, mailbox: MailboxId, uid: u32) -> Result<bool, IndexError> {
+        self.lock()
+            .prepare_cached("SELECT 1 FROM messages WHERE mailbox = ?1 AND uid = ?2")
+            .and_then(|mut s| s.exists(params![mailbox.0, uid]))
+            .map_err(self.error())
+    }
+
+    /// The indexed messages of `mailbox` whose arrival is not known yet.
+    pub fn without_arrival(&self, mailbox: MailboxId) -> Result<Vec<u32>, IndexError> {
+        let db = self.lock();
+        let mut statement = db
+            .prepare_cached("SELECT uid FROM messages WHERE mailbox = ?1 AND arrival IS NULL ORDER BY uid")
+            .map_err(self.error())?;
+        let rows = statement.query_map([mailbox.0], |r| r.get(0));
+        rows.and_then(|rows| rows.collect()).map_err(self.error())
+    }
+
+    /// Records when messages of `mailbox` arrived: `(uid, INTERNALDATE)`.
+    pub fn set_arrivals(&self, mailbox: MailboxId, arrivals: &[(u32, i64)]) -> Result<(), IndexError> {
+        let mut db = self.lock();
+        let tx = db.transaction().map_err(self.error())?;
+        for (uid, arrival) in arrivals {
+            tx.execute(
+                "UPDATE messages SET arrival = ?3 WHERE mailbox = ?1 AND uid = ?2",
+                params![mailbox.0, uid, arrival],
+            )
+            .map_err(self.error())?;
+        }
+        tx.commit().map_err(self.error())
+    }
+
     /// The size, arrival and order keys of each indexed message of
-    /// `mailbox`, by UID (ascending).
+    /// `mailbox`, by UID (ascending); an arrival not known counts as 0.
     pub fn order_rows(&self, mailbox: MailboxId) -> Result<Vec<OrderRow>, IndexError> {
         let db = self.lock();
         let mut statement = db
@@ -389,7 +422,7 @@ impl SearchIndex {
             Ok(OrderRow {
                 uid: r.get(0)?,
                 size: r.get::<_, i64>(1)? as u64,
-                arrival: r.get(2)?,
+                arrival: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
                 keys: decode_order_keys(&r.get::<_, Vec<u8>>(3)?),
             })
         });
@@ -564,9 +597,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = SearchIndex::open(dir.path(), &key).unwrap();
         let inbox = index.mailbox(b"INBOX", 7).unwrap();
-        index.put(inbox, 1, 0, &doc("HELLO ZEBRAQUARTZ", "FIRST BODY", 100)).unwrap();
-        index.put(inbox, 2, 0, &doc("OTHER", "SECOND ZEBRAQUARTZ BODY", 300)).unwrap();
-        index.put(inbox, 3, 0, &doc("X", "AB", 50)).unwrap();
+        index.put(inbox, 1, None, &doc("HELLO ZEBRAQUARTZ", "FIRST BODY", 100)).unwrap();
+        index.put(inbox, 2, Some(0), &doc("OTHER", "SECOND ZEBRAQUARTZ BODY", 300)).unwrap();
+        index.put(inbox, 3, Some(0), &doc("X", "AB", 50)).unwrap();
         let m = |c: Criterion| index.matching(inbox, &c).unwrap();
         assert_eq!(m(Criterion::Field(Field::Subject, "BRAQ".into())), [1]);
         assert_eq!(m(Criterion::Body("ZEBRAQUARTZ".into())), [2]);
@@ -585,7 +618,7 @@ mod tests {
         // A new UIDVALIDITY starts the mailbox afresh.
         let inbox = index.mailbox(b"INBOX", 8).unwrap();
         assert_eq!(index.uids(inbox).unwrap(), Vec::<u32>::new());
-        index.put(inbox, 1, 0, &doc("HELLO ZEBRAQUARTZ", "FIRST BODY", 100)).unwrap();
+        index.put(inbox, 1, None, &doc("HELLO ZEBRAQUARTZ", "FIRST BODY", 100)).unwrap();
         drop(index);
         for entry in std::fs::read_dir(dir.path()).unwrap() {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();

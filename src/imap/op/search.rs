@@ -146,9 +146,9 @@ impl Search<'_> {
                 .await?;
             let (ordered, name) = match &request {
                 Request::Search => (selection.result.clone(), "SEARCH"),
-                Request::Sort(criteria) => (self.sorted(&selection, criteria).await?, "SORT"),
+                Request::Sort(criteria) => (self.sorted(&selection, criteria, &selected.mailbox).await?, "SORT"),
                 Request::Thread(algorithm) => {
-                    let rows = self.order_rows(&selection).await?;
+                    let rows = self.order_rows(&selection, &selected.mailbox).await?;
                     let refs: Vec<&OrderRow> = rows.iter().collect();
                     let universe = &selection.universe;
                     let id = |uid: u32| match head.uid {
@@ -224,15 +224,27 @@ impl Search<'_> {
     }
 
     /// The selected UIDs in the order SORT `criteria` give.
-    async fn sorted(&self, selection: &Selection, criteria: &[SortCriterion]) -> Result<Vec<u32>, Failure> {
-        let rows = self.order_rows(selection).await?;
+    async fn sorted(&self, selection: &Selection, criteria: &[SortCriterion], mailbox: &[u8]) -> Result<Vec<u32>, Failure> {
+        let rows = self.order_rows(selection, mailbox).await?;
         let refs: Vec<&OrderRow> = rows.iter().collect();
         Ok(order::sort(&refs, criteria))
     }
 
-    /// The order rows of the selected messages, ascending by UID.
-    async fn order_rows(&self, selection: &Selection) -> Result<Vec<OrderRow>, Failure> {
+    /// The order rows of the selected messages, ascending by UID; the
+    /// arrival of messages indexed when a client fetched them is asked
+    /// of the server first.
+    async fn order_rows(&self, selection: &Selection, mailbox_name: &[u8]) -> Result<Vec<OrderRow>, Failure> {
         let (index, mailbox) = (selection.index.clone(), selection.mailbox);
+        let unknown = blocking(move || index.without_arrival(mailbox)).await?;
+        if !unknown.is_empty() {
+            let arrivals = self.fetcher.arrivals(mailbox_name, &sequence_set(&unknown)).await.map_err(|e| {
+                tracing::warn!(error = %e, "cannot fetch arrival times");
+                Failure::No("[UNAVAILABLE] Sealpost could not ask the server when messages arrived; try again".into())
+            })?;
+            let index = selection.index.clone();
+            blocking(move || index.set_arrivals(mailbox, &arrivals)).await?;
+        }
+        let index = selection.index.clone();
         let rows = blocking(move || index.order_rows(mailbox)).await?;
         Ok(rows
             .into_iter()
