@@ -3,7 +3,7 @@
 # missing. Run as root (or with sudo available). Safe to run repeatedly.
 set -euo pipefail
 
-packages=(libclang-dev clang libssl-dev pkg-config gnupg ca-certificates python3)
+packages=(libclang-dev clang libssl-dev pkg-config gnupg ca-certificates python3 systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
