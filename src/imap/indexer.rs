@@ -192,10 +192,7 @@ impl Indexer {
         let name = mailbox.to_vec();
         let (mailbox_id, missing) = blocking(move || {
             let id = index.mailbox(&name, uidvalidity)?;
-            index.retain(id, &on_server)?;
-            let indexed = index.uids(id)?;
-            let missing: Vec<u32> = on_server.into_iter().filter(|u| indexed.binary_search(u).is_err()).collect();
-            Ok((id, missing))
+            Ok((id, index.sync(id, &on_server)?))
         })
         .await?;
         if missing.is_empty() {

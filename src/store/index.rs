@@ -282,15 +282,13 @@ impl SearchIndex {
         tx.commit().map_err(self.error())
     }
 
-    /// Takes `existing` (ascending) as every UID `mailbox` holds at the
-    /// server now: forgets the others (expunged) and records the count
-    /// for `index status`. The number forgotten.
-    pub fn retain(&self, mailbox: MailboxId, existing: &[u32]) -> Result<usize, IndexError> {
-        let gone: Vec<u32> = self
-            .uids(mailbox)?
-            .into_iter()
-            .filter(|u| existing.binary_search(u).is_err())
-            .collect();
+    /// Takes `on_server` (ascending) as every UID `mailbox` holds at the
+    /// server now: forgets the messages not in it (expunged), records
+    /// the count for `index status`, and returns the UIDs not indexed yet.
+    pub fn sync(&self, mailbox: MailboxId, on_server: &[u32]) -> Result<Vec<u32>, IndexError> {
+        let indexed = self.uids(mailbox)?;
+        let gone: Vec<u32> = indexed.iter().copied().filter(|u| on_server.binary_search(u).is_err()).collect();
+        let missing = on_server.iter().copied().filter(|u| indexed.binary_search(u).is_err()).collect();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -298,7 +296,7 @@ impl SearchIndex {
         let tx = db.transaction().map_err(self.error())?;
         tx.execute(
             "UPDATE mailboxes SET on_server = ?2, checked = ?3 WHERE id = ?1",
-            params![mailbox.0, existing.len() as i64, now],
+            params![mailbox.0, on_server.len() as i64, now],
         )
         .map_err(self.error())?;
         for uid in &gone {
@@ -311,7 +309,7 @@ impl SearchIndex {
                 .map_err(self.error())?;
         }
         tx.commit().map_err(self.error())?;
-        Ok(gone.len())
+        Ok(missing)
     }
 
     /// The UIDs of `mailbox`'s indexed messages that `criterion` selects,
@@ -613,7 +611,7 @@ mod tests {
         assert_eq!(m(Criterion::Field(Field::Subject, "".into())), [1, 2, 3]);
         assert_eq!(m(Criterion::Larger(100)), [2]);
         assert_eq!(m(Criterion::Smaller(100)), [3]);
-        assert_eq!(index.retain(inbox, &[2, 3]).unwrap(), 1);
+        assert_eq!(index.sync(inbox, &[2, 3, 4]).unwrap(), [4]);
         assert_eq!(index.uids(inbox).unwrap(), [2, 3]);
         // A new UIDVALIDITY starts the mailbox afresh.
         let inbox = index.mailbox(b"INBOX", 8).unwrap();

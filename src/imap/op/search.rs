@@ -401,16 +401,11 @@ impl Search<'_> {
         mailbox: &[u8],
         universe: &[u32],
     ) -> Result<(), Failure> {
-        let indexed = blocking({
-            let index = index.clone();
-            move || index.uids(mailbox_id)
+        let missing = blocking({
+            let (index, universe) = (index.clone(), universe.to_vec());
+            move || index.sync(mailbox_id, &universe)
         })
         .await?;
-        let missing: Vec<u32> = universe.iter().copied().filter(|u| indexed.binary_search(u).is_err()).collect();
-        {
-            let (index, universe) = (index.clone(), universe.to_vec());
-            blocking(move || index.retain(mailbox_id, &universe)).await?;
-        }
         if missing.is_empty() {
             return Ok(());
         }
