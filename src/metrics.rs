@@ -57,6 +57,9 @@ pub struct Metrics {
     pub searches: IntCounter,
     /// Messages the background indexers know of and have not indexed yet.
     pub search_backlog: IntGauge,
+    /// TLS handshakes with the providers' servers, by kind (`full`, or
+    /// `resumed` from an earlier session under the same pins).
+    pub upstream_tls_handshakes: IntCounterVec,
 }
 
 impl Metrics {
@@ -145,6 +148,14 @@ impl Metrics {
             "Messages the background indexers found on the servers and have not indexed yet",
         )
         .expect("valid metric");
+        let upstream_tls_handshakes = IntCounterVec::new(
+            Opts::new(
+                "sealpost_upstream_tls_handshakes_total",
+                "TLS handshakes with the providers' servers: full, or resumed from an earlier session verified under the same pins",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
         let sessions_active = IntGaugeVec::new(
             Opts::new("sealpost_sessions_active", "Client sessions open now, by protocol"),
             &["protocol"],
@@ -168,6 +179,7 @@ impl Metrics {
             Box::new(search_indexed.clone()),
             Box::new(searches.clone()),
             Box::new(search_backlog.clone()),
+            Box::new(upstream_tls_handshakes.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -190,6 +202,7 @@ impl Metrics {
             search_indexed,
             searches,
             search_backlog,
+            upstream_tls_handshakes,
         }
     }
 

@@ -133,6 +133,9 @@ pub fn run(config: &Config, passphrases: &PassphraseSource, bound_addresses: Opt
         let smtp_listeners = listeners(smtp_sockets, "SMTP", config.listen.max_connections)?;
         let imap_listeners = listeners(imap_sockets, "IMAP", config.listen.max_connections)?;
         let metrics = Arc::new(Metrics::new());
+        for account in accounts.iter() {
+            account.connector.count_handshakes(metrics.upstream_tls_handshakes.clone());
+        }
         let (trigger, shutdown) = crate::shutdown::channel();
         if let Some(socket) = metrics_socket {
             let addr = socket.local_addr().map_err(ServeError::Runtime)?;

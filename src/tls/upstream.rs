@@ -3,8 +3,11 @@
 //! name checked), pins, both, or trust on first use recorded in
 //! `pins.toml`.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use prometheus::IntCounterVec;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
@@ -29,11 +32,23 @@ pub struct Trust {
 }
 
 /// Makes verified TLS connections for one account.
+///
+/// TLS sessions are resumed (TLS 1.3 tickets, TLS 1.2 session ids) from
+/// a cache kept per server *and* per verification requirement (trust
+/// mode, pins, CA checking): a resumed handshake skips certificate
+/// verification, so it may only resume a session whose full handshake
+/// passed exactly the checks in force now. When the pins change (a
+/// `pin accept`, a new configuration), the old sessions are not used.
 #[derive(Clone)]
 pub struct Connector {
     trust: Trust,
     ca: Arc<WebPkiServerVerifier>,
+    sessions: Arc<Mutex<HashMap<String, Arc<dyn rustls::client::ClientSessionStore>>>>,
+    handshakes: Arc<OnceLock<IntCounterVec>>,
 }
+
+/// TLS sessions remembered per server and requirement.
+const SESSIONS_PER_KEY: usize = 8;
 
 impl Connector {
     /// Trusts the system roots and, if given, every certificate in
@@ -62,7 +77,30 @@ impl Connector {
         let ca = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(|e| TlsError::Config(e.to_string()))?;
-        Ok(Connector { trust, ca })
+        Ok(Connector {
+            trust,
+            ca,
+            sessions: Arc::default(),
+            handshakes: Arc::default(),
+        })
+    }
+
+    /// Counts handshakes in `counter`, by kind (`full`, `resumed`).
+    pub fn count_handshakes(&self, counter: IntCounterVec) {
+        let _ = self.handshakes.set(counter);
+    }
+
+    /// The session cache for `server` verified with `required` pins
+    /// (and the CA when `check_ca`).
+    fn session_store(&self, server: &str, required: &[Pin], check_ca: bool) -> Arc<dyn rustls::client::ClientSessionStore> {
+        let pins: Vec<String> = required.iter().map(Pin::to_string).collect();
+        let key = format!("{server} {:?} ca={check_ca} {}", self.trust.mode, pins.join(","));
+        self.sessions
+            .lock()
+            .expect("session lock")
+            .entry(key)
+            .or_insert_with(|| Arc::new(rustls::client::ClientSessionMemoryCache::new(SESSIONS_PER_KEY)))
+            .clone()
     }
 
     /// Runs the TLS handshake on `tcp` for `host:port`. Under TOFU, the
@@ -81,6 +119,12 @@ impl Connector {
             (TrustMode::Tofu, Some(record)) => (vec![record.required().map_err(TlsError::Certificate)?], false),
             (TrustMode::Tofu, None) => (Vec::new(), true),
         };
+        // A first contact must see the certificate to record it.
+        let first_contact = self.trust.mode == TrustMode::Tofu && recorded.is_none();
+        let resumption = match first_contact {
+            true => rustls::client::Resumption::disabled(),
+            false => rustls::client::Resumption::store(self.session_store(&server, &required, check_ca)),
+        };
         let verifier = Arc::new(PinningVerifier::new(
             server.clone(),
             self.trust.mode,
@@ -88,12 +132,17 @@ impl Connector {
             check_ca.then(|| self.ca.clone()),
             provider().signature_verification_algorithms,
         ));
-        let config = PinningVerifier::client_config(&verifier)?;
+        let mut config = PinningVerifier::client_config(&verifier)?;
+        config.resumption = resumption;
         let tls = TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
             .map_err(|e| handshake_error(&server, &e))?;
-        if self.trust.mode == TrustMode::Tofu && recorded.is_none() {
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        if let Some(counter) = self.handshakes.get() {
+            counter.with_label_values(&[if resumed { "resumed" } else { "full" }]).inc();
+        }
+        if first_contact {
             let presented = verifier.presented().expect("an accepted certificate was presented");
             let record = PinRecord {
                 pin: presented.leaf.to_string(),
