@@ -364,6 +364,10 @@ fn internal_answer(state: &SyncMutex<State>, line: &[u8]) -> bool {
     if s.internal.is_empty() {
         return false;
     }
+    if super::response::is_expunge(line) {
+        s.withheld_expunges.push(line.to_vec());
+        return true;
+    }
     if let Some(tag) = super::response::esearch_tag(line) {
         if let Some(internal) = s.internal.get_mut(tag.as_slice()) {
             internal.lines.push(line.to_vec());

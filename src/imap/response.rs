@@ -20,6 +20,13 @@ pub(super) fn uidvalidity(line: &[u8]) -> Option<u32> {
     std::str::from_utf8(&rest[..end]).ok()?.trim().parse().ok()
 }
 
+/// `* <n> EXPUNGE`
+pub(super) fn is_expunge(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"* ") else { return false };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    digits > 0 && rest[digits..].len() >= 8 && rest[digits..digits + 8].eq_ignore_ascii_case(b" EXPUNGE")
+}
+
 /// The tag of a `* ESEARCH (TAG "tag") ...` line.
 pub(super) fn esearch_tag(line: &[u8]) -> Option<Vec<u8>> {
     let prefix = b"* ESEARCH (TAG ";

@@ -358,16 +358,23 @@ impl SideConn {
     /// The messages of `mailbox` whose UIDs are in `set`, each at most
     /// `max_size` octets.
     pub(crate) async fn fetch(&mut self, mailbox: &[u8], set: &str, want: Want, max_size: u64) -> Result<Vec<Fetched>, UpstreamError> {
-        if self.examined.as_deref() != Some(mailbox) {
+        // A connection that has the mailbox open already last looked at it
+        // a while ago: a NOOP, sent with the FETCH in one write, makes the
+        // server see messages that arrived since (Dovecot does not for a
+        // bare UID FETCH, and answers for unknown UIDs with nothing).
+        let sync = if self.examined.as_deref() == Some(mailbox) {
+            format!("{} NOOP\r\n", self.upstream.next_tag())
+        } else {
             self.examine(mailbox).await?;
-        }
+            String::new()
+        };
         let conn = &mut self.upstream;
         let tag = conn.next_tag();
         let items = match want {
             Want::Messages => "UID INTERNALDATE BODY.PEEK[]",
             Want::Arrivals => "UID INTERNALDATE",
         };
-        conn.write(format!("{tag} UID FETCH {set} ({items})\r\n").as_bytes()).await?;
+        conn.write(format!("{sync}{tag} UID FETCH {set} ({items})\r\n").as_bytes()).await?;
         let mut messages = Vec::new();
         // The lines of the FETCH response being read, and its message.
         let mut response: Vec<u8> = Vec::new();

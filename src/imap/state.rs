@@ -125,6 +125,10 @@ pub struct State {
     pub(crate) internal: HashMap<Vec<u8>, Internal>,
     /// Internal commands sent so far (their tags count up).
     pub(crate) internal_count: u64,
+    /// `* n EXPUNGE` lines that arrived while internal commands were
+    /// pending: the client hears them after the answer that was being
+    /// computed, which numbers messages as the client knew them.
+    pub(crate) withheld_expunges: Vec<Vec<u8>>,
 }
 
 /// A command the proxy sent for itself, until its tagged answer.

@@ -144,27 +144,37 @@ impl Search<'_> {
             let selection = self
                 .select(upstream, &program, &selected.mailbox, selected.uidvalidity.unwrap_or(0))
                 .await?;
-            let (ordered, name) = match &request {
-                Request::Search => (selection.result.clone(), "SEARCH"),
-                Request::Sort(criteria) => (self.sorted(&selection, criteria, &selected.mailbox).await?, "SORT"),
+            // Expunges the server announced meanwhile reach the client
+            // after the answer, which numbers messages as the client
+            // still sees them.
+            let expunges = std::mem::take(&mut self.state.lock().expect("state lock").withheld_expunges);
+            let numbering = Numbering {
+                uid: head.uid,
+                universe: &selection.universe,
+                expunged: expunges.iter().filter_map(|line| expunged_number(line)).collect(),
+            };
+            let (untagged, done) = match &request {
+                Request::Search => {
+                    let untagged = self.respond(upstream, head, "SEARCH", program.returns.as_deref(), &selection.result, &numbering);
+                    (untagged.await?, "Search")
+                }
+                Request::Sort(criteria) => {
+                    let ordered = self.sorted(&selection, criteria, &selected.mailbox).await?;
+                    let untagged = self.respond(upstream, head, "SORT", program.returns.as_deref(), &ordered, &numbering);
+                    (untagged.await?, "Sort")
+                }
                 Request::Thread(algorithm) => {
                     let rows = self.order_rows(&selection, &selected.mailbox).await?;
                     let refs: Vec<&OrderRow> = rows.iter().collect();
-                    let universe = &selection.universe;
-                    let id = |uid: u32| match head.uid {
-                        true => uid,
-                        false => universe.binary_search(&uid).map_or(0, |i| i as u32 + 1),
-                    };
-                    let threads = thread::thread(&refs, *algorithm, id);
-                    let answer = format!(
-                        "* THREAD {threads}\r\n{} OK Thread completed (by Sealpost, over the decrypted messages)\r\n",
-                        show(tag)
-                    );
-                    return Ok(answer.into_bytes());
+                    let threads = thread::thread(&refs, *algorithm, |uid| numbering.id(uid).unwrap_or(0));
+                    (format!("* THREAD {threads}\r\n").into_bytes(), "Thread")
                 }
             };
-            self.respond(upstream, head, name, program.returns.as_deref(), &ordered, &selection.universe)
-                .await
+            let mut answer = untagged;
+            expunges.iter().for_each(|line| answer.extend_from_slice(line));
+            answer
+                .extend_from_slice(format!("{} OK {done} completed (by Sealpost, over the decrypted messages)\r\n", show(tag)).as_bytes());
+            Ok(answer)
         };
         match answer.await {
             Ok(answer) => send(self.client, &answer).await?,
@@ -252,9 +262,9 @@ impl Search<'_> {
             .collect())
     }
 
-    /// The whole answer to SEARCH or SORT (`name`): `ordered` (UIDs in
-    /// answer order) as sequence numbers or UIDs, in the standard form or
-    /// as ESEARCH when `returns` asks.
+    /// The untagged answer to SEARCH or SORT (`name`): `ordered` (UIDs in
+    /// answer order) numbered as `numbering` says, in the standard form
+    /// or as ESEARCH when `returns` asks.
     async fn respond(
         &self,
         upstream: &mut UpstreamWriter,
@@ -262,16 +272,9 @@ impl Search<'_> {
         name: &str,
         returns: Option<&[Return]>,
         ordered: &[u32],
-        universe: &[u32],
+        numbering: &Numbering<'_>,
     ) -> Result<Vec<u8>, Failure> {
-        let ids: Vec<u32> = if head.uid {
-            ordered.to_vec()
-        } else {
-            ordered
-                .iter()
-                .filter_map(|u| universe.binary_search(u).ok().map(|i| i as u32 + 1))
-                .collect()
-        };
+        let ids: Vec<u32> = ordered.iter().filter_map(|&u| numbering.id(u)).collect();
         let mut out = Vec::new();
         match returns {
             None => {
@@ -322,14 +325,6 @@ impl Search<'_> {
                 }
             }
         }
-        let done = if name == "SEARCH" { "Search" } else { "Sort" };
-        out.extend_from_slice(
-            format!(
-                "{} OK {done} completed (by Sealpost, over the decrypted messages)\r\n",
-                show(head.tag)
-            )
-            .as_bytes(),
-        );
         Ok(out)
     }
 
@@ -439,6 +434,43 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, crate::sto
     }
 }
 
+/// How the answer names messages: by UID, or by the sequence number the
+/// client knows them by (their place among the mailbox's UIDs, before
+/// the expunges the client has not heard of yet).
+struct Numbering<'u> {
+    uid: bool,
+    /// Every UID of the mailbox now, ascending.
+    universe: &'u [u32],
+    /// Sequence numbers of the `* n EXPUNGE` lines withheld, in order.
+    expunged: Vec<u32>,
+}
+
+impl Numbering<'_> {
+    fn id(&self, uid: u32) -> Option<u32> {
+        if self.uid {
+            return Some(uid);
+        }
+        let mut seq = self.universe.binary_search(&uid).ok()? as u32 + 1;
+        // Undo the expunges, last first: each moved later messages down.
+        for &gone in self.expunged.iter().rev() {
+            if seq >= gone {
+                seq += 1;
+            }
+        }
+        Some(seq)
+    }
+}
+
+/// `n` of a `* n EXPUNGE` line.
+fn expunged_number(line: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(line).ok()?;
+    let mut words = text.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some("*"), Some(n), Some(word)) if word.eq_ignore_ascii_case("EXPUNGE") => n.parse().ok(),
+        _ => None,
+    }
+}
+
 /// A program with each server-only part replaced by its index in
 /// `parts`, where it is appended.
 #[derive(Debug)]
@@ -543,6 +575,21 @@ fn quoted(tag: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_numbers_before_withheld_expunges() {
+        // The client sees 1..=6; messages 3 and then (the new) 4 went.
+        let universe = [10, 20, 40, 60];
+        let numbering = Numbering {
+            uid: false,
+            universe: &universe,
+            expunged: vec![3, 4],
+        };
+        let seqs: Vec<Option<u32>> = [10, 20, 40, 60, 99].iter().map(|&u| numbering.id(u)).collect();
+        assert_eq!(seqs, [Some(1), Some(2), Some(4), Some(6), None]);
+        assert_eq!(expunged_number(b"* 7 EXPUNGE\r\n"), Some(7));
+        assert_eq!(expunged_number(b"* 7 EXISTS\r\n"), None);
+    }
 
     #[test]
     fn sets_and_boolean_structure() {
