@@ -163,6 +163,14 @@ impl Imap {
         }
     }
 
+    /// Writes `bytes` as they are (a command under a tag of the caller's
+    /// own, such as `i1 IDLE`, or `DONE`); read the answers with
+    /// [`Imap::read_response`] and [`Imap::finish`].
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).unwrap();
+        self.reader.get_mut().flush().unwrap();
+    }
+
     /// APPENDs a message; its UID, or the server's refusal.
     pub fn append(&mut self, mailbox: &str, message: &[u8]) -> Result<u32, String> {
         self.tag += 1;
