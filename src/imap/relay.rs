@@ -17,11 +17,11 @@ use super::fetch::Rewriter;
 use super::framer::{self, FrameError};
 use super::op::{self, append, Command, Next, MAX_COMMAND_LINE};
 use super::response::{is_fetch_response, list_entry, tagged, uidvalidity};
-use super::state::Shared;
 use super::state::{
     await_continuation, send, ClientReader, ClientWriter, Continuation, Requests, SessionError, State, UpstreamReader, UpstreamWriter,
     SHUTDOWN_BYE,
 };
+use super::state::{InternalAnswer, Shared};
 use super::upstream::MAX_LINE;
 use super::wire::{Continuations, Limits, Wire};
 use crate::account::Account;
@@ -369,15 +369,22 @@ fn internal_answer(state: &SyncMutex<State>, line: &[u8]) -> bool {
         return true;
     }
     if let Some(tag) = super::response::esearch_tag(line) {
+        let withheld = s.withheld_expunges.len();
         if let Some(internal) = s.internal.get_mut(tag.as_slice()) {
             internal.lines.push(line.to_vec());
+            internal.expunges_at_answer.get_or_insert(withheld);
             return true;
         }
         return false;
     }
     if let Some((tag, ok)) = tagged(line) {
         if let Some(internal) = s.internal.remove(tag) {
-            let _ = internal.done.send((internal.lines, ok));
+            let expunges_before = internal.expunges_at_answer.unwrap_or(s.withheld_expunges.len());
+            let _ = internal.done.send(InternalAnswer {
+                lines: internal.lines,
+                ok,
+                expunges_before,
+            });
             return true;
         }
     }

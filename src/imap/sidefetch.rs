@@ -358,23 +358,34 @@ impl SideConn {
     /// The messages of `mailbox` whose UIDs are in `set`, each at most
     /// `max_size` octets.
     pub(crate) async fn fetch(&mut self, mailbox: &[u8], set: &str, want: Want, max_size: u64) -> Result<Vec<Fetched>, UpstreamError> {
-        // A connection that has the mailbox open already last looked at it
-        // a while ago: a NOOP, sent with the FETCH in one write, makes the
-        // server see messages that arrived since (Dovecot does not for a
-        // bare UID FETCH, and answers for unknown UIDs with nothing).
-        let sync = if self.examined.as_deref() == Some(mailbox) {
-            format!("{} NOOP\r\n", self.upstream.next_tag())
-        } else {
+        let reused = self.examined.as_deref() == Some(mailbox);
+        if !reused {
             self.examine(mailbox).await?;
-            String::new()
-        };
+        }
+        let fetched = self.fetch_examined(set, want, max_size).await?;
+        // A connection that had the mailbox open already may not know of
+        // messages that arrived since: Dovecot answers a UID FETCH of
+        // those with nothing (it looks for new mail only after the
+        // command, and even a NOOP sent in the same write comes too
+        // late). When some are missing, a NOOP, then once more.
+        if reused && fetched.len() < set_len(set) {
+            let answer = self.upstream.command(b"NOOP").await?;
+            if answer.is_ok() {
+                return self.fetch_examined(set, want, max_size).await;
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// `fetch` on the mailbox examined.
+    async fn fetch_examined(&mut self, set: &str, want: Want, max_size: u64) -> Result<Vec<Fetched>, UpstreamError> {
         let conn = &mut self.upstream;
         let tag = conn.next_tag();
         let items = match want {
             Want::Messages => "UID INTERNALDATE BODY.PEEK[]",
             Want::Arrivals => "UID INTERNALDATE",
         };
-        conn.write(format!("{sync}{tag} UID FETCH {set} ({items})\r\n").as_bytes()).await?;
+        conn.write(format!("{tag} UID FETCH {set} ({items})\r\n").as_bytes()).await?;
         let mut messages = Vec::new();
         // The lines of the FETCH response being read, and its message.
         let mut response: Vec<u8> = Vec::new();
@@ -429,6 +440,20 @@ impl SideConn {
     }
 }
 
+/// How many numbers an IMAP number set such as `1:3,7` names (`*` is
+/// taken as one).
+fn set_len(set: &str) -> usize {
+    set.split(',')
+        .map(|range| {
+            let mut ends = range.splitn(2, ':').map(|n| n.parse::<u64>().ok());
+            match (ends.next().flatten(), ends.next()) {
+                (Some(a), Some(Some(b))) => (a.max(b) - a.min(b) + 1) as usize,
+                _ => 1,
+            }
+        })
+        .sum()
+}
+
 /// The UID a FETCH response names (`UID n` anywhere in its lines).
 fn uid_of(response: &[u8]) -> Option<u32> {
     let upper = response.to_ascii_uppercase();
@@ -462,6 +487,12 @@ fn internal_date(response: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_lengths() {
+        assert_eq!(set_len("7"), 1);
+        assert_eq!(set_len("1:3,7,10:9"), 6);
+    }
 
     #[test]
     fn fetch_responses_name_uid_and_arrival() {

@@ -135,13 +135,23 @@ pub struct State {
 pub(crate) struct Internal {
     /// Its `* ESEARCH (TAG "...")` lines.
     pub(crate) lines: Vec<Vec<u8>>,
+    /// How many expunges had been withheld when its first ESEARCH line
+    /// came: the server's answer saw the mailbox after those only.
+    pub(crate) expunges_at_answer: Option<usize>,
     /// Gets those lines and whether the answer was OK.
     pub(crate) done: oneshot::Sender<InternalAnswer>,
 }
 
-/// What the server answered to a command the proxy sent for itself: its
-/// ESEARCH lines, and whether it said OK.
-pub(crate) type InternalAnswer = (Vec<Vec<u8>>, bool);
+/// What the server answered to a command the proxy sent for itself.
+pub(crate) struct InternalAnswer {
+    /// Its ESEARCH lines.
+    pub(crate) lines: Vec<Vec<u8>>,
+    /// It said OK.
+    pub(crate) ok: bool,
+    /// How many expunges had been withheld when its answer came (the
+    /// answer saw the mailbox after those; later ones after it).
+    pub(crate) expunges_before: usize,
+}
 
 /// A command waiting for the server's `+`.
 pub(crate) struct Continuation {

@@ -86,8 +86,11 @@ enum Request {
 
 /// The messages a program selects.
 struct Selection {
-    /// Every UID of the mailbox, ascending (sequence number = position + 1).
+    /// Every UID of the mailbox, ascending, as the server answered.
     universe: Vec<u32>,
+    /// Of the expunges withheld from the client, how many the server
+    /// announced before that answer (the later ones are in `universe`).
+    expunges_before: usize,
     /// The UIDs selected, ascending.
     result: Vec<u32>,
     /// The index holding them.
@@ -148,10 +151,17 @@ impl Search<'_> {
             // after the answer, which numbers messages as the client
             // still sees them.
             let expunges = std::mem::take(&mut self.state.lock().expect("state lock").withheld_expunges);
+            let numbers: Vec<u32> = expunges.iter().filter_map(|line| expunged_number(line)).collect();
+            let (before, after) = numbers.split_at(selection.expunges_before.min(numbers.len()));
+            // Messages expunged after the server listed the mailbox are in
+            // the list, and still in the client's view, but match nothing.
+            let gone = expunged_uids(&selection.universe, after);
+            let mut selection = selection;
+            selection.result.retain(|u| gone.binary_search(u).is_err());
             let numbering = Numbering {
                 uid: head.uid,
                 universe: &selection.universe,
-                expunged: expunges.iter().filter_map(|line| expunged_number(line)).collect(),
+                expunged: before.to_vec(),
             };
             let (untagged, done) = match &request {
                 Request::Search => {
@@ -195,7 +205,7 @@ impl Search<'_> {
         // The server-only parts, each asked once, after the mailbox's UIDs.
         let mut server_parts: Vec<Vec<u8>> = vec![b"ALL".to_vec()];
         let tree = plan(&Key::And(program.keys.clone()), &mut server_parts);
-        let mut sets = self.ask_server(upstream, &server_parts).await?;
+        let (mut sets, expunges_before) = self.ask_server(upstream, &server_parts).await?;
         let universe = std::mem::take(&mut sets[0]);
         sets[0] = universe.clone();
 
@@ -227,6 +237,7 @@ impl Search<'_> {
         let result = evaluate(&tree, &universe, &sets, &local_sets, &mut 0);
         Ok(Selection {
             universe,
+            expunges_before,
             result,
             index,
             mailbox: mailbox_id,
@@ -329,8 +340,9 @@ impl Search<'_> {
     }
 
     /// Sends `UID SEARCH RETURN (ALL) part` for each part, pipelined, and
-    /// reads the UID sets.
-    async fn ask_server(&self, upstream: &mut UpstreamWriter, parts: &[Vec<u8>]) -> Result<Vec<Vec<u32>>, Failure> {
+    /// reads the UID sets, with how many expunges came before the first
+    /// answer.
+    async fn ask_server(&self, upstream: &mut UpstreamWriter, parts: &[Vec<u8>]) -> Result<(Vec<Vec<u32>>, usize), Failure> {
         let mut waiting = Vec::new();
         let mut commands = Vec::new();
         for part in parts {
@@ -343,10 +355,16 @@ impl Search<'_> {
         upstream.write_all(&commands).await?;
         upstream.flush().await?;
         let mut sets = Vec::new();
+        let mut expunges_before = None;
         for done in waiting {
-            let (lines, ok) = done
+            let InternalAnswer {
+                lines,
+                ok,
+                expunges_before: before,
+            } = done
                 .await
                 .map_err(|_| Failure::Session(SessionError::Io(std::io::ErrorKind::BrokenPipe.into())))?;
+            expunges_before.get_or_insert(before);
             if !ok {
                 return Err(Failure::No(
                     "[CANNOT] Sealpost: the server refused a search it needs (it must support ESEARCH, RFC 4731)".into(),
@@ -354,7 +372,7 @@ impl Search<'_> {
             }
             sets.push(lines.iter().flat_map(|l| esearch_all(l)).collect());
         }
-        Ok(sets)
+        Ok((sets, expunges_before.unwrap_or(0)))
     }
 
     /// Has the server save `uids` as the session's `$`.
@@ -370,8 +388,8 @@ impl Search<'_> {
             .await?;
         upstream.flush().await?;
         match done.await {
-            Ok((_, true)) => Ok(()),
-            Ok((_, false)) => Err(Failure::No(
+            Ok(InternalAnswer { ok: true, .. }) => Ok(()),
+            Ok(InternalAnswer { ok: false, .. }) => Err(Failure::No(
                 "[CANNOT] Sealpost: the server refused to save the search result".into(),
             )),
             Err(_) => Err(Failure::Session(SessionError::Io(std::io::ErrorKind::BrokenPipe.into()))),
@@ -383,7 +401,14 @@ impl Search<'_> {
         s.internal_count += 1;
         let tag = format!("sealpost-s{}", s.internal_count);
         let (done, rx) = oneshot::channel();
-        s.internal.insert(tag.clone().into_bytes(), Internal { lines: Vec::new(), done });
+        s.internal.insert(
+            tag.clone().into_bytes(),
+            Internal {
+                lines: Vec::new(),
+                expunges_at_answer: None,
+                done,
+            },
+        );
         (tag, rx)
     }
 
@@ -459,6 +484,18 @@ impl Numbering<'_> {
         }
         Some(seq)
     }
+}
+
+/// The UIDs that expunges of sequence numbers `numbers` (in order, each
+/// after the ones before it) removed from `universe`, ascending.
+fn expunged_uids(universe: &[u32], numbers: &[u32]) -> Vec<u32> {
+    let mut left = universe.to_vec();
+    let mut gone: Vec<u32> = numbers
+        .iter()
+        .filter_map(|&n| (n >= 1 && (n as usize) <= left.len()).then(|| left.remove(n as usize - 1)))
+        .collect();
+    gone.sort_unstable();
+    gone
 }
 
 /// `n` of a `* n EXPUNGE` line.
@@ -588,6 +625,8 @@ mod tests {
         let seqs: Vec<Option<u32>> = [10, 20, 40, 60, 99].iter().map(|&u| numbering.id(u)).collect();
         assert_eq!(seqs, [Some(1), Some(2), Some(4), Some(6), None]);
         assert_eq!(expunged_number(b"* 7 EXPUNGE\r\n"), Some(7));
+        // After the list: 40 went (third), then 60 (third again).
+        assert_eq!(expunged_uids(&[10, 20, 40, 60], &[3, 3]), [40, 60]);
         assert_eq!(expunged_number(b"* 7 EXISTS\r\n"), None);
     }
 
