@@ -490,10 +490,12 @@ impl Numbering<'_> {
 /// after the ones before it) removed from `universe`, ascending.
 fn expunged_uids(universe: &[u32], numbers: &[u32]) -> Vec<u32> {
     let mut left = universe.to_vec();
-    let mut gone: Vec<u32> = numbers
-        .iter()
-        .filter_map(|&n| (n >= 1 && (n as usize) <= left.len()).then(|| left.remove(n as usize - 1)))
-        .collect();
+    let mut gone = Vec::new();
+    for &n in numbers {
+        if n >= 1 && (n as usize) <= left.len() {
+            gone.push(left.remove(n as usize - 1));
+        }
+    }
     gone.sort_unstable();
     gone
 }
