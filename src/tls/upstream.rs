@@ -43,12 +43,12 @@ pub struct Trust {
 pub struct Connector {
     trust: Trust,
     ca: Arc<WebPkiServerVerifier>,
-    sessions: Arc<Mutex<HashMap<String, Arc<dyn rustls::client::ClientSessionStore>>>>,
+    /// Client configurations (verifier and session cache) by server and
+    /// requirement: rustls resumes a session only with the very verifier
+    /// that checked it.
+    configs: Arc<Mutex<HashMap<String, Arc<rustls::ClientConfig>>>>,
     handshakes: Arc<OnceLock<IntCounterVec>>,
 }
-
-/// TLS sessions remembered per server and requirement.
-const SESSIONS_PER_KEY: usize = 8;
 
 impl Connector {
     /// Trusts the system roots and, if given, every certificate in
@@ -80,7 +80,7 @@ impl Connector {
         Ok(Connector {
             trust,
             ca,
-            sessions: Arc::default(),
+            configs: Arc::default(),
             handshakes: Arc::default(),
         })
     }
@@ -88,19 +88,6 @@ impl Connector {
     /// Counts handshakes in `counter`, by kind (`full`, `resumed`).
     pub fn count_handshakes(&self, counter: IntCounterVec) {
         let _ = self.handshakes.set(counter);
-    }
-
-    /// The session cache for `server` verified with `required` pins
-    /// (and the CA when `check_ca`).
-    fn session_store(&self, server: &str, required: &[Pin], check_ca: bool) -> Arc<dyn rustls::client::ClientSessionStore> {
-        let pins: Vec<String> = required.iter().map(Pin::to_string).collect();
-        let key = format!("{server} {:?} ca={check_ca} {}", self.trust.mode, pins.join(","));
-        self.sessions
-            .lock()
-            .expect("session lock")
-            .entry(key)
-            .or_insert_with(|| Arc::new(rustls::client::ClientSessionMemoryCache::new(SESSIONS_PER_KEY)))
-            .clone()
     }
 
     /// Runs the TLS handshake on `tcp` for `host:port`. Under TOFU, the
@@ -119,22 +106,39 @@ impl Connector {
             (TrustMode::Tofu, Some(record)) => (vec![record.required().map_err(TlsError::Certificate)?], false),
             (TrustMode::Tofu, None) => (Vec::new(), true),
         };
-        // A first contact must see the certificate to record it.
+        // A first contact must see the certificate to record it: a fresh
+        // verifier, and no resumption. Otherwise one configuration per
+        // server and requirement, whose sessions resume.
         let first_contact = self.trust.mode == TrustMode::Tofu && recorded.is_none();
-        let resumption = match first_contact {
-            true => rustls::client::Resumption::disabled(),
-            false => rustls::client::Resumption::store(self.session_store(&server, &required, check_ca)),
+        let make_verifier = |required: Vec<Pin>| {
+            Arc::new(PinningVerifier::new(
+                server.clone(),
+                self.trust.mode,
+                required,
+                check_ca.then(|| self.ca.clone()),
+                provider().signature_verification_algorithms,
+            ))
         };
-        let verifier = Arc::new(PinningVerifier::new(
-            server.clone(),
-            self.trust.mode,
-            required,
-            check_ca.then(|| self.ca.clone()),
-            provider().signature_verification_algorithms,
-        ));
-        let mut config = PinningVerifier::client_config(&verifier)?;
-        config.resumption = resumption;
-        let tls = TlsConnector::from(Arc::new(config))
+        let (config, verifier) = if first_contact {
+            let verifier = make_verifier(required);
+            let mut config = PinningVerifier::client_config(&verifier)?;
+            config.resumption = rustls::client::Resumption::disabled();
+            (Arc::new(config), Some(verifier))
+        } else {
+            let pins: Vec<String> = required.iter().map(Pin::to_string).collect();
+            let key = format!("{server} {:?} ca={check_ca} {}", self.trust.mode, pins.join(","));
+            let mut configs = self.configs.lock().expect("config lock");
+            let config = match configs.get(&key) {
+                Some(config) => config.clone(),
+                None => {
+                    let config = Arc::new(PinningVerifier::client_config(&make_verifier(required))?);
+                    configs.insert(key, config.clone());
+                    config
+                }
+            };
+            (config, None)
+        };
+        let tls = TlsConnector::from(config)
             .connect(name, tcp)
             .await
             .map_err(|e| handshake_error(&server, &e))?;
@@ -142,7 +146,7 @@ impl Connector {
         if let Some(counter) = self.handshakes.get() {
             counter.with_label_values(&[if resumed { "resumed" } else { "full" }]).inc();
         }
-        if first_contact {
+        if let Some(verifier) = verifier {
             let presented = verifier.presented().expect("an accepted certificate was presented");
             let record = PinRecord {
                 pin: presented.leaf.to_string(),
