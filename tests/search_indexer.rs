@@ -101,18 +101,25 @@ fn messages_a_client_fetches_are_indexed_without_a_second_decryption() {
     let user = "dave@example.com";
     assert!(client.command("a1", &format!("LOGIN {user} {}", password(user))).contains("a1 OK"));
     assert!(client.command("a2", &format!("CREATE {mailbox}")).contains("a2 OK"));
+    // Encrypted by a sender (dave to himself here) and delivered: Sealpost
+    // has not seen them in clear.
+    let mut direct = Imap::connect(user);
     for (i, word) in [&marker, "other"].iter().enumerate() {
-        let message =
-            format!("From: a@example.org\r\nSubject: number {i}\r\nDate: Mon, 1 Jun 2020 1{i}:00:00 +0000\r\n\r\nThe {word} text.\r\n");
+        let message = format!("From: a@example.org\r\nTo: {user}\r\nSubject: number {i}\r\nDate: Mon, 1 Jun 2020 1{i}:00:00 +0000\r\n\r\nThe {word} text.\r\n");
+        let sealed = &dave.encrypt(message.as_bytes(), &[user])[0].message;
         // The first arrived last.
         let arrival = if i == 0 {
             "01-Jan-2021 00:00:00 +0000"
         } else {
             "01-Jan-2020 00:00:00 +0000"
         };
-        let append = format!("a3{i} APPEND {mailbox} \"{arrival}\" {{{}+}}\r\n{message}\r\n", message.len());
-        client.send(append.as_bytes());
-        assert!(client.until(&format!("a3{i}")).contains("OK"));
+        let append = format!("APPEND {mailbox} \"{arrival}\" {{{}+}}\r\n", sealed.len());
+        let (_, done) = direct.command(&[append.as_bytes(), sealed.as_slice()].concat());
+        assert!(
+            done.starts_with(b"OK") || String::from_utf8_lossy(&done).contains(" OK "),
+            "{}",
+            String::from_utf8_lossy(&done)
+        );
     }
     client.command("a4", &format!("SELECT {mailbox}"));
     // No background indexer: reading the first message indexes it.
@@ -129,4 +136,35 @@ fn messages_a_client_fetches_are_indexed_without_a_second_decryption() {
     let answer = client.command("a7", "UID SORT (ARRIVAL) UTF-8 ALL");
     assert!(answer.contains("* SORT 2 1\r\n"), "{answer}");
     client.command("a8", &format!("DELETE {mailbox}"));
+}
+
+#[test]
+fn uploads_are_indexed_from_what_the_client_sent() {
+    let dave = User::new("dave@example.com");
+    let proxy = Proxy::start_with(
+        &dave,
+        Setup {
+            extra: "[imap]\nbackground_indexing = false\n",
+            ..Setup::default()
+        },
+    );
+    let mailbox = token("uploaded");
+    let marker = format!("draftlynx{}", token("m").to_lowercase().replace(['-', '_'], ""));
+    let mut client = Raw::connect(proxy.imap);
+    let user = "dave@example.com";
+    assert!(client.command("a1", &format!("LOGIN {user} {}", password(user))).contains("a1 OK"));
+    assert!(client.command("a2", &format!("CREATE {mailbox}")).contains("a2 OK"));
+    let message = format!("From: {user}\r\nSubject: a draft\r\n\r\nThe {marker} draft.\r\n");
+    client.send(format!("a3 APPEND {mailbox} (\\Draft) {{{}+}}\r\n{message}\r\n", message.len()).as_bytes());
+    let appended = client.until("a3");
+    assert!(appended.contains("a3 OK [APPENDUID "), "{appended}");
+    client.command("a4", &format!("SELECT {mailbox}"));
+    wait_for(Duration::from_secs(30), "indexing the upload", || {
+        metric(&proxy, "sealpost_search_indexed_total") >= 1.0
+    });
+    // Stored encrypted, found without fetching and decrypting it.
+    let answer = client.command("a5", &format!("UID SEARCH BODY {marker}"));
+    assert!(!answer.contains("Sealpost is indexing"), "{answer}");
+    assert!(answer.contains("* SEARCH 1\r\n"), "{answer}");
+    client.command("a6", &format!("DELETE {mailbox}"));
 }

@@ -202,6 +202,11 @@ impl Rewriter {
         }
     }
 
+    /// The account's indexer, if it has a search index.
+    pub fn indexer(&self) -> Option<Arc<crate::imap::indexer::Indexer>> {
+        self.shared.indexers.get(&self.account.login).cloned()
+    }
+
     /// The decrypted message (CRLF), from the cache, from this answer, or
     /// fetched on the side connection; decrypted and cached as needed.
     /// `None` when it cannot be had (the client then sees the answer as
@@ -253,7 +258,7 @@ impl Rewriter {
         let learner = self.shared.learner.clone();
         let cache = self.cache.clone();
         let metrics = self.shared.metrics.clone();
-        let indexer = self.shared.indexers.get(&self.account.login).cloned();
+        let indexer = self.indexer();
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let outcome = crate::message::decrypt_message(&ciphertext, std::slice::from_ref(&account.key), &keystore);

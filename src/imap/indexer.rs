@@ -30,6 +30,7 @@ use super::view::MessageView;
 use crate::account::Account;
 use crate::metrics::Metrics;
 use crate::pgp::{Keystore, LiveKeystore};
+use crate::search::Document;
 use crate::store::{IndexError, MailboxId, SearchIndex};
 
 /// Messages fetched per round trip.
@@ -78,6 +79,28 @@ impl Indexer {
             running: AtomicBool::new(false),
             fetched_in_flight: AtomicUsize::new(0),
         })
+    }
+
+    /// Indexes what the client uploaded (Sealpost encrypted it, so only
+    /// it can) as `uids` of `mailbox` under `uidvalidity`, in order; a
+    /// `None` document is left to the indexer. In the background.
+    pub fn index_uploaded(self: &Arc<Self>, mailbox: Vec<u8>, uidvalidity: u32, uids: Vec<u32>, documents: Vec<Option<Document>>) {
+        let indexer = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let index = &indexer.index;
+            let result = index.mailbox(&mailbox, uidvalidity).and_then(|id| {
+                for (uid, document) in uids.into_iter().zip(documents) {
+                    if let Some(document) = document {
+                        index.put(id, uid, None, &document)?;
+                        indexer.metrics.search_indexed.inc();
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "cannot index an uploaded message");
+            }
+        });
     }
 
     /// Indexes `message` (as the client was shown it) as `uid` of

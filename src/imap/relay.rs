@@ -256,6 +256,7 @@ async fn server_to_client(
 ) -> Result<(), SessionError> {
     let mut line = Vec::new();
     let mut said_bye = false;
+    let indexer = rewriter.indexer();
     loop {
         let read = framer::read_segment(&mut reader, MAX_LINE, &mut line).await;
         // After the server's BYE, or once the client has logged out, the
@@ -318,6 +319,17 @@ async fn server_to_client(
             state.lock().expect("state lock").special_use.insert(mailbox, attributes);
         }
         if let Some((tag, ok)) = tagged(&line) {
+            let uploaded = {
+                let mut s = state.lock().expect("state lock");
+                let found = s.uploads.iter().position(|u| u.tag == tag);
+                found.map(|i| s.uploads.remove(i))
+            };
+            if let (Some(uploaded), true, Some(indexer)) = (uploaded, ok, indexer.as_ref()) {
+                match super::response::append_uid(&line) {
+                    Some((uidvalidity, uids)) => indexer.index_uploaded(uploaded.mailbox, uidvalidity, uids, uploaded.documents),
+                    None => tracing::debug!("the server named no APPENDUID; the upload is indexed from the server later"),
+                }
+            }
             // A FETCH whose BINARY item could not be decoded ends in NO
             // (RFC 3516: [UNKNOWN-CTE] or [PARSE]), whatever the server
             // said about the ciphertext.

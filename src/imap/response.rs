@@ -20,6 +20,26 @@ pub(super) fn uidvalidity(line: &[u8]) -> Option<u32> {
     std::str::from_utf8(&rest[..end]).ok()?.trim().parse().ok()
 }
 
+/// The `[APPENDUID uidvalidity uid-set]` of a tagged OK (RFC 4315): the
+/// UIDVALIDITY and the UIDs in order.
+pub(crate) fn append_uid(line: &[u8]) -> Option<(u32, Vec<u32>)> {
+    let text = String::from_utf8_lossy(line).to_ascii_uppercase();
+    let rest = &text[text.find("[APPENDUID ")? + 11..];
+    let rest = &rest[..rest.find(']')?];
+    let mut words = rest.split_whitespace();
+    let uidvalidity = words.next()?.parse().ok()?;
+    let mut uids = Vec::new();
+    for range in words.next()?.split(',') {
+        let mut ends = range.splitn(2, ':').map(|n| n.parse::<u32>().ok());
+        match (ends.next().flatten(), ends.next()) {
+            (Some(a), None) => uids.push(a),
+            (Some(a), Some(Some(b))) if a <= b => uids.extend(a..=b),
+            _ => return None,
+        }
+    }
+    Some((uidvalidity, uids))
+}
+
 /// `* <n> EXPUNGE`
 pub(super) fn is_expunge(line: &[u8]) -> bool {
     let Some(rest) = line.strip_prefix(b"* ") else { return false };
@@ -130,6 +150,16 @@ pub(super) fn list_entry(line: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_uids() {
+        assert_eq!(
+            append_uid(b"a OK [APPENDUID 38505 3955] APPEND completed\r\n"),
+            Some((38505, vec![3955]))
+        );
+        assert_eq!(append_uid(b"a OK [APPENDUID 1 4:6,9] done\r\n"), Some((1, vec![4, 5, 6, 9])));
+        assert_eq!(append_uid(b"a OK done\r\n"), None);
+    }
 
     #[test]
     fn response_lines_are_recognised() {

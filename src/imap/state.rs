@@ -23,6 +23,7 @@ use crate::config::ImapConfig;
 use crate::learn::Learner;
 use crate::metrics::Metrics;
 use crate::pgp::LiveKeystore;
+use crate::search::Document;
 use crate::store::{MessageCache, SearchIndex};
 use crate::tls::LocalTls;
 
@@ -129,6 +130,20 @@ pub struct State {
     /// pending: the client hears them after the answer that was being
     /// computed, which numbers messages as the client knew them.
     pub(crate) withheld_expunges: Vec<Vec<u8>>,
+    /// Encrypted uploads waiting for the server's APPENDUID, to be
+    /// indexed.
+    pub(crate) uploads: Vec<Uploaded>,
+}
+
+/// An APPEND of encrypted messages, until the server's answer names
+/// their UIDs.
+pub(crate) struct Uploaded {
+    pub(crate) tag: Vec<u8>,
+    /// The mailbox (INBOX normalised).
+    pub(crate) mailbox: Vec<u8>,
+    /// What each message offers to SEARCH (`None`: not encrypted by
+    /// Sealpost, the indexer reads it from the server).
+    pub(crate) documents: Vec<Option<Document>>,
 }
 
 /// A command the proxy sent for itself, until its tagged answer.
@@ -197,6 +212,9 @@ impl State {
     /// never reached the server, by the proxy).
     pub(crate) fn complete(&mut self, tag: &[u8], ok: bool) {
         self.in_flight.retain(|(t, _)| t != tag);
+        if !ok {
+            self.uploads.retain(|u| u.tag != tag);
+        }
         self.fetches.retain(|f| f.tag != tag);
         if let Some(i) = self.selecting.iter().position(|(t, _)| t == tag) {
             let (_, mailbox) = self.selecting.remove(i);

@@ -19,7 +19,8 @@ use crate::imap::framer::Literal;
 use crate::imap::served::Served;
 use crate::imap::sidefetch::SideFetcher;
 use crate::imap::state::Shared;
-use crate::imap::state::{await_continuation, send, ClientReader, ClientWriter, SessionError, State, UpstreamWriter};
+use crate::imap::state::{await_continuation, send, ClientReader, ClientWriter, SessionError, State, Uploaded, UpstreamWriter};
+use crate::imap::view::MessageView;
 use crate::imap::wire::{Continuations, Cursor, Limits, Pos, Wire};
 use crate::message::{protection, seal_for_self, Protection, STATUS_HEADER};
 use crate::mime::Entity;
@@ -137,6 +138,10 @@ impl Upload<'_> {
         };
         let encrypt = self.applies(&parsed.mailbox);
         let mut outgoing = Vec::with_capacity(parsed.messages.len());
+        // What the encrypted uploads offer to SEARCH, indexed once the
+        // server names their UIDs (APPENDUID): the provider cannot read
+        // them, and the upload is the one moment Sealpost has them in clear.
+        let mut documents = Vec::with_capacity(parsed.messages.len());
         for Message { prefix, utf8, bytes } in parsed.messages {
             if encrypt {
                 if let Some(original) = self.original_of(&bytes).await {
@@ -150,12 +155,16 @@ impl Upload<'_> {
                 }
             }
             let account = self.account.clone();
-            let prepared = tokio::task::spawn_blocking(move || prepare(bytes, encrypt, &account))
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let prepared = tokio::task::spawn_blocking(move || {
+                let document = encrypt.then(|| MessageView::parse(&bytes).search_text());
+                prepare(bytes, encrypt, &account).map(|prepared| (prepared, document))
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
             match prepared {
-                Ok((bytes, outcome)) => {
+                Ok(((bytes, outcome), document)) => {
                     self.shared.metrics.imap_appends.with_label_values(&[outcome]).inc();
+                    documents.push(document.filter(|_| outcome == "encrypted"));
                     outgoing.push(Message { prefix, utf8, bytes });
                 }
                 Err(e) => {
@@ -169,6 +178,13 @@ impl Upload<'_> {
                         .await;
                 }
             }
+        }
+        if documents.iter().any(Option::is_some) {
+            self.state.lock().expect("state lock").uploads.push(Uploaded {
+                tag: tag.clone(),
+                mailbox: mailbox_key(&parsed.mailbox),
+                documents,
+            });
         }
         // The command as the server will see it.
         let mut line = tag.clone();
