@@ -291,10 +291,13 @@ m.logout()
         &args,
     );
     let upstream = format!("imap://{limited}:{}", stack().imap_port);
+    // Eight sessions and two side connections fill the limit of ten; the
+    // background indexer's login would be the eleventh.
     let proxy = Proxy::start_with(
         &frank,
         Setup {
             imap_upstream: Some(&upstream),
+            extra: "[imap]\nbackground_indexing = false\n",
             ..Setup::default()
         },
     );
