@@ -91,8 +91,16 @@ impl Dialer for TlsDialer {
 
 impl Upstream {
     /// Connects, establishes TLS (implicit, or STARTTLS which must be
-    /// offered and succeed) and reads the capabilities.
+    /// offered and succeed) and reads the capabilities. A handshake that
+    /// failed resuming an earlier TLS session is tried once more, afresh.
     pub async fn connect(url: &ServerUrl, connector: &Connector) -> Result<Upstream, UpstreamError> {
+        match Self::connect_once(url, connector).await {
+            Err(UpstreamError::Tls(crate::tls::TlsError::Resumption { .. })) => Self::connect_once(url, connector).await,
+            result => result,
+        }
+    }
+
+    async fn connect_once(url: &ServerUrl, connector: &Connector) -> Result<Upstream, UpstreamError> {
         let server = url.to_string();
         let tcp = connect_tcp(url).await?;
         let tls = if url.implicit_tls {

@@ -90,8 +90,17 @@ pub struct Upstream {
 
 impl Upstream {
     /// Connects to `url`, establishes TLS (implicit, or STARTTLS which must
-    /// be offered and must succeed) and says EHLO with `ehlo_name`.
+    /// be offered and must succeed) and says EHLO with `ehlo_name`. A
+    /// handshake that failed resuming an earlier TLS session is tried
+    /// once more, afresh.
     pub async fn connect(url: &ServerUrl, connector: &Connector, ehlo_name: &str) -> Result<Upstream, UpstreamError> {
+        match Self::connect_once(url, connector, ehlo_name).await {
+            Err(UpstreamError::Tls(crate::tls::TlsError::Resumption { .. })) => Self::connect_once(url, connector, ehlo_name).await,
+            result => result,
+        }
+    }
+
+    async fn connect_once(url: &ServerUrl, connector: &Connector, ehlo_name: &str) -> Result<Upstream, UpstreamError> {
         let server = url.to_string();
         let tcp = connect_tcp(url).await?;
         let stream = if url.implicit_tls {

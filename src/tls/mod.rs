@@ -61,6 +61,16 @@ pub enum TlsError {
     /// A pinned server presented another key.
     #[error(transparent)]
     PinMismatch(#[from] PinMismatch),
+    /// A handshake that offered to resume an earlier session failed; the
+    /// server is not offered resumption again, and the caller retries
+    /// once on a new connection.
+    #[error("TLS with {host} failed while resuming a session ({reason}); retrying without")]
+    Resumption {
+        /// host:port.
+        host: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The handshake with an upstream server failed.
     #[error("TLS with {host} failed: {reason}")]
     Handshake {

@@ -3,7 +3,7 @@
 //! name checked), pins, both, or trust on first use recorded in
 //! `pins.toml`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -47,6 +47,9 @@ pub struct Connector {
     /// requirement: rustls resumes a session only with the very verifier
     /// that checked it.
     configs: Arc<Mutex<HashMap<String, Arc<rustls::ClientConfig>>>>,
+    /// Servers (by the same key) a resumption attempt failed with: some
+    /// (Cyrus IMAP, under concurrent logins) answer it with an alert.
+    no_resumption: Arc<Mutex<HashSet<String>>>,
     handshakes: Arc<OnceLock<IntCounterVec>>,
 }
 
@@ -81,6 +84,7 @@ impl Connector {
             trust,
             ca,
             configs: Arc::default(),
+            no_resumption: Arc::default(),
             handshakes: Arc::default(),
         })
     }
@@ -119,29 +123,40 @@ impl Connector {
                 provider().signature_verification_algorithms,
             ))
         };
-        let (config, verifier) = if first_contact {
+        let pins: Vec<String> = required.iter().map(Pin::to_string).collect();
+        let key = format!("{server} {:?} ca={check_ca} {}", self.trust.mode, pins.join(","));
+        let resume = !first_contact && !self.no_resumption.lock().expect("resumption lock").contains(&key);
+        let (config, verifier) = if !resume {
             let verifier = make_verifier(required);
             let mut config = PinningVerifier::client_config(&verifier)?;
             config.resumption = rustls::client::Resumption::disabled();
-            (Arc::new(config), Some(verifier))
+            (Arc::new(config), first_contact.then_some(verifier))
         } else {
-            let pins: Vec<String> = required.iter().map(Pin::to_string).collect();
-            let key = format!("{server} {:?} ca={check_ca} {}", self.trust.mode, pins.join(","));
             let mut configs = self.configs.lock().expect("config lock");
             let config = match configs.get(&key) {
                 Some(config) => config.clone(),
                 None => {
                     let config = Arc::new(PinningVerifier::client_config(&make_verifier(required))?);
-                    configs.insert(key, config.clone());
+                    configs.insert(key.clone(), config.clone());
                     config
                 }
             };
             (config, None)
         };
-        let tls = TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| handshake_error(&server, &e))?;
+        let tls = match TlsConnector::from(config).connect(name, tcp).await {
+            Ok(tls) => tls,
+            Err(e) => {
+                let error = handshake_error(&server, &e);
+                if resume {
+                    if let TlsError::Handshake { host, reason } = error {
+                        tracing::info!(server = %host, %reason, "a TLS handshake offering resumption failed; not resuming with this server again");
+                        self.no_resumption.lock().expect("resumption lock").insert(key);
+                        return Err(TlsError::Resumption { host, reason });
+                    }
+                }
+                return Err(error);
+            }
+        };
         let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         if let Some(counter) = self.handshakes.get() {
             counter.with_label_values(&[if resumed { "resumed" } else { "full" }]).inc();
