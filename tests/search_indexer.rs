@@ -168,3 +168,56 @@ fn uploads_are_indexed_from_what_the_client_sent() {
     assert!(answer.contains("* SEARCH 1\r\n"), "{answer}");
     client.command("a6", &format!("DELETE {mailbox}"));
 }
+
+#[test]
+fn modseq_with_content_criteria_answers_as_the_server_does() {
+    let dave = User::new("dave@example.com");
+    let proxy = Proxy::start_with(
+        &dave,
+        Setup {
+            extra: "[imap]\nbackground_indexing = false\n",
+            ..Setup::default()
+        },
+    );
+    let user = "dave@example.com";
+    let mailbox = token("modseq");
+    let marker = format!("otterglass{}", token("m").to_lowercase().replace(['-', '_'], ""));
+    let mut client = Raw::connect(proxy.imap);
+    assert!(client.command("a1", &format!("LOGIN {user} {}", password(user))).contains("a1 OK"));
+    assert!(client.command("a2", &format!("CREATE {mailbox}")).contains("a2 OK"));
+    for (i, word) in [marker.as_str(), "plain", marker.as_str()].iter().enumerate() {
+        let message = format!("From: {user}\r\nSubject: m{i}\r\n\r\nThe {word} text.\r\n");
+        client.send(format!("a3{i} APPEND {mailbox} {{{}+}}\r\n{message}\r\n", message.len()).as_bytes());
+        assert!(client.until(&format!("a3{i}")).contains("OK"));
+    }
+    client.command("a4", &format!("SELECT {mailbox}"));
+    let mut direct = Imap::connect(user);
+    direct.command(format!("SELECT {mailbox}").as_bytes());
+    // Found by content through Sealpost; the same messages named by UID
+    // directly: the same answer, mod-sequence included (ESEARCH tags
+    // aside).
+    let untagged = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .filter(|l| l.starts_with('*'))
+            .map(|l| match l.find(") ") {
+                Some(end) if l.starts_with("* ESEARCH (TAG ") => format!("* ESEARCH {}", &l[end + 2..]),
+                _ => l,
+            })
+            .collect()
+    };
+    for (through, at_server) in [
+        (format!("UID SEARCH MODSEQ 1 BODY {marker}"), "UID SEARCH MODSEQ 1 UID 1,3"),
+        (
+            format!("UID SEARCH RETURN (ALL COUNT) MODSEQ 1 BODY {marker}"),
+            "UID SEARCH RETURN (ALL COUNT) MODSEQ 1 UID 1,3",
+        ),
+    ] {
+        let ours = untagged(client.command("t1", &through).lines().map(str::to_string).collect());
+        let (lines, _) = direct.command(at_server.as_bytes());
+        let theirs = untagged(lines.iter().map(|l| String::from_utf8_lossy(l).trim_end().to_string()).collect());
+        assert!(theirs.iter().any(|l| l.contains("MODSEQ")), "{theirs:?}");
+        assert_eq!(ours, theirs, "{through}");
+    }
+    client.command("a5", &format!("DELETE {mailbox}"));
+}

@@ -129,14 +129,6 @@ impl Search<'_> {
         if matches!(request, Request::Search) && single_line && program.keys.iter().all(Key::server_only) {
             return Ok(Next::Relay);
         }
-        if program.keys.iter().any(Key::has_modseq) {
-            let answer = format!(
-                "{} NO [CANNOT] Sealpost cannot combine MODSEQ with criteria on message content; search for them separately\r\n",
-                show(tag)
-            );
-            send(self.client, answer.as_bytes()).await?;
-            return Ok(Next::ReadCommand);
-        }
         let selected = self.state.lock().expect("state lock").selected.clone();
         let Some(selected) = selected else {
             send(self.client, format!("{} BAD No mailbox selected\r\n", show(tag)).as_bytes()).await?;
@@ -165,12 +157,12 @@ impl Search<'_> {
             };
             let (untagged, done) = match &request {
                 Request::Search => {
-                    let untagged = self.respond(upstream, head, "SEARCH", program.returns.as_deref(), &selection.result, &numbering);
+                    let untagged = self.respond(upstream, head, "SEARCH", &program, &selection.result, &numbering);
                     (untagged.await?, "Search")
                 }
                 Request::Sort(criteria) => {
                     let ordered = self.sorted(&selection, criteria, &selected.mailbox).await?;
-                    let untagged = self.respond(upstream, head, "SORT", program.returns.as_deref(), &ordered, &numbering);
+                    let untagged = self.respond(upstream, head, "SORT", &program, &ordered, &numbering);
                     (untagged.await?, "Sort")
                 }
                 Request::Thread(algorithm) => {
@@ -281,36 +273,46 @@ impl Search<'_> {
         upstream: &mut UpstreamWriter,
         head: &Head<'_>,
         name: &str,
-        returns: Option<&[Return]>,
+        program: &Program,
         ordered: &[u32],
         numbering: &Numbering<'_>,
     ) -> Result<Vec<u8>, Failure> {
         let ids: Vec<u32> = ordered.iter().filter_map(|&u| numbering.id(u)).collect();
+        let options = program.returns.as_deref();
+        let has = |o: Return| options.is_some_and(|options| options.contains(&o));
+        // With MIN or MAX but neither ALL nor COUNT only those messages
+        // are saved (RFC 5182 §2.4) and count for MODSEQ, as in Dovecot.
+        let extremes = (has(Return::Min) || has(Return::Max)) && !(has(Return::All) || has(Return::Count));
+        let mut counted: Vec<u32> = if extremes {
+            let min = ordered.first().filter(|_| has(Return::Min));
+            let max = ordered.last().filter(|_| has(Return::Max));
+            min.into_iter().chain(max).copied().collect()
+        } else {
+            ordered.to_vec()
+        };
+        counted.sort_unstable();
+        counted.dedup();
+        // A search with MODSEQ answers with the highest mod-sequence of
+        // the messages found (RFC 7162 §3.1.5).
+        let modseq = match program.keys.iter().any(Key::has_modseq) && !counted.is_empty() {
+            true => Some(self.highest_modseq(upstream, &counted).await?),
+            false => None,
+        };
         let mut out = Vec::new();
-        match returns {
+        match options {
             None => {
                 out.extend_from_slice(format!("* {name}").as_bytes());
                 for id in &ids {
                     out.extend_from_slice(format!(" {id}").as_bytes());
                 }
+                if let Some(modseq) = modseq {
+                    out.extend_from_slice(format!(" (MODSEQ {modseq})").as_bytes());
+                }
                 out.extend_from_slice(b"\r\n");
             }
             Some(options) => {
-                let has = |o: Return| options.contains(&o);
                 if has(Return::Save) {
-                    // With MIN or MAX but neither ALL nor COUNT only those
-                    // are saved (RFC 5182 §2.4).
-                    let extremes = (has(Return::Min) || has(Return::Max)) && !(has(Return::All) || has(Return::Count));
-                    let mut saved: Vec<u32> = if extremes {
-                        let min = ordered.first().filter(|_| has(Return::Min));
-                        let max = ordered.last().filter(|_| has(Return::Max));
-                        min.into_iter().chain(max).copied().collect()
-                    } else {
-                        ordered.to_vec()
-                    };
-                    saved.sort_unstable();
-                    saved.dedup();
-                    self.save(upstream, &saved).await?;
+                    self.save(upstream, &counted).await?;
                 }
                 if options != [Return::Save] {
                     out.extend_from_slice(b"* ESEARCH (TAG ");
@@ -331,6 +333,9 @@ impl Search<'_> {
                     }
                     if has(Return::Count) {
                         out.extend_from_slice(format!(" COUNT {}", ids.len()).as_bytes());
+                    }
+                    if let Some(modseq) = modseq {
+                        out.extend_from_slice(format!(" MODSEQ {modseq}").as_bytes());
                     }
                     out.extend_from_slice(b"\r\n");
                 }
@@ -373,6 +378,30 @@ impl Search<'_> {
             sets.push(lines.iter().flat_map(|l| esearch_all(l)).collect());
         }
         Ok((sets, expunges_before.unwrap_or(0)))
+    }
+
+    /// The highest mod-sequence of the messages `uids`, as the server
+    /// reports it for a search with MODSEQ.
+    async fn highest_modseq(&self, upstream: &mut UpstreamWriter, uids: &[u32]) -> Result<u64, Failure> {
+        let (tag, done) = self.internal_tag();
+        let command = format!("{tag} UID SEARCH RETURN (ALL) UID {} MODSEQ 0\r\n", sequence_set(uids));
+        upstream.write_all(command.as_bytes()).await?;
+        upstream.flush().await?;
+        let answer = done
+            .await
+            .map_err(|_| Failure::Session(SessionError::Io(std::io::ErrorKind::BrokenPipe.into())))?;
+        let modseq = answer.lines.iter().find_map(|line| {
+            let text = String::from_utf8_lossy(line);
+            let mut words = text.split_whitespace();
+            words.by_ref().find(|w| w.eq_ignore_ascii_case("MODSEQ"))?;
+            words.next()?.parse().ok()
+        });
+        match (answer.ok, modseq) {
+            (true, Some(modseq)) => Ok(modseq),
+            _ => Err(Failure::No(
+                "[CANNOT] Sealpost: the server did not report mod-sequences (it must support CONDSTORE for MODSEQ)".into(),
+            )),
+        }
     }
 
     /// Has the server save `uids` as the session's `$`.
