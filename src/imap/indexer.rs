@@ -89,12 +89,13 @@ impl Indexer {
         tokio::task::spawn_blocking(move || {
             let index = &indexer.index;
             let result = index.mailbox(&mailbox, uidvalidity).and_then(|id| {
-                for (uid, document) in uids.into_iter().zip(documents) {
-                    if let Some(document) = document {
-                        index.put(id, uid, None, &document)?;
-                        indexer.metrics.search_indexed.inc();
-                    }
-                }
+                let batch: Vec<(u32, Option<i64>, &Document)> = uids
+                    .iter()
+                    .zip(&documents)
+                    .filter_map(|(&uid, document)| Some((uid, None, document.as_ref()?)))
+                    .collect();
+                index.put_all(id, &batch)?;
+                indexer.metrics.search_indexed.inc_by(batch.len() as u64);
                 Ok(())
             });
             if let Err(e) = result {
@@ -276,16 +277,16 @@ pub fn index_fetched(
     keystore: &Keystore,
     metrics: &Metrics,
 ) -> Result<(), IndexError> {
-    for message in fetched {
-        let shown = shown_message(&message.message, account, keystore);
-        index.put(
-            mailbox,
-            message.uid,
-            Some(message.arrival),
-            &MessageView::parse(&shown).search_text(),
-        )?;
-        metrics.search_indexed.inc();
-    }
+    let documents: Vec<(u32, i64, Document)> = fetched
+        .into_iter()
+        .map(|message| {
+            let shown = shown_message(&message.message, account, keystore);
+            (message.uid, message.arrival, MessageView::parse(&shown).search_text())
+        })
+        .collect();
+    let batch: Vec<(u32, Option<i64>, &Document)> = documents.iter().map(|(uid, arrival, d)| (*uid, Some(*arrival), d)).collect();
+    index.put_all(mailbox, &batch)?;
+    metrics.search_indexed.inc_by(batch.len() as u64);
     Ok(())
 }
 

@@ -236,49 +236,57 @@ impl SearchIndex {
     /// `None` when not known yet, see [`Self::set_arrivals`]), offers to
     /// SEARCH, SORT and THREAD.
     pub fn put(&self, mailbox: MailboxId, uid: u32, arrival: Option<i64>, document: &Document) -> Result<(), IndexError> {
+        self.put_all(mailbox, &[(uid, arrival, document)])
+    }
+
+    /// [`Self::put`] for several messages in one transaction (one commit
+    /// instead of one each, which is most of what a put costs).
+    pub fn put_all(&self, mailbox: MailboxId, messages: &[(u32, Option<i64>, &Document)]) -> Result<(), IndexError> {
         let mut db = self.lock();
         let tx = db.transaction().map_err(self.error())?;
-        let old: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM messages WHERE mailbox = ?1 AND uid = ?2",
-                params![mailbox.0, uid],
-                |r| r.get(0),
+        for &(uid, arrival, document) in messages {
+            let old: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM messages WHERE mailbox = ?1 AND uid = ?2",
+                    params![mailbox.0, uid],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(self.error())?;
+            if let Some(old) = old {
+                tx.execute("DELETE FROM texts WHERE rowid = ?1", [old]).map_err(self.error())?;
+                tx.execute("DELETE FROM messages WHERE id = ?1", [old]).map_err(self.error())?;
+            }
+            tx.execute(
+                "INSERT INTO messages (mailbox, uid, size, sent, arrival, order_keys) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    mailbox.0,
+                    uid,
+                    document.size as i64,
+                    document.sent,
+                    arrival,
+                    encode_order_keys(&document.order)
+                ],
             )
-            .optional()
             .map_err(self.error())?;
-        if let Some(old) = old {
-            tx.execute("DELETE FROM texts WHERE rowid = ?1", [old]).map_err(self.error())?;
-            tx.execute("DELETE FROM messages WHERE id = ?1", [old]).map_err(self.error())?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO texts (rowid, subject, from_addr, to_addr, cc_addr, bcc_addr, fields, all_fields, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    id,
+                    document.subject,
+                    document.from,
+                    document.to,
+                    document.cc,
+                    document.bcc,
+                    document.fields,
+                    document.all_fields,
+                    document.body
+                ],
+            )
+            .map_err(self.error())?;
         }
-        tx.execute(
-            "INSERT INTO messages (mailbox, uid, size, sent, arrival, order_keys) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                mailbox.0,
-                uid,
-                document.size as i64,
-                document.sent,
-                arrival,
-                encode_order_keys(&document.order)
-            ],
-        )
-        .map_err(self.error())?;
-        let id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO texts (rowid, subject, from_addr, to_addr, cc_addr, bcc_addr, fields, all_fields, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                id,
-                document.subject,
-                document.from,
-                document.to,
-                document.cc,
-                document.bcc,
-                document.fields,
-                document.all_fields,
-                document.body
-            ],
-        )
-        .map_err(self.error())?;
         tx.commit().map_err(self.error())
     }
 
@@ -293,6 +301,17 @@ impl SearchIndex {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let mut db = self.lock();
+        // A search of an unchanged mailbox writes nothing (the count for
+        // `index status` is refreshed at most once a minute).
+        let (known, checked): (Option<i64>, Option<i64>) = db
+            .query_row("SELECT on_server, checked FROM mailboxes WHERE id = ?1", [mailbox.0], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(self.error())?;
+        let fresh = known == Some(on_server.len() as i64) && checked.is_some_and(|t| now - t < 60);
+        if gone.is_empty() && fresh {
+            return Ok(missing);
+        }
         let tx = db.transaction().map_err(self.error())?;
         tx.execute(
             "UPDATE mailboxes SET on_server = ?2, checked = ?3 WHERE id = ?1",
