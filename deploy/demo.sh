@@ -171,7 +171,33 @@ draft_file=$(grep -l "$marker@example.net" "$MAIL_ROOT"/example.net/bob/Maildir/
 grep -q "Thanks, I will look" "$draft_file" && fail "the draft reached the provider in clear"
 echo "on the provider's disk: $(grep -m1 '^Subject:' "$draft_file"), $(grep -c 'BEGIN PGP MESSAGE' "$draft_file") OpenPGP message, no draft text"
 
-step "10. A tampered message is refused; Bob's client gets the original and a clear status"
+step "10. Bob searches his mail: Sealpost answers from its encrypted index, the provider cannot"
+python3 - "$imap_port" "$IMAP_PORT" "$CA_FILE" "$tag" <<'PY' || { tail -20 "$work/bob-serve.log"; fail "searching through the IMAP proxy failed"; }
+import imaplib, ssl, sys
+port, provider_port, ca_file, tag = sys.argv[1:5]
+local = ssl.create_default_context(); local.check_hostname = False; local.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4("127.0.0.1", int(port)); m.starttls(ssl_context=local); m.login("bob@example.net", "pw-bob"); m.select("INBOX")
+want = m.uid("SEARCH", None, "HEADER", "Message-ID", tag)[1][0].split()[-1]
+provider = imaplib.IMAP4("localhost", int(provider_port)); provider.starttls(ssl_context=ssl.create_default_context(cafile=ca_file))
+provider.login("bob@example.net", "pw-bob"); provider.select("INBOX")
+def search(session, key, term):
+    if term.isascii():
+        return session.uid("SEARCH", None, key, '"' + term + '"')[1][0].split()
+    session.literal = term.encode()  # CHARSET UTF-8 KEY {n}, as Thunderbird sends it
+    return session.uid("SEARCH", "CHARSET", "UTF-8", key)[1][0].split()
+for key, term in (("BODY", "numbers are attached"), ("SUBJECT", "quarterly"), ("TEXT", "Grüße")):
+    ours, theirs = search(m, key, term), search(provider, key, term)
+    assert want in ours, (key, term, ours)
+    assert want not in theirs, (key, term, theirs)
+    print(f'UID SEARCH {key} "{term}": through Sealpost, found (UID {want.decode()}); asked of the provider directly, not found')
+sorted_uids = m.uid("SORT", "(SUBJECT)", "UTF-8", "ALL")[1][0].split()
+assert want in sorted_uids
+print("UID SORT (SUBJECT) through Sealpost sorts by the real subjects, not by the provider's \"[...]\"")
+PY
+echo "check: search terms never went to the provider; Sealpost's index in $work/bob/index is encrypted (SQLCipher)"
+grep -rq -e "numbers are attached" -e "Quarterly" "$work/bob/index" && fail "the search index holds plaintext"
+
+step "11. A tampered message is refused; Bob's client gets the original and a clear status"
 python3 - "$work/encrypted.eml" "$work/tampered.eml" <<'PY'
 import sys
 data = open(sys.argv[1], 'rb').read()
@@ -200,4 +226,4 @@ $("$bin" --config "$work/bob.toml" local-cert | head -1)
 The mail stack keeps running for inspection; stop it with
 'bash deploy/teststack/stop.sh'.
 TEXT
-printf '\n\033[1mDEMO OK\033[0m: Sealpost encrypted before the provider; GnuPG and Bob (through IMAP) read it; his draft was stored encrypted.\n'
+printf '\n\033[1mDEMO OK\033[0m: Sealpost encrypted before the provider; GnuPG and Bob (through IMAP) read it; Bob searched his encrypted mail; his draft was stored encrypted.\n'
