@@ -85,9 +85,18 @@ fn new_mail_is_indexed_in_the_background() {
     assert!(!ok && unknown.contains("no account nobody@example.org"), "{unknown}");
 }
 
-#[test]
-fn messages_a_client_fetches_are_indexed_without_a_second_decryption() {
-    let dave = User::new("dave@example.com");
+/// Dave's proxy without the background indexer, a client logged in
+/// through it, a fresh mailbox (`label`) and a marker word for the run.
+struct OnDemand {
+    dave: User,
+    proxy: Proxy,
+    client: Raw,
+    mailbox: String,
+    marker: String,
+}
+
+fn on_demand(label: &str, word: &str) -> OnDemand {
+    let dave = User::new(DAVE);
     let proxy = Proxy::start_with(
         &dave,
         Setup {
@@ -95,12 +104,32 @@ fn messages_a_client_fetches_are_indexed_without_a_second_decryption() {
             ..Setup::default()
         },
     );
-    let mailbox = token("fetched");
-    let marker = format!("quietheron{}", token("m").to_lowercase().replace(['-', '_'], ""));
+    let mailbox = token(label);
+    let marker = format!("{word}{}", token("m").to_lowercase().replace(['-', '_'], ""));
     let mut client = Raw::connect(proxy.imap);
-    let user = "dave@example.com";
-    assert!(client.command("a1", &format!("LOGIN {user} {}", password(user))).contains("a1 OK"));
+    assert!(client.command("a1", &format!("LOGIN {DAVE} {}", password(DAVE))).contains("a1 OK"));
     assert!(client.command("a2", &format!("CREATE {mailbox}")).contains("a2 OK"));
+    OnDemand {
+        dave,
+        proxy,
+        client,
+        mailbox,
+        marker,
+    }
+}
+
+const DAVE: &str = "dave@example.com";
+
+#[test]
+fn messages_a_client_fetches_are_indexed_without_a_second_decryption() {
+    let OnDemand {
+        dave,
+        proxy,
+        mut client,
+        mailbox,
+        marker,
+    } = on_demand("fetched", "quietheron");
+    let user = DAVE;
     // Encrypted by a sender (dave to himself here) and delivered: Sealpost
     // has not seen them in clear.
     let mut direct = Imap::connect(user);
@@ -140,20 +169,15 @@ fn messages_a_client_fetches_are_indexed_without_a_second_decryption() {
 
 #[test]
 fn uploads_are_indexed_from_what_the_client_sent() {
-    let dave = User::new("dave@example.com");
-    let proxy = Proxy::start_with(
-        &dave,
-        Setup {
-            extra: "[imap]\nbackground_indexing = false\n",
-            ..Setup::default()
-        },
-    );
-    let mailbox = token("uploaded");
-    let marker = format!("draftlynx{}", token("m").to_lowercase().replace(['-', '_'], ""));
-    let mut client = Raw::connect(proxy.imap);
-    let user = "dave@example.com";
-    assert!(client.command("a1", &format!("LOGIN {user} {}", password(user))).contains("a1 OK"));
-    assert!(client.command("a2", &format!("CREATE {mailbox}")).contains("a2 OK"));
+    // Every field bound: the user's directory and the proxy live on.
+    let OnDemand {
+        dave: _dave,
+        proxy,
+        mut client,
+        mailbox,
+        marker,
+    } = on_demand("uploaded", "draftlynx");
+    let user = DAVE;
     let message = format!("From: {user}\r\nSubject: a draft\r\n\r\nThe {marker} draft.\r\n");
     client.send(format!("a3 APPEND {mailbox} (\\Draft) {{{}+}}\r\n{message}\r\n", message.len()).as_bytes());
     let appended = client.until("a3");
@@ -162,29 +186,31 @@ fn uploads_are_indexed_from_what_the_client_sent() {
     wait_for(Duration::from_secs(30), "indexing the upload", || {
         metric(&proxy, "sealpost_search_indexed_total") >= 1.0
     });
-    // Stored encrypted, found without fetching and decrypting it.
+    // Stored encrypted: what reached Dovecot holds no marker.
+    let mut direct = Imap::connect(user);
+    direct.command(format!("EXAMINE {mailbox}").as_bytes());
+    let (stored, _) = direct.command(b"UID FETCH 1 (BODY.PEEK[])");
+    let stored = stored.concat();
+    assert!(common::contains(&stored, b"-----BEGIN PGP MESSAGE-----"));
+    assert!(!common::contains(&stored, marker.as_bytes()));
+    // Found without fetching and decrypting it.
     let answer = client.command("a5", &format!("UID SEARCH BODY {marker}"));
     assert!(!answer.contains("Sealpost is indexing"), "{answer}");
     assert!(answer.contains("* SEARCH 1\r\n"), "{answer}");
+    assert_eq!(metric(&proxy, "sealpost_searches_total"), 1.0);
     client.command("a6", &format!("DELETE {mailbox}"));
 }
 
 #[test]
 fn modseq_with_content_criteria_answers_as_the_server_does() {
-    let dave = User::new("dave@example.com");
-    let proxy = Proxy::start_with(
-        &dave,
-        Setup {
-            extra: "[imap]\nbackground_indexing = false\n",
-            ..Setup::default()
-        },
-    );
-    let user = "dave@example.com";
-    let mailbox = token("modseq");
-    let marker = format!("otterglass{}", token("m").to_lowercase().replace(['-', '_'], ""));
-    let mut client = Raw::connect(proxy.imap);
-    assert!(client.command("a1", &format!("LOGIN {user} {}", password(user))).contains("a1 OK"));
-    assert!(client.command("a2", &format!("CREATE {mailbox}")).contains("a2 OK"));
+    let OnDemand {
+        dave: _dave,
+        proxy: _proxy,
+        mut client,
+        mailbox,
+        marker,
+    } = on_demand("modseq", "otterglass");
+    let user = DAVE;
     for (i, word) in [marker.as_str(), "plain", marker.as_str()].iter().enumerate() {
         let message = format!("From: {user}\r\nSubject: m{i}\r\n\r\nThe {word} text.\r\n");
         client.send(format!("a3{i} APPEND {mailbox} {{{}+}}\r\n{message}\r\n", message.len()).as_bytes());

@@ -28,16 +28,7 @@ pub(crate) fn append_uid(line: &[u8]) -> Option<(u32, Vec<u32>)> {
     let rest = &rest[..rest.find(']')?];
     let mut words = rest.split_whitespace();
     let uidvalidity = words.next()?.parse().ok()?;
-    let mut uids = Vec::new();
-    for range in words.next()?.split(',') {
-        let mut ends = range.splitn(2, ':').map(|n| n.parse::<u32>().ok());
-        match (ends.next().flatten(), ends.next()) {
-            (Some(a), None) => uids.push(a),
-            (Some(a), Some(Some(b))) if a <= b => uids.extend(a..=b),
-            _ => return None,
-        }
-    }
-    Some((uidvalidity, uids))
+    Some((uidvalidity, number_set(words.next()?)?))
 }
 
 /// `* <n> EXPUNGE`
@@ -64,18 +55,25 @@ pub(crate) fn esearch_all(line: &[u8]) -> Vec<u32> {
     let Some(_) = words.by_ref().find(|w| w.eq_ignore_ascii_case("ALL")) else {
         return Vec::new();
     };
-    let mut uids = Vec::new();
-    for range in words.next().unwrap_or_default().split(',') {
-        let mut ends = range.splitn(2, ':').filter_map(|n| n.parse::<u32>().ok());
-        match (ends.next(), ends.next()) {
-            (Some(a), Some(b)) => uids.extend(a.min(b)..=a.max(b)),
-            (Some(a), None) => uids.push(a),
-            _ => {}
-        }
-    }
+    let mut uids = number_set(words.next().unwrap_or_default()).unwrap_or_default();
     uids.sort_unstable();
     uids.dedup();
     uids
+}
+
+/// The numbers an IMAP number set such as `1:3,7` names, in its order (a
+/// range ascending whichever way it is written); `None` if malformed.
+pub(crate) fn number_set(text: &str) -> Option<Vec<u32>> {
+    let mut numbers = Vec::new();
+    for range in text.split(',') {
+        let mut ends = range.splitn(2, ':').map(|n| n.parse::<u32>().ok());
+        match (ends.next().flatten(), ends.next()) {
+            (Some(a), None) => numbers.push(a),
+            (Some(a), Some(Some(b))) => numbers.extend(a.min(b)..=a.max(b)),
+            _ => return None,
+        }
+    }
+    Some(numbers)
 }
 
 /// The mailbox a `* LIST` line names, unless it is `\Noselect` or
@@ -159,6 +157,8 @@ mod tests {
         );
         assert_eq!(append_uid(b"a OK [APPENDUID 1 4:6,9] done\r\n"), Some((1, vec![4, 5, 6, 9])));
         assert_eq!(append_uid(b"a OK done\r\n"), None);
+        assert_eq!(number_set("1:3,7,10:9"), Some(vec![1, 2, 3, 7, 9, 10]));
+        assert_eq!(number_set("1,x"), None);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 
 use super::auth::Credentials;
 use super::framer;
+use super::response::number_set;
 use super::upstream::{Dialer, Upstream, UpstreamError, MAX_LINE};
 use crate::account::Account;
 use crate::metrics::Metrics;
@@ -368,7 +369,7 @@ impl SideConn {
         // those with nothing (it looks for new mail only after the
         // command, and even a NOOP sent in the same write comes too
         // late). When some are missing, a NOOP, then once more.
-        if reused && fetched.len() < set_len(set) {
+        if reused && fetched.len() < number_set(set).map_or(0, |n| n.len()) {
             let answer = self.upstream.command(b"NOOP").await?;
             if answer.is_ok() {
                 return self.fetch_examined(set, want, max_size).await;
@@ -440,20 +441,6 @@ impl SideConn {
     }
 }
 
-/// How many numbers an IMAP number set such as `1:3,7` names (`*` is
-/// taken as one).
-fn set_len(set: &str) -> usize {
-    set.split(',')
-        .map(|range| {
-            let mut ends = range.splitn(2, ':').map(|n| n.parse::<u64>().ok());
-            match (ends.next().flatten(), ends.next()) {
-                (Some(a), Some(Some(b))) => (a.max(b) - a.min(b) + 1) as usize,
-                _ => 1,
-            }
-        })
-        .sum()
-}
-
 /// The UID a FETCH response names (`UID n` anywhere in its lines).
 fn uid_of(response: &[u8]) -> Option<u32> {
     let upper = response.to_ascii_uppercase();
@@ -487,12 +474,6 @@ fn internal_date(response: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn set_lengths() {
-        assert_eq!(set_len("7"), 1);
-        assert_eq!(set_len("1:3,7,10:9"), 6);
-    }
 
     #[test]
     fn fetch_responses_name_uid_and_arrival() {
