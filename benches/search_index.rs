@@ -1,7 +1,7 @@
 //! The search index's speed on a realistic mailbox (issue #11, "Speed"):
 //! N messages from `benches/mailgen` (default 100,000) are indexed into a
-//! fresh [`SearchIndex`] in a temporary directory, one message at a time
-//! on one thread, as the proxy indexes them; then SEARCH criteria are
+//! fresh [`SearchIndex`] in a temporary directory on one thread, 50
+//! messages per `put_all` as the background indexer writes them; then SEARCH criteria are
 //! answered from it ([`SearchIndex::matching`]) many times each. A plain
 //! `harness = false` program printing tables: criterion's repeated set-up
 //! would index the mailbox again and again.
@@ -16,9 +16,8 @@
 //!
 //! Other knobs: `SEALPOST_BENCH_SEED` (the corpus), `SEALPOST_BENCH_RUNS`
 //! (runs per query; by default at least 5 and as many as fit in about two
-//! seconds, at most 50), `SEALPOST_BENCH_SAMPLE` (messages the diagnostic
-//! replicas index, default 10,000; 0 leaves them out),
-//! `SEALPOST_BENCH_DIR` (where the temporary index goes, default $TMPDIR).
+//! seconds, at most 50), `SEALPOST_BENCH_DIR` (where the temporary index goes,
+//! default $TMPDIR).
 //! `cargo test --all-targets` runs it with N=300 and one run per query,
 //! which checks that it works and that every marker query finds exactly
 //! the messages that carry the marker, without measuring anything.
@@ -29,7 +28,7 @@
 //! time, which other work on the machine does not inflate.
 //!
 //! - **Indexing**: messages/s of `MessageView::parse` + `search_text`
-//!   alone, and with `SearchIndex::put` (the messages are generated
+//!   alone, and with `SearchIndex::put_all` (the messages are generated
 //!   outside the timed part); the index's size on disk after it is closed,
 //!   per message and as a share of the raw mailbox and of the text it
 //!   holds (the sum of the `Document` texts, also shown by field).
@@ -37,7 +36,7 @@
 //!   marker words found in one message in 100,000 and in 1,000 (BODY,
 //!   SUBJECT, FROM, TEXT, HEADER), one made of common trigrams, a word in
 //!   one message in ten, terms in most messages, terms of one and two
-//!   characters (answered by a scan, not the trigram index), HEADER on a
+//!   characters (answered from their gram alone), HEADER on a
 //!   field every message has; then `sync` (the indexed UIDs compared with
 //!   the server's, the count recorded), which the proxy does before every
 //!   SEARCH, and `order_rows`, which SORT and THREAD read.
@@ -46,14 +45,6 @@
 //!   answers its first SEARCH; once with the index's pages still in the
 //!   page cache (a restart of the process) and once with them evicted
 //!   first (`dd iflag=nocache`, as after a reboot).
-//! - **Diagnostics** (on the first `SEALPOST_BENCH_SAMPLE` messages): the
-//!   index's schema filled by plain rusqlite in variants (one transaction
-//!   per message as `put` commits, or 500; SQLCipher or no encryption; a
-//!   64 MB page cache; FTS5 `detail=column` with candidates checked by
-//!   instr()), each with its rate, size and a few query times, including
-//!   a short-string scan through the FTS table (as `matching` does) and
-//!   straight over its content table; and the space each table and index
-//!   takes (SQLite's `dbstat`).
 
 mod mailgen;
 
@@ -61,7 +52,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension};
 use sealpost::imap::view::MessageView;
 use sealpost::pgp::{Keystore, PassphraseSource, UnlockedKey};
 use sealpost::search::normalize::normalize;
@@ -79,6 +69,8 @@ const TARGET_SELECTIVE: &str = "p50 <= 10, p95 <= 50";
 const TARGET_COMMON: &str = "<= 300";
 const TARGET_FIRST: &str = "<= 300";
 const TARGET_INDEXING: f64 = 1_000.0;
+/// Messages per `put_all`, as the background indexer fetches them.
+const BATCH: usize = 50;
 
 /// Which target a query is held to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -113,7 +105,6 @@ fn main() {
         return;
     }
     let runs = env_number("SEALPOST_BENCH_RUNS").or((!measuring).then_some(1));
-    let sample = env_number("SEALPOST_BENCH_SAMPLE").unwrap_or(10_000).min(n);
     let base = std::env::var_os("SEALPOST_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
     let work = tempfile::tempdir_in(base).expect("a temporary directory");
     let key = account_key(&work.path().join("keys"));
@@ -121,7 +112,7 @@ fn main() {
 
     let mut out = String::new();
     let load_before = load_average();
-    let indexing = index_corpus(&corpus, &key, &index_dir, sample, work.path());
+    let indexing = index_corpus(&corpus, &key, &index_dir);
     indexing.report(&mut out, n);
 
     let index = SearchIndex::open(&index_dir, &key).expect("the index opens");
@@ -177,9 +168,6 @@ fn main() {
     drop(index);
 
     first_query(&mut out, &corpus, &key, &index_dir, &queries[0], measuring);
-    if let Some(diagnostics) = indexing.diagnostics {
-        diagnostics.report(&mut out);
-    }
     let _ = writeln!(
         out,
         "\nOne core of this machine ({} cores; load average {load_before} at the start, {} at the end: other work on the \
@@ -278,21 +266,11 @@ fn queries(corpus: &Corpus) -> Vec<Query> {
         "SUBJECT \"re\"",
         Criterion::Field(Field::Subject, s("re")),
         Class::Common,
-        "2 characters, by scan",
+        "2 characters",
     );
-    other(
-        "BODY \"zq\"",
-        Criterion::Body(s("zq")),
-        Class::Selective,
-        "2 characters, rare, by scan",
-    );
-    other(
-        "FROM \"z\"",
-        Criterion::Field(Field::From, s("z")),
-        Class::Common,
-        "1 character, by scan",
-    );
-    other("TEXT \"x\"", Criterion::Text(s("x")), Class::Common, "1 character, by scan");
+    other("BODY \"zq\"", Criterion::Body(s("zq")), Class::Selective, "2 characters, rare");
+    other("FROM \"z\"", Criterion::Field(Field::From, s("z")), Class::Common, "1 character");
+    other("TEXT \"x\"", Criterion::Text(s("x")), Class::Common, "1 character");
     other(
         "HEADER Message-ID \"example\"",
         Criterion::Header(s("Message-ID"), s("example")),
@@ -359,14 +337,12 @@ struct Indexing {
     cpu: Duration,
     wall: Duration,
     disk: Vec<(String, u64)>,
-    diagnostics: Option<Diagnostics>,
 }
 
-fn index_corpus(corpus: &Corpus, key: &UnlockedKey, dir: &Path, sample: usize, work: &Path) -> Indexing {
+fn index_corpus(corpus: &Corpus, key: &UnlockedKey, dir: &Path) -> Indexing {
     let n = corpus.len();
     let index = SearchIndex::open(dir, key).expect("a fresh index");
     let mailbox = index.mailbox(MAILBOX, UIDVALIDITY).expect("the mailbox");
-    let mut replicas = (sample > 0).then(|| Replicas::new(work));
     let mut it = Indexing {
         raw_bytes: 0,
         sizes: Vec::with_capacity(n),
@@ -387,28 +363,30 @@ fn index_corpus(corpus: &Corpus, key: &UnlockedKey, dir: &Path, sample: usize, w
         cpu: Duration::ZERO,
         wall: Duration::ZERO,
         disk: Vec::new(),
-        diagnostics: None,
     };
     let (start, cpu_start) = (Instant::now(), process_cpu());
     let mut last_report = Instant::now();
+    let mut batch: Vec<(u32, Document)> = Vec::with_capacity(BATCH);
     for i in 0..n {
         let message = corpus.message(i);
         it.raw_bytes += message.len() as u64;
         it.sizes.push(message.len());
         let (t0, c0) = (Instant::now(), thread_cpu());
         let document = MessageView::parse(&message).search_text();
-        let (t1, c1) = (Instant::now(), thread_cpu());
-        index.put(mailbox, i as u32 + 1, Some(document.sent + 60), &document).expect("put");
-        let (t2, c2) = (Instant::now(), thread_cpu());
-        it.parse += t1 - t0;
-        it.put += t2 - t1;
-        it.parse_cpu += c1 - c0;
-        it.put_cpu += c2 - c1;
+        it.parse += t0.elapsed();
+        it.parse_cpu += thread_cpu() - c0;
         for (k, text) in texts(&document).iter().enumerate() {
             it.text_bytes[k].1 += text.len() as u64;
         }
-        if let Some(r) = replicas.as_mut().filter(|_| i < sample) {
-            r.add(i as u32 + 1, &document);
+        batch.push((i as u32 + 1, document));
+        if batch.len() == BATCH || i + 1 == n {
+            let entries: Vec<(u32, Option<i64>, &Document)> = batch.iter().map(|(uid, d)| (*uid, Some(d.sent + 60), d)).collect();
+            let (t1, c1) = (Instant::now(), thread_cpu());
+            index.put_all(mailbox, &entries).expect("put_all");
+            it.put += t1.elapsed();
+            it.put_cpu += thread_cpu() - c1;
+            drop(entries);
+            batch.clear();
         }
         if last_report.elapsed() > Duration::from_secs(15) || i + 1 == n {
             last_report = Instant::now();
@@ -426,7 +404,6 @@ fn index_corpus(corpus: &Corpus, key: &UnlockedKey, dir: &Path, sample: usize, w
     it.cpu = process_cpu().saturating_sub(cpu_start);
     drop(index);
     it.disk = files(dir);
-    it.diagnostics = replicas.map(|r| r.finish(sample));
     it
 }
 
@@ -485,14 +462,17 @@ impl Indexing {
             pct(99) as f64 / 1e3,
             sizes[sizes.len() - 1] as f64 / 1e6
         );
-        let _ = writeln!(out, "\nindexing, one message at a time on one thread");
+        let _ = writeln!(
+            out,
+            "\nindexing on one thread, {BATCH} messages per put_all as the background indexer writes them"
+        );
         let rate = |d: Duration| n as f64 / d.as_secs_f64();
         let mut table = vec![row(&["phase", "msg/s", "msg per CPU s", "MB/s", "CPU us/msg", "target (per core)"])];
         for (label, d, cpu, target) in [
             ("MessageView::parse + search_text", self.parse, self.parse_cpu, String::new()),
-            ("SearchIndex::put", self.put, self.put_cpu, String::new()),
+            ("SearchIndex::put_all", self.put, self.put_cpu, String::new()),
             (
-                "parse + search_text + put",
+                "parse + search_text + put_all",
                 self.parse + self.put,
                 self.parse_cpu + self.put_cpu,
                 format!(
@@ -696,352 +676,6 @@ fn evict_from_page_cache(dir: &Path) -> bool {
         synced && dropped
     })
 }
-
-// ---------------------------------------------------------------------------
-// Diagnostics: the index's schema filled by plain rusqlite
-// ---------------------------------------------------------------------------
-
-/// The index's pragmas and tables (src/store/index.rs), `{detail}` for
-/// the FTS5 detail option.
-const SCHEMA: &str = "
-    PRAGMA journal_mode = WAL;
-    PRAGMA synchronous = NORMAL;
-    PRAGMA temp_store = MEMORY;
-    PRAGMA foreign_keys = ON;
-    PRAGMA busy_timeout = 10000;
-    CREATE TABLE mailboxes (
-        id INTEGER PRIMARY KEY, name BLOB NOT NULL UNIQUE, uidvalidity INTEGER NOT NULL, on_server INTEGER, checked INTEGER
-    );
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY,
-        mailbox INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
-        uid INTEGER NOT NULL, size INTEGER NOT NULL, sent INTEGER NOT NULL, arrival INTEGER, order_keys BLOB NOT NULL,
-        UNIQUE (mailbox, uid)
-    );
-    CREATE VIRTUAL TABLE texts USING fts5(
-        subject, from_addr, to_addr, cc_addr, bcc_addr, fields, all_fields, body,
-        tokenize = 'trigram case_sensitive 1', detail = {detail}
-    );
-    INSERT INTO mailboxes (id, name, uidvalidity) VALUES (1, 'INBOX', 1);
-";
-
-/// How a replica differs from the index.
-#[derive(Clone, Copy)]
-struct Variant {
-    label: &'static str,
-    /// Under SQLCipher with a raw key, as the index.
-    encrypted: bool,
-    /// Messages per transaction (`put` commits each message).
-    batch: usize,
-    /// SQLite's page cache in MB (0: the default, about 2 MB).
-    cache_mb: usize,
-    /// FTS5 `detail=column`: no positions, so no phrase queries; a string
-    /// is looked up as all of its trigrams (anywhere in the column) and
-    /// the candidates checked with instr().
-    detail_column: bool,
-}
-
-const VARIANTS: [Variant; 6] = [
-    Variant {
-        label: "as put: SQLCipher, 1 message/transaction",
-        encrypted: true,
-        batch: 1,
-        cache_mb: 0,
-        detail_column: false,
-    },
-    Variant {
-        label: "SQLCipher, 500 messages/transaction",
-        encrypted: true,
-        batch: 500,
-        cache_mb: 0,
-        detail_column: false,
-    },
-    Variant {
-        label: "SQLCipher, 500/transaction, 64 MB page cache",
-        encrypted: true,
-        batch: 500,
-        cache_mb: 64,
-        detail_column: false,
-    },
-    Variant {
-        label: "SQLCipher, 500/transaction, detail=column",
-        encrypted: true,
-        batch: 500,
-        cache_mb: 0,
-        detail_column: true,
-    },
-    Variant {
-        label: "no encryption, 1 message/transaction",
-        encrypted: false,
-        batch: 1,
-        cache_mb: 0,
-        detail_column: false,
-    },
-    Variant {
-        label: "no encryption, 500 messages/transaction",
-        encrypted: false,
-        batch: 500,
-        cache_mb: 0,
-        detail_column: false,
-    },
-];
-
-/// The queries timed on each replica: (what, column filter, string).
-/// Strings of three characters or more go through the FTS index; `scan`
-/// is `SUBJECT re` as the index answers it (instr() on every row of the
-/// FTS table), `scan content` the same reading the subject column of the
-/// FTS table's content table directly.
-const REPLICA_QUERIES: [(&str, &str, &str); 6] = [
-    ("BODY zephyrquill", "body", "ZEPHYRQUILL"),
-    ("BODY therestion", "body", "THERESTION"),
-    ("BODY the", "body", "THE"),
-    ("TEXT dave@example.com", "all_fields body", "DAVE@EXAMPLE.COM"),
-    ("SUBJECT re, scan", "subject", "RE"),
-    ("SUBJECT re, scan content", "c0", "RE"),
-];
-
-/// One replica: a database and how it commits.
-struct Replica {
-    variant: Variant,
-    db: Connection,
-    path: std::path::PathBuf,
-    pending: usize,
-    time: Duration,
-    cpu: Duration,
-}
-
-impl Replica {
-    fn new(dir: &Path, k: usize, variant: Variant) -> Replica {
-        let path = dir.join(format!("replica-{k}.db"));
-        let db = Connection::open(&path).expect("a replica");
-        if variant.encrypted {
-            // A raw 256-bit key, as the index gives SQLCipher.
-            db.execute_batch(&format!("PRAGMA key = \"x'{}'\";", "5e".repeat(32)))
-                .expect("the key");
-        }
-        if variant.cache_mb > 0 {
-            db.execute_batch(&format!("PRAGMA cache_size = -{};", variant.cache_mb * 1024))
-                .expect("the cache size");
-        }
-        let detail = if variant.detail_column { "column" } else { "full" };
-        db.execute_batch(&SCHEMA.replace("{detail}", detail)).expect("the schema");
-        Replica {
-            variant,
-            db,
-            path,
-            pending: 0,
-            time: Duration::ZERO,
-            cpu: Duration::ZERO,
-        }
-    }
-
-    /// What `SearchIndex::put` does, in a transaction of its own or of
-    /// `batch` messages.
-    fn add(&mut self, uid: u32, d: &Document) {
-        let (t, c) = (Instant::now(), thread_cpu());
-        if self.pending == 0 {
-            self.db.execute_batch("BEGIN").expect("begin");
-        }
-        let old: Option<i64> = self
-            .db
-            .query_row("SELECT id FROM messages WHERE mailbox = 1 AND uid = ?1", [uid], |r| r.get(0))
-            .optional()
-            .expect("select");
-        assert!(old.is_none());
-        self.db
-            .execute(
-                "INSERT INTO messages (mailbox, uid, size, sent, arrival, order_keys) VALUES (1, ?1, ?2, ?3, ?4, ?5)",
-                params![uid, d.size as i64, d.sent, d.sent + 60, order_keys(d)],
-            )
-            .expect("insert");
-        let id = self.db.last_insert_rowid();
-        self.db
-            .execute(
-                "INSERT INTO texts (rowid, subject, from_addr, to_addr, cc_addr, bcc_addr, fields, all_fields, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![id, d.subject, d.from, d.to, d.cc, d.bcc, d.fields, d.all_fields, d.body],
-            )
-            .expect("insert text");
-        self.pending += 1;
-        if self.pending == self.variant.batch {
-            self.db.execute_batch("COMMIT").expect("commit");
-            self.pending = 0;
-        }
-        self.time += t.elapsed();
-        self.cpu += thread_cpu() - c;
-    }
-
-    fn finish(&mut self) {
-        if self.pending > 0 {
-            let (t, c) = (Instant::now(), thread_cpu());
-            self.db.execute_batch("COMMIT").expect("commit");
-            self.time += t.elapsed();
-            self.cpu += thread_cpu() - c;
-            self.pending = 0;
-        }
-    }
-
-    /// The UIDs whose `columns` hold `needle`, as the index finds them
-    /// (detail=full: the string as a phrase of trigrams), or from all of
-    /// the string's trigrams, each checked (detail=column).
-    fn matching(&self, columns: &str, needle: &str) -> Vec<u32> {
-        if needle.chars().count() < 3 {
-            let sql = if columns.starts_with('c') {
-                format!("SELECT m.uid FROM texts_content c JOIN messages m ON m.id = c.id WHERE m.mailbox = ?1 AND instr(c.{columns}, ?2) > 0 ORDER BY m.uid")
-            } else {
-                format!("SELECT m.uid FROM texts JOIN messages m ON m.id = texts.rowid WHERE m.mailbox = ?1 AND instr(texts.{columns}, ?2) > 0 ORDER BY m.uid")
-            };
-            let mut statement = self.db.prepare_cached(&sql).expect("the scan");
-            return statement
-                .query_map(params![1, needle], |r| r.get(0))
-                .and_then(|rows| rows.collect())
-                .expect("the scan runs");
-        }
-        let (query, check) = if self.variant.detail_column {
-            let chars: Vec<char> = needle.chars().collect();
-            let mut trigrams: Vec<String> = chars.windows(3).map(|w| format!("\"{}\"", w.iter().collect::<String>())).collect();
-            trigrams.sort();
-            trigrams.dedup();
-            let check = columns
-                .split(' ')
-                .map(|c| format!("instr(texts.{c}, ?3) > 0"))
-                .collect::<Vec<_>>()
-                .join(" OR ");
-            (format!("{{{columns}}} : ({})", trigrams.join(" AND ")), format!("AND ({check})"))
-        } else {
-            (format!("{{{columns}}} : \"{needle}\""), "AND ?3 = ?3".to_string())
-        };
-        let sql = format!(
-            "SELECT m.uid FROM texts JOIN messages m ON m.id = texts.rowid WHERE m.mailbox = ?1 AND texts MATCH ?2 {check} ORDER BY m.uid"
-        );
-        let mut statement = self.db.prepare_cached(&sql).expect("the query");
-        statement
-            .query_map(params![1, query, needle], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .expect("the query runs")
-    }
-}
-
-/// The order keys about as the index stores them (its encoding is
-/// private): the strings, each ended by a NUL, then the flag and the date.
-fn order_keys(d: &Document) -> Vec<u8> {
-    let o = &d.order;
-    let mut out = Vec::new();
-    for text in [
-        o.base_subject.as_deref().unwrap_or("\u{1}"),
-        &o.from,
-        &o.to,
-        &o.cc,
-        &o.display_from,
-        &o.display_to,
-        o.message_id.as_deref().unwrap_or("\u{1}"),
-        &o.references.join(" "),
-    ] {
-        out.extend_from_slice(text.as_bytes());
-        out.push(0);
-    }
-    out.push(u8::from(o.reply_or_forward));
-    out.extend_from_slice(&o.date.to_le_bytes());
-    out
-}
-
-struct Replicas {
-    all: Vec<Replica>,
-}
-
-/// What the replicas showed.
-struct Diagnostics {
-    sample: usize,
-    /// Per variant: label, messages/s, MB on disk, query p50s (ms).
-    rows: Vec<Vec<String>>,
-    /// Table or index name, bytes, share of the file.
-    space: Vec<(String, u64, f64)>,
-}
-
-impl Replicas {
-    fn new(dir: &Path) -> Replicas {
-        Replicas {
-            all: VARIANTS.iter().enumerate().map(|(k, v)| Replica::new(dir, k, *v)).collect(),
-        }
-    }
-
-    fn add(&mut self, uid: u32, d: &Document) {
-        for r in &mut self.all {
-            r.add(uid, d);
-        }
-    }
-
-    fn finish(mut self, sample: usize) -> Diagnostics {
-        for r in &mut self.all {
-            r.finish();
-            r.db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").expect("checkpoint");
-        }
-        // Space by table, in the batched SQLCipher replica (same content).
-        let space = {
-            let mut statement = self.all[1]
-                .db
-                .prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")
-                .expect("dbstat");
-            let rows: Vec<(String, i64)> = statement
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|rows| rows.collect())
-                .expect("dbstat rows");
-            let total: i64 = rows.iter().map(|(_, b)| b).sum();
-            rows.into_iter()
-                .map(|(name, b)| (name, b as u64, 100.0 * b as f64 / total.max(1) as f64))
-                .collect()
-        };
-        let reference: Vec<Vec<u32>> = REPLICA_QUERIES.iter().map(|(_, c, s)| self.all[1].matching(c, s)).collect();
-        let rows = self
-            .all
-            .into_iter()
-            .map(|r| {
-                let mut row = vec![
-                    r.variant.label.to_string(),
-                    format!("{:.0}", sample as f64 / r.time.as_secs_f64()),
-                    format!("{:.0}", sample as f64 / r.cpu.as_secs_f64()),
-                    format!("{:.1}", std::fs::metadata(&r.path).map_or(0, |m| m.len()) as f64 / 1e6),
-                ];
-                for ((_, columns, needle), expect) in REPLICA_QUERIES.iter().zip(&reference) {
-                    let (found, times) = time_runs(Some(5), || r.matching(columns, needle));
-                    assert_eq!(&found, expect, "{}: {needle}", r.variant.label);
-                    row.push(ms(percentile(&times.wall, 50)));
-                }
-                row
-            })
-            .collect();
-        Diagnostics { sample, rows, space }
-    }
-}
-
-impl Diagnostics {
-    fn report(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "\ndiagnostics: the index's schema filled by plain rusqlite with the first {} documents (search_text not timed); \
-             queries: p50 of 5 runs, ms, on these {} documents",
-            self.sample, self.sample
-        );
-        let mut head = vec!["replica", "msg/s", "msg per CPU s", "MB on disk"];
-        head.extend(REPLICA_QUERIES.iter().map(|(q, _, _)| *q));
-        let mut table = vec![row(&head)];
-        table.extend(self.rows.iter().cloned());
-        print_table(out, &table);
-        let _ = writeln!(
-            out,
-            "space by table and index (dbstat, SQLCipher replica with 500 messages/transaction):"
-        );
-        let mut table = vec![row(&["name", "MB", "share"])];
-        for (name, bytes, share) in self.space.iter().filter(|(_, _, share)| *share >= 0.05) {
-            table.push(vec![name.clone(), format!("{:.2}", *bytes as f64 / 1e6), format!("{share:.1}%")]);
-        }
-        print_table(out, &table);
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Tables
-// ---------------------------------------------------------------------------
 
 fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()

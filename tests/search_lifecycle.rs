@@ -502,7 +502,7 @@ fn assert_nothing_readable(label: &str, data_dir: &Path, m: &Markers) {
     }
     let databases: Vec<&PathBuf> = files
         .iter()
-        .filter(|f| f.file_name().is_some_and(|n| n == "index.db") && f.strip_prefix(data_dir.join("index")).is_ok())
+        .filter(|f| f.file_name().is_some_and(|n| n == "search.db") && f.strip_prefix(data_dir.join("index")).is_ok())
         .collect();
     assert!(
         databases.iter().any(|f| std::fs::metadata(f).unwrap().len() > 0),

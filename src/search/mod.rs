@@ -11,6 +11,7 @@
 //!
 //! This module owns text rules only: no I/O, no IMAP syntax, no keys.
 
+pub mod grams;
 pub mod normalize;
 pub mod order;
 pub mod thread;

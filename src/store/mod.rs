@@ -18,6 +18,7 @@ mod cache;
 mod index;
 mod masterkey;
 pub mod peers;
+mod postings;
 
 use std::path::PathBuf;
 
