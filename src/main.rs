@@ -772,7 +772,7 @@ fn init_key(config: &Config, address: &str, import: Option<&Path>, ask: &mut Ask
         None => None,
     };
     if let Some(file) = import {
-        import_keys(&mut store, &[file.clone()])?;
+        import_keys(&mut store, std::slice::from_ref(&file))?;
         let own = store.own_key(address).with_context(|| {
             format!(
                 "{} holds no secret key for <{address}>; export yours with 'gpg --export-secret-keys --armor {address}' or leave out --import-key to generate one",
