@@ -680,6 +680,56 @@ fn init(config_file: Option<PathBuf>, args: InitArgs) -> Result<()> {
         return Err(SetupError::Exists { path }.into());
     }
     let mut ask = Ask::new(!args.non_interactive);
+    let Plan {
+        address,
+        preset,
+        picked,
+        config,
+    } = init_plan(&args, &mut ask)?;
+    println!("Provider: {} (preset {}, from {picked})", preset.title, preset.name);
+    if let Some(advice) = preset.login_advice() {
+        println!("{advice}");
+    }
+    init_key(&config, &address, args.import_key.as_deref(), &mut ask)?;
+    let tls = local_tls(&config)?;
+    println!("Local certificate: {}\n  SHA-256 {}", tls.cert_path.display(), tls.fingerprint);
+    println!("Server keys (trust on first use; later connections must present the same key):");
+    for contact in sealpost::setup::record_first_contact(&config)? {
+        let state = if contact.new {
+            "recorded"
+        } else {
+            "already recorded, and it matches"
+        };
+        println!(
+            "  {} ({}): {state}\n    pin {}\n    certificate SHA-256 {}",
+            contact.server, contact.url, contact.record.pin, contact.record.certificate_sha256
+        );
+    }
+    sealpost::setup::write_config(&path, &sealpost::setup::render(&config, &preset.title)?, args.force)?;
+    println!("Wrote {}\n", path.display());
+    println!(
+        "{}",
+        sealpost::setup::client_instructions(&config.listen, &address, &tls.fingerprint)
+    );
+    println!(
+        "Start Sealpost with: sealpost --config {} serve\n(it asks for your key's passphrase, or takes it from SEALPOST_PASSPHRASE or passphrase_file)",
+        path.display()
+    );
+    Ok(())
+}
+
+/// What `init` sets up: whose account, at which provider (and how the
+/// preset was chosen), and the configuration to write.
+struct Plan {
+    address: String,
+    preset: presets::Preset,
+    picked: &'static str,
+    config: Config,
+}
+
+/// The answers `init` needs before it acts, from the flags or asked, and
+/// the configuration they make, validated as `check` would.
+fn init_plan(args: &InitArgs, ask: &mut Ask) -> Result<Plan> {
     let address = match &args.address {
         Some(address) => address.clone(),
         None => ask.line("Your email address", "--address")?,
@@ -714,48 +764,25 @@ fn init(config_file: Option<PathBuf>, args: InitArgs) -> Result<()> {
         accounts: vec![preset.account(&address, imap.as_deref(), smtp.as_deref(), args.ca_file.clone().map(absolute))?],
         ..Config::default()
     };
+    // Implicit TLS beside STARTTLS: the settings init prints use it, as
+    // every mail client offers it on any port.
     config.listen.smtps = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 1465)));
     config.listen.imaps = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 1993)));
     let problems = config::validate(&config);
     if !problems.is_empty() {
         let list: Vec<String> = problems.iter().map(|p| format!("- {p}")).collect();
         bail!(
-            "the configuration would have {} problem(s); nothing was written:
-{}",
+            "the configuration would have {} problem(s); nothing was written:\n{}",
             problems.len(),
             list.join("\n")
         );
     }
-    println!("Provider: {} (preset {}, from {picked})", preset.title, preset.name);
-    if let Some(advice) = preset.login_advice() {
-        println!("{advice}");
-    }
-    init_key(&config, &address, args.import_key.as_deref(), &mut ask)?;
-    let tls = local_tls(&config)?;
-    println!("Local certificate: {}\n  SHA-256 {}", tls.cert_path.display(), tls.fingerprint);
-    println!("Server keys (trust on first use; later connections must present the same key):");
-    for contact in sealpost::setup::record_first_contact(&config)? {
-        let state = if contact.new {
-            "recorded"
-        } else {
-            "already recorded, and it matches"
-        };
-        println!(
-            "  {} ({}): {state}\n    pin {}\n    certificate SHA-256 {}",
-            contact.server, contact.url, contact.record.pin, contact.record.certificate_sha256
-        );
-    }
-    sealpost::setup::write_config(&path, &sealpost::setup::render(&config, &preset.title)?, args.force)?;
-    println!("Wrote {}\n", path.display());
-    println!(
-        "{}",
-        sealpost::setup::client_instructions(&config.listen, &address, &tls.fingerprint)
-    );
-    println!(
-        "Start Sealpost with: sealpost --config {} serve\n(it asks for your key's passphrase, or takes it from SEALPOST_PASSPHRASE or passphrase_file)",
-        path.display()
-    );
-    Ok(())
+    Ok(Plan {
+        address,
+        preset,
+        picked,
+        config,
+    })
 }
 
 /// The account's own key: imported from `import`, else the one the key

@@ -259,6 +259,29 @@ fn an_unknown_provider_or_domain_is_a_clear_error() {
     assert!(run.stderr.contains("--address is needed with --non-interactive"), "{}", run.stderr);
     let run = home.init(&["--non-interactive", "--address", "me@example.org", "--provider", "generic"], "");
     assert!(run.stderr.contains("give them as --imap"), "{}", run.stderr);
+    let run = home.init(
+        &[
+            "--non-interactive",
+            "--address",
+            "me@example.org",
+            "--provider",
+            "generic",
+            "--imap",
+            "https://mail.example.org",
+            "--smtp",
+            "smtp://mail.example.org",
+            "--ca-file",
+            "/nonexistent/ca.pem",
+        ],
+        "",
+    );
+    for problem in [
+        "the configuration would have 2 problem(s); nothing was written",
+        "- account[0].imap: unsupported scheme 'https'",
+        "- account[0].ca_file: /nonexistent/ca.pem does not exist",
+    ] {
+        assert!(run.stderr.contains(problem), "{problem}: {}", run.stderr);
+    }
     assert!(!home.config().exists() && !home.data_dir().exists(), "nothing done");
 }
 
