@@ -239,6 +239,19 @@ mod tests {
     }
 
     #[test]
+    fn every_file_in_the_directory_is_built_in() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/providers");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|entry| entry.unwrap().file_name().to_str()?.strip_suffix(".toml").map(str::to_string))
+            .collect();
+        on_disk.sort();
+        let mut built_in: Vec<&str> = FILES.iter().map(|(name, _)| *name).collect();
+        built_in.sort();
+        assert_eq!(on_disk, built_in, "list every preset file in presets::FILES");
+    }
+
+    #[test]
     fn picked_by_name_or_domain_else_a_clear_error() {
         assert_eq!(named("Gmail").unwrap().imap.as_deref(), Some("imaps://imap.gmail.com:993"));
         assert_eq!(for_address("someone@icloud.com").unwrap().name, "icloud");

@@ -43,7 +43,7 @@ pub enum SetupError {
     #[error(transparent)]
     Account(#[from] AccountError),
     /// A server could not be reached or its TLS not verified.
-    #[error("first contact with {server} failed: {source}. Check the server name and port (and that this machine can reach it), then run 'sealpost init' again")]
+    #[error("first contact with {server} failed: {source}. No configuration was written; fix this, then run 'sealpost init' again")]
     Contact {
         /// The URL.
         server: String,

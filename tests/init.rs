@@ -346,3 +346,36 @@ fn interactive_init_asks_for_what_the_flags_do_not_say() {
     assert!(!run.ok);
     assert!(run.stderr.contains("(standard input ended); pass --address"), "{}", run.stderr);
 }
+
+#[test]
+fn a_server_key_other_than_the_recorded_one_stops_init() {
+    let stack = stack();
+    let home = Home::new();
+    std::fs::create_dir_all(home.data_dir()).unwrap();
+    let recorded = "sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    std::fs::write(
+        home.data_dir().join("pins.toml"),
+        format!(
+            "[\"localhost:{}\"]\npin = \"{recorded}\"\nrecorded = \"earlier\"\ncertificate_sha256 = \"AA\"\n",
+            stack.imap_port
+        ),
+    )
+    .unwrap();
+    let mut args = vec!["--non-interactive", "--address", "erin@example.org"];
+    let servers = stack_servers();
+    args.extend(strs(&servers));
+    let run = home.init(&args, "");
+    assert!(!run.ok);
+    for needle in [
+        format!("first contact with imap://localhost:{} failed", stack.imap_port),
+        "presented an unexpected key (seen sha256/".to_string(),
+        format!(
+            "pinned {recorded}); if the provider rotated keys, run 'sealpost pin accept localhost:{}'",
+            stack.imap_port
+        ),
+        "No configuration was written".to_string(),
+    ] {
+        assert!(run.stderr.contains(&needle), "{needle}: {}", run.stderr);
+    }
+    assert!(!home.config().exists());
+}
