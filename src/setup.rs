@@ -26,12 +26,13 @@ pub enum SetupError {
         path: PathBuf,
     },
     /// The file or its directory could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {cause}", path.display())]
     Write {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, not a separate source: `{:#}` would
+        /// print it twice).
+        cause: std::io::Error,
     },
     /// The async runtime for the connections could not start.
     #[error("cannot start the runtime for the connections: {0}")]
@@ -43,12 +44,12 @@ pub enum SetupError {
     #[error(transparent)]
     Account(#[from] AccountError),
     /// A server could not be reached or its TLS not verified.
-    #[error("first contact with {server} failed: {source}. No configuration was written; fix this, then run 'sealpost init' again")]
+    #[error("first contact with {server} failed: {cause}. No configuration was written; fix this, then run 'sealpost init' again")]
     Contact {
         /// The URL.
         server: String,
-        /// The cause.
-        source: UpstreamError,
+        /// The cause (in the message, as for `Write`).
+        cause: UpstreamError,
     },
     /// The pin file could not be read.
     #[error(transparent)]
@@ -94,9 +95,9 @@ pub fn record_first_contact(config: &Config) -> Result<Vec<FirstContact>, SetupE
             })?;
             let server = format!("{}:{}", parsed.host, parsed.port);
             let before = store.get(&server)?;
-            let contact = |source| SetupError::Contact {
+            let contact = |cause| SetupError::Contact {
                 server: url.to_string(),
-                source,
+                cause,
             };
             runtime
                 .block_on(async {
@@ -111,7 +112,7 @@ pub fn record_first_contact(config: &Config) -> Result<Vec<FirstContact>, SetupE
                 .map_err(contact)?;
             let record = store.get(&server)?.ok_or_else(|| SetupError::Contact {
                 server: url.to_string(),
-                source: UpstreamError::protocol(&server, "no key was recorded (is trust set to \"tofu\"?)"),
+                cause: UpstreamError::protocol(&server, "no key was recorded (is trust set to \"tofu\"?)"),
             })?;
             contacts.push(FirstContact {
                 url: url.to_string(),
@@ -147,9 +148,9 @@ pub fn render(config: &Config, preset_title: &str) -> Result<String, SetupError>
 /// Writes `text` to `path`, creating its directory; an existing file is
 /// replaced only when `force` is given.
 pub fn write_config(path: &Path, text: &str, force: bool) -> Result<(), SetupError> {
-    let failed = |source| SetupError::Write {
+    let failed = |cause| SetupError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(failed)?;
