@@ -39,6 +39,10 @@ struct Cli {
 enum Command {
     /// Set up a working configuration: provider preset, key, local
     /// certificate, the provider's server keys, and the mail client settings
+    ///
+    /// The file goes to --config FILE, else $SEALPOST_CONFIG, else
+    /// $XDG_CONFIG_HOME/sealpost/sealpost.toml, and an existing one is
+    /// replaced only with --force.
     Init(InitArgs),
     /// Validate the configuration and print every problem found
     Check,
@@ -160,7 +164,8 @@ struct InitArgs {
     /// Your email address; also the user name your mail client logs in with
     #[arg(long, value_name = "ADDR")]
     address: Option<String>,
-    /// The provider preset (see config/providers/); default: the one for the address's domain
+    /// The provider preset: gmail, outlook, fastmail, icloud, yahoo, posteo, mailbox-org, gmx, or generic
+    /// (your own server, with --imap and --smtp); default: the one for the address's domain
     #[arg(long, value_name = "NAME")]
     provider: Option<String>,
     /// The IMAP server, imaps://HOST:993 (implicit TLS) or imap://HOST:143 (STARTTLS), instead of the preset's
