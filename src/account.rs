@@ -2,6 +2,7 @@
 //! upstream address, its TLS connector and its unlocked signing key.
 //! Protocol modules look accounts up by the login a client presents.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{AccountConfig, Config, PolicyConfig, PreferEncrypt};
@@ -107,24 +108,7 @@ fn ready(account: &AccountConfig, config: &Config, keystore: &Keystore, passphra
     if smtp.is_none() && imap.is_none() {
         return Err(url_error("neither an smtp nor an imap server is configured".into()));
     }
-    let pins = account
-        .pins
-        .iter()
-        .map(|p| Pin::parse(p))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|reason| AccountError::Url {
-            login: login.clone(),
-            reason,
-        })?;
-    let trust = Trust {
-        mode: account.trust,
-        pins,
-        store: PinStore::new(&config.data_dir),
-    };
-    let connector = Connector::new(account.ca_file.as_deref(), trust).map_err(|source| AccountError::Tls {
-        login: login.clone(),
-        source,
-    })?;
+    let connector = connector(account, &config.data_dir)?;
     let key_error = |source| AccountError::Key {
         login: login.clone(),
         source,
@@ -140,5 +124,29 @@ fn ready(account: &AccountConfig, config: &Config, keystore: &Keystore, passphra
         connector,
         key,
         policy: account.policy.clone().unwrap_or_else(|| config.policy.clone()),
+    })
+}
+
+/// The TLS connector of `account`: its trust mode, pins and `ca_file`,
+/// with first-contact keys recorded in `data_dir/pins.toml`. `serve` and
+/// `init` (which records those first contacts) both build it here.
+pub fn connector(account: &AccountConfig, data_dir: &Path) -> Result<Connector, AccountError> {
+    let pins = account
+        .pins
+        .iter()
+        .map(|p| Pin::parse(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| AccountError::Url {
+            login: account.login.clone(),
+            reason,
+        })?;
+    let trust = Trust {
+        mode: account.trust,
+        pins,
+        store: PinStore::new(data_dir),
+    };
+    Connector::new(account.ca_file.as_deref(), trust).map_err(|source| AccountError::Tls {
+        login: account.login.clone(),
+        source,
     })
 }

@@ -517,11 +517,15 @@ pub fn find_file(explicit: Option<&Path>) -> Result<Option<PathBuf>, Problem> {
             hint: "check the path given with --config or SEALPOST_CONFIG; config/sealpost.example.toml is a starting point".into(),
         });
     }
-    let candidates = [
-        PathBuf::from("sealpost.toml"),
-        xdg_dir("XDG_CONFIG_HOME", ".config").join("sealpost").join("sealpost.toml"),
-    ];
+    let candidates = [PathBuf::from("sealpost.toml"), user_file()];
     Ok(candidates.into_iter().find(|p| p.is_file()))
+}
+
+/// The user's own configuration file,
+/// `$XDG_CONFIG_HOME/sealpost/sealpost.toml`: where `init` writes and
+/// every command looks last.
+pub fn user_file() -> PathBuf {
+    xdg_dir("XDG_CONFIG_HOME", ".config").join("sealpost").join("sealpost.toml")
 }
 
 /// Reads and validates the configuration, reporting every problem found.

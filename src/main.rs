@@ -17,6 +17,8 @@ use sealpost::discovery::{Discovery, Lookup};
 use sealpost::learn::Learner;
 use sealpost::message::{decrypt_message, encrypt_message, protection, sign_message, Envelope, Protection};
 use sealpost::pgp::{KeyState, Keystore, Learned, LiveKeystore, PassphraseSource, StoredKey, UnlockedKey};
+use sealpost::presets;
+use sealpost::setup::SetupError;
 use sealpost::store::peers::PeerStore;
 use sealpost::store::SearchIndex;
 use sealpost::tls::{fetch_chain, ChainEntry, FetchTarget, LocalTls, PinRecord, PinStore};
@@ -35,6 +37,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Set up a working configuration: provider preset, key, local
+    /// certificate, the provider's server keys, and the mail client settings
+    ///
+    /// The file goes to --config FILE, else $SEALPOST_CONFIG, else
+    /// $XDG_CONFIG_HOME/sealpost/sealpost.toml, and an existing one is
+    /// replaced only with --force.
+    Init(InitArgs),
     /// Validate the configuration and print every problem found
     Check,
     /// Manage your keys and your correspondents' keys
@@ -148,6 +157,38 @@ enum KeysCommand {
 }
 
 #[derive(Args)]
+struct InitArgs {
+    /// Ask nothing: every answer comes from the flags, and a missing one is an error
+    #[arg(long)]
+    non_interactive: bool,
+    /// Your email address; also the user name your mail client logs in with
+    #[arg(long, value_name = "ADDR")]
+    address: Option<String>,
+    /// The provider preset: gmail, outlook, fastmail, icloud, yahoo, posteo, mailbox-org, gmx, or generic
+    /// (your own server, with --imap and --smtp); default: the one for the address's domain
+    #[arg(long, value_name = "NAME")]
+    provider: Option<String>,
+    /// The IMAP server, imaps://HOST:993 (implicit TLS) or imap://HOST:143 (STARTTLS), instead of the preset's
+    #[arg(long, value_name = "URL")]
+    imap: Option<String>,
+    /// The submission server, smtps://HOST:465 (implicit TLS) or smtp://HOST:587 (STARTTLS), instead of the preset's
+    #[arg(long, value_name = "URL")]
+    smtp: Option<String>,
+    /// Extra trust anchors (PEM) for a server with a private CA (the account's ca_file)
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Import your secret key from this file (armored or binary) instead of generating one
+    #[arg(long, value_name = "FILE")]
+    import_key: Option<PathBuf>,
+    /// Where Sealpost keeps keys, pins and caches (default: $XDG_DATA_HOME/sealpost)
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Replace an existing configuration file
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
 struct EncryptArgs {
     /// Sender address (default: the From header); its key signs
     #[arg(long, value_name = "ADDR")]
@@ -166,6 +207,21 @@ struct EncryptArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Init(args) = cli.command {
+        // There is no configuration to load yet: init writes it.
+        // Warnings only: init reports each step itself.
+        sealpost::logging::init(&config::LogConfig {
+            level: "warn".into(),
+            ..config::LogConfig::default()
+        });
+        return match init(cli.config, args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sealpost: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let loaded = match config::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,
         Err(problems) => {
@@ -178,6 +234,7 @@ fn main() -> ExitCode {
     };
     sealpost::logging::init(&loaded.config.log);
     let outcome = match cli.command {
+        Command::Init(_) => unreachable!("handled before the configuration is loaded"),
         Command::Check => {
             let file = loaded
                 .file
@@ -293,34 +350,9 @@ fn keys(config: &Config, command: KeysCommand) -> Result<()> {
     let mut store = Keystore::open(&config.data_dir)?;
     match command {
         KeysCommand::Generate { email, no_passphrase, v6 } => {
-            let passphrase = if no_passphrase {
-                None
-            } else {
-                let passphrase = passphrases(config)
-                    .get("new key", &format!("the new key of <{email}>"), true)
-                    .context("a new key needs a passphrase (or --no-passphrase)")?;
-                if passphrase.map(|p| p.is_empty()) {
-                    bail!("the passphrase is empty; choose one, or pass --no-passphrase to store the key unprotected deliberately");
-                }
-                Some(passphrase)
-            };
-            let key = store.generate(&email, passphrase, v6)?;
-            println!("{}", key.fingerprint());
-            if no_passphrase {
-                eprintln!(
-                    "warning: the secret key is stored without a passphrase; anyone who can read {} can use it",
-                    config.data_dir.display()
-                );
-            }
+            println!("{}", generate_key(config, &mut store, &email, no_passphrase, v6)?);
         }
-        KeysCommand::Import { files } => {
-            for file in files {
-                let (bytes, name) = read_input(&file)?;
-                for fpr in store.import(&bytes, &name)? {
-                    println!("imported {fpr}");
-                }
-            }
-        }
+        KeysCommand::Import { files } => import_keys(&mut store, &files)?,
         KeysCommand::List => {
             print_key_table(&store);
             print_peer_table(config)?;
@@ -347,6 +379,44 @@ fn keys(config: &Config, command: KeysCommand) -> Result<()> {
         KeysCommand::Remove { fingerprint } => {
             let removed = store.remove(&fingerprint)?;
             println!("removed {} ({})", removed.fingerprint(), removed.emails().join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// `keys generate`, and `init` without a key: a new key for `email`,
+/// protected by a passphrase unless `no_passphrase`. Returns its
+/// fingerprint.
+fn generate_key(config: &Config, store: &mut Keystore, email: &str, no_passphrase: bool, v6: bool) -> Result<String> {
+    let passphrase = if no_passphrase {
+        None
+    } else {
+        let passphrase = passphrases(config)
+            .get("new key", &format!("the new key of <{email}>"), true)
+            .context("a new key needs a passphrase")?;
+        if passphrase.map(|p| p.is_empty()) {
+            bail!(
+                "the passphrase is empty; choose one (keys generate also takes --no-passphrase, to store the key unprotected deliberately)"
+            );
+        }
+        Some(passphrase)
+    };
+    let fingerprint = store.generate(email, passphrase, v6)?.fingerprint();
+    if no_passphrase {
+        eprintln!(
+            "warning: the secret key is stored without a passphrase; anyone who can read {} can use it",
+            config.data_dir.display()
+        );
+    }
+    Ok(fingerprint)
+}
+
+/// `keys import`, and `init --import-key`: every key in `files`.
+fn import_keys(store: &mut Keystore, files: &[PathBuf]) -> Result<()> {
+    for file in files {
+        let (bytes, name) = read_input(file)?;
+        for fpr in store.import(&bytes, &name)? {
+            println!("imported {fpr}");
         }
     }
     Ok(())
@@ -601,6 +671,178 @@ fn learn(config: &Config, store: Keystore, file: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `init`: preset, key, local certificate, first-contact pins, then the
+/// configuration file and the mail client settings. Nothing is written
+/// to the file before every step succeeded; a key or certificate made on
+/// the way is reused when init runs again.
+fn init(config_file: Option<PathBuf>, args: InitArgs) -> Result<()> {
+    let path = config_file
+        .or_else(|| std::env::var_os("SEALPOST_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(config::user_file);
+    if path.exists() && !args.force {
+        return Err(SetupError::Exists { path }.into());
+    }
+    let mut ask = Ask::new(!args.non_interactive);
+    let Plan {
+        address,
+        preset,
+        picked,
+        config,
+    } = init_plan(&args, &mut ask)?;
+    println!("Provider: {} (preset {}, from {picked})", preset.title, preset.name);
+    if let Some(advice) = preset.login_advice() {
+        println!("{advice}");
+    }
+    init_key(&config, &address, args.import_key.as_deref(), &mut ask)?;
+    let tls = local_tls(&config)?;
+    println!("Local certificate: {}\n  SHA-256 {}", tls.cert_path.display(), tls.fingerprint);
+    println!("Server keys (trust on first use; later connections must present the same key):");
+    for contact in sealpost::setup::record_first_contact(&config)? {
+        let state = if contact.new {
+            "recorded"
+        } else {
+            "already recorded, and it matches"
+        };
+        println!(
+            "  {} ({}): {state}\n    pin {}\n    certificate SHA-256 {}",
+            contact.server, contact.url, contact.record.pin, contact.record.certificate_sha256
+        );
+    }
+    sealpost::setup::write_config(&path, &sealpost::setup::render(&config, &preset.title)?, args.force)?;
+    println!("Wrote {}\n", path.display());
+    println!(
+        "{}",
+        sealpost::setup::client_instructions(&config.listen, &address, &tls.fingerprint)
+    );
+    println!(
+        "Start Sealpost with: sealpost --config {} serve\n(it asks for your key's passphrase, or takes it from SEALPOST_PASSPHRASE or passphrase_file)",
+        path.display()
+    );
+    Ok(())
+}
+
+/// What `init` sets up: whose account, at which provider (and how the
+/// preset was chosen), and the configuration to write.
+struct Plan {
+    address: String,
+    preset: presets::Preset,
+    picked: &'static str,
+    config: Config,
+}
+
+/// The answers `init` needs before it acts, from the flags or asked, and
+/// the configuration they make, validated as `check` would.
+fn init_plan(args: &InitArgs, ask: &mut Ask) -> Result<Plan> {
+    let address = match &args.address {
+        Some(address) => address.clone(),
+        None => ask.line("Your email address", "--address")?,
+    };
+    let address = sealpost::pgp::normalize_email(&address);
+    if !address.contains('@') {
+        bail!("'{address}' is not an email address; give the one you send from, such as alice@example.org");
+    }
+    let (preset, picked) = match &args.provider {
+        Some(name) => (presets::named(name)?, "--provider"),
+        None => match presets::for_address(&address) {
+            Ok(preset) => (preset, "the address's domain"),
+            Err(e) if !ask.interactive => return Err(e.into()),
+            Err(e) => {
+                eprintln!("{e}");
+                (presets::named(&ask.line("Provider preset", "--provider")?)?, "your answer")
+            }
+        },
+    };
+    let servers_given = args.imap.is_some() || args.smtp.is_some();
+    let (imap, smtp) = if preset.imap.is_none() && preset.smtp.is_none() && !servers_given && ask.interactive {
+        (
+            Some(ask.line("IMAP server (imaps://HOST:993 or imap://HOST:143)", "--imap")?),
+            Some(ask.line("SMTP submission server (smtps://HOST:465 or smtp://HOST:587)", "--smtp")?),
+        )
+    } else {
+        (args.imap.clone(), args.smtp.clone())
+    };
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    let mut config = Config {
+        data_dir: args.data_dir.clone().map(absolute).unwrap_or_else(|| Config::default().data_dir),
+        accounts: vec![preset.account(&address, imap.as_deref(), smtp.as_deref(), args.ca_file.clone().map(absolute))?],
+        ..Config::default()
+    };
+    // Implicit TLS beside STARTTLS: the settings init prints use it, as
+    // every mail client offers it on any port.
+    config.listen.smtps = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 1465)));
+    config.listen.imaps = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 1993)));
+    let problems = config::validate(&config);
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| format!("- {p}")).collect();
+        bail!(
+            "the configuration would have {} problem(s); nothing was written:\n{}",
+            problems.len(),
+            list.join("\n")
+        );
+    }
+    Ok(Plan {
+        address,
+        preset,
+        picked,
+        config,
+    })
+}
+
+/// The account's own key: imported from `import`, else the one the key
+/// store has for `address`, else (after asking whether to import one)
+/// a new one.
+fn init_key(config: &Config, address: &str, import: Option<&Path>, ask: &mut Ask) -> Result<()> {
+    let mut store = Keystore::open(&config.data_dir)?;
+    let import = match import {
+        Some(file) => Some(file.to_path_buf()),
+        None if store.own_key(address).is_ok() => None,
+        None if ask.interactive => Some(ask.line("Secret key file to import (empty: generate a new key)", "--import-key")?)
+            .filter(|answer| !answer.is_empty())
+            .map(PathBuf::from),
+        None => None,
+    };
+    if let Some(file) = import {
+        import_keys(&mut store, std::slice::from_ref(&file))?;
+        let own = store.own_key(address).with_context(|| {
+            format!(
+                "{} holds no secret key for <{address}>; export yours with 'gpg --export-secret-keys --armor {address}' or leave out --import-key to generate one",
+                file.display()
+            )
+        })?;
+        println!("Key: {} (imported)", own.fingerprint());
+    } else if let Ok(own) = store.own_key(address) {
+        println!("Key: {} (already in {})", own.fingerprint(), config.data_dir.display());
+    } else {
+        println!("Key: {} (generated)", generate_key(config, &mut store, address, false, false)?);
+    }
+    Ok(())
+}
+
+/// Questions `init` asks on standard input, unless it runs
+/// non-interactively, where a missing answer names the flag to pass.
+struct Ask {
+    interactive: bool,
+}
+
+impl Ask {
+    fn new(interactive: bool) -> Ask {
+        Ask { interactive }
+    }
+
+    /// One answer, trimmed.
+    fn line(&mut self, question: &str, flag: &str) -> Result<String> {
+        if !self.interactive {
+            bail!("{flag} is needed with --non-interactive");
+        }
+        eprint!("{question}: ");
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer)? == 0 {
+            bail!("no answer to \"{question}\" (standard input ended); pass {flag}, or run on a terminal");
+        }
+        Ok(answer.trim().to_string())
+    }
 }
 
 fn local_tls(config: &Config) -> Result<LocalTls> {

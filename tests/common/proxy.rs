@@ -24,6 +24,8 @@ pub struct Proxy {
     pub metrics: SocketAddr,
     /// The proxy's stderr.
     pub log: PathBuf,
+    /// Its configuration file.
+    pub config: PathBuf,
     _config_dir: tempfile::TempDir,
 }
 
@@ -96,18 +98,24 @@ impl Proxy {
             ),
         )
         .unwrap();
+        Proxy::serve(config_dir, config, &[])
+    }
+
+    /// Runs `sealpost serve` on the configuration file `config` (kept,
+    /// with the log, in `config_dir`, removed when the proxy is dropped),
+    /// with `env` added to the environment, and waits until it listens.
+    /// The file must put every listener (metrics too) on port 0, or `env`
+    /// must ([`LISTEN_ANY_PORT_ENV`]).
+    pub fn serve(config_dir: tempfile::TempDir, config: PathBuf, env: &[(&str, &str)]) -> Proxy {
         let log = config_dir.path().join("sealpost.log");
         let bound = config_dir.path().join("bound.toml");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sealpost"))
-            .args([
-                "--config",
-                config.to_str().unwrap(),
-                "serve",
-                "--bound-addresses",
-                bound.to_str().unwrap(),
-            ])
+            .arg("--config")
+            .arg(&config)
+            .args(["serve", "--bound-addresses", bound.to_str().unwrap()])
             .env("SEALPOST_PASSPHRASE", PASSPHRASE)
             .env("RUST_LOG", "sealpost=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -123,6 +131,7 @@ impl Proxy {
             imaps: address("imaps"),
             metrics: address("metrics"),
             log,
+            config,
             _config_dir: config_dir,
         }
     }
@@ -131,10 +140,9 @@ impl Proxy {
     /// administrator would, beside the running proxy): success and
     /// stdout followed by stderr.
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
-        let config = self._config_dir.path().join("sealpost.toml");
         let output = Command::new(env!("CARGO_BIN_EXE_sealpost"))
             .arg("--config")
-            .arg(&config)
+            .arg(&self.config)
             .args(args)
             .env("SEALPOST_PASSPHRASE", PASSPHRASE)
             .stdin(Stdio::null())
@@ -199,6 +207,16 @@ impl Drop for Proxy {
 /// for a port.
 const LISTEN_ANY_PORT: &str =
     "smtp = \"127.0.0.1:0\"\nsmtps = \"127.0.0.1:0\"\nimap = \"127.0.0.1:0\"\nimaps = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n";
+
+/// [`LISTEN_ANY_PORT`] as environment variables, for a configuration
+/// file written with other addresses (by `sealpost init`, say).
+pub const LISTEN_ANY_PORT_ENV: [(&str, &str); 5] = [
+    ("SEALPOST_LISTEN__SMTP", "127.0.0.1:0"),
+    ("SEALPOST_LISTEN__SMTPS", "127.0.0.1:0"),
+    ("SEALPOST_LISTEN__IMAP", "127.0.0.1:0"),
+    ("SEALPOST_LISTEN__IMAPS", "127.0.0.1:0"),
+    ("SEALPOST_LISTEN__METRICS", "127.0.0.1:0"),
+];
 
 /// Waits for `serve` to write its bound addresses (it binds every
 /// listener first), failing with its log if it exits or takes too long.
