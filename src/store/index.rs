@@ -17,8 +17,10 @@
 //!   UIDVALIDITY drops what was indexed under the old one.
 //! - `messages`: mailbox, UID, size and sent date of each indexed message;
 //!   its row id is the message's [`DocId`].
-//! - `texts` and `bodies`: the text columns of [`Document`], already in
-//!   search form; the long ones LZ4-compressed. Candidates are checked
+//! - `texts` (the short ones), `fields`, `all_fields` and `bodies`: the
+//!   text columns of [`Document`], already in search form, the long ones
+//!   LZ4-compressed, each in a table of its own so that checking many
+//!   candidates reads only the column it needs. Candidates are checked
 //!   against them.
 //! - `segments` and `chunks`: an inverted index from every gram (run of
 //!   one to three characters, [`crate::search::grams`]) and every word
@@ -78,9 +80,21 @@ const FORMER_FILES: [&str; 1] = ["index.db"];
 const CIPHER: &str = "PRAGMA cipher_page_size = 16384; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;";
 /// The layout's version (`PRAGMA user_version`); an index of another
 /// version is emptied and rebuilt.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 /// The tables of every layout so far, dropped when the version changes.
-const TABLES: [&str; 7] = ["words", "chunks", "segments", "bodies", "texts", "messages", "mailboxes"];
+const TABLES: [&str; 9] = [
+    "words",
+    "chunks",
+    "segments",
+    "bodies",
+    "all_fields",
+    "fields",
+    "texts",
+    "messages",
+    "mailboxes",
+];
+/// The tables with a row per message, by its id.
+const MESSAGE_TABLES: [&str; 4] = ["texts", "fields", "all_fields", "bodies"];
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -112,14 +126,11 @@ const SCHEMA: &str = "
         from_addr TEXT NOT NULL,
         to_addr TEXT NOT NULL,
         cc_addr TEXT NOT NULL,
-        bcc_addr TEXT NOT NULL,
-        fields BLOB NOT NULL,
-        all_fields BLOB NOT NULL
+        bcc_addr TEXT NOT NULL
     );
-    CREATE TABLE IF NOT EXISTS bodies (
-        id INTEGER PRIMARY KEY,
-        body BLOB NOT NULL
-    );
+    CREATE TABLE IF NOT EXISTS fields (id INTEGER PRIMARY KEY, text BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS all_fields (id INTEGER PRIMARY KEY, text BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS bodies (id INTEGER PRIMARY KEY, text BLOB NOT NULL);
     CREATE TABLE IF NOT EXISTS segments (
         id INTEGER PRIMARY KEY,
         level INTEGER NOT NULL,
@@ -306,7 +317,7 @@ impl SearchIndex {
         match known {
             Some((id, v)) if v == uidvalidity => Ok(MailboxId(id)),
             Some((id, _)) => {
-                for table in ["texts", "bodies"] {
+                for table in MESSAGE_TABLES {
                     db.execute(
                         &format!("DELETE FROM {table} WHERE id IN (SELECT id FROM messages WHERE mailbox = ?1)"),
                         [id],
@@ -387,26 +398,18 @@ impl SearchIndex {
                 })
                 .map_err(self.error())?;
             let id = tx.last_insert_rowid();
-            tx.prepare_cached(
-                "INSERT INTO texts (id, subject, from_addr, to_addr, cc_addr, bcc_addr, fields, all_fields)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    id,
-                    document.subject,
-                    document.from,
-                    document.to,
-                    document.cc,
-                    document.bcc,
-                    texts.fields,
-                    texts.all_fields
-                ])
-            })
-            .map_err(self.error())?;
-            tx.prepare_cached("INSERT INTO bodies (id, body) VALUES (?1, ?2)")
-                .and_then(|mut s| s.execute(params![id, texts.body]))
+            tx.prepare_cached("INSERT INTO texts (id, subject, from_addr, to_addr, cc_addr, bcc_addr) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .and_then(|mut s| s.execute(params![id, document.subject, document.from, document.to, document.cc, document.bcc]))
                 .map_err(self.error())?;
+            for (table, text) in [
+                ("fields", &texts.fields),
+                ("all_fields", &texts.all_fields),
+                ("bodies", &texts.body),
+            ] {
+                tx.prepare_cached(&format!("INSERT INTO {table} (id, text) VALUES (?1, ?2)"))
+                    .and_then(|mut s| s.execute(params![id, text]))
+                    .map_err(self.error())?;
+            }
             docs.push(id as DocId);
         }
         // Words get their numbers now, under the lock, and new ones are
@@ -767,7 +770,7 @@ fn column(field: Field) -> Columns {
 /// Deletes what the index holds of message `id` but its postings (see
 /// the module documentation).
 fn forget(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()> {
-    for table in ["texts", "bodies", "messages"] {
+    for table in MESSAGE_TABLES.iter().chain(&["messages"]) {
         tx.prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))?.execute([id])?;
     }
     Ok(())
@@ -1006,9 +1009,9 @@ const TEXT_COLUMNS: [(Columns, TextColumn, bool); 8] = [
     (TO, text_column!("texts", "to_addr"), false),
     (CC, text_column!("texts", "cc_addr"), false),
     (BCC, text_column!("texts", "bcc_addr"), false),
-    (FIELDS, text_column!("texts", "fields"), true),
-    (ALL_FIELDS, text_column!("texts", "all_fields"), true),
-    (BODY, text_column!("bodies", "body"), true),
+    (FIELDS, text_column!("fields", "text"), true),
+    (ALL_FIELDS, text_column!("all_fields", "text"), true),
+    (BODY, text_column!("bodies", "text"), true),
 ];
 
 /// Candidates are checked in one pass over their range of rows when at
