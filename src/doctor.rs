@@ -10,7 +10,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::account;
 use crate::config::{Config, Problem};
@@ -341,6 +341,8 @@ fn failure(e: &UpstreamError) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -88,7 +88,7 @@ const SERVED_MEMORY: usize = 50_000;
 
 /// What every generation of the services shares: made once at start and
 /// kept across reloads.
-pub(crate) struct Base {
+struct Base {
     keystore: Arc<LiveKeystore>,
     tls: LocalTls,
     metrics: Arc<Metrics>,
@@ -98,9 +98,9 @@ pub(crate) struct Base {
 
 /// The services built from one configuration. New sessions get the
 /// latest generation; a session keeps the one it started with.
-pub(crate) struct Generation {
+struct Generation {
     /// The configuration it was built from.
-    pub(crate) config: Config,
+    config: Config,
     smtp: Arc<crate::smtp::session::Shared>,
     imap: Arc<crate::imap::state::Shared>,
 }
@@ -213,7 +213,7 @@ pub fn run(loaded: &Loaded, passphrases: &PassphraseSource, bound_addresses: Opt
 /// Builds the services for `config`: its accounts ready (keys unlocked,
 /// or taken from `previous`), and each IMAP account's state
 /// ([`imap_state`]).
-pub(crate) fn build(base: &Base, config: Config, passphrases: &PassphraseSource, previous: Option<&Generation>) -> Result<Generation, ServeError> {
+fn build(base: &Base, config: Config, passphrases: &PassphraseSource, previous: Option<&Generation>) -> Result<Generation, ServeError> {
     if config.accounts.is_empty() {
         return Err(ServeError::NoAccounts);
     }
