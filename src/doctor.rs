@@ -250,13 +250,13 @@ fn servers(config: &Config) -> Vec<Finding> {
             }
         };
         let urls = [
-            ("imap", account.imap.as_deref().map(ServerUrl::parse_imap)),
-            ("smtp", account.smtp.as_deref().map(ServerUrl::parse_smtp)),
+            ("imap", account.imap.as_deref(), ServerUrl::parse_imap as fn(&str) -> Result<ServerUrl, String>),
+            ("smtp", account.smtp.as_deref(), ServerUrl::parse_smtp),
         ];
-        for (protocol, url) in urls {
+        for (protocol, text, parse) in urls {
             // validate() has refused bad URLs before the doctor runs.
-            let Some(Ok(url)) = url else { continue };
-            let subject = format!("account {}: {protocol} {url}", account.login);
+            let Some((text, Ok(url))) = text.map(|t| (t, parse(t))) else { continue };
+            let subject = format!("account {}: {protocol} {text}", account.login);
             let reached = runtime.block_on(mechanisms(protocol, &url, &connector, &config.listen.hostname));
             findings.push(match reached {
                 Ok(mechanisms) => reached_finding(subject, &url, account.trust, &config.data_dir, mechanisms),
@@ -278,23 +278,19 @@ fn scratch_pins(data_dir: &Path) -> std::io::Result<tempfile::TempDir> {
 }
 
 /// Connects to `url` (TLS verified, STARTTLS where the URL says) and
-/// returns the login mechanisms the server offers after TLS.
+/// returns the ways to log in the server offers after TLS, as the
+/// protocol names them (IMAP `AUTH=PLAIN` and `LOGIN`, SMTP `AUTH PLAIN`).
 async fn mechanisms(protocol: &str, url: &ServerUrl, connector: &Connector, hostname: &str) -> Result<Vec<String>, UpstreamError> {
     if protocol == "imap" {
         let upstream = crate::imap::upstream::Upstream::connect(url, connector).await?;
-        let mut offered: Vec<String> = upstream
-            .capabilities
-            .iter()
-            .filter_map(|c| c.strip_prefix("AUTH="))
-            .map(str::to_string)
-            .collect();
+        let mut offered: Vec<String> = upstream.capabilities.iter().filter(|c| c.starts_with("AUTH=")).cloned().collect();
         if !upstream.has("LOGINDISABLED") {
             offered.push("LOGIN".into());
         }
         Ok(offered)
     } else {
         let upstream = crate::smtp::upstream::Upstream::connect(url, connector, hostname).await?;
-        let offered = upstream.capabilities.auth.clone();
+        let offered = upstream.capabilities.auth.iter().map(|m| format!("AUTH {m}")).collect();
         upstream.quit().await;
         Ok(offered)
     }
