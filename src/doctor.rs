@@ -257,9 +257,9 @@ fn servers(config: &Config) -> Vec<Finding> {
             // validate() has refused bad URLs before the doctor runs.
             let Some((text, Ok(url))) = text.map(|t| (t, parse(t))) else { continue };
             let subject = format!("account {}: {protocol} {text}", account.login);
-            let reached = runtime.block_on(mechanisms(protocol, &url, &connector, &config.listen.hostname));
+            let reached = runtime.block_on(login_ways(protocol, &url, &connector, &config.listen.hostname));
             findings.push(match reached {
-                Ok(mechanisms) => reached_finding(subject, &url, account.trust, &config.data_dir, mechanisms),
+                Ok(ways) => reached_finding(subject, &url, account.trust, &config.data_dir, &ways),
                 Err(e) => Finding::new(Verdict::Fail, subject, failure(&e)),
             });
         }
@@ -278,27 +278,32 @@ fn scratch_pins(data_dir: &Path) -> std::io::Result<tempfile::TempDir> {
 }
 
 /// Connects to `url` (TLS verified, STARTTLS where the URL says) and
-/// returns the ways to log in the server offers after TLS, as the
-/// protocol names them (IMAP `AUTH=PLAIN` and `LOGIN`, SMTP `AUTH PLAIN`).
-async fn mechanisms(protocol: &str, url: &ServerUrl, connector: &Connector, hostname: &str) -> Result<Vec<String>, UpstreamError> {
+/// says how the server lets clients log in after TLS, as the protocol
+/// names it (IMAP `AUTH=PLAIN`, the LOGIN command; SMTP `AUTH PLAIN`);
+/// empty when it offers no way.
+async fn login_ways(protocol: &str, url: &ServerUrl, connector: &Connector, hostname: &str) -> Result<String, UpstreamError> {
     if protocol == "imap" {
         let upstream = crate::imap::upstream::Upstream::connect(url, connector).await?;
-        let mut offered: Vec<String> = upstream.capabilities.iter().filter(|c| c.starts_with("AUTH=")).cloned().collect();
+        let mut ways: Vec<String> = upstream.capabilities.iter().filter(|c| c.starts_with("AUTH=")).cloned().collect();
         if !upstream.has("LOGINDISABLED") {
-            offered.push("LOGIN".into());
+            ways.push("the LOGIN command".into());
         }
-        Ok(offered)
+        Ok(ways.join(", "))
     } else {
         let upstream = crate::smtp::upstream::Upstream::connect(url, connector, hostname).await?;
-        let offered = upstream.capabilities.auth.iter().map(|m| format!("AUTH {m}")).collect();
+        let mechanisms = upstream.capabilities.auth.join(" ");
         upstream.quit().await;
-        Ok(offered)
+        Ok(if mechanisms.is_empty() {
+            mechanisms
+        } else {
+            format!("AUTH {mechanisms}")
+        })
     }
 }
 
 /// The line for a server that was reached: how TLS came about, how its
 /// key was checked, and the login mechanisms.
-fn reached_finding(subject: String, url: &ServerUrl, trust: TrustMode, data_dir: &Path, mechanisms: Vec<String>) -> Finding {
+fn reached_finding(subject: String, url: &ServerUrl, trust: TrustMode, data_dir: &Path, login: &str) -> Finding {
     let tls = if url.implicit_tls {
         "TLS"
     } else {
@@ -313,14 +318,14 @@ fn reached_finding(subject: String, url: &ServerUrl, trust: TrustMode, data_dir:
             _ => "certificate CA-verified; no key recorded yet ('sealpost serve' records it on first contact)",
         },
     };
-    if mechanisms.is_empty() {
+    if login.is_empty() {
         return Finding::new(
             Verdict::Fail,
             subject,
             format!("reachable, {tls}, {key}, but no login mechanism is offered after TLS; check the URL's port"),
         );
     }
-    Finding::new(Verdict::Ok, subject, format!("reachable, {tls}, {key}; login: {}", mechanisms.join(" ")))
+    Finding::new(Verdict::Ok, subject, format!("reachable, {tls}, {key}; login: {login}"))
 }
 
 /// What went wrong reaching a server, with what to do.
