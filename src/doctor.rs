@@ -71,7 +71,10 @@ impl fmt::Display for Finding {
 
 /// The configuration problems `load` found, one failed check each.
 pub fn config_problems(problems: &[Problem]) -> Vec<Finding> {
-    problems.iter().map(|p| Finding::new(Verdict::Fail, "config", p.to_string())).collect()
+    problems
+        .iter()
+        .map(|p| Finding::new(Verdict::Fail, "config", p.to_string()))
+        .collect()
 }
 
 /// Every check for a configuration that loaded from `file`.
@@ -250,12 +253,12 @@ fn servers(config: &Config) -> Vec<Finding> {
             }
         };
         let urls = [
-            ("imap", account.imap.as_deref(), ServerUrl::parse_imap as fn(&str) -> Result<ServerUrl, String>),
-            ("smtp", account.smtp.as_deref(), ServerUrl::parse_smtp),
+            ("imap", account.imap.as_deref().map(|t| (t, ServerUrl::parse_imap(t)))),
+            ("smtp", account.smtp.as_deref().map(|t| (t, ServerUrl::parse_smtp(t)))),
         ];
-        for (protocol, text, parse) in urls {
+        for (protocol, url) in urls {
             // validate() has refused bad URLs before the doctor runs.
-            let Some((text, Ok(url))) = text.map(|t| (t, parse(t))) else { continue };
+            let Some((text, Ok(url))) = url else { continue };
             let subject = format!("account {}: {protocol} {text}", account.login);
             let reached = runtime.block_on(login_ways(protocol, &url, &connector, &config.listen.hostname));
             findings.push(match reached {
@@ -304,11 +307,7 @@ async fn login_ways(protocol: &str, url: &ServerUrl, connector: &Connector, host
 /// The line for a server that was reached: how TLS came about, how its
 /// key was checked, and the login mechanisms.
 fn reached_finding(subject: String, url: &ServerUrl, trust: TrustMode, data_dir: &Path, login: &str) -> Finding {
-    let tls = if url.implicit_tls {
-        "TLS"
-    } else {
-        "STARTTLS offered and done"
-    };
+    let tls = if url.implicit_tls { "TLS" } else { "STARTTLS offered and done" };
     let key = match trust {
         TrustMode::Ca => "certificate CA-verified (no pin)",
         TrustMode::Pin => "server key matches a configured pin",
@@ -360,7 +359,10 @@ mod tests {
         assert_eq!(expiry(None, now).0, Verdict::Ok);
         assert_eq!(expiry(days(400), now), (Verdict::Ok, "expires in 400 days".to_string()));
         let (verdict, text) = expiry(days(12), now);
-        assert!(verdict == Verdict::Warn && text.starts_with("expires in 12 day(s): extend it"), "{text}");
+        assert!(
+            verdict == Verdict::Warn && text.starts_with("expires in 12 day(s): extend it"),
+            "{text}"
+        );
         let (verdict, text) = expiry(Some(now - Duration::from_secs(5)), now);
         assert!(verdict == Verdict::Fail && text.starts_with("has expired"), "{text}");
     }

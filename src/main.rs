@@ -274,11 +274,9 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys(&loaded.config, command).map(|()| ExitCode::SUCCESS),
         Command::Encrypt(args) => encrypt(&loaded.config, args).map(|()| ExitCode::SUCCESS),
         Command::Decrypt => decrypt(&loaded.config),
-        Command::Serve { bound_addresses } => {
-            sealpost::serve::run(&loaded, &passphrases(&loaded.config), bound_addresses.as_deref())
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into)
-        }
+        Command::Serve { bound_addresses } => sealpost::serve::run(&loaded, &passphrases(&loaded.config), bound_addresses.as_deref())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
         Command::Doctor => Ok(doctor(&loaded)),
         Command::Reload => reload(&loaded.config).map(|()| ExitCode::SUCCESS),
         Command::LocalCert => local_cert(&loaded.config).map(|()| ExitCode::SUCCESS),

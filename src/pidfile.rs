@@ -134,11 +134,17 @@ mod tests {
     fn the_file_names_this_process_until_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let missing = running(dir.path()).unwrap_err().to_string();
-        assert!(missing.contains("no Sealpost is running") && missing.contains("sealpost.pid"), "{missing}");
+        assert!(
+            missing.contains("no Sealpost is running") && missing.contains("sealpost.pid"),
+            "{missing}"
+        );
         let file = PidFile::write(dir.path()).unwrap();
         // The test binary is not called sealpost: found, but not taken.
         let stale = running(dir.path()).unwrap_err().to_string();
-        assert!(stale.contains(&std::process::id().to_string()) && stale.contains("not sealpost"), "{stale}");
+        assert!(
+            stale.contains(&std::process::id().to_string()) && stale.contains("not sealpost"),
+            "{stale}"
+        );
         drop(file);
         assert!(!dir.path().join(FILE).exists());
     }

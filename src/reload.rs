@@ -28,7 +28,11 @@ pub fn restart_only(running: &Config, new: &Config) -> Vec<String> {
     let (old, now) = (&running.listen, &new.listen);
     let path = |p: Option<&std::path::Path>| opt(p.map(|p| p.display()));
     let settings = [
-        ("data_dir", running.data_dir.display().to_string(), new.data_dir.display().to_string()),
+        (
+            "data_dir",
+            running.data_dir.display().to_string(),
+            new.data_dir.display().to_string(),
+        ),
         ("listen.smtp", old.smtp.to_string(), now.smtp.to_string()),
         ("listen.smtps", opt(old.smtps), opt(now.smtps)),
         ("listen.imap", old.imap.to_string(), now.imap.to_string()),
@@ -41,10 +45,18 @@ pub fn restart_only(running: &Config, new: &Config) -> Vec<String> {
             old.max_connections.to_string(),
             now.max_connections.to_string(),
         ),
-        ("listen.shutdown_grace", old.shutdown_grace.to_string(), now.shutdown_grace.to_string()),
+        (
+            "listen.shutdown_grace",
+            old.shutdown_grace.to_string(),
+            now.shutdown_grace.to_string(),
+        ),
         ("log.format", format!("{:?}", running.log.format), format!("{:?}", new.log.format)),
         ("log.level", running.log.level.clone(), new.log.level.clone()),
-        ("imap.cache_size", running.imap.cache_size.to_string(), new.imap.cache_size.to_string()),
+        (
+            "imap.cache_size",
+            running.imap.cache_size.to_string(),
+            new.imap.cache_size.to_string(),
+        ),
     ];
     settings
         .into_iter()
@@ -87,6 +99,8 @@ mod tests {
             refused[1].starts_with("listen.smtps changed (none -> 127.0.0.1:2465)") && refused[1].contains("restart Sealpost"),
             "{refused:?}"
         );
-        assert!(refused.iter().any(|r| r.starts_with("listen.imap changed (127.0.0.1:1143 -> 127.0.0.1:2143)")));
+        assert!(refused
+            .iter()
+            .any(|r| r.starts_with("listen.imap changed (127.0.0.1:1143 -> 127.0.0.1:2143)")));
     }
 }

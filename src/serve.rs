@@ -24,8 +24,8 @@ use crate::imap::upstream::{Dialer, TlsDialer};
 use crate::learn::Learner;
 use crate::listener::{Listener, ListenerKind};
 use crate::metrics::Metrics;
-use crate::pidfile::PidFile;
 use crate::pgp::{KeyError, Keystore, LiveKeystore, PassphraseSource};
+use crate::pidfile::PidFile;
 use crate::store::{MessageCache, SearchIndex, StoreError};
 use crate::tls::{LocalTls, TlsError};
 
@@ -348,7 +348,11 @@ fn same_server(previous: &Generation, config: &Config, account: &Account) -> boo
     };
     let key = |a: &Account| a.key.cert.fingerprint();
     settings(&previous.config) == settings(config)
-        && previous.imap.accounts.find(&account.login).is_some_and(|old| key(&old) == key(account))
+        && previous
+            .imap
+            .accounts
+            .find(&account.login)
+            .is_some_and(|old| key(&old) == key(account))
         && previous.config.imap.side_connections == config.imap.side_connections
         && previous.config.imap.max_message_size == config.imap.max_message_size
 }

@@ -66,7 +66,13 @@ fn a_pin_mismatch_an_unreachable_server_and_a_wrong_passphrase_are_one_line_each
     // with another key; port 1 has nothing listening.
     let imap = format!("imaps://{}:{}", stack.tls_name, stack.impostor_imaps_port);
     let smtp = format!("smtp://{}:1", stack.tls_name);
-    let path = config(&dir, &alice, &imap, &smtp, &format!("trust = \"ca+pin\"\npins = [\"{server_pin}\"]"));
+    let path = config(
+        &dir,
+        &alice,
+        &imap,
+        &smtp,
+        &format!("trust = \"ca+pin\"\npins = [\"{server_pin}\"]"),
+    );
     let mut env = LISTEN_ANY_PORT_ENV.to_vec();
     env.push(("SEALPOST_PASSPHRASE", "not the passphrase"));
 
@@ -102,7 +108,10 @@ fn a_working_set_up_passes_and_the_doctor_records_no_server_key() {
     for (protocol, url) in [("imap", &imap), ("smtp", &smtp)] {
         let server = line(&lines, "ok  ", &format!("account {ALICE}: {protocol} {url}"));
         assert!(
-            server.contains("reachable, STARTTLS offered and done") && server.contains("no key recorded yet") && server.contains("login: ") && server.contains("PLAIN"),
+            server.contains("reachable, STARTTLS offered and done")
+                && server.contains("no key recorded yet")
+                && server.contains("login: ")
+                && server.contains("PLAIN"),
             "{server}"
         );
     }
@@ -137,5 +146,8 @@ fn a_configuration_that_does_not_load_is_reported_in_doctor_lines() {
     std::fs::write(&path, "[policy]\nencrypt = \"sometimes\"\n").unwrap();
     let (code, lines) = doctor(&path, &[]);
     assert_eq!(code, Some(1), "{lines:#?}");
-    assert!(lines[0].starts_with("FAIL config: ") && lines[0].contains("policy.encrypt"), "{lines:#?}");
+    assert!(
+        lines[0].starts_with("FAIL config: ") && lines[0].contains("policy.encrypt"),
+        "{lines:#?}"
+    );
 }

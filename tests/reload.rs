@@ -78,7 +78,10 @@ fn sighup_applies_a_changed_policy_to_the_next_session_while_an_idle_session_sta
 
     let mut after = smtp_transaction(&proxy);
     let refused = after.smtp(BOB);
-    assert!(refused.starts_with("550 5.7.1") && refused.contains("encryption required"), "{refused}");
+    assert!(
+        refused.starts_with("550 5.7.1") && refused.contains("encryption required"),
+        "{refused}"
+    );
     // The session opened before the reload finishes on its configuration,
     // whose policy lets Bob through.
     let accepted = before.smtp(BOB);
@@ -145,5 +148,8 @@ fn reload_says_when_no_sealpost_runs() {
     std::fs::write(dir.path().join("sealpost.pid"), "4000000\n").unwrap();
     let (code, err) = reload();
     assert_eq!(code, Some(1));
-    assert!(err.contains("process 4000000, which is not running") && err.contains("stale"), "{err}");
+    assert!(
+        err.contains("process 4000000, which is not running") && err.contains("stale"),
+        "{err}"
+    );
 }
