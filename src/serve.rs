@@ -128,15 +128,7 @@ pub fn run(loaded: &Loaded, passphrases: &PassphraseSource, bound_addresses: Opt
     let first = Arc::new(build(&base, config.clone(), passphrases, None)?);
     // Bound before the runtime starts, so a taken port is reported as
     // the configuration key to change.
-    let mut smtp_sockets = vec![(bind(config.listen.smtp, "listen.smtp")?, false)];
-    if let Some(addr) = config.listen.smtps {
-        smtp_sockets.push((bind(addr, "listen.smtps")?, true));
-    }
-    let mut imap_sockets = vec![(bind(config.listen.imap, "listen.imap")?, false)];
-    if let Some(addr) = config.listen.imaps {
-        imap_sockets.push((bind(addr, "listen.imaps")?, true));
-    }
-    let metrics_socket = config.listen.metrics.map(|addr| bind(addr, "listen.metrics")).transpose()?;
+    let sockets = Sockets::bind(&config.listen)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -154,60 +146,62 @@ pub fn run(loaded: &Loaded, passphrases: &PassphraseSource, bound_addresses: Opt
         source,
     })?;
     if let Some(path) = bound_addresses {
-        let proxies = [("smtp", &smtp_sockets), ("imap", &imap_sockets)];
-        let bound = proxies
-            .iter()
-            .flat_map(|(protocol, sockets)| {
-                sockets
-                    .iter()
-                    .map(move |(socket, tls)| (if *tls { format!("{protocol}s") } else { protocol.to_string() }, socket))
-            })
-            .chain(metrics_socket.iter().map(|socket| ("metrics".to_string(), socket)));
-        write_bound_addresses(path, bound).map_err(|source| ServeError::BoundAddresses {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        sockets.report(path)?;
     }
-    let served = runtime.block_on(async {
-        let smtp_listeners = listeners(smtp_sockets, "SMTP", config.listen.max_connections)?;
-        let imap_listeners = listeners(imap_sockets, "IMAP", config.listen.max_connections)?;
-        let (trigger, shutdown) = crate::shutdown::channel();
-        if let Some(socket) = metrics_socket {
-            let addr = socket.local_addr().map_err(ServeError::Runtime)?;
-            let socket = tokio::net::TcpListener::from_std(socket).map_err(ServeError::Runtime)?;
-            tracing::info!(%addr, "metrics at /metrics, health at /healthz and /readyz");
-            tokio::spawn(crate::metrics::serve(socket, base.metrics.clone(), shutdown.clone()));
-        }
-        tracing::info!(fingerprint = %base.tls.fingerprint, accounts = config.accounts.len(), "local certificate SHA-256");
-        let (smtp_tx, smtp) = watch::channel(first.smtp.clone());
-        let (imap_tx, imap) = watch::channel(first.imap.clone());
-        let grace = Duration::from_secs(config.listen.shutdown_grace);
-        let reloader = Reloader {
-            base: base.clone(),
-            file: loaded.file.clone(),
-            current: first,
-            smtp: smtp_tx,
-            imap: imap_tx,
-        };
-        tokio::spawn(async move {
-            signals.serve(reloader).await;
-            tracing::info!(
-                grace_seconds = grace.as_secs(),
-                "stopping: no new connections; open sessions may finish"
-            );
-            trigger.run(grace).await;
-        });
-        tokio::join!(
-            crate::listener::run(smtp_listeners, shutdown.clone(), smtp),
-            crate::listener::run(imap_listeners, shutdown, imap),
-        );
-        tracing::info!("stopped");
-        Ok(())
-    });
+    let accounts = config.accounts.len();
+    let served = runtime.block_on(proxy(sockets, &config.listen, base, first, loaded.file.clone(), signals, accounts));
     // Background work (the metrics endpoint, a decryption nobody waits
     // for any more) must not hold up the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     served
+}
+
+/// Serves on `sockets` with the services of `first`, and of each reload
+/// after it, until SIGTERM or SIGINT; then shuts down as
+/// [`crate::shutdown`] says.
+async fn proxy(
+    sockets: Sockets,
+    listen: &crate::config::ListenConfig,
+    base: Arc<Base>,
+    first: Arc<Generation>,
+    file: Option<std::path::PathBuf>,
+    signals: Signals,
+    accounts: usize,
+) -> Result<(), ServeError> {
+    let smtp_listeners = listeners(sockets.smtp, "SMTP", listen.max_connections)?;
+    let imap_listeners = listeners(sockets.imap, "IMAP", listen.max_connections)?;
+    let (trigger, shutdown) = crate::shutdown::channel();
+    if let Some(socket) = sockets.metrics {
+        let addr = socket.local_addr().map_err(ServeError::Runtime)?;
+        let socket = tokio::net::TcpListener::from_std(socket).map_err(ServeError::Runtime)?;
+        tracing::info!(%addr, "metrics at /metrics, health at /healthz and /readyz");
+        tokio::spawn(crate::metrics::serve(socket, base.metrics.clone(), shutdown.clone()));
+    }
+    tracing::info!(fingerprint = %base.tls.fingerprint, accounts, "local certificate SHA-256");
+    let (smtp_tx, smtp) = watch::channel(first.smtp.clone());
+    let (imap_tx, imap) = watch::channel(first.imap.clone());
+    let grace = Duration::from_secs(listen.shutdown_grace);
+    let reloader = Reloader {
+        base,
+        file,
+        current: first,
+        smtp: smtp_tx,
+        imap: imap_tx,
+    };
+    tokio::spawn(async move {
+        signals.serve(reloader).await;
+        tracing::info!(
+            grace_seconds = grace.as_secs(),
+            "stopping: no new connections; open sessions may finish"
+        );
+        trigger.run(grace).await;
+    });
+    tokio::join!(
+        crate::listener::run(smtp_listeners, shutdown.clone(), smtp),
+        crate::listener::run(imap_listeners, shutdown, imap),
+    );
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// Builds the services for `config`: its accounts ready (keys unlocked,
@@ -238,6 +232,13 @@ fn build(base: &Base, config: Config, passphrases: &PassphraseSource, previous: 
         indexes.insert(login.clone(), state.index);
         side_pools.insert(login.clone(), state.side_pool);
         indexers.insert(login, state.indexer);
+    }
+    let gone = before
+        .iter()
+        .flat_map(|b| b.indexers.keys())
+        .filter(|login| !indexers.contains_key(*login));
+    for login in gone {
+        tracing::warn!(account = %login, "the account has no IMAP server in the configuration any more: its background indexer, if started, runs until Sealpost restarts");
     }
     let smtp = Arc::new(crate::smtp::session::Shared {
         limits: config.smtp.clone(),
@@ -439,6 +440,45 @@ fn next_generation(base: &Base, file: Option<&Path>, current: &Generation) -> Re
     }
     let passphrases = crate::reload::passphrases(&loaded.config);
     build(base, loaded.config, &passphrases, Some(current)).map_err(|e| vec![e.to_string()])
+}
+
+/// The configured listeners, bound (`true`: implicit TLS).
+struct Sockets {
+    smtp: Vec<(std::net::TcpListener, bool)>,
+    imap: Vec<(std::net::TcpListener, bool)>,
+    metrics: Option<std::net::TcpListener>,
+}
+
+impl Sockets {
+    fn bind(listen: &crate::config::ListenConfig) -> Result<Sockets, ServeError> {
+        let mut smtp = vec![(bind(listen.smtp, "listen.smtp")?, false)];
+        if let Some(addr) = listen.smtps {
+            smtp.push((bind(addr, "listen.smtps")?, true));
+        }
+        let mut imap = vec![(bind(listen.imap, "listen.imap")?, false)];
+        if let Some(addr) = listen.imaps {
+            imap.push((bind(addr, "listen.imaps")?, true));
+        }
+        let metrics = listen.metrics.map(|addr| bind(addr, "listen.metrics")).transpose()?;
+        Ok(Sockets { smtp, imap, metrics })
+    }
+
+    /// Writes their addresses to `path` (`--bound-addresses`).
+    fn report(&self, path: &Path) -> Result<(), ServeError> {
+        let proxies = [("smtp", &self.smtp), ("imap", &self.imap)];
+        let bound = proxies
+            .iter()
+            .flat_map(|(protocol, sockets)| {
+                sockets
+                    .iter()
+                    .map(move |(socket, tls)| (if *tls { format!("{protocol}s") } else { protocol.to_string() }, socket))
+            })
+            .chain(self.metrics.iter().map(|socket| ("metrics".to_string(), socket)));
+        write_bound_addresses(path, bound).map_err(|source| ServeError::BoundAddresses {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
 }
 
 /// Async listeners for bound sockets (`true`: implicit TLS).
