@@ -107,7 +107,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::DigitallySignedStruct;
 
-use common::proxy::{python, token, Proxy};
+use common::proxy::{python, token, Proxy, Setup};
 use common::rawimap::{cut, literal_announcement, show, Imap, Mailbox};
 use common::searchcorpus::{corpus_with_seed, encode, Case, Cs, MARKERS, SEED};
 use common::stack::{password, stack};
@@ -931,6 +931,9 @@ impl ServerCertVerifier for Pinned {
 /// P and E with the corpus in them, and the proxy in front of E.
 struct Fixture {
     proxy: Proxy,
+    /// Another proxy with the same keys in front of the same mailboxes,
+    /// at a listener of the server that announces no ESEARCH.
+    without_esearch: Proxy,
     certificate: PathBuf,
     plain: Option<Mailbox>,
     sealed: Option<Mailbox>,
@@ -945,6 +948,15 @@ impl Fixture {
         let cases = corpus_with_seed(seed);
         let user = User::new(USER);
         let proxy = Proxy::start(&user, None, "");
+        let stack = stack();
+        let plain_upstream = format!("imap://{}:{}", stack.imap_noesearch_host, stack.imap_port);
+        let without_esearch = Proxy::start_with(
+            &user,
+            Setup {
+                imap_upstream: Some(&plain_upstream),
+                ..Setup::default()
+            },
+        );
         let certificate = user.dir.path().join("tls/local-cert.pem");
         let run = token("search").replace("search-", "");
         let plain = Mailbox {
@@ -1029,6 +1041,7 @@ impl Fixture {
         );
         Fixture {
             proxy,
+            without_esearch,
             certificate,
             plain: Some(plain),
             sealed: Some(sealed),
@@ -1039,9 +1052,14 @@ impl Fixture {
 
     /// A direct session with P examined, and one through Sealpost with E.
     fn sessions(&self) -> (Client, Client) {
+        self.sessions_via(&self.proxy)
+    }
+
+    /// The same, through `proxy`.
+    fn sessions_via(&self, proxy: &Proxy) -> (Client, Client) {
         let mut direct = Client::direct(USER);
         direct.must(&format!("EXAMINE {}", self.plain.as_ref().unwrap().name));
-        let mut through = Client::through(&self.proxy, &self.certificate, USER);
+        let mut through = Client::through(proxy, &self.certificate, USER);
         through.must(&format!("EXAMINE {}", self.sealed.as_ref().unwrap().name));
         (direct, through)
     }
@@ -1356,6 +1374,18 @@ fn search_matches_dovecot() {
         report.indexing_notes
     );
     report.check("SEARCH");
+}
+
+/// Through a server that announces no ESEARCH, the proxy asks for UID
+/// sets with plain `UID SEARCH`, one at a time: the same answers.
+#[test]
+fn search_without_esearch_at_the_server_matches_dovecot() {
+    let fixture = fixture();
+    let (mut direct, mut through) = fixture.sessions_via(&fixture.without_esearch);
+    let capabilities = through.must("CAPABILITY");
+    assert!(!contains(&capabilities.untagged.concat(), b"ESEARCH"), "{}", capabilities.show());
+    differential("SEARCH", "n", SEARCHES, &mut direct, &mut through).check("SEARCH without ESEARCH");
+    differential("SORT", "m", SORTS, &mut direct, &mut through).check("SORT without ESEARCH");
 }
 
 #[test]

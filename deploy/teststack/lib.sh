@@ -18,6 +18,10 @@ STACK_HOST=127.0.0.1
 # to 127.0.0.2 comes *from* 127.0.0.1, so on this extra listener Dovecot
 # behaves like a real provider: LOGINDISABLED until STARTTLS.
 IMAP_STRICT_HOST=127.0.0.2
+# The same Dovecot on this address announces no ESEARCH (nor ESORT,
+# SEARCHRES, CONTEXT=SEARCH, WITHIN), as some providers: for the proxy's
+# plain-SEARCH path. Same port, users and mail as 127.0.0.1.
+IMAP_NOESEARCH_HOST=127.0.0.3
 
 # Certificate-pinning services: the same names (localhost, 127.0.0.1, ::1,
 # 127.0.0.2), each port presenting another certificate (see pin_cert below).

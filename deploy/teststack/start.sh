@@ -134,12 +134,13 @@ new_ca() { # DIR CN
 # leaf_ext FILE [self]: the extensions of every server certificate. A
 # self-signed one names no authority key (there is no issuer).
 leaf_ext() {
-  # 127.0.0.2 too, for the strict IMAP listener (see lib.sh).
+  # 127.0.0.2 and 127.0.0.3 too, for the strict and the no-ESEARCH IMAP
+  # listeners (see lib.sh).
   cat >"$1" <<'EOF'
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
-subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1,IP:127.0.0.2
+subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1,IP:127.0.0.2,IP:127.0.0.3
 subjectKeyIdentifier=hash
 EOF
   [ "${2:-}" = self ] || echo "authorityKeyIdentifier=keyid" >>"$1"
@@ -177,9 +178,10 @@ new_selfsigned() {
   rm -f "$ext" "$TLS_DIR/$1.csr"
 }
 pubkey_of() { openssl x509 -in "$1" -noout -pubkey 2>/dev/null; }
-leaf_ok() { # CA_DIR BASENAME: present, valid for another day, signed by the CA
+leaf_ok() { # CA_DIR BASENAME: present, valid for another day, signed by the CA, every name
   [ -s "$TLS_DIR/$2.pem" ] && [ -s "$TLS_DIR/$2.key" ] &&
     openssl x509 -in "$TLS_DIR/$2.pem" -noout -checkend 86400 >/dev/null 2>&1 &&
+    openssl x509 -in "$TLS_DIR/$2.pem" -noout -checkip "$IMAP_NOESEARCH_HOST" | grep -q "does match" &&
     openssl verify -CAfile "$1/ca.pem" "$TLS_DIR/$2.pem" >/dev/null 2>&1
 }
 if ! [ -s "$CA_DIR/ca.pem" ] || ! [ -s "$CA_DIR/ca.key" ]; then
@@ -300,6 +302,12 @@ local $IMAP_STRICT_HOST {
     mail_max_userip_connections = 10
   }
 }
+# Dovecot 2.3's own list (after login) without ESEARCH and what needs it.
+local $IMAP_NOESEARCH_HOST {
+  protocol imap {
+    imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE LIST-STATUS BINARY MOVE LITERAL+ SPECIAL-USE
+  }
+}
 EOF
 }
 dovecot_anvil() {
@@ -342,7 +350,7 @@ EOF
 
 service imap-login {
   inet_listener imap {
-    address = 127.0.0.1, $IMAP_STRICT_HOST
+    address = 127.0.0.1, $IMAP_STRICT_HOST, $IMAP_NOESEARCH_HOST
     port = $IMAP_PORT
   }
   inet_listener imaps {
@@ -603,6 +611,7 @@ STACK_DIR=$DIR
 STACK_HOST=$STACK_HOST
 STACK_TLS_NAME=localhost
 IMAP_STRICT_HOST=$IMAP_STRICT_HOST
+IMAP_NOESEARCH_HOST=$IMAP_NOESEARCH_HOST
 SMTP_INJECT_PORT=$SMTP_INJECT_PORT
 SMTP_SUBMISSION_PORT=$SMTP_SUBMISSION_PORT
 SMTP_SUBMISSIONS_PORT=$SMTP_SUBMISSIONS_PORT

@@ -53,6 +53,8 @@ pub(crate) struct Ends {
     pub(crate) upstream_writer: UpstreamWriter,
     /// The server takes `{n+}` literals.
     pub(crate) literal_plus: bool,
+    /// The server answers `RETURN` options with ESEARCH (RFC 4731).
+    pub(crate) esearch: bool,
 }
 
 /// Relays until either side closes, `account` logged in with
@@ -70,6 +72,7 @@ pub(crate) async fn run(
         upstream_reader: up_reader,
         upstream_writer: up_writer,
         literal_plus,
+        esearch,
     } = ends;
     let state = Arc::new(SyncMutex::new(State::default()));
     let cache = shared.caches.get(&account.login).cloned();
@@ -95,6 +98,7 @@ pub(crate) async fn run(
         state: &state,
         client: &writer,
         fetcher: &fetcher,
+        esearch,
     };
     let to_server = client_to_server(reader, writer.clone(), up_writer, state.clone(), (&upload, &search), shutdown);
     let to_client = server_to_client(shared, up_reader, writer.clone(), state.clone(), rewriter);
@@ -379,6 +383,17 @@ fn internal_answer(state: &SyncMutex<State>, line: &[u8]) -> bool {
     if super::response::is_expunge(line) {
         s.withheld_expunges.push(line.to_vec());
         return true;
+    }
+    // Without ESEARCH a `* SEARCH` line names no command: it is the
+    // internal command's when that is the only one waiting (see
+    // `op::search`, which makes it so).
+    if super::response::search_numbers(line).is_some() && s.in_flight.is_empty() && s.internal.len() == 1 {
+        let withheld = s.withheld_expunges.len();
+        if let Some(internal) = s.internal.values_mut().next() {
+            internal.lines.push(line.to_vec());
+            internal.expunges_at_answer.get_or_insert(withheld);
+            return true;
+        }
     }
     if let Some(tag) = super::response::esearch_tag(line) {
         let withheld = s.withheld_expunges.len();

@@ -48,6 +48,30 @@ pub(super) fn esearch_tag(line: &[u8]) -> Option<Vec<u8>> {
     wire.cursor().astring(1024)
 }
 
+/// The numbers of a `* SEARCH` line (RFC 3501), ascending, without a
+/// CONDSTORE `(MODSEQ n)`; `None` for any other line.
+pub(crate) fn search_numbers(line: &[u8]) -> Option<Vec<u32>> {
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some("*"), Some(w)) if w.eq_ignore_ascii_case("SEARCH") => {}
+        _ => return None,
+    }
+    let mut numbers: Vec<u32> = words.take_while(|w| !w.starts_with('(')).filter_map(|n| n.parse().ok()).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    Some(numbers)
+}
+
+/// The mod-sequence an ESEARCH `MODSEQ n` or a SEARCH `(MODSEQ n)`
+/// carries.
+pub(crate) fn modseq(line: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(line);
+    let mut words = text.split_whitespace().map(|w| w.trim_matches(|c| c == '(' || c == ')'));
+    words.by_ref().find(|w| w.eq_ignore_ascii_case("MODSEQ"))?;
+    words.next()?.parse().ok()
+}
+
 /// The UIDs of an ESEARCH line's `ALL` (ascending).
 pub(crate) fn esearch_all(line: &[u8]) -> Vec<u32> {
     let text = String::from_utf8_lossy(line);
@@ -148,6 +172,18 @@ pub(super) fn list_entry(line: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_lines_without_esearch() {
+        assert_eq!(search_numbers(b"* SEARCH 9 2 5\r\n"), Some(vec![2, 5, 9]));
+        assert_eq!(search_numbers(b"* search\r\n"), Some(vec![]));
+        assert_eq!(search_numbers(b"* SEARCH 2 3 (MODSEQ 917162500)\r\n"), Some(vec![2, 3]));
+        assert_eq!(search_numbers(b"* ESEARCH (TAG \"a\") UID ALL 1\r\n"), None);
+        assert_eq!(search_numbers(b"* 3 EXISTS\r\n"), None);
+        assert_eq!(modseq(b"* SEARCH 2 3 (MODSEQ 917162500)\r\n"), Some(917_162_500));
+        assert_eq!(modseq(b"* ESEARCH (TAG \"a\") UID ALL 2:3 MODSEQ 12\r\n"), Some(12));
+        assert_eq!(modseq(b"* SEARCH 2 3\r\n"), None);
+    }
 
     #[test]
     fn append_uids() {

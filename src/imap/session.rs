@@ -67,6 +67,7 @@ pub async fn serve_client<S: ClientStream>(
     } = logged_in;
     let (client_reader, client_writer, shutdown) = client.into_halves();
     let literal_plus = upstream.has("LITERAL+");
+    let esearch = upstream.has("ESEARCH");
     let (upstream_reader, upstream_writer) = tokio::io::split(upstream.conn);
     let ends = Ends {
         client_reader,
@@ -74,6 +75,7 @@ pub async fn serve_client<S: ClientStream>(
         upstream_reader: Box::new(BufReader::new(upstream_reader)),
         upstream_writer: Box::new(upstream_writer),
         literal_plus,
+        esearch,
     };
     relay::run(shared, ends, account, credentials, shutdown).await
 }

@@ -267,12 +267,9 @@ impl SideConn {
         }
         let mut uids: Vec<u32> = Vec::new();
         for line in &answer.untagged {
-            let text = String::from_utf8_lossy(line);
-            let mut words = text.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("*"), Some(w)) if w.eq_ignore_ascii_case("SEARCH") => uids.extend(words.filter_map(|n| n.parse::<u32>().ok())),
-                (Some("*"), Some(w)) if w.eq_ignore_ascii_case("ESEARCH") => uids.extend(crate::imap::response::esearch_all(line)),
-                _ => {}
+            match crate::imap::response::search_numbers(line) {
+                Some(numbers) => uids.extend(numbers),
+                None => uids.extend(crate::imap::response::esearch_all(line)),
             }
         }
         uids.sort_unstable();

@@ -16,6 +16,7 @@ pub mod normalize;
 pub mod order;
 pub mod thread;
 mod unicode_tables;
+pub mod words;
 
 /// What SEARCH criteria read in one message, already in search form (see
 /// [`normalize`]); built by `MessageView::search_text`. Values of

@@ -21,10 +21,14 @@
 //!   search form; the long ones LZ4-compressed. Candidates are checked
 //!   against them.
 //! - `segments` and `chunks`: an inverted index from every gram (run of
-//!   one to three characters, [`crate::search::grams`]) to the messages
-//!   and columns holding it ([`super::postings`]). A string of up to three
-//!   characters is answered by its gram's posting list alone, exactly; a
-//!   longer one by the messages holding all of its trigrams, each then
+//!   one to three characters, [`crate::search::grams`]) and every word
+//!   ([`crate::search::words`], numbered in `words`, see
+//!   [`super::dictionary`]) to the messages and columns holding it
+//!   ([`super::postings`]). A string of up to three characters is
+//!   answered by its gram's posting list alone, exactly; a longer one made
+//!   of word characters by the lists of the dictionary's words that
+//!   contain it, exactly too (when there are at most [`WORDS_AT_MOST`]);
+//!   any other by the messages holding all of its trigrams, each then
 //!   checked against its text.
 //!
 //! Each put adds one segment (its messages are newer than any indexed
@@ -45,11 +49,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::dictionary::{Dictionary, WordId};
 use super::masterkey::{KeyFile, MasterKey};
 use super::postings::{self, Chunk, Columns, Damaged, DocId, Posting, SegmentWriter};
 use super::{io_error, StoreError};
 use crate::pgp::UnlockedKey;
 use crate::search::grams::{self, Gram, GramSet};
+use crate::search::words;
 use crate::search::{fields_named, Criterion, Document, Field, OrderKeys, OrderRow};
 
 /// The index's master key.
@@ -72,9 +78,9 @@ const FORMER_FILES: [&str; 1] = ["index.db"];
 const CIPHER: &str = "PRAGMA cipher_page_size = 16384; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;";
 /// The layout's version (`PRAGMA user_version`); an index of another
 /// version is emptied and rebuilt.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 /// The tables of every layout so far, dropped when the version changes.
-const TABLES: [&str; 6] = ["chunks", "segments", "bodies", "texts", "messages", "mailboxes"];
+const TABLES: [&str; 7] = ["words", "chunks", "segments", "bodies", "texts", "messages", "mailboxes"];
 
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
@@ -129,7 +135,18 @@ const SCHEMA: &str = "
         data BLOB NOT NULL
     );
     CREATE INDEX IF NOT EXISTS chunks_by_gram ON chunks (segment, first);
+    CREATE TABLE IF NOT EXISTS words (
+        first_id INTEGER PRIMARY KEY,
+        words TEXT NOT NULL
+    );
 ";
+
+/// The posting key of word number `id` is `WORD_KEY | id`; grams are all
+/// below it.
+const WORD_KEY: u64 = 1 << 63;
+/// A search string of word characters is answered from the words that
+/// contain it when there are at most this many (else from its trigrams).
+const WORDS_AT_MOST: usize = 256;
 
 /// How many segments of one level are merged into one of the next.
 const FANOUT: usize = 8;
@@ -195,6 +212,10 @@ enum Failure {
 pub struct SearchIndex {
     dir: PathBuf,
     db: Mutex<Connection>,
+    /// The dictionary as read from `words`, once needed. Locked only by
+    /// a holder of `db`'s lock (so the two cannot deadlock); dropped when
+    /// a put fails, to be read again.
+    dictionary: Mutex<Option<Dictionary>>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -251,6 +272,7 @@ impl SearchIndex {
         Ok(SearchIndex {
             dir: dir.to_path_buf(),
             db: Mutex::new(db),
+            dictionary: Mutex::new(None),
         })
     }
 
@@ -387,16 +409,60 @@ impl SearchIndex {
                 .map_err(self.error())?;
             docs.push(id as DocId);
         }
+        // Words get their numbers now, under the lock, and new ones are
+        // stored in this transaction; if it fails, the dictionary in
+        // memory may name words the database does not, so it is dropped.
+        let mut dictionary = self.dictionary(&tx)?;
+        let mut new_words = Vec::new();
+        let words = batch.word_postings(dictionary.as_mut().expect("loaded"), &mut new_words);
+        let written = self.write_batch(&tx, &docs, &batch, &words, &new_words);
+        if written.is_err() {
+            *dictionary = None;
+        }
+        written?;
+        drop(dictionary);
+        tx.commit().map_err(self.error())
+    }
+
+    /// The dictionary, read from the database the first time.
+    fn dictionary<'s>(&'s self, db: &Connection) -> Result<MutexGuard<'s, Option<Dictionary>>, IndexError> {
+        let mut dictionary = self.dictionary.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if dictionary.is_none() {
+            let rows: Vec<(WordId, String)> = db
+                .prepare("SELECT first_id, words FROM words ORDER BY first_id")
+                .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+                .map_err(self.error())?;
+            *dictionary = Some(Dictionary::from_rows(rows));
+        }
+        Ok(dictionary)
+    }
+
+    /// The new words and the batch's postings, in a new segment; then
+    /// merges if due.
+    fn write_batch(
+        &self,
+        tx: &Transaction<'_>,
+        docs: &[DocId],
+        batch: &Batch<'_>,
+        words: &[u128],
+        new_words: &[(WordId, String)],
+    ) -> Result<(), IndexError> {
+        if let Some((first, joined)) = Dictionary::joined(new_words) {
+            tx.execute("INSERT INTO words (first_id, words) VALUES (?1, ?2)", params![first, joined])
+                .map_err(self.error())?;
+        }
         let mut writer = SegmentWriter::default();
         let mut run: Vec<Posting> = Vec::new();
         let mut current = None;
-        let segment = Segment::begin(&tx, 0, docs[0], docs[docs.len() - 1]).map_err(self.error())?;
-        for &entry in &batch.postings {
+        let segment = Segment::begin(tx, 0, docs[0], docs[docs.len() - 1]).map_err(self.error())?;
+        // Grams sort below word keys: the two sorted lists, one after the
+        // other, are in key order.
+        for &entry in batch.postings.iter().chain(words) {
             let (gram, index, columns) = Batch::unpack(entry);
             if current != Some(gram) {
                 if let Some(previous) = current {
                     writer.push(previous, &run);
-                    segment.write(&tx, writer.take_finished()).map_err(self.error())?;
+                    segment.write(tx, writer.take_finished()).map_err(self.error())?;
                 }
                 run.clear();
                 current = Some(gram);
@@ -406,10 +472,9 @@ impl SearchIndex {
         if let Some(last) = current {
             writer.push(last, &run);
         }
-        segment.write(&tx, writer.finish()).map_err(self.error())?;
-        segment.end(&tx).map_err(self.error())?;
-        self.merge_due(&tx)?;
-        tx.commit().map_err(self.error())
+        segment.write(tx, writer.finish()).map_err(self.error())?;
+        segment.end(tx).map_err(self.error())?;
+        self.merge_due(tx)
     }
 
     /// Merges the newest segments while [`FANOUT`] of them share a level
@@ -499,7 +564,11 @@ impl SearchIndex {
     /// candidates in the gram index, and each is checked against its text.
     pub fn matching(&self, mailbox: MailboxId, criterion: &Criterion) -> Result<Vec<u32>, IndexError> {
         let db = self.lock();
-        let search = Search { db: &db, mailbox };
+        let search = Search {
+            index: self,
+            db: &db,
+            mailbox,
+        };
         let by_number = |condition: &str, value: i64| -> Result<Vec<u32>, Failure> {
             let sql = format!("SELECT uid FROM messages WHERE mailbox = ?1 AND {condition} ORDER BY uid");
             let mut statement = db.prepare_cached(&sql)?;
@@ -604,7 +673,9 @@ impl SearchIndex {
     /// clients search and by the background indexer.
     pub fn clear(&self) -> Result<(), IndexError> {
         let deletes: String = TABLES.iter().map(|t| format!("DELETE FROM {t}; ")).collect();
-        self.lock().execute_batch(&deletes).map_err(self.error())
+        let db = self.lock();
+        *self.dictionary.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        db.execute_batch(&deletes).map_err(self.error())
     }
 
     /// Bytes the index takes on disk (database and journal).
@@ -703,12 +774,14 @@ fn forget(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()> {
 }
 
 /// What a put computes of its messages before it takes the lock.
-struct Batch {
+struct Batch<'d> {
     /// Each message's long texts, compressed: fields, all_fields, body.
     texts: Vec<StoredTexts>,
     /// Every (gram, message, columns) of the batch, packed by
     /// [`Batch::pack`] and sorted: by gram, then message.
     postings: Vec<u128>,
+    /// Every (word, message, columns), each word once per message.
+    words: Vec<(&'d str, usize, Columns)>,
 }
 
 struct StoredTexts {
@@ -717,14 +790,17 @@ struct StoredTexts {
     body: Vec<u8>,
 }
 
-impl Batch {
-    fn prepare(messages: &[(u32, Option<i64>, &Document)]) -> Batch {
+impl<'d> Batch<'d> {
+    fn prepare(messages: &[(u32, Option<i64>, &'d Document)]) -> Batch<'d> {
         let mut grams = GramSet::default();
         let mut columns: rustc_hash::FxHashMap<Gram, Columns> = Default::default();
+        let mut word_columns: rustc_hash::FxHashMap<&'d str, Columns> = Default::default();
         let mut postings = Vec::new();
+        let mut words = Vec::new();
         let mut texts = Vec::with_capacity(messages.len());
-        for (index, (_, _, document)) in messages.iter().enumerate() {
+        for (index, &(_, _, document)) in messages.iter().enumerate() {
             columns.clear();
+            word_columns.clear();
             for (text, bit) in [
                 (&document.subject, SUBJECT),
                 (&document.from, FROM),
@@ -740,8 +816,12 @@ impl Batch {
                 for &gram in &grams {
                     *columns.entry(gram).or_default() |= bit;
                 }
+                for word in words::words(text) {
+                    *word_columns.entry(word).or_default() |= bit;
+                }
             }
             postings.extend(columns.iter().map(|(&gram, &bits)| Batch::pack(gram, index, bits)));
+            words.extend(word_columns.iter().map(|(&word, &bits)| (word, index, bits)));
             texts.push(StoredTexts {
                 fields: compress(&document.fields),
                 all_fields: compress(&document.all_fields),
@@ -749,7 +829,24 @@ impl Batch {
             });
         }
         postings.sort_unstable();
-        Batch { texts, postings }
+        Batch { texts, postings, words }
+    }
+
+    /// The batch's word postings, packed and sorted like
+    /// [`Self::postings`], with their words numbered by `dictionary`
+    /// (new ones added to `new_words`).
+    fn word_postings(&self, dictionary: &mut Dictionary, new_words: &mut Vec<(WordId, String)>) -> Vec<u128> {
+        let mut numbered: rustc_hash::FxHashMap<&str, WordId> = Default::default();
+        let mut out: Vec<u128> = self
+            .words
+            .iter()
+            .map(|&(word, index, columns)| {
+                let id = *numbered.entry(word).or_insert_with(|| dictionary.id(word, new_words));
+                Batch::pack(WORD_KEY | u64::from(id), index, columns)
+            })
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// A gram (63 bits), the message's place in the batch and the
@@ -798,7 +895,7 @@ impl Segment {
     fn write(&self, tx: &Transaction<'_>, chunks: Vec<Chunk>) -> rusqlite::Result<()> {
         let mut insert = tx.prepare_cached("INSERT INTO chunks (segment, first, data) VALUES (?1, ?2, ?3)")?;
         for chunk in chunks {
-            insert.execute(params![self.id, chunk.first as i64, chunk.data])?;
+            insert.execute(params![self.id, stored_key(chunk.first), chunk.data])?;
         }
         Ok(())
     }
@@ -857,19 +954,29 @@ impl Segment {
         let read = chunk_from_row;
         let mut chunks: Vec<Chunk> = db
             .prepare_cached("SELECT first, data FROM chunks WHERE segment = ?1 AND first < ?2 ORDER BY first DESC, id DESC LIMIT 1")?
-            .query_map(params![self.id, gram as i64], read)?
+            .query_map(params![self.id, stored_key(gram)], read)?
             .collect::<Result<_, _>>()?;
         let mut at = db.prepare_cached("SELECT first, data FROM chunks WHERE segment = ?1 AND first = ?2 ORDER BY id")?;
-        for chunk in at.query_map(params![self.id, gram as i64], read)? {
+        for chunk in at.query_map(params![self.id, stored_key(gram)], read)? {
             chunks.push(chunk?);
         }
         Ok(postings::lookup(&chunks, gram)?)
     }
 }
 
+/// A posting key as SQLite's signed integer, in the same order (word keys
+/// have the top bit set).
+fn stored_key(key: Gram) -> i64 {
+    (key ^ WORD_KEY) as i64
+}
+
+fn key_of_stored(stored: i64) -> Gram {
+    stored as Gram ^ WORD_KEY
+}
+
 fn chunk_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Chunk> {
     Ok(Chunk {
-        first: r.get::<_, i64>(0)? as Gram,
+        first: key_of_stored(r.get(0)?),
         data: r.get(1)?,
     })
 }
@@ -925,6 +1032,7 @@ type TextCheck<'c> = dyn Fn(&[u8]) -> bool + 'c;
 
 /// One SEARCH criterion's evaluation over one mailbox.
 struct Search<'d> {
+    index: &'d SearchIndex,
     db: &'d Connection,
     mailbox: MailboxId,
 }
@@ -943,6 +1051,13 @@ impl Search<'_> {
         self.select(columns, needle, Some(&on_bytes))
     }
 
+    /// The words of the dictionary that contain `needle`, unless there
+    /// are too many to look up one by one.
+    fn words_containing(&self, needle: &str) -> Result<Option<Vec<WordId>>, Failure> {
+        let dictionary = self.index.dictionary(self.db).map_err(|e| e.source)?;
+        Ok(dictionary.as_ref().expect("loaded").containing(needle, WORDS_AT_MOST))
+    }
+
     /// The messages with a top-level field named `name`.
     fn has_field(&self, name: &str) -> Result<Vec<u32>, Failure> {
         self.checked(FIELDS, &format!("{name}:"), |fields| fields_named(fields, name).next().is_some())
@@ -955,9 +1070,26 @@ impl Search<'_> {
     /// texts.
     fn select(&self, columns: Columns, needle: &str, check: Option<&TextCheck>) -> Result<Vec<u32>, Failure> {
         let gram = grams::gram_of(needle);
-        let docs = match gram {
-            Some(gram) => postings::docs_in(&self.postings(gram)?, columns),
-            None => {
+        let words = match gram {
+            Some(_) => None,
+            None if words::is_word(needle) => self.words_containing(needle)?,
+            None => None,
+        };
+        // Exact: the messages holding the gram, or a word that contains
+        // the needle; else those holding all its trigrams, a superset.
+        let holds_needle = gram.is_some() || words.is_some();
+        let docs = match (gram, words) {
+            (Some(gram), _) => postings::docs_in(&self.postings(gram)?, columns),
+            (None, Some(words)) => {
+                let mut docs = Vec::new();
+                for word in words {
+                    docs.extend(postings::docs_in(&self.postings(WORD_KEY | u64::from(word))?, columns));
+                }
+                docs.sort_unstable();
+                docs.dedup();
+                docs
+            }
+            (None, None) => {
                 let mut docs: Option<Vec<DocId>> = None;
                 for gram in grams::trigrams_of(needle) {
                     let found = postings::docs_in(&self.postings(gram)?, columns);
@@ -974,7 +1106,7 @@ impl Search<'_> {
                 docs.unwrap_or_default()
             }
         };
-        let exact = gram.is_some() && check.is_none();
+        let exact = holds_needle && check.is_none();
         let finder = memchr::memmem::Finder::new(needle.as_bytes());
         let contains = |text: &[u8]| finder.find(text).is_some();
         let check = check.unwrap_or(&contains);

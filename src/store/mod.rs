@@ -15,6 +15,7 @@
 //! `tokio::task::spawn_blocking` (see [`MessageCache`]).
 
 mod cache;
+mod dictionary;
 mod index;
 mod masterkey;
 pub mod peers;

@@ -66,6 +66,9 @@ pub struct Stack {
     /// do. On 127.0.0.1 Dovecot counts loopback as secure and allows LOGIN
     /// without TLS.
     pub imap_strict_host: String,
+    /// `127.0.0.3`: the same Dovecot, IMAP port and mail, announcing no
+    /// ESEARCH (the proxy's plain-SEARCH path).
+    pub imap_noesearch_host: String,
     /// Plain SMTP without AUTH for injecting test mail to the stack's users
     /// (31025); STARTTLS offered, relaying refused.
     pub smtp_inject_port: u16,
@@ -249,6 +252,7 @@ impl Stack {
             host: get("STACK_HOST"),
             tls_name: get("STACK_TLS_NAME"),
             imap_strict_host: get("IMAP_STRICT_HOST"),
+            imap_noesearch_host: get("IMAP_NOESEARCH_HOST"),
             smtp_inject_port: port("SMTP_INJECT_PORT"),
             submission_port: port("SMTP_SUBMISSION_PORT"),
             submissions_port: port("SMTP_SUBMISSIONS_PORT"),

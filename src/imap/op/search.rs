@@ -6,10 +6,12 @@
 //! answered by Sealpost, and no search string reaches the server:
 //!
 //! 1. On the client's own connection (so sequence numbers, `$` and
-//!    expunges are the session's), the proxy asks the server, with
-//!    ESEARCH and tags of its own, for the UIDs of the mailbox and for
-//!    the UIDs each part of the program without content criteria
-//!    selects (`UID SEARCH RETURN (ALL) SEEN`...).
+//!    expunges are the session's), the proxy asks the server, with tags
+//!    of its own, for the UIDs of the mailbox and for the UIDs each part
+//!    of the program without content criteria selects: pipelined with
+//!    ESEARCH (`UID SEARCH RETURN (ALL) SEEN`...), whose answers name
+//!    their command; without it, once nothing of the client's is
+//!    in flight, one plain `UID SEARCH` at a time.
 //! 2. Messages of the mailbox the account's search index lacks are
 //!    fetched on a side connection, decrypted and indexed first (the
 //!    client hears a `* OK` saying so).
@@ -29,7 +31,7 @@ use super::Next;
 use crate::account::Account;
 use crate::imap::command::Head;
 use crate::imap::indexer::{index_fetched, sequence_set};
-use crate::imap::response::esearch_all;
+use crate::imap::response::{esearch_all, modseq, search_numbers};
 use crate::imap::searchkey::{self, Key, Program, ProgramError, Return};
 use crate::imap::sidefetch::SideFetcher;
 use crate::imap::state::{send, ClientWriter, Internal, InternalAnswer, SessionError, Shared, State, UpstreamWriter};
@@ -52,6 +54,11 @@ pub struct Search<'a> {
     pub client: &'a ClientWriter,
     /// Side connections for messages to index.
     pub fetcher: &'a SideFetcher,
+    /// The server answers with ESEARCH, whose lines name the command
+    /// they answer. Without it the proxy's own commands wait until
+    /// nothing of the client's is in flight and go one at a time, so that
+    /// each `* SEARCH` line is known to be theirs.
+    pub esearch: bool,
 }
 
 /// A search that failed before it could be answered.
@@ -348,60 +355,89 @@ impl Search<'_> {
     /// reads the UID sets, with how many expunges came before the first
     /// answer.
     async fn ask_server(&self, upstream: &mut UpstreamWriter, parts: &[Vec<u8>]) -> Result<(Vec<Vec<u32>>, usize), Failure> {
-        let mut waiting = Vec::new();
-        let mut commands = Vec::new();
-        for part in parts {
-            let (tag, done) = self.internal_tag();
-            commands.extend_from_slice(format!("{tag} UID SEARCH RETURN (ALL) ").as_bytes());
-            commands.extend_from_slice(part);
-            commands.extend_from_slice(b"\r\n");
-            waiting.push(done);
-        }
-        upstream.write_all(&commands).await?;
-        upstream.flush().await?;
         let mut sets = Vec::new();
         let mut expunges_before = None;
-        for done in waiting {
-            let InternalAnswer {
-                lines,
-                ok,
-                expunges_before: before,
-            } = done
-                .await
-                .map_err(|_| Failure::Session(SessionError::Io(std::io::ErrorKind::BrokenPipe.into())))?;
-            expunges_before.get_or_insert(before);
-            if !ok {
-                return Err(Failure::No(
-                    "[CANNOT] Sealpost: the server refused a search it needs (it must support ESEARCH, RFC 4731)".into(),
-                ));
+        if self.esearch {
+            let mut waiting = Vec::new();
+            let mut commands = Vec::new();
+            for part in parts {
+                let (tag, done) = self.internal_tag();
+                commands.extend_from_slice(format!("{tag} UID SEARCH RETURN (ALL) ").as_bytes());
+                commands.extend_from_slice(part);
+                commands.extend_from_slice(b"\r\n");
+                waiting.push(done);
             }
-            sets.push(lines.iter().flat_map(|l| esearch_all(l)).collect());
+            upstream.write_all(&commands).await?;
+            upstream.flush().await?;
+            for done in waiting {
+                let answer = self.answered(done, "a search it needs").await?;
+                expunges_before.get_or_insert(answer.expunges_before);
+                sets.push(answer.lines.iter().flat_map(|l| esearch_all(l)).collect());
+            }
+        } else {
+            self.until_nothing_in_flight().await;
+            for part in parts {
+                let mut command = b"UID SEARCH ".to_vec();
+                command.extend_from_slice(part);
+                let answer = self.plain(upstream, &command, "a search it needs").await?;
+                expunges_before.get_or_insert(answer.expunges_before);
+                sets.push(answer.lines.iter().filter_map(|l| search_numbers(l)).flatten().collect());
+            }
         }
         Ok((sets, expunges_before.unwrap_or(0)))
+    }
+
+    /// Waits until every command of the client's has its answer: then a
+    /// `* SEARCH` line can only answer the proxy's own command.
+    async fn until_nothing_in_flight(&self) {
+        while !self.state.lock().expect("state lock").in_flight.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sends `command` for the proxy's own use, alone, and waits for its
+    /// answer (see [`Self::esearch`]).
+    async fn plain(&self, upstream: &mut UpstreamWriter, command: &[u8], what: &str) -> Result<InternalAnswer, Failure> {
+        let (tag, done) = self.internal_tag();
+        let mut line = format!("{tag} ").into_bytes();
+        line.extend_from_slice(command);
+        line.extend_from_slice(b"\r\n");
+        upstream.write_all(&line).await?;
+        upstream.flush().await?;
+        self.answered(done, what).await
+    }
+
+    /// The answer to an internal command; a `NO` or `BAD` refuses the
+    /// client's command, saying what the server refused.
+    async fn answered(&self, done: oneshot::Receiver<InternalAnswer>, what: &str) -> Result<InternalAnswer, Failure> {
+        let answer = done
+            .await
+            .map_err(|_| Failure::Session(SessionError::Io(std::io::ErrorKind::BrokenPipe.into())))?;
+        if !answer.ok {
+            return Err(Failure::No(format!("[CANNOT] Sealpost: the server refused {what}")));
+        }
+        Ok(answer)
     }
 
     /// The highest mod-sequence of the messages `uids`, as the server
     /// reports it for a search with MODSEQ.
     async fn highest_modseq(&self, upstream: &mut UpstreamWriter, uids: &[u32]) -> Result<u64, Failure> {
-        let (tag, done) = self.internal_tag();
-        let command = format!("{tag} UID SEARCH RETURN (ALL) UID {} MODSEQ 0\r\n", sequence_set(uids));
-        upstream.write_all(command.as_bytes()).await?;
-        upstream.flush().await?;
-        let answer = done
-            .await
-            .map_err(|_| Failure::Session(SessionError::Io(std::io::ErrorKind::BrokenPipe.into())))?;
-        let modseq = answer.lines.iter().find_map(|line| {
-            let text = String::from_utf8_lossy(line);
-            let mut words = text.split_whitespace();
-            words.by_ref().find(|w| w.eq_ignore_ascii_case("MODSEQ"))?;
-            words.next()?.parse().ok()
-        });
-        match (answer.ok, modseq) {
-            (true, Some(modseq)) => Ok(modseq),
-            _ => Err(Failure::No(
-                "[CANNOT] Sealpost: the server did not report mod-sequences (it must support CONDSTORE for MODSEQ)".into(),
-            )),
-        }
+        let what = "to report mod-sequences (it must support CONDSTORE for MODSEQ)";
+        let set = sequence_set(uids);
+        let answer = if self.esearch {
+            let (tag, done) = self.internal_tag();
+            let command = format!("{tag} UID SEARCH RETURN (ALL) UID {set} MODSEQ 0\r\n");
+            upstream.write_all(command.as_bytes()).await?;
+            upstream.flush().await?;
+            self.answered(done, what).await?
+        } else {
+            self.until_nothing_in_flight().await;
+            self.plain(upstream, format!("UID SEARCH UID {set} MODSEQ 0").as_bytes(), what)
+                .await?
+        };
+        answer.lines.iter().find_map(|line| modseq(line)).ok_or_else(|| {
+            Failure::No("[CANNOT] Sealpost: the server did not report mod-sequences (it must support CONDSTORE for MODSEQ)".into())
+        })
     }
 
     /// Has the server save `uids` as the session's `$`.
