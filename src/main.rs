@@ -62,15 +62,21 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         bound_addresses: Option<std::path::PathBuf>,
     },
-    /// Check the configuration, the keys, the listeners and every account's
-    /// servers (reachable, TLS, STARTTLS, pins, login mechanisms): one line
-    /// each with what to do; exits 1 when a check fails
+    /// Check the configuration, keys, listeners and servers, one line each
+    ///
+    /// Each account's key must unlock and not expire within 30 days; each
+    /// listener address must be free or held by this Sealpost; each server
+    /// must be reachable with TLS (STARTTLS where the URL says), its key
+    /// matching the pin, and offer a way to log in. Nothing is recorded.
+    /// Exits 1 when a check fails.
     Doctor,
     /// Make the running 'sealpost serve' read its configuration, keys and
-    /// pins again (SIGHUP, to the process in data_dir/sealpost.pid), after
-    /// checking the file as 'check' does. New sessions use the new
-    /// configuration, open ones finish on theirs; a reload that cannot be
-    /// applied is refused and logged, and the running one stays
+    /// pins again, for new sessions
+    ///
+    /// Checks the file as 'check' does, then sends SIGHUP to the process
+    /// in data_dir/sealpost.pid. Open sessions finish on the configuration
+    /// they started with; a reload that cannot be applied is refused and
+    /// logged, and the running configuration stays.
     Reload,
     /// Print the local certificate's SHA-256 fingerprint (to compare with
     /// what the mail client shows), generating the certificate if needed
