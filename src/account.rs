@@ -68,9 +68,22 @@ impl Accounts {
     /// builds its connector and unlocks its key. Fails on the first account
     /// that cannot be used, naming it.
     pub fn load(config: &Config, keystore: &Keystore, passphrases: &PassphraseSource) -> Result<Accounts, AccountError> {
+        Accounts::reload(config, keystore, passphrases, None)
+    }
+
+    /// [`Accounts::load`] for a configuration reload: a key that is
+    /// unlocked in `previous` already is taken from there, so that a
+    /// reload asks for no passphrase for keys that did not change.
+    pub fn reload(
+        config: &Config,
+        keystore: &Keystore,
+        passphrases: &PassphraseSource,
+        previous: Option<&Accounts>,
+    ) -> Result<Accounts, AccountError> {
+        let unlocked: Vec<&UnlockedKey> = previous.iter().flat_map(|p| p.iter()).map(|a| &a.key).collect();
         let mut accounts = Vec::new();
         for account in &config.accounts {
-            accounts.push(Arc::new(ready(account, config, keystore, passphrases)?));
+            accounts.push(Arc::new(ready(account, config, keystore, passphrases, &unlocked)?));
         }
         Ok(Accounts { accounts })
     }
@@ -96,7 +109,13 @@ impl Accounts {
     }
 }
 
-fn ready(account: &AccountConfig, config: &Config, keystore: &Keystore, passphrases: &PassphraseSource) -> Result<Account, AccountError> {
+fn ready(
+    account: &AccountConfig,
+    config: &Config,
+    keystore: &Keystore,
+    passphrases: &PassphraseSource,
+    unlocked: &[&UnlockedKey],
+) -> Result<Account, AccountError> {
     let login = account.login.clone();
     let address = account.address();
     let url_error = |reason| AccountError::Url {
@@ -114,7 +133,10 @@ fn ready(account: &AccountConfig, config: &Config, keystore: &Keystore, passphra
         source,
     };
     let own = keystore.own_key(&address).map_err(key_error)?;
-    let mut key = keystore.unlock(own, passphrases).map_err(key_error)?;
+    let mut key = match unlocked.iter().find(|k| k.cert.fingerprint() == own.cert.fingerprint()) {
+        Some(key) => (*key).clone(),
+        None => keystore.unlock(own, passphrases).map_err(key_error)?,
+    };
     key.prefer_encrypt_mutual = config.keys.prefer_encrypt == PreferEncrypt::Mutual;
     Ok(Account {
         login: login.clone(),

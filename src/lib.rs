@@ -17,7 +17,10 @@
 //! - [`listener`]: accepting connections for either proxy;
 //! - [`store`]: the proxies' data at rest (the decrypted-message cache);
 //! - [`serve`]: starting and stopping the proxies;
+//! - [`reload`]: what a configuration reload (SIGHUP) may change;
+//! - [`pidfile`]: the running `serve`'s process id, for `reload` and `doctor`;
 //! - [`presets`]: the built-in provider presets (`config/providers/`);
+//! - [`doctor`]: the checks of `sealpost doctor`, one line each;
 //! - [`setup`]: what `sealpost init` writes and records (config file, first-contact pins, client settings);
 //! - [`shutdown`]: the phases of a shutdown that sessions watch;
 //! - [`metrics`]: Prometheus counters;
@@ -31,6 +34,7 @@
 pub mod account;
 pub mod config;
 pub mod discovery;
+pub mod doctor;
 pub mod files;
 pub mod imap;
 pub mod learn;
@@ -40,7 +44,9 @@ pub mod message;
 pub mod metrics;
 pub mod mime;
 pub mod pgp;
+pub mod pidfile;
 pub mod presets;
+pub mod reload;
 pub mod sasl;
 pub mod search;
 pub mod serve;

@@ -118,9 +118,11 @@ struct Accepted {
 }
 
 /// Accepts on every listener until `shutdown` starts draining, running
-/// `service` for each connection, then waits for the open sessions to end
-/// (dropping those still open when the shutdown reaches [`Phase::Abort`]).
-pub async fn run<S: Service>(listeners: Vec<Listener>, shutdown: Shutdown, service: Arc<S>) {
+/// the latest `service` for each connection (a reload replaces it; a
+/// session keeps the one it started with), then waits for the open
+/// sessions to end (dropping those still open when the shutdown reaches
+/// [`Phase::Abort`]).
+pub async fn run<S: Service>(listeners: Vec<Listener>, shutdown: Shutdown, service: tokio::sync::watch::Receiver<Arc<S>>) {
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
     let mut accepting = JoinSet::new();
     for listener in listeners {
@@ -133,7 +135,7 @@ pub async fn run<S: Service>(listeners: Vec<Listener>, shutdown: Shutdown, servi
             accepted = conn_rx.recv() => {
                 // None: every accept loop has stopped (draining).
                 let Some(Accepted { tcp, kind, permit }) = accepted else { break };
-                let service = service.clone();
+                let service = service.borrow().clone();
                 let shutdown = shutdown.clone();
                 // Every line a session logs carries its id and protocol, and
                 // once known its account and upstream (recorded by the

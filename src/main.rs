@@ -53,7 +53,8 @@ enum Command {
     Encrypt(EncryptArgs),
     /// Decrypt and verify a message read on stdin, as a mail client should see it
     Decrypt,
-    /// Run the proxies configured in the file until stopped (SIGINT/SIGTERM)
+    /// Run the proxies configured in the file until stopped (SIGINT/SIGTERM);
+    /// SIGHUP reloads the configuration (see 'reload')
     Serve {
         /// Once every listener is bound, write their addresses to this
         /// file (TOML, e.g. imap = "127.0.0.1:40123"): useful with port 0,
@@ -61,6 +62,22 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         bound_addresses: Option<std::path::PathBuf>,
     },
+    /// Check the configuration, keys, listeners and servers, one line each
+    ///
+    /// Each account's key must unlock and not expire within 30 days; each
+    /// listener address must be free or held by this Sealpost; each server
+    /// must be reachable with TLS (STARTTLS where the URL says), its key
+    /// matching the pin, and offer a way to log in. Nothing is recorded.
+    /// Exits 1 when a check fails.
+    Doctor,
+    /// Make the running 'sealpost serve' read its configuration, keys and
+    /// pins again, for new sessions
+    ///
+    /// Checks the file as 'check' does, then sends SIGHUP to the process
+    /// in data_dir/sealpost.pid. Open sessions finish on the configuration
+    /// they started with; a reload that cannot be applied is refused and
+    /// logged, and the running configuration stays.
+    Reload,
     /// Print the local certificate's SHA-256 fingerprint (to compare with
     /// what the mail client shows), generating the certificate if needed
     LocalCert,
@@ -224,6 +241,13 @@ fn main() -> ExitCode {
     }
     let loaded = match config::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,
+        Err(problems) if matches!(cli.command, Command::Doctor) => {
+            for finding in sealpost::doctor::config_problems(&problems) {
+                println!("{finding}");
+            }
+            println!("the configuration must load before anything else can be checked");
+            return ExitCode::FAILURE;
+        }
         Err(problems) => {
             eprintln!("sealpost: the configuration has {} problem(s):", problems.len());
             for p in &problems {
@@ -232,7 +256,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    sealpost::logging::init(&loaded.config.log);
+    if matches!(cli.command, Command::Doctor) {
+        // Its connections would log first contacts it does not keep:
+        // warnings only, the findings say the rest.
+        sealpost::logging::init(&config::LogConfig {
+            level: "warn".into(),
+            ..loaded.config.log.clone()
+        });
+    } else {
+        sealpost::logging::init(&loaded.config.log);
+    }
     let outcome = match cli.command {
         Command::Init(_) => unreachable!("handled before the configuration is loaded"),
         Command::Check => {
@@ -247,11 +280,11 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys(&loaded.config, command).map(|()| ExitCode::SUCCESS),
         Command::Encrypt(args) => encrypt(&loaded.config, args).map(|()| ExitCode::SUCCESS),
         Command::Decrypt => decrypt(&loaded.config),
-        Command::Serve { bound_addresses } => {
-            sealpost::serve::run(&loaded.config, &passphrases(&loaded.config), bound_addresses.as_deref())
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into)
-        }
+        Command::Serve { bound_addresses } => sealpost::serve::run(&loaded, &passphrases(&loaded.config), bound_addresses.as_deref())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
+        Command::Doctor => Ok(doctor(&loaded)),
+        Command::Reload => reload(&loaded.config).map(|()| ExitCode::SUCCESS),
         Command::LocalCert => local_cert(&loaded.config).map(|()| ExitCode::SUCCESS),
         Command::Pin(command) => pin(&loaded.config, command).map(|()| ExitCode::SUCCESS),
         Command::Index(command) => index(&loaded.config, command).map(|()| ExitCode::SUCCESS),
@@ -851,6 +884,31 @@ fn local_tls(config: &Config) -> Result<LocalTls> {
         config.listen.tls_cert.as_deref(),
         config.listen.tls_key.as_deref(),
     )?)
+}
+
+/// `doctor`: every check, one line each; failure when one failed.
+fn doctor(loaded: &config::Loaded) -> ExitCode {
+    let findings = sealpost::doctor::run(&loaded.config, loaded.file.as_deref(), &passphrases(&loaded.config));
+    for finding in &findings {
+        println!("{finding}");
+    }
+    let failed = findings.iter().filter(|f| f.verdict == sealpost::doctor::Verdict::Fail).count();
+    if failed == 0 {
+        return ExitCode::SUCCESS;
+    }
+    println!("{failed} check(s) failed");
+    ExitCode::FAILURE
+}
+
+/// `reload`: SIGHUP to the running `serve` of this data_dir (the
+/// configuration was checked on loading).
+fn reload(config: &Config) -> Result<()> {
+    let pid = sealpost::pidfile::running(&config.data_dir)?;
+    sealpost::pidfile::signal_reload(pid)?;
+    println!(
+        "asked Sealpost (pid {pid}) to reload; its log says \"configuration reloaded\" or why the reload was refused (sealpost_config_reloads_total counts both)"
+    );
+    Ok(())
 }
 
 fn local_cert(config: &Config) -> Result<()> {

@@ -60,6 +60,9 @@ pub struct Metrics {
     /// TLS handshakes with the providers' servers, by kind (`full`, or
     /// `resumed` from an earlier session under the same pins).
     pub upstream_tls_handshakes: IntCounterVec,
+    /// Configuration reloads (SIGHUP, `sealpost reload`), by result:
+    /// `ok` (new sessions use it) or `refused` (the previous one stays).
+    pub config_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -156,6 +159,19 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "sealpost_config_reloads_total",
+                "Configuration reloads (SIGHUP): ok, or refused with the previous configuration kept",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        // Both results show from the start, so that an alert on
+        // "refused" has a series to watch before the first reload.
+        for result in ["ok", "refused"] {
+            config_reloads.with_label_values(&[result]);
+        }
         let sessions_active = IntGaugeVec::new(
             Opts::new("sealpost_sessions_active", "Client sessions open now, by protocol"),
             &["protocol"],
@@ -180,6 +196,7 @@ impl Metrics {
             Box::new(searches.clone()),
             Box::new(search_backlog.clone()),
             Box::new(upstream_tls_handshakes.clone()),
+            Box::new(config_reloads.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -203,6 +220,7 @@ impl Metrics {
             searches,
             search_backlog,
             upstream_tls_handshakes,
+            config_reloads,
         }
     }
 

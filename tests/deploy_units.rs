@@ -50,15 +50,17 @@ fn the_system_unit_is_valid_and_hardened() {
         "AmbientCapabilities=",
         "LoadCredential=passphrase:/etc/sealpost/passphrase",
         "ExecStartPre=/usr/local/bin/sealpost check",
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(settings.iter().any(|s| s == wanted), "{wanted} missing");
     }
-    // No reload is offered until Sealpost reloads on SIGHUP.
-    assert!(!settings.iter().any(|s| s.starts_with("ExecReload")));
 }
 
 #[test]
 fn the_user_unit_is_valid() {
     assert_eq!(verify("sealpost-user.service", "%h/.local/bin/sealpost", true), "");
-    assert!(settings("sealpost-user.service").iter().any(|s| s == "NoNewPrivileges=yes"));
+    let settings = settings("sealpost-user.service");
+    for wanted in ["NoNewPrivileges=yes", "ExecReload=/bin/kill -HUP $MAINPID"] {
+        assert!(settings.iter().any(|s| s == wanted), "{wanted} missing");
+    }
 }

@@ -277,6 +277,7 @@ fn algorithm_name<P: key::KeyParts, R: key::KeyRole>(key: &Key<P, R>) -> String 
 
 /// A secret key unlocked for use: the signing key pair and every
 /// decryption key pair of one of our certificates.
+#[derive(Clone)]
 pub struct UnlockedKey {
     /// The certificate (public parts are what signatures refer to).
     pub cert: Cert,

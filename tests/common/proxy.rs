@@ -157,6 +157,28 @@ impl Proxy {
         let _ = Command::new("kill").arg(self.child.id().to_string()).stderr(Stdio::null()).status();
     }
 
+    /// Sends SIGHUP, as `systemctl reload` does: reload the configuration.
+    pub fn sighup(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Waits up to `limit` until the log holds `needle` `times` times,
+    /// failing with the log if it does not.
+    pub fn wait_for_log(&self, needle: &str, times: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.log_text().matches(needle).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged {times} time(s) within {limit:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The exit status, once the process has ended (waiting up to
     /// `limit`).
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
