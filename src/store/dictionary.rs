@@ -38,14 +38,24 @@ impl Dictionary {
     /// A dictionary of stored rows: `(first number, words joined by line
     /// feeds)`, as [`Self::joined`] writes them.
     pub(super) fn from_rows(rows: impl IntoIterator<Item = (WordId, String)>) -> Dictionary {
+        // Copied a row at a time, the words found by their line feeds:
+        // this is what the first search after a start waits for.
         let mut dictionary = Dictionary {
             text: "\n".into(),
             ..Dictionary::default()
         };
         for (first, words) in rows {
-            for (k, word) in words.split('\n').enumerate() {
-                dictionary.push(first + k as WordId, word);
+            let from = dictionary.text.len();
+            dictionary.text.push_str(&words);
+            dictionary.text.push('\n');
+            let mut start = from;
+            let ends = memchr::memchr_iter(b'\n', &dictionary.text.as_bytes()[from..]);
+            for (k, end) in ends.enumerate() {
+                dictionary.starts.push(start as u32);
+                dictionary.ids.push(first + k as WordId);
+                start = from + end + 1;
             }
+            dictionary.next_id = dictionary.next_id.max(dictionary.ids.last().map_or(0, |id| id + 1));
         }
         dictionary
     }

@@ -160,11 +160,13 @@ const WORD_KEY: u64 = 1 << 63;
 const WORDS_AT_MOST: usize = 256;
 
 /// How many segments of one level are merged into one of the next.
-const FANOUT: usize = 8;
+const FANOUT: usize = 16;
 /// Segments of this level are not merged any more (one holds about
-/// `FANOUT^TOP_LEVEL` puts, 25,600 messages in the indexer's batches),
-/// so no put rewrites more than that.
-const TOP_LEVEL: i64 = 3;
+/// `FANOUT^TOP_LEVEL` puts, 12,800 messages in the indexer's batches),
+/// so no put rewrites more than that, a message's postings are rewritten
+/// twice at most, and a search reads a gram from about one segment per
+/// 12,800 messages plus up to 30 smaller ones.
+const TOP_LEVEL: i64 = 2;
 /// Above this many candidates a search reads the mailbox's messages at
 /// once rather than looking each one up.
 const LOOKUPS_AT_MOST: usize = 2_000;
