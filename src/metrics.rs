@@ -63,6 +63,22 @@ pub struct Metrics {
     /// Configuration reloads (SIGHUP, `sealpost reload`), by result:
     /// `ok` (new sessions use it) or `refused` (the previous one stays).
     pub config_reloads: IntCounterVec,
+    /// Time of each TLS handshake with a provider's server, by kind.
+    pub upstream_tls_handshake_seconds: HistogramVec,
+    /// Time from a command reaching the provider to its final answer, by
+    /// protocol (IMAP: the client's commands relayed, IDLE aside; SMTP:
+    /// each command of the submission).
+    pub upstream_command_seconds: HistogramVec,
+    /// Look-ups in the IMAP decrypted-message cache, by result (`hit`,
+    /// `miss`).
+    pub imap_cache_lookups: IntCounterVec,
+    /// Bytes the IMAP decrypted-message caches hold, all accounts.
+    pub imap_cache_bytes: IntGauge,
+    /// Key discovery look-ups for a recipient without a key, by where the
+    /// answer came from (`cache`, `wkd`, `keyserver`, or `network` when
+    /// nothing was found) and result (`found`, `not_found`, `failed`,
+    /// `timed_out`, `disabled`).
+    pub key_lookups: IntCounterVec,
 }
 
 impl Metrics {
@@ -177,6 +193,47 @@ impl Metrics {
             &["protocol"],
         )
         .expect("valid metric");
+        let upstream_tls_handshake_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "sealpost_upstream_tls_handshake_seconds",
+                "Time of a TLS handshake with a provider's server, by kind (full or resumed)",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let upstream_command_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "sealpost_upstream_command_seconds",
+                "Time from a command reaching the provider to its final answer, by protocol (IMAP IDLE left out)",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
+            &["protocol"],
+        )
+        .expect("valid metric");
+        let imap_cache_lookups = IntCounterVec::new(
+            Opts::new(
+                "sealpost_imap_cache_lookups_total",
+                "Look-ups of a decrypted message in the IMAP cache, by result (hit, miss)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let imap_cache_bytes = IntGauge::new(
+            "sealpost_imap_cache_bytes",
+            "Bytes the decrypted-message caches hold on disk, all accounts",
+        )
+        .expect("valid metric");
+        let key_lookups = IntCounterVec::new(
+            Opts::new(
+                "sealpost_key_lookups_total",
+                "Key discovery look-ups for recipients without a key, by source (cache, wkd, keyserver, network) and result (found, not_found, failed, timed_out, disabled)",
+            ),
+            &["source", "result"],
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(smtp_sessions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(smtp_messages.clone()),
@@ -197,6 +254,11 @@ impl Metrics {
             Box::new(search_backlog.clone()),
             Box::new(upstream_tls_handshakes.clone()),
             Box::new(config_reloads.clone()),
+            Box::new(upstream_tls_handshake_seconds.clone()),
+            Box::new(upstream_command_seconds.clone()),
+            Box::new(imap_cache_lookups.clone()),
+            Box::new(imap_cache_bytes.clone()),
+            Box::new(key_lookups.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }
@@ -221,6 +283,11 @@ impl Metrics {
             search_backlog,
             upstream_tls_handshakes,
             config_reloads,
+            upstream_tls_handshake_seconds,
+            upstream_command_seconds,
+            imap_cache_lookups,
+            imap_cache_bytes,
+            key_lookups,
         }
     }
 

@@ -219,7 +219,10 @@ fn build(base: &Base, config: Config, passphrases: &PassphraseSource, previous: 
         before.map(|b| &*b.accounts),
     )?);
     for account in accounts.iter() {
-        account.connector.count_handshakes(base.metrics.upstream_tls_handshakes.clone());
+        account.connector.count_handshakes(
+            base.metrics.upstream_tls_handshakes.clone(),
+            base.metrics.upstream_tls_handshake_seconds.clone(),
+        );
     }
     let discovery = Some(Discovery::new(&config.keys, &config.data_dir)?).filter(Discovery::is_enabled);
     let (mut caches, mut served, mut indexes) = (HashMap::new(), HashMap::new(), HashMap::new());
@@ -233,6 +236,8 @@ fn build(base: &Base, config: Config, passphrases: &PassphraseSource, previous: 
         side_pools.insert(login.clone(), state.side_pool);
         indexers.insert(login, state.indexer);
     }
+    let held: u64 = caches.values().map(|c: &Arc<MessageCache>| c.len_bytes()).sum();
+    base.metrics.imap_cache_bytes.set(i64::try_from(held).unwrap_or(i64::MAX));
     let gone = before
         .iter()
         .flat_map(|b| b.indexers.keys())

@@ -461,9 +461,23 @@ fn a_restart_reads_decrypted_messages_from_the_encrypted_cache() {
 
     let first = Proxy::start(&carol, None, "");
     let before = probe(first.imap.port(), "carol@example.com", &tok, "INBOX");
-    assert!(first
-        .metrics_text()
-        .contains("sealpost_imap_messages_total{outcome=\"decrypted\"} 1"));
+    let metrics = first.metrics_text();
+    assert!(metrics.contains("sealpost_imap_messages_total{outcome=\"decrypted\"} 1"));
+    assert!(
+        metrics.contains("sealpost_imap_cache_lookups_total{result=\"miss\"} 1"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("sealpost_imap_cache_bytes 0\n"), "{metrics}");
+    // The client's commands were timed at the server (the first one is
+    // LOGIN's, which the proxy sends itself).
+    assert!(
+        !metrics.contains("sealpost_upstream_command_seconds_count{protocol=\"imap\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sealpost_upstream_command_seconds_count{protocol=\"imap\"}"),
+        "{metrics}"
+    );
     drop(first);
     // Nothing of the message is readable in the cache directory.
     let mut cached = Vec::new();
@@ -482,6 +496,9 @@ fn a_restart_reads_decrypted_messages_from_the_encrypted_cache() {
         "{metrics}"
     );
     assert!(metrics.contains("sealpost_imap_messages_total{outcome=\"cached\"}"), "{metrics}");
+    assert!(metrics.contains("sealpost_imap_cache_lookups_total{result=\"hit\"}"), "{metrics}");
+    assert!(!metrics.contains("sealpost_imap_cache_lookups_total{result=\"miss\"}"), "{metrics}");
+    assert!(!metrics.contains("sealpost_imap_cache_bytes 0\n"), "{metrics}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -10,7 +10,12 @@ use common::stack::password;
 use common::User;
 
 fn handshakes(proxy: &Proxy, kind: &str) -> u64 {
-    let wanted = format!("sealpost_upstream_tls_handshakes_total{{kind=\"{kind}\"}} ");
+    metric(proxy, &format!("sealpost_upstream_tls_handshakes_total{{kind=\"{kind}\"}}"))
+}
+
+/// The value of the series `series` (name and labels), 0 when absent.
+fn metric(proxy: &Proxy, series: &str) -> u64 {
+    let wanted = format!("{series} ");
     proxy
         .metrics_text()
         .lines()
@@ -38,4 +43,14 @@ print("sent")
     // first under the recorded pin; later ones resume (when the server
     // sent a ticket in time).
     assert!(full >= 2 && resumed >= 1 && full + resumed >= 4, "{full} full, {resumed} resumed");
+    // Each handshake was timed, and each command the provider answered
+    // (EHLO, AUTH, MAIL, RCPT, the message...) too.
+    for kind in ["full", "resumed"] {
+        assert_eq!(
+            metric(&proxy, &format!("sealpost_upstream_tls_handshake_seconds_count{{kind=\"{kind}\"}}")),
+            handshakes(&proxy, kind)
+        );
+    }
+    let commands = metric(&proxy, "sealpost_upstream_command_seconds_count{protocol=\"smtp\"}");
+    assert!(commands >= 4 * 4, "{commands} SMTP commands timed");
 }

@@ -495,7 +495,12 @@ s.quit()
         .requests()
         .iter()
         .any(|r| r.starts_with("openpgpkey.example.com /.well-known/openpgpkey/example.com/hu/")));
-    assert!(proxy.metrics_text().contains("sealpost_keys_learned_total{source=\"wkd\"} 1"));
+    let metrics = proxy.metrics_text();
+    assert!(metrics.contains("sealpost_keys_learned_total{source=\"wkd\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("sealpost_key_lookups_total{result=\"found\",source=\"wkd\"} 1"),
+        "{metrics}"
+    );
     let list = std::process::Command::new(env!("CARGO_BIN_EXE_sealpost"))
         .args(["keys", "list"])
         .env("SEALPOST_DATA_DIR", alice.dir.path())

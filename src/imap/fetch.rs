@@ -229,6 +229,8 @@ impl Rewriter {
             .await
             .ok()
             .flatten();
+            let result = if hit.is_some() { "hit" } else { "miss" };
+            self.shared.metrics.imap_cache_lookups.with_label_values(&[result]).inc();
             if let Some(message) = hit {
                 self.shared.metrics.imap_messages.with_label_values(&["cached"]).inc();
                 return Some(message);
@@ -259,6 +261,7 @@ impl Rewriter {
         let cache = self.cache.clone();
         let metrics = self.shared.metrics.clone();
         let indexer = self.indexer();
+        let caches: Vec<Arc<MessageCache>> = self.shared.caches.values().cloned().collect();
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let outcome = crate::message::decrypt_message(&ciphertext, std::slice::from_ref(&account.key), &keystore);
@@ -279,6 +282,8 @@ impl Rewriter {
                     if let Err(e) = cache.put(&key, &message) {
                         tracing::warn!(error = %e, "cannot cache a decrypted message");
                     }
+                    let held: u64 = caches.iter().map(|c| c.len_bytes()).sum();
+                    metrics.imap_cache_bytes.set(i64::try_from(held).unwrap_or(i64::MAX));
                 }
                 if let Some(indexer) = indexer {
                     indexer.index_shown(mailbox, uidvalidity, uid, message.clone());

@@ -344,7 +344,13 @@ async fn server_to_client(
                     .iter()
                     .find(|f| f.tag == tag)
                     .and_then(|f| rewriter.failure(&f.fetch, tag));
-                s.complete(tag, ok);
+                if let Some(waited) = s.complete(tag, ok) {
+                    shared
+                        .metrics
+                        .upstream_command_seconds
+                        .with_label_values(&["imap"])
+                        .observe(waited.as_secs_f64());
+                }
                 failed
             };
             if let Some(failed) = failed {

@@ -114,9 +114,10 @@ pub struct State {
     /// SPECIAL-USE attributes (`\Drafts`, ...) of mailboxes seen in LIST.
     pub special_use: HashMap<Vec<u8>, Vec<String>>,
     /// Tags of the client's commands sent to the server and not yet
-    /// answered, with whether the command is IDLE (which waits for the
-    /// client, so a shutdown need not wait for it).
-    pub(crate) in_flight: Vec<(Vec<u8>, bool)>,
+    /// answered, with when they were sent, or `None` for IDLE (which waits
+    /// for the client, so a shutdown need not wait for it, and its time
+    /// says nothing of the server's).
+    pub(crate) in_flight: Vec<(Vec<u8>, Option<std::time::Instant>)>,
     /// The client has sent LOGOUT: the server ending the connection is
     /// what comes next, not a failure.
     pub(crate) logging_out: bool,
@@ -198,19 +199,27 @@ pub struct Selected {
 impl State {
     /// A command of the client's goes to the server.
     pub(crate) fn sent(&mut self, tag: &[u8], name: &str) {
-        self.in_flight.push((tag.to_vec(), name == "IDLE"));
+        let sent = (name != "IDLE").then(std::time::Instant::now);
+        self.in_flight.push((tag.to_vec(), sent));
         self.logging_out |= name == "LOGOUT";
     }
 
     /// Nothing the client asked is waiting for an answer, but IDLE: a
     /// `* BYE` now interrupts no command.
     pub(crate) fn quiescent(&self) -> bool {
-        self.in_flight.iter().all(|(_, idle)| *idle)
+        self.in_flight.iter().all(|(_, sent)| sent.is_none())
     }
 
     /// The command tagged `tag` was answered (by the server or, when it
     /// never reached the server, by the proxy).
-    pub(crate) fn complete(&mut self, tag: &[u8], ok: bool) {
+    /// Returns how long the server took, for a command sent to it (IDLE
+    /// aside).
+    pub(crate) fn complete(&mut self, tag: &[u8], ok: bool) -> Option<std::time::Duration> {
+        let waited = self
+            .in_flight
+            .iter()
+            .find(|(t, _)| t == tag)
+            .and_then(|(_, sent)| sent.map(|at| at.elapsed()));
         self.in_flight.retain(|(t, _)| t != tag);
         if !ok {
             self.uploads.retain(|u| u.tag != tag);
@@ -230,6 +239,7 @@ impl State {
             // instead of inviting the literal.
             self.continuation = None;
         }
+        waited
     }
 }
 

@@ -15,7 +15,7 @@ use super::reply::Reply;
 use super::upstream::{Upstream, UpstreamError};
 use crate::account::{Account, Accounts};
 use crate::config::SmtpConfig;
-use crate::discovery::{Discovery, Lookup};
+use crate::discovery::{Discovery, Lookup, Source};
 use crate::learn::Learner;
 use crate::listener::{client_stream, record_session, turn_away, ActiveSession, ListenerKind, Service};
 use crate::message::{protection, sign_message, Envelope, MessageError, Sealer};
@@ -401,6 +401,7 @@ impl Session {
             Ok(upstream) => upstream,
             Err(e) => return self.upstream_failed(e).await,
         };
+        upstream.time_commands(self.shared.metrics.upstream_command_seconds.with_label_values(&["smtp"]));
         if !upstream.capabilities.auth.iter().any(|m| m == &mechanism) {
             let reply = Reply::new(504, format!("5.7.4 {} does not offer AUTH {mechanism}", upstream.server()));
             self.send(&reply).await?;
@@ -611,7 +612,20 @@ impl Session {
         if self.shared.keystore.snapshot().recipient(to).is_ok() || !discovery.applies_to(to) {
             return;
         }
+        let from_cache = discovery.cached(to).is_some();
         let lookup = discovery.lookup(to).await;
+        let (source, result) = match &lookup {
+            Lookup::Found { source: Source::Wkd, .. } => ("wkd", "found"),
+            Lookup::Found {
+                source: Source::Keyserver, ..
+            } => ("keyserver", "found"),
+            Lookup::NotFound => ("network", "not_found"),
+            Lookup::Failed(_) => ("network", "failed"),
+            Lookup::TimedOut { .. } => ("network", "timed_out"),
+            Lookup::Disabled => ("network", "disabled"),
+        };
+        let source = if from_cache { "cache" } else { source };
+        self.shared.metrics.key_lookups.with_label_values(&[source, result]).inc();
         let Lookup::Found { certs, source, url } = lookup else {
             tracing::debug!(recipient = %to, outcome = ?lookup, "no key found by discovery");
             return;

@@ -86,6 +86,9 @@ pub struct Upstream {
     server: String,
     /// What the server offers.
     pub capabilities: Capabilities,
+    /// Where [`Self::command`] and [`Self::send_message`] record how long
+    /// the server took.
+    timing: Option<prometheus::Histogram>,
 }
 
 impl Upstream {
@@ -110,6 +113,7 @@ impl Upstream {
                 conn: BufReader::new(Stream::Plain(tcp)),
                 server: server.clone(),
                 capabilities: Capabilities::default(),
+                timing: None,
             };
             plain.expect_greeting().await?;
             let caps = plain.ehlo(ehlo_name).await?;
@@ -137,6 +141,7 @@ impl Upstream {
             conn: BufReader::new(stream),
             server,
             capabilities: Capabilities::default(),
+            timing: None,
         };
         if url.implicit_tls {
             upstream.expect_greeting().await?;
@@ -203,10 +208,25 @@ impl Upstream {
         }
     }
 
+    /// Records from now on how long the server takes to answer each
+    /// command, and each message once sent, in `histogram`.
+    pub fn time_commands(&mut self, histogram: prometheus::Histogram) {
+        self.timing = Some(histogram);
+    }
+
+    fn timed(&self, since: std::time::Instant) {
+        if let Some(histogram) = &self.timing {
+            histogram.observe(since.elapsed().as_secs_f64());
+        }
+    }
+
     /// Sends a command and reads its reply.
     pub async fn command(&mut self, line: &str) -> Result<Reply, UpstreamError> {
+        let started = std::time::Instant::now();
         self.send(line).await?;
-        self.reply().await
+        let reply = self.reply().await;
+        self.timed(started);
+        reply
     }
 
     /// Sends the message after accepted RCPTs, streaming it from the
@@ -225,7 +245,7 @@ impl Upstream {
                 }
                 self.write(&chunk[..n]).await?;
             }
-            return self.reply_within(DATA_TIMEOUT).await;
+            return self.final_reply().await;
         }
         let go_ahead = self.command("DATA").await?;
         if go_ahead.code != 354 {
@@ -245,7 +265,16 @@ impl Upstream {
         stuffed.clear();
         stuffer.finish(&mut stuffed);
         self.write(&stuffed).await?;
-        self.reply_within(DATA_TIMEOUT).await
+        self.final_reply().await
+    }
+
+    /// The reply to a message sent in full: the time recorded is the
+    /// server's, from the last byte on.
+    async fn final_reply(&mut self) -> Result<Reply, UpstreamError> {
+        let started = std::time::Instant::now();
+        let reply = self.reply_within(DATA_TIMEOUT).await;
+        self.timed(started);
+        reply
     }
 
     /// Says goodbye; errors do not matter any more.

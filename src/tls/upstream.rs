@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use prometheus::IntCounterVec;
+use prometheus::{HistogramVec, IntCounterVec};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
@@ -50,7 +50,7 @@ pub struct Connector {
     /// Servers (by the same key) a resumption attempt failed with: some
     /// (Cyrus IMAP, under concurrent logins) answer it with an alert.
     no_resumption: Arc<Mutex<HashSet<String>>>,
-    handshakes: Arc<OnceLock<IntCounterVec>>,
+    handshakes: Arc<OnceLock<(IntCounterVec, HistogramVec)>>,
 }
 
 impl Connector {
@@ -89,9 +89,10 @@ impl Connector {
         })
     }
 
-    /// Counts handshakes in `counter`, by kind (`full`, `resumed`).
-    pub fn count_handshakes(&self, counter: IntCounterVec) {
-        let _ = self.handshakes.set(counter);
+    /// Counts handshakes in `counter` and times them in `seconds`, by
+    /// kind (`full`, `resumed`).
+    pub fn count_handshakes(&self, counter: IntCounterVec, seconds: HistogramVec) {
+        let _ = self.handshakes.set((counter, seconds));
     }
 
     /// Runs the TLS handshake on `tcp` for `host:port`. Under TOFU, the
@@ -143,6 +144,7 @@ impl Connector {
             };
             (config, None)
         };
+        let started = std::time::Instant::now();
         let tls = match TlsConnector::from(config).connect(name, tcp).await {
             Ok(tls) => tls,
             Err(e) => {
@@ -158,8 +160,10 @@ impl Connector {
             }
         };
         let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-        if let Some(counter) = self.handshakes.get() {
-            counter.with_label_values(&[if resumed { "resumed" } else { "full" }]).inc();
+        if let Some((counter, seconds)) = self.handshakes.get() {
+            let kind = if resumed { "resumed" } else { "full" };
+            counter.with_label_values(&[kind]).inc();
+            seconds.with_label_values(&[kind]).observe(started.elapsed().as_secs_f64());
         }
         if let Some(verifier) = verifier {
             let presented = verifier.presented().expect("an accepted certificate was presented");
