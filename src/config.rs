@@ -48,6 +48,9 @@ pub struct Config {
     /// Key discovery over HTTPS: Web Key Directory and keyserver.
     #[serde(default)]
     pub keys: KeysConfig,
+    /// What the metrics show.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The mail accounts Sealpost stands in front of (`[[account]]`).
     #[serde(default, rename = "account")]
     pub accounts: Vec<AccountConfig>,
@@ -410,6 +413,16 @@ impl AccountConfig {
     }
 }
 
+/// What the Prometheus metrics (`listen.metrics`) show.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsConfig {
+    /// Label the per-account series (messages, upstream failures) with
+    /// the account's login. Off by default: a login is personal data,
+    /// and with many accounts the series multiply.
+    #[serde(default)]
+    pub per_account: bool,
+}
+
 /// Log output settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogConfig {
@@ -457,6 +470,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             imap: ImapConfig::default(),
             keys: KeysConfig::default(),
+            metrics: MetricsConfig::default(),
             accounts: Vec::new(),
         }
     }

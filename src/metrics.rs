@@ -16,6 +16,9 @@ use crate::shutdown::{Phase, Shutdown};
 /// Every metric Sealpost exports.
 pub struct Metrics {
     registry: Registry,
+    /// `metrics.per_account`: the per-account series carry an `account`
+    /// label (see [`Metrics::labels`]).
+    per_account: bool,
     /// SMTP sessions accepted.
     pub smtp_sessions: IntCounter,
     /// Messages by outcome: encrypted, signed (no key for some
@@ -82,13 +85,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered.
-    pub fn new() -> Metrics {
+    /// A fresh registry with every metric registered; with `per_account`
+    /// (`metrics.per_account`) the per-account series (SMTP and IMAP
+    /// messages, upstream failures) also carry the account's login.
+    pub fn new(per_account: bool) -> Metrics {
+        let per_account_labels = |names: &[&'static str]| -> Vec<&'static str> {
+            let mut names = names.to_vec();
+            if per_account {
+                names.push("account");
+            }
+            names
+        };
         let registry = Registry::new();
         let smtp_sessions = IntCounter::new("sealpost_smtp_sessions_total", "SMTP client sessions accepted").expect("valid metric");
         let smtp_messages = IntCounterVec::new(
             Opts::new("sealpost_smtp_messages_total", "Messages submitted, by outcome"),
-            &["outcome"],
+            &per_account_labels(&["outcome"]),
         )
         .expect("valid metric");
         let smtp_policy_rejections = IntCounter::new(
@@ -98,7 +110,7 @@ impl Metrics {
         .expect("valid metric");
         let upstream_failures = IntCounterVec::new(
             Opts::new("sealpost_upstream_failures_total", "Failures talking to upstream servers, by kind"),
-            &["kind"],
+            &per_account_labels(&["kind"]),
         )
         .expect("valid metric");
         let smtp_processing_seconds = HistogramVec::new(
@@ -113,7 +125,7 @@ impl Metrics {
                 "sealpost_imap_messages_total",
                 "Encrypted messages shown to IMAP clients, by outcome",
             ),
-            &["outcome"],
+            &per_account_labels(&["outcome"]),
         )
         .expect("valid metric");
         let imap_decrypt_seconds = Histogram::with_opts(
@@ -264,6 +276,7 @@ impl Metrics {
         }
         Metrics {
             registry,
+            per_account,
             smtp_sessions,
             smtp_messages,
             smtp_policy_rejections,
@@ -291,6 +304,17 @@ impl Metrics {
         }
     }
 
+    /// The label values of a per-account series: `values`, and the
+    /// account's login when `metrics.per_account` is on (an empty one
+    /// when the failure came before the account was known).
+    pub fn labels<'v>(&self, values: &[&'v str], account: &'v str) -> Vec<&'v str> {
+        let mut all = values.to_vec();
+        if self.per_account {
+            all.push(account);
+        }
+        all
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -303,7 +327,7 @@ impl Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new()
+        Metrics::new(false)
     }
 }
 

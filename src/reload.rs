@@ -57,6 +57,11 @@ pub fn restart_only(running: &Config, new: &Config) -> Vec<String> {
             running.imap.cache_size.to_string(),
             new.imap.cache_size.to_string(),
         ),
+        (
+            "metrics.per_account",
+            running.metrics.per_account.to_string(),
+            new.metrics.per_account.to_string(),
+        ),
     ];
     settings
         .into_iter()
@@ -102,5 +107,14 @@ mod tests {
         assert!(refused
             .iter()
             .any(|r| r.starts_with("listen.imap changed (127.0.0.1:1143 -> 127.0.0.1:2143)")));
+
+        // The metrics' label sets are fixed when they are registered.
+        let mut labelled = running.clone();
+        labelled.metrics.per_account = true;
+        let refused = restart_only(&running, &labelled);
+        assert!(
+            refused.len() == 1 && refused[0].starts_with("metrics.per_account changed (false -> true)"),
+            "{refused:?}"
+        );
     }
 }

@@ -117,7 +117,7 @@ pub fn run(loaded: &Loaded, passphrases: &PassphraseSource, bound_addresses: Opt
         config.listen.tls_cert.as_deref(),
         config.listen.tls_key.as_deref(),
     )?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(config.metrics.per_account));
     let base = Arc::new(Base {
         learner: Arc::new(Learner::new(keystore.clone(), &config.data_dir, Some(metrics.clone()))),
         keystore,

@@ -28,7 +28,8 @@ fn later_connections_resume_the_tls_session() {
     let mut alice = User::new("alice@example.org");
     let bob = User::new("bob@example.net");
     alice.knows(&[&bob]);
-    let proxy = Proxy::start(&alice, None, "");
+    // With metrics.per_account the per-account series name the login.
+    let proxy = Proxy::start(&alice, None, "[metrics]\nper_account = true\n");
     let script = r#"
 for i in range(4):
     s = connect(int(sys.argv[1])); s.login("alice@example.org", sys.argv[2])
@@ -53,4 +54,11 @@ print("sent")
     }
     let commands = metric(&proxy, "sealpost_upstream_command_seconds_count{protocol=\"smtp\"}");
     assert!(commands >= 4 * 4, "{commands} SMTP commands timed");
+    assert_eq!(
+        metric(
+            &proxy,
+            "sealpost_smtp_messages_total{account=\"alice@example.org\",outcome=\"encrypted\"}"
+        ),
+        4
+    );
 }

@@ -232,7 +232,11 @@ impl Rewriter {
             let result = if hit.is_some() { "hit" } else { "miss" };
             self.shared.metrics.imap_cache_lookups.with_label_values(&[result]).inc();
             if let Some(message) = hit {
-                self.shared.metrics.imap_messages.with_label_values(&["cached"]).inc();
+                let metrics = &self.shared.metrics;
+                metrics
+                    .imap_messages
+                    .with_label_values(&metrics.labels(&["cached"], &self.account.login))
+                    .inc();
                 return Some(message);
             }
         }
@@ -248,7 +252,11 @@ impl Rewriter {
                 match self.fetcher.fetch(mailbox, *uid).await {
                     Ok(bytes) => bytes,
                     Err(e) => {
-                        self.shared.metrics.upstream_failures.with_label_values(&[e.kind()]).inc();
+                        let metrics = &self.shared.metrics;
+                        metrics
+                            .upstream_failures
+                            .with_label_values(&metrics.labels(&[e.kind()], &self.account.login))
+                            .inc();
                         tracing::warn!(error = %e, "cannot fetch an encrypted message for decryption; showing it as stored");
                         return None;
                     }
@@ -270,7 +278,10 @@ impl Rewriter {
             }
             let message = to_crlf(&outcome.message).into_owned();
             let label = if outcome.status.is_failure() { "failed" } else { "decrypted" };
-            metrics.imap_messages.with_label_values(&[label]).inc();
+            metrics
+                .imap_messages
+                .with_label_values(&metrics.labels(&[label], &account.login))
+                .inc();
             metrics.imap_decrypt_seconds.observe(started.elapsed().as_secs_f64());
             if let (Some((mailbox, Some(uidvalidity), uid)), false) = (place, outcome.status.is_failure()) {
                 if let Some(cache) = cache {

@@ -112,7 +112,7 @@ impl Harness {
         .unwrap();
         let accounts = Arc::new(Accounts::load(&config, &keystore, &PassphraseSource::Env(PASSPHRASE.into())).unwrap());
         let keystore = Arc::new(LiveKeystore::new(dir.path().to_path_buf(), keystore));
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::default());
         let received = Arc::new(SyncMutex::new(Vec::new()));
         let dialer: Arc<dyn Dialer> = Arc::new(ScriptedServer {
             received: received.clone(),

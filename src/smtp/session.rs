@@ -399,7 +399,7 @@ impl Session {
         let ehlo = self.ehlo.clone().unwrap_or_else(|| "localhost".into());
         let mut upstream = match Upstream::connect(url, &account.connector, &ehlo).await {
             Ok(upstream) => upstream,
-            Err(e) => return self.upstream_failed(e).await,
+            Err(e) => return self.upstream_failed(e, Some(&account.login)).await,
         };
         upstream.time_commands(self.shared.metrics.upstream_command_seconds.with_label_values(&["smtp"]));
         if !upstream.capabilities.auth.iter().any(|m| m == &mechanism) {
@@ -412,7 +412,7 @@ impl Session {
         loop {
             let reply = match outcome {
                 Ok(reply) => reply,
-                Err(e) => return self.upstream_failed(e).await,
+                Err(e) => return self.upstream_failed(e, Some(&account.login)).await,
             };
             if reply.code == 334 {
                 self.send(&reply).await?;
@@ -441,14 +441,24 @@ impl Session {
     }
 
     /// Tells the client the provider is unreachable or unsafe, and closes.
-    async fn upstream_failed(&mut self, e: UpstreamError) -> std::io::Result<Flow> {
+    /// `login` names the account when no session is authenticated yet
+    /// (a failure while logging in), for `metrics.per_account`.
+    async fn upstream_failed(&mut self, e: UpstreamError, login: Option<&str>) -> std::io::Result<Flow> {
+        let login = login
+            .map(str::to_string)
+            .or_else(|| self.auth.as_ref().map(|a| a.account.login.clone()))
+            .unwrap_or_default();
         if e.kind() == "pin" {
             // Names the server, the seen and the pinned keys.
             tracing::error!(error = %e, "refused a server presenting an unexpected key");
         } else {
             tracing::warn!(error = %e, "upstream failure");
         }
-        self.shared.metrics.upstream_failures.with_label_values(&[e.kind()]).inc();
+        let metrics = &self.shared.metrics;
+        metrics
+            .upstream_failures
+            .with_label_values(&metrics.labels(&[e.kind()], &login))
+            .inc();
         self.txn = None;
         if let Some(auth) = self.auth.take() {
             drop(auth); // the connection is broken or untrusted: no QUIT
@@ -468,11 +478,19 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// Counts a submitted message by outcome (and account, with
+    /// `metrics.per_account`).
+    fn count_message(&self, outcome: &str) {
+        let login = self.auth.as_ref().map_or("", |a| a.account.login.as_str());
+        let metrics = &self.shared.metrics;
+        metrics.smtp_messages.with_label_values(&metrics.labels(&[outcome], login)).inc();
+    }
+
     async fn reset_upstream(&mut self) -> std::io::Result<Option<Flow>> {
         let Some(auth) = self.auth.as_mut() else { return Ok(None) };
         match auth.upstream.command("RSET").await {
             Ok(_) => Ok(None),
-            Err(e) => Ok(Some(self.upstream_failed(e).await?)),
+            Err(e) => Ok(Some(self.upstream_failed(e, None).await?)),
         }
     }
 
@@ -531,7 +549,7 @@ impl Session {
         }
         let reply = match auth.upstream.command(&line).await {
             Ok(reply) => reply,
-            Err(e) => return self.upstream_failed(e).await,
+            Err(e) => return self.upstream_failed(e, None).await,
         };
         if reply.is_positive() {
             self.txn = Some(Transaction {
@@ -592,7 +610,7 @@ impl Session {
         }
         let reply = match auth.upstream.command(&format!("RCPT TO:<{to}>")).await {
             Ok(reply) => reply,
-            Err(e) => return self.upstream_failed(e).await,
+            Err(e) => return self.upstream_failed(e, None).await,
         };
         if reply.is_positive() {
             let normalized = crate::pgp::normalize_email(&to);
@@ -749,7 +767,7 @@ impl Session {
         let (outcome, outgoing) = match prepared {
             Ok(Ok(prepared)) => prepared,
             Ok(Err(reply)) => {
-                self.shared.metrics.smtp_messages.with_label_values(&["rejected"]).inc();
+                self.count_message("rejected");
                 if let Some(flow) = self.reset_upstream().await? {
                     return Ok(flow);
                 }
@@ -774,12 +792,12 @@ impl Session {
         match self.deliver(&from, smtputf8, &envelope_recipients, outgoing).await {
             Ok(reply) => {
                 let label = if reply.is_positive() { outcome } else { "failed" };
-                self.shared.metrics.smtp_messages.with_label_values(&[label]).inc();
+                self.count_message(label);
                 self.relay(&reply).await
             }
             Err(e) => {
-                self.shared.metrics.smtp_messages.with_label_values(&["failed"]).inc();
-                self.upstream_failed(e).await
+                self.count_message("failed");
+                self.upstream_failed(e, None).await
             }
         }
     }

@@ -380,7 +380,11 @@ async fn log_in_upstream<S: ClientStream>(
     let mut upstream = match shared.dialer.dial(&account).await {
         Ok(upstream) => upstream,
         Err(e) => {
-            shared.metrics.upstream_failures.with_label_values(&[e.kind()]).inc();
+            let metrics = &shared.metrics;
+            metrics
+                .upstream_failures
+                .with_label_values(&metrics.labels(&[e.kind()], &account.login))
+                .inc();
             if matches!(e, UpstreamError::Tls(TlsError::PinMismatch(_))) {
                 tracing::error!(error = %e, "IMAP server key does not match the pin; refusing");
             } else {
