@@ -393,22 +393,19 @@ fn internal_answer(state: &SyncMutex<State>, line: &[u8]) -> bool {
     // Without ESEARCH a `* SEARCH` line names no command: it is the
     // internal command's when that is the only one waiting (see
     // `op::search`, which makes it so).
+    let withheld = s.withheld_expunges.len();
+    let answering = |internal: &mut super::state::Internal| {
+        internal.lines.push(line.to_vec());
+        internal.expunges_at_answer.get_or_insert(withheld);
+        true
+    };
     if super::response::search_numbers(line).is_some() && s.in_flight.is_empty() && s.internal.len() == 1 {
-        let withheld = s.withheld_expunges.len();
         if let Some(internal) = s.internal.values_mut().next() {
-            internal.lines.push(line.to_vec());
-            internal.expunges_at_answer.get_or_insert(withheld);
-            return true;
+            return answering(internal);
         }
     }
     if let Some(tag) = super::response::esearch_tag(line) {
-        let withheld = s.withheld_expunges.len();
-        if let Some(internal) = s.internal.get_mut(tag.as_slice()) {
-            internal.lines.push(line.to_vec());
-            internal.expunges_at_answer.get_or_insert(withheld);
-            return true;
-        }
-        return false;
+        return s.internal.get_mut(tag.as_slice()).is_some_and(answering);
     }
     if let Some((tag, ok)) = tagged(line) {
         if let Some(internal) = s.internal.remove(tag) {

@@ -575,10 +575,12 @@ impl SearchIndex {
     /// candidates in the gram index, and each is checked against its text.
     pub fn matching(&self, mailbox: MailboxId, criterion: &Criterion) -> Result<Vec<u32>, IndexError> {
         let db = self.lock();
+        let segments = Segment::all(&db).map_err(self.error())?;
         let search = Search {
             index: self,
             db: &db,
             mailbox,
+            segments: &segments,
         };
         let by_number = |condition: &str, value: i64| -> Result<Vec<u32>, Failure> {
             let sql = format!("SELECT uid FROM messages WHERE mailbox = ?1 AND {condition} ORDER BY uid");
@@ -1048,6 +1050,8 @@ struct Search<'d> {
     index: &'d SearchIndex,
     db: &'d Connection,
     mailbox: MailboxId,
+    /// The segments, read once for all the grams the criterion looks up.
+    segments: &'d [Segment],
 }
 
 impl Search<'_> {
@@ -1204,7 +1208,7 @@ impl Search<'_> {
     /// The postings of `gram` in every segment, ascending.
     fn postings(&self, gram: Gram) -> Result<Vec<Posting>, Failure> {
         let mut out = Vec::new();
-        for segment in Segment::all(self.db)? {
+        for segment in self.segments {
             out.extend(segment.postings(self.db, gram)?);
         }
         Ok(out)
