@@ -337,8 +337,12 @@ fn index(config: &Config, command: IndexCommand) -> Result<()> {
                         .checked
                         .map(|t| format!(" (server asked {})", utc_time(t)))
                         .unwrap_or_default();
+                    let partial = match mailbox.headers_only {
+                        0 => String::new(),
+                        n => format!(", {n} by their header only (over imap.max_message_size)"),
+                    };
                     println!(
-                        "  {}: {} indexed, {missing}{checked}",
+                        "  {}: {} indexed{partial}, {missing}{checked}",
                         String::from_utf8_lossy(&mailbox.name),
                         mailbox.messages
                     );

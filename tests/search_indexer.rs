@@ -64,6 +64,57 @@ fn new_mail_is_indexed_in_the_background() {
     let backlog = metric(&proxy, "sealpost_search_backlog");
     assert_eq!(backlog, 0.0);
 
+    // Dovecot offers QRESYNC: the new message was found in the answer to
+    // one EXAMINE, not by listing every UID.
+    let found = proxy.log_text();
+    let found = found.lines().rfind(|l| l.contains("indexing a mailbox in the background")).unwrap();
+    assert!(
+        found.contains("found_by=\"qresync\"") || found.contains("found_by=qresync"),
+        "{found}"
+    );
+    // An expunge at the server (VANISHED, in IDLE) is followed too.
+    let indexed_in_inbox = || -> u64 {
+        let (ok, status) = proxy.cli(&["index", "status"]);
+        assert!(ok, "{status}");
+        let inbox = status.lines().find(|l| l.trim_start().starts_with("INBOX:")).unwrap().to_string();
+        inbox.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let before = indexed_in_inbox();
+    let mut direct = Imap::connect(user);
+    direct.command(b"SELECT INBOX");
+    direct.command(format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)").as_bytes());
+    direct.command(format!("UID EXPUNGE {uid}").as_bytes());
+    wait_for(Duration::from_secs(30), "forgetting the expunged message", || {
+        indexed_in_inbox() == before - 1
+    });
+    // After a restart, every mailbox the server reports unchanged (its
+    // HIGHESTMODSEQ) costs one EXAMINE.
+    drop(client);
+    drop(proxy);
+    let proxy = Proxy::start(&frank, None, "");
+    let mut client = Raw::connect(proxy.imap);
+    let answer = client.command("a1", &format!("LOGIN {user} {}", password(user)));
+    assert!(answer.contains("a1 OK "), "{answer}");
+    wait_for(Duration::from_secs(60), "the pass after the restart", || {
+        proxy.log_text().contains("search index is up to date")
+    });
+    let pass = proxy.log_text();
+    let pass = pass.lines().find(|l| l.contains("search index is up to date")).unwrap();
+    let field = |name: &str| -> u64 {
+        let at = pass.find(&format!(" {name}=")).unwrap_or_else(|| panic!("{pass}")) + name.len() + 2;
+        pass[at..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert!(field("mailboxes") >= 1, "{pass}");
+    assert_eq!(field("unchanged"), field("mailboxes"), "{pass}");
+    assert_eq!(field("indexed"), 0, "{pass}");
+    let message = format!("From: a@example.org\r\nTo: {user}\r\nSubject: again\r\n\r\nThe {marker} is back.\r\n");
+    let before = metric(&proxy, "sealpost_search_indexed_total");
+    let uid = Imap::connect(user).append("INBOX", message.as_bytes()).expect("delivered");
+    wait_for(Duration::from_secs(30), "indexing the message after the restart", || {
+        metric(&proxy, "sealpost_search_indexed_total") > before
+    });
+    client.command("a2", "SELECT INBOX");
+
     // The administrator's view, beside the running proxy.
     let (ok, status) = proxy.cli(&["index", "status"]);
     assert!(ok, "{status}");
@@ -96,11 +147,17 @@ struct OnDemand {
 }
 
 fn on_demand(label: &str, word: &str) -> OnDemand {
+    on_demand_with(label, word, "")
+}
+
+/// [`on_demand`] with more `[imap]` settings.
+fn on_demand_with(label: &str, word: &str, imap: &str) -> OnDemand {
     let dave = User::new(DAVE);
+    let extra = format!("[imap]\nbackground_indexing = false\n{imap}");
     let proxy = Proxy::start_with(
         &dave,
         Setup {
-            extra: "[imap]\nbackground_indexing = false\n",
+            extra: &extra,
             ..Setup::default()
         },
     );
@@ -246,4 +303,49 @@ fn modseq_with_content_criteria_answers_as_the_server_does() {
         assert_eq!(ours, theirs, "{through}");
     }
     client.command("a5", &format!("DELETE {mailbox}"));
+}
+
+#[test]
+fn a_message_over_the_size_limit_is_searched_by_its_header() {
+    let OnDemand {
+        dave: _dave,
+        proxy,
+        mut client,
+        mailbox,
+        marker,
+    } = on_demand_with("oversized", "bulkywalrus", "max_message_size = 4096\n");
+    let user = DAVE;
+    let mut direct = Imap::connect(user);
+    let big = format!(
+        "From: a@example.org\r\nSubject: big {marker}\r\n\r\n{}The deepword is at the end.\r\n",
+        "filler text\r\n".repeat(1000)
+    );
+    let small = "From: b@example.org\r\nSubject: small\r\n\r\nThe deepword is here.\r\n";
+    for message in [big.as_str(), small] {
+        direct.append(&mailbox, message.as_bytes()).expect("stored");
+    }
+    client.command("a3", &format!("SELECT {mailbox}"));
+    // The big message is found by its header, and the answer says that
+    // its body was not read; the small one is searched whole.
+    let answer = client.command("a4", &format!("UID SEARCH SUBJECT {marker}"));
+    assert!(answer.contains("* SEARCH 1\r\n"), "{answer}");
+    assert!(
+        answer.contains("* OK Sealpost read only the header of 1 messages over imap.max_message_size"),
+        "{answer}"
+    );
+    // The small one came in the same FETCH answer, after the big one
+    // was read past, and is searched whole.
+    let answer = client.command("a5", "UID SEARCH BODY deepword");
+    assert!(answer.contains("* SEARCH 2\r\n"), "{answer}");
+    let answer = client.command("a6", "UID SORT (SUBJECT) UTF-8 ALL");
+    assert!(answer.contains("* SORT 1 2\r\n"), "{answer}");
+    let (ok, status) = proxy.cli(&["index", "status"]);
+    assert!(ok, "{status}");
+    assert!(
+        status.contains(&format!(
+            "{mailbox}: 2 indexed, 1 by their header only (over imap.max_message_size)"
+        )),
+        "{status}"
+    );
+    client.command("a8", &format!("DELETE {mailbox}"));
 }

@@ -11,7 +11,12 @@
 //!    [`MAX_RATE`] messages a second; UIDs gone from the server are
 //!    forgotten, and a new UIDVALIDITY starts the mailbox afresh
 //!    ([`SearchIndex::mailbox`]). What is indexed is committed batch by
-//!    batch, so a restart resumes where it stopped.
+//!    batch, so a restart resumes where it stopped. Where the server
+//!    keeps mod-sequences (CONDSTORE, RFC 7162), a mailbox unchanged
+//!    since the index last held all of it costs one EXAMINE, and with
+//!    QRESYNC the EXAMINE names what was expunged and added meanwhile;
+//!    elsewhere every UID is listed and compared with the index.
+//!    A message over `imap.max_message_size` is indexed by its header.
 //! 2. then IDLE on INBOX: new mail is indexed as soon as the server
 //!    announces it; every [`FULL_PASS`] all mailboxes are walked again.
 //!
@@ -165,22 +170,27 @@ impl Indexer {
 
     /// Indexes and watches until the connection fails.
     async fn session(&self, mut conn: SideConn) -> UpstreamError {
+        if let Err(e) = conn.enable_qresync().await {
+            return e;
+        }
         loop {
             let started = Instant::now();
             let mailboxes = match conn.mailboxes().await {
                 Ok(mailboxes) => mailboxes,
                 Err(e) => return e,
             };
-            let mut indexed = 0;
+            let (mut indexed, mut unchanged) = (0, 0);
             for mailbox in &mailboxes {
                 match self.catch_up(&mut conn, mailbox).await {
-                    Ok(n) => indexed += n,
+                    Ok(Some(n)) => indexed += n,
+                    Ok(None) => unchanged += 1,
                     Err(Failure::Upstream(e)) => return e,
                     Err(Failure::Index(e)) => tracing::warn!(error = %e, "cannot index a mailbox"),
                 }
             }
             tracing::info!(
                 mailboxes = mailboxes.len(),
+                unchanged,
                 indexed,
                 seconds = started.elapsed().as_secs(),
                 "search index is up to date"
@@ -201,28 +211,76 @@ impl Indexer {
                     Err(e) => return e,
                 }
                 match self.catch_up(&mut conn, b"INBOX").await {
-                    Ok(_) | Err(Failure::Index(_)) => {}
+                    Ok(_) => {}
+                    Err(Failure::Index(e)) => tracing::warn!(error = %e, "cannot index a mailbox"),
                     Err(Failure::Upstream(e)) => return e,
                 }
             }
         }
     }
 
-    /// Brings `mailbox` up to date in the index; the number indexed.
-    async fn catch_up(&self, conn: &mut SideConn, mailbox: &[u8]) -> Result<usize, Failure> {
-        let uidvalidity = conn.examine(mailbox).await?;
-        let on_server = conn.uids().await?;
+    /// Brings `mailbox` up to date in the index; the number indexed, or
+    /// `None` when the server says nothing changed since the last time.
+    ///
+    /// Where the server keeps mod-sequences (CONDSTORE), a mailbox whose
+    /// HIGHESTMODSEQ has not moved since the index last held all of it
+    /// costs one EXAMINE; with QRESYNC, that EXAMINE also names what was
+    /// expunged and what is new. Otherwise, and whenever the counts do
+    /// not add up, every UID is asked for.
+    async fn catch_up(&self, conn: &mut SideConn, mailbox: &[u8]) -> Result<Option<usize>, Failure> {
         let index = self.index.clone();
         let name = mailbox.to_vec();
+        let known = blocking(move || index.synced(&name)).await?;
+        let since = known.and_then(|(uidvalidity, modseq)| Some((uidvalidity, modseq?)));
+        let examined = conn.examine_since(mailbox, since).await?;
+        let now = examined.highest_modseq.map(|modseq| (examined.uidvalidity, modseq));
+        if now.is_some() && now == since {
+            return Ok(None);
+        }
+        let index = self.index.clone();
+        let name = mailbox.to_vec();
+        let changes = examined.changes.filter(|_| since.is_some_and(|(v, _)| v == examined.uidvalidity));
+        let (uidvalidity, exists) = (examined.uidvalidity, examined.exists);
         let (mailbox_id, missing) = blocking(move || {
             let id = index.mailbox(&name, uidvalidity)?;
-            Ok((id, index.sync(id, &on_server)?))
+            let missing = match changes {
+                Some(changes) => index.apply_changes(id, &changes.vanished, &changes.changed, exists)?,
+                None => None,
+            };
+            Ok((id, missing))
         })
         .await?;
+        let (missing, found_by) = match missing {
+            Some(missing) => (missing, "qresync"),
+            None => {
+                let on_server = conn.uids().await?;
+                let index = self.index.clone();
+                (blocking(move || index.sync(mailbox_id, &on_server)).await?, "uid-list")
+            }
+        };
+        let indexed = self.index_missing(conn, mailbox, mailbox_id, &missing, found_by).await?;
+        if let Some(modseq) = examined.highest_modseq {
+            let index = self.index.clone();
+            blocking(move || index.set_synced(mailbox_id, modseq)).await?;
+        }
+        Ok(Some(indexed))
+    }
+
+    /// Fetches, decrypts and indexes the messages `missing` of `mailbox`
+    /// (the index's `mailbox_id`), at most [`MAX_RATE`] a second; the
+    /// number indexed. `found_by` says how they were found, for the log.
+    async fn index_missing(
+        &self,
+        conn: &mut SideConn,
+        mailbox: &[u8],
+        mailbox_id: MailboxId,
+        missing: &[u32],
+        found_by: &str,
+    ) -> Result<usize, Failure> {
         if missing.is_empty() {
             return Ok(0);
         }
-        tracing::info!(messages = missing.len(), "indexing a mailbox in the background");
+        tracing::info!(messages = missing.len(), found_by, "indexing a mailbox in the background");
         self.metrics.search_backlog.add(missing.len() as i64);
         let mut done = 0;
         let result = async {
@@ -280,8 +338,16 @@ pub fn index_fetched(
     let documents: Vec<(u32, i64, Document)> = fetched
         .into_iter()
         .map(|message| {
-            let shown = shown_message(&message.message, account, keystore);
-            (message.uid, message.arrival, MessageView::parse(&shown).search_text())
+            let document = match message.over_limit {
+                // Only the header was read; it cannot be decrypted.
+                Some(size) => Document {
+                    size,
+                    headers_only: true,
+                    ..MessageView::parse(&message.message).search_text()
+                },
+                None => MessageView::parse(&shown_message(&message.message, account, keystore)).search_text(),
+            };
+            (message.uid, message.arrival, document)
         })
         .collect();
     let batch: Vec<(u32, Option<i64>, &Document)> = documents.iter().map(|(uid, arrival, d)| (*uid, Some(*arrival), d)).collect();

@@ -45,6 +45,9 @@ pub struct SidePool {
 pub(crate) struct SideConn {
     upstream: Upstream,
     examined: Option<Vec<u8>>,
+    /// `ENABLE QRESYNC` succeeded: EXAMINE can ask what changed, and
+    /// expunges are announced as `VANISHED`.
+    qresync: bool,
 }
 
 struct Idle {
@@ -68,8 +71,38 @@ pub struct Fetched {
     /// Its INTERNALDATE, seconds since the epoch (0 when the server gave
     /// none that reads).
     pub arrival: i64,
-    /// The message as stored (empty when only arrivals were asked for).
+    /// The message as stored (empty when only arrivals were asked for);
+    /// its header only when it is over the size limit.
     pub message: Vec<u8>,
+    /// `Some(size)` when the message was over the size limit
+    /// (`imap.max_message_size`): only its header was kept.
+    pub over_limit: Option<u64>,
+}
+
+/// Of a message over the size limit, at most this much is read to find
+/// its header; the rest is read past.
+const HEAD_KEPT: u64 = 256 * 1024;
+
+/// What EXAMINE reported of a mailbox.
+pub(crate) struct Examined {
+    /// Its UIDVALIDITY (0 when the server names none).
+    pub uidvalidity: u32,
+    /// Its HIGHESTMODSEQ (CONDSTORE), when the server reports one.
+    pub highest_modseq: Option<u64>,
+    /// How many messages it holds.
+    pub exists: usize,
+    /// QRESYNC: what changed since the mod-sequence the EXAMINE named,
+    /// when the server answered with changes.
+    pub changes: Option<Changes>,
+}
+
+/// What changed in a mailbox since a mod-sequence (QRESYNC, RFC 7162).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Changes {
+    /// UIDs expunged (`VANISHED (EARLIER)`).
+    pub vanished: Vec<u32>,
+    /// UIDs whose flags changed, or that are new (their `FETCH`).
+    pub changed: Vec<u32>,
 }
 
 /// A session's way to its account's pool, with the credentials a new
@@ -190,10 +223,17 @@ impl SideFetcher {
             .pool
             .fetch(&self.credentials, mailbox, &uid.to_string(), Want::Messages)
             .await?;
-        messages.into_iter().find(|f| f.uid == uid).map(|f| f.message).ok_or_else(|| {
-            let server = self.pool.account.imap.as_ref().map(ToString::to_string).unwrap_or_default();
-            UpstreamError::protocol(&server, format!("message UID {uid} is gone"))
-        })
+        let server = || self.pool.account.imap.as_ref().map(ToString::to_string).unwrap_or_default();
+        match messages.into_iter().find(|f| f.uid == uid) {
+            Some(Fetched {
+                over_limit: Some(size), ..
+            }) => Err(UpstreamError::protocol(
+                &server(),
+                format!("message UID {uid} of {size} octets is over imap.max_message_size"),
+            )),
+            Some(fetched) => Ok(fetched.message),
+            None => Err(UpstreamError::protocol(&server(), format!("message UID {uid} is gone"))),
+        }
     }
 
     /// The raw messages of `mailbox` whose UIDs are in `set`, with their
@@ -224,15 +264,42 @@ impl SideConn {
                 ),
             });
         }
-        Ok(SideConn { upstream, examined: None })
+        Ok(SideConn {
+            upstream,
+            examined: None,
+            qresync: false,
+        })
+    }
+
+    /// Turns QRESYNC on where the server offers it (RFC 7162 §3.2.3), so
+    /// that [`Self::examine_since`] learns what changed in one answer.
+    pub(crate) async fn enable_qresync(&mut self) -> Result<(), UpstreamError> {
+        if self.upstream.has("QRESYNC") {
+            self.qresync = self.upstream.command(b"ENABLE QRESYNC").await?.is_ok();
+        }
+        Ok(())
     }
 
     /// Opens `mailbox` read-only (again, to see what changed) and returns
     /// its UIDVALIDITY (0 when the server names none).
     pub(crate) async fn examine(&mut self, mailbox: &[u8]) -> Result<u32, UpstreamError> {
+        Ok(self.examine_since(mailbox, None).await?.uidvalidity)
+    }
+
+    /// Opens `mailbox` read-only, with its mod-sequences where the server
+    /// keeps them (CONDSTORE), and with QRESYNC on, asks what changed
+    /// since `known` (the UIDVALIDITY and HIGHESTMODSEQ seen before).
+    pub(crate) async fn examine_since(&mut self, mailbox: &[u8], known: Option<(u32, u64)>) -> Result<Examined, UpstreamError> {
         let conn = &mut self.upstream;
         let mut command = b"EXAMINE ".to_vec();
         conn.push_astring(&mut command, mailbox)?;
+        match known {
+            Some((uidvalidity, modseq)) if self.qresync => {
+                command.extend_from_slice(format!(" (QRESYNC ({uidvalidity} {modseq}))").as_bytes());
+            }
+            _ if !self.qresync && conn.has("CONDSTORE") => command.extend_from_slice(b" (CONDSTORE)"),
+            _ => {}
+        }
         let answer = conn.command(&command).await?;
         if !answer.is_ok() {
             self.examined = None;
@@ -242,12 +309,8 @@ impl SideConn {
             });
         }
         self.examined = Some(mailbox.to_vec());
-        let uidvalidity = answer.untagged.iter().find_map(|line| {
-            let upper = String::from_utf8_lossy(line).to_ascii_uppercase();
-            let rest = &upper[upper.find("[UIDVALIDITY ")? + 13..];
-            rest[..rest.find(']')?].trim().parse().ok()
-        });
-        Ok(uidvalidity.unwrap_or(0))
+        let asked_changes = known.is_some() && self.qresync;
+        Ok(examined(&answer.untagged, asked_changes))
     }
 
     /// The UIDs of the mailbox examined, ascending.
@@ -334,7 +397,8 @@ impl SideConn {
             }
             if line.starts_with(b"+") {
                 idling = true;
-            } else if !changed && (upper.ends_with(b" EXISTS\r\n") || upper.ends_with(b" EXPUNGE\r\n")) {
+            } else if !changed && (upper.ends_with(b" EXISTS\r\n") || upper.ends_with(b" EXPUNGE\r\n") || upper.starts_with(b"* VANISHED "))
+            {
                 changed = true;
                 if idling {
                     self.upstream.write(b"DONE\r\n").await?;
@@ -388,6 +452,7 @@ impl SideConn {
         // The lines of the FETCH response being read, and its message.
         let mut response: Vec<u8> = Vec::new();
         let mut message = None;
+        let mut over_limit = None;
         let mut line = Vec::new();
         loop {
             let literal = framer::read_segment(&mut conn.conn, MAX_LINE, &mut line)
@@ -411,31 +476,84 @@ impl SideConn {
                 };
                 if let (Some(uid), Some(message)) = (uid_of(&response), message) {
                     let arrival = internal_date(&response).unwrap_or(0);
-                    messages.push(Fetched { uid, arrival, message });
+                    messages.push(Fetched {
+                        uid,
+                        arrival,
+                        message,
+                        over_limit: over_limit.take(),
+                    });
                 }
                 response.clear();
                 continue;
             };
-            if announced.size > max_size {
-                return Err(UpstreamError::protocol(
-                    &conn.server,
-                    format!("message of {} octets is over imap.max_message_size", announced.size),
-                ));
-            }
-            let mut bytes = Vec::with_capacity(announced.size as usize);
+            // A message over the limit is read past, but for its header:
+            // the connection stays usable, and the indexer can still
+            // index what the header says.
+            let kept = if announced.size > max_size {
+                announced.size.min(HEAD_KEPT)
+            } else {
+                announced.size
+            };
+            let mut bytes = Vec::with_capacity(kept as usize);
             (&mut conn.conn)
-                .take(announced.size)
+                .take(kept)
                 .read_to_end(&mut bytes)
                 .await
                 .map_err(|e| UpstreamError::protocol(&conn.server, e.to_string()))?;
-            if (bytes.len() as u64) < announced.size {
+            let skipped = tokio::io::copy(&mut (&mut conn.conn).take(announced.size - kept), &mut tokio::io::sink())
+                .await
+                .map_err(|e| UpstreamError::protocol(&conn.server, e.to_string()))?;
+            if (bytes.len() as u64) + skipped < announced.size {
                 return Err(UpstreamError::protocol(&conn.server, "connection closed inside a literal"));
+            }
+            if announced.size > max_size {
+                bytes.truncate(header_length(&bytes));
+                over_limit = Some(announced.size);
             }
             if message.is_none() && line.to_ascii_uppercase().windows(7).any(|w| w == b"BODY[] ") {
                 message = Some(bytes);
             }
         }
     }
+}
+
+/// What the untagged lines of an EXAMINE answer say of the mailbox;
+/// `asked_changes`: the command asked QRESYNC for what changed.
+fn examined(untagged: &[Vec<u8>], asked_changes: bool) -> Examined {
+    let mut examined = Examined {
+        uidvalidity: 0,
+        highest_modseq: None,
+        exists: 0,
+        changes: asked_changes.then(Changes::default),
+    };
+    for line in untagged {
+        let text = String::from_utf8_lossy(line).to_ascii_uppercase();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let code = |name: &str| -> Option<u64> {
+            let rest = &text[text.find(&format!("[{name} "))? + name.len() + 2..];
+            rest[..rest.find(']')?].trim().parse().ok()
+        };
+        if let Some(v) = code("UIDVALIDITY") {
+            examined.uidvalidity = v as u32;
+        } else if let Some(m) = code("HIGHESTMODSEQ") {
+            examined.highest_modseq = Some(m);
+        } else if let ["*", n, "EXISTS"] = words[..] {
+            examined.exists = n.parse().unwrap_or(0);
+        } else if let (Some(changes), ["*", "VANISHED", "(EARLIER)", set]) = (&mut examined.changes, &words[..]) {
+            changes.vanished.extend(number_set(set).unwrap_or_default());
+        } else if let (Some(changes), ["*", _, "FETCH", ..]) = (&mut examined.changes, &words[..]) {
+            changes.changed.extend(uid_of(line));
+        }
+    }
+    examined
+}
+
+/// The length of a message's header, its blank line included (all of
+/// `message` when no blank line ends it).
+fn header_length(message: &[u8]) -> usize {
+    let crlf = memchr::memmem::find(message, b"\r\n\r\n").map(|at| at + 4);
+    let lf = memchr::memmem::find(message, b"\n\n").map(|at| at + 2);
+    crlf.into_iter().chain(lf).min().unwrap_or(message.len())
 }
 
 /// The UID a FETCH response names (`UID n` anywhere in its lines).
@@ -471,6 +589,40 @@ fn internal_date(response: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn examine_answers_name_modseq_and_changes() {
+        let lines: Vec<Vec<u8>> = [
+            "* FLAGS (\\Answered \\Seen)\r\n",
+            "* 7 EXISTS\r\n",
+            "* OK [UIDVALIDITY 1700000000] UIDs valid\r\n",
+            "* OK [HIGHESTMODSEQ 715194045007] Highest\r\n",
+            "* VANISHED (EARLIER) 41,43:45\r\n",
+            "* 5 FETCH (UID 50 FLAGS (\\Seen) MODSEQ (715194045007))\r\n",
+            "* 6 FETCH (FLAGS () UID 51 MODSEQ (715194045001))\r\n",
+        ]
+        .iter()
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+        let asked = examined(&lines, true);
+        assert_eq!(asked.uidvalidity, 1_700_000_000);
+        assert_eq!(asked.highest_modseq, Some(715_194_045_007));
+        assert_eq!(asked.exists, 7);
+        let changes = asked.changes.unwrap();
+        assert_eq!(changes.vanished, [41, 43, 44, 45]);
+        assert_eq!(changes.changed, [50, 51]);
+        // Not asked: no changes, even if the lines looked like some.
+        assert_eq!(examined(&lines, false).changes, None);
+        let nomodseq = examined(&[b"* OK [NOMODSEQ] Sorry\r\n".to_vec()], false);
+        assert_eq!(nomodseq.highest_modseq, None);
+    }
+
+    #[test]
+    fn the_header_of_a_message_over_the_limit() {
+        assert_eq!(header_length(b"Subject: a\r\n\r\nbody\r\n\r\nmore"), 14);
+        assert_eq!(header_length(b"Subject: a\n\nbody"), 12);
+        assert_eq!(header_length(b"Subject: a very long header"), 27);
+    }
 
     #[test]
     fn fetch_responses_name_uid_and_arrival() {

@@ -50,6 +50,9 @@ pub struct Document {
     pub sent: i64,
     /// What SORT and THREAD read.
     pub order: OrderKeys,
+    /// Only the message's header was read (the message was over
+    /// `imap.max_message_size`): its body texts are empty.
+    pub headers_only: bool,
 }
 
 /// What SORT (RFC 5256, RFC 5957) and THREAD read in a message, as

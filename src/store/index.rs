@@ -80,8 +80,15 @@ const FORMER_FILES: [&str; 1] = ["index.db"];
 /// benchmark.
 const CIPHER: &str = "PRAGMA cipher_page_size = 16384; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;";
 /// The layout's version (`PRAGMA user_version`); an index of another
-/// version is emptied and rebuilt.
-const SCHEMA_VERSION: i64 = 7;
+/// version is emptied and rebuilt, except one [`MIGRATIONS`] brings up.
+const SCHEMA_VERSION: i64 = 8;
+/// How an index of an earlier version becomes the current one without
+/// being rebuilt: (version, statements).
+const MIGRATIONS: [(i64, &str); 1] = [(
+    7,
+    "ALTER TABLE mailboxes ADD COLUMN modseq INTEGER;
+     ALTER TABLE messages ADD COLUMN headers_only INTEGER NOT NULL DEFAULT 0;",
+)];
 /// The tables of every layout so far, dropped when the version changes.
 const TABLES: [&str; 9] = [
     "words",
@@ -109,7 +116,8 @@ const SCHEMA: &str = "
         name BLOB NOT NULL UNIQUE,
         uidvalidity INTEGER NOT NULL,
         on_server INTEGER,
-        checked INTEGER
+        checked INTEGER,
+        modseq INTEGER
     );
     CREATE TABLE IF NOT EXISTS messages (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -119,6 +127,7 @@ const SCHEMA: &str = "
         sent INTEGER NOT NULL,
         arrival INTEGER,
         order_keys BLOB NOT NULL,
+        headers_only INTEGER NOT NULL DEFAULT 0,
         UNIQUE (mailbox, uid)
     );
     CREATE TABLE IF NOT EXISTS texts (
@@ -198,6 +207,9 @@ pub struct MailboxStats {
     pub name: Vec<u8>,
     /// Messages indexed.
     pub messages: u64,
+    /// Of those, messages indexed by their header only (over
+    /// `imap.max_message_size`).
+    pub headers_only: u64,
     /// Messages the server held when last asked (`None`: not asked yet).
     pub on_server: Option<u64>,
     /// When that was (seconds since the epoch).
@@ -277,7 +289,10 @@ impl SearchIndex {
         // The first read proves the key (SQLCipher reports "file is not a
         // database" otherwise).
         let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(unreadable)?;
-        if version != SCHEMA_VERSION {
+        if let Some((_, migration)) = MIGRATIONS.iter().find(|(from, _)| *from == version) {
+            db.execute_batch(&format!("BEGIN; {migration} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+                .map_err(unreadable)?;
+        } else if version != SCHEMA_VERSION {
             let drops: String = TABLES.iter().map(|t| format!("DROP TABLE IF EXISTS {t}; ")).collect();
             db.execute_batch(&format!("{drops} PRAGMA user_version = {SCHEMA_VERSION};"))
                 .map_err(unreadable)?;
@@ -333,8 +348,11 @@ impl SearchIndex {
                     .map_err(self.error())?;
                 }
                 db.execute("DELETE FROM messages WHERE mailbox = ?1", [id]).map_err(self.error())?;
-                db.execute("UPDATE mailboxes SET uidvalidity = ?2 WHERE id = ?1", params![id, uidvalidity])
-                    .map_err(self.error())?;
+                db.execute(
+                    "UPDATE mailboxes SET uidvalidity = ?2, modseq = NULL WHERE id = ?1",
+                    params![id, uidvalidity],
+                )
+                .map_err(self.error())?;
                 Ok(MailboxId(id))
             }
             None => {
@@ -350,15 +368,48 @@ impl SearchIndex {
 
     /// The UIDs indexed in `mailbox`, ascending.
     pub fn uids(&self, mailbox: MailboxId) -> Result<Vec<u32>, IndexError> {
+        self.uids_where(mailbox, "1")
+    }
+
+    /// The UIDs of `mailbox`'s messages that `condition` (SQL over the
+    /// `messages` table) selects, ascending.
+    fn uids_where(&self, mailbox: MailboxId, condition: &str) -> Result<Vec<u32>, IndexError> {
         let db = self.lock();
         let mut statement = db
-            .prepare_cached("SELECT uid FROM messages WHERE mailbox = ?1 ORDER BY uid")
+            .prepare_cached(&format!("SELECT uid FROM messages WHERE mailbox = ?1 AND {condition} ORDER BY uid"))
             .map_err(self.error())?;
         let uids = statement
             .query_map([mailbox.0], |r| r.get(0))
             .and_then(|rows| rows.collect::<Result<Vec<u32>, _>>())
             .map_err(self.error())?;
         Ok(uids)
+    }
+
+    /// The messages of `mailbox` indexed by their header only (they
+    /// were over `imap.max_message_size`), ascending.
+    pub fn headers_only(&self, mailbox: MailboxId) -> Result<Vec<u32>, IndexError> {
+        self.uids_where(mailbox, "headers_only")
+    }
+
+    /// The UIDVALIDITY the mailbox `name` is indexed under, and the
+    /// server's HIGHESTMODSEQ when the index last held every message
+    /// (CONDSTORE, RFC 7162; `None` when not known).
+    pub fn synced(&self, name: &[u8]) -> Result<Option<(u32, Option<u64>)>, IndexError> {
+        self.lock()
+            .query_row("SELECT uidvalidity, modseq FROM mailboxes WHERE name = ?1", [name], |r| {
+                Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.map(|m| m as u64)))
+            })
+            .optional()
+            .map_err(self.error())
+    }
+
+    /// Records that the index holds every message `mailbox` held at the
+    /// server when its HIGHESTMODSEQ was `modseq`.
+    pub fn set_synced(&self, mailbox: MailboxId, modseq: u64) -> Result<(), IndexError> {
+        self.lock()
+            .execute("UPDATE mailboxes SET modseq = ?2 WHERE id = ?1", params![mailbox.0, modseq as i64])
+            .map(drop)
+            .map_err(self.error())
     }
 
     /// Stores (or replaces) what message `uid` of `mailbox`, which
@@ -393,18 +444,22 @@ impl SearchIndex {
             if let Some(old) = old {
                 forget(&tx, old).map_err(self.error())?;
             }
-            tx.prepare_cached("INSERT INTO messages (mailbox, uid, size, sent, arrival, order_keys) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                .and_then(|mut s| {
-                    s.execute(params![
-                        mailbox.0,
-                        uid,
-                        document.size as i64,
-                        document.sent,
-                        arrival,
-                        encode_order_keys(&document.order)
-                    ])
-                })
-                .map_err(self.error())?;
+            tx.prepare_cached(
+                "INSERT INTO messages (mailbox, uid, size, sent, arrival, order_keys, headers_only)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    mailbox.0,
+                    uid,
+                    document.size as i64,
+                    document.sent,
+                    arrival,
+                    encode_order_keys(&document.order),
+                    document.headers_only
+                ])
+            })
+            .map_err(self.error())?;
             let id = tx.last_insert_rowid();
             tx.prepare_cached("INSERT INTO texts (id, subject, from_addr, to_addr, cc_addr, bcc_addr) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
                 .and_then(|mut s| s.execute(params![id, document.subject, document.from, document.to, document.cc, document.bcc]))
@@ -535,6 +590,38 @@ impl SearchIndex {
         let indexed = self.uids(mailbox)?;
         let gone: Vec<u32> = indexed.iter().copied().filter(|u| on_server.binary_search(u).is_err()).collect();
         let missing = on_server.iter().copied().filter(|u| indexed.binary_search(u).is_err()).collect();
+        self.forget_gone(mailbox, &gone, on_server.len())?;
+        Ok(missing)
+    }
+
+    /// What QRESYNC (RFC 7162) reported since the index last held every
+    /// message of `mailbox`: the UIDs `vanished`, the UIDs `changed` (new
+    /// ones among them), and the `exists` the mailbox holds now. Forgets
+    /// the vanished and returns the UIDs not indexed yet; `None` when the
+    /// counts disagree (a message the index missed before), so that the
+    /// caller asks for every UID instead.
+    pub fn apply_changes(
+        &self,
+        mailbox: MailboxId,
+        vanished: &[u32],
+        changed: &[u32],
+        exists: usize,
+    ) -> Result<Option<Vec<u32>>, IndexError> {
+        let indexed = self.uids(mailbox)?;
+        let gone: Vec<u32> = vanished.iter().copied().filter(|u| indexed.binary_search(u).is_ok()).collect();
+        let mut missing: Vec<u32> = changed.iter().copied().filter(|u| indexed.binary_search(u).is_err()).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if indexed.len() - gone.len() + missing.len() != exists {
+            return Ok(None);
+        }
+        self.forget_gone(mailbox, &gone, exists)?;
+        Ok(Some(missing))
+    }
+
+    /// Forgets the indexed messages `gone` (expunged) of `mailbox`, which
+    /// holds `on_server` messages at the server now (for `index status`).
+    fn forget_gone(&self, mailbox: MailboxId, gone: &[u32], on_server: usize) -> Result<(), IndexError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -546,17 +633,17 @@ impl SearchIndex {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .map_err(self.error())?;
-        let fresh = known == Some(on_server.len() as i64) && checked.is_some_and(|t| now - t < 60);
+        let fresh = known == Some(on_server as i64) && checked.is_some_and(|t| now - t < 60);
         if gone.is_empty() && fresh {
-            return Ok(missing);
+            return Ok(());
         }
         let tx = db.transaction().map_err(self.error())?;
         tx.execute(
             "UPDATE mailboxes SET on_server = ?2, checked = ?3 WHERE id = ?1",
-            params![mailbox.0, on_server.len() as i64, now],
+            params![mailbox.0, on_server as i64, now],
         )
         .map_err(self.error())?;
-        for uid in &gone {
+        for uid in gone {
             let id: i64 = tx
                 .query_row(
                     "SELECT id FROM messages WHERE mailbox = ?1 AND uid = ?2",
@@ -566,8 +653,7 @@ impl SearchIndex {
                 .map_err(self.error())?;
             forget(&tx, id).map_err(self.error())?;
         }
-        tx.commit().map_err(self.error())?;
-        Ok(missing)
+        tx.commit().map_err(self.error())
     }
 
     /// The UIDs of `mailbox`'s indexed messages that `criterion` selects,
@@ -621,12 +707,7 @@ impl SearchIndex {
 
     /// The indexed messages of `mailbox` whose arrival is not known yet.
     pub fn without_arrival(&self, mailbox: MailboxId) -> Result<Vec<u32>, IndexError> {
-        let db = self.lock();
-        let mut statement = db
-            .prepare_cached("SELECT uid FROM messages WHERE mailbox = ?1 AND arrival IS NULL ORDER BY uid")
-            .map_err(self.error())?;
-        let rows = statement.query_map([mailbox.0], |r| r.get(0));
-        rows.and_then(|rows| rows.collect()).map_err(self.error())
+        self.uids_where(mailbox, "arrival IS NULL")
     }
 
     /// Records when messages of `mailbox` arrived: `(uid, INTERNALDATE)`.
@@ -667,7 +748,7 @@ impl SearchIndex {
         let db = self.lock();
         let mut statement = db
             .prepare(
-                "SELECT b.name, count(m.id), b.on_server, b.checked FROM mailboxes b
+                "SELECT b.name, count(m.id), b.on_server, b.checked, coalesce(sum(m.headers_only), 0) FROM mailboxes b
                  LEFT JOIN messages m ON m.mailbox = b.id GROUP BY b.id ORDER BY b.name",
             )
             .map_err(self.error())?;
@@ -677,6 +758,7 @@ impl SearchIndex {
                 messages: r.get::<_, i64>(1)? as u64,
                 on_server: r.get::<_, Option<i64>>(2)?.map(|n| n as u64),
                 checked: r.get(3)?,
+                headers_only: r.get::<_, i64>(4)? as u64,
             })
         });
         rows.and_then(|rows| rows.collect()).map_err(self.error())
@@ -1426,5 +1508,64 @@ mod tests {
             SearchIndex::open(dir.path(), &other),
             Err(StoreError::KeyUnreadable { .. })
         ));
+    }
+
+    /// What the background indexer keeps per mailbox for CONDSTORE and
+    /// QRESYNC, and how it applies a server's report of changes.
+    #[test]
+    fn changes_since_a_modseq() {
+        let (_keys, key) = account("a@example.org");
+        let dir = tempfile::tempdir().unwrap();
+        let index = SearchIndex::open(dir.path(), &key).unwrap();
+        assert_eq!(index.synced(b"INBOX").unwrap(), None);
+        let inbox = index.mailbox(b"INBOX", 5).unwrap();
+        for uid in 1..=4 {
+            index.put(inbox, uid, None, &doc("S", "B", 10)).unwrap();
+        }
+        assert_eq!(index.synced(b"INBOX").unwrap(), Some((5, None)));
+        index.set_synced(inbox, 900).unwrap();
+        assert_eq!(index.synced(b"INBOX").unwrap(), Some((5, Some(900))));
+        // 2 expunged, 4's flags changed, 5 and 6 new: 5 messages now.
+        assert_eq!(index.apply_changes(inbox, &[2, 77], &[6, 4, 5], 5).unwrap(), Some(vec![5, 6]));
+        assert_eq!(index.uids(inbox).unwrap(), [1, 3, 4]);
+        assert_eq!(index.stats().unwrap()[0].on_server, Some(5));
+        // Counts that do not add up (a message the index never saw)
+        // change nothing: the caller lists every UID instead.
+        assert_eq!(index.apply_changes(inbox, &[1], &[7], 4).unwrap(), None);
+        assert_eq!(index.uids(inbox).unwrap(), [1, 3, 4]);
+        // A new UIDVALIDITY forgets the mod-sequence with the messages.
+        index.mailbox(b"INBOX", 6).unwrap();
+        assert_eq!(index.synced(b"INBOX").unwrap(), Some((6, None)));
+    }
+
+    /// A version 7 index (before mod-sequences and header-only
+    /// messages) is brought up to date, not emptied.
+    #[test]
+    fn a_version_7_index_is_migrated() {
+        let (_keys, key) = account("a@example.org");
+        let dir = tempfile::tempdir().unwrap();
+        let index = SearchIndex::open(dir.path(), &key).unwrap();
+        let inbox = index.mailbox(b"INBOX", 5).unwrap();
+        index.put(inbox, 3, None, &doc("OLDSUBJECT", "B", 10)).unwrap();
+        index
+            .lock()
+            .execute_batch(
+                "ALTER TABLE mailboxes DROP COLUMN modseq; ALTER TABLE messages DROP COLUMN headers_only;
+                 PRAGMA user_version = 7;",
+            )
+            .unwrap();
+        drop(index);
+        let index = SearchIndex::open(dir.path(), &key).unwrap();
+        let inbox = index.mailbox(b"INBOX", 5).unwrap();
+        assert_eq!(index.uids(inbox).unwrap(), [3]);
+        assert_eq!(index.headers_only(inbox).unwrap(), Vec::<u32>::new());
+        let partial = Document {
+            headers_only: true,
+            ..doc("BIG", "", 1 << 30)
+        };
+        index.put(inbox, 4, None, &partial).unwrap();
+        assert_eq!(index.headers_only(inbox).unwrap(), [4]);
+        assert_eq!(index.stats().unwrap()[0].headers_only, 1);
+        assert_eq!(index.synced(b"INBOX").unwrap(), Some((5, None)));
     }
 }

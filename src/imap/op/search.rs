@@ -220,6 +220,19 @@ impl Search<'_> {
         })
         .await?;
         self.bring_up_to_date(&index, mailbox_id, mailbox, &universe).await?;
+        let headers_only = blocking({
+            let index = index.clone();
+            move || index.headers_only(mailbox_id)
+        })
+        .await?;
+        let partial = headers_only.iter().filter(|u| universe.binary_search(u).is_ok()).count();
+        if partial > 0 {
+            let note = format!(
+                "* OK Sealpost read only the header of {partial} messages over imap.max_message_size; \
+                 raise it to search and sort them whole\r\n"
+            );
+            send(self.client, note.as_bytes()).await?;
+        }
 
         let mut criteria = Vec::new();
         collect_criteria(&tree, &mut criteria);
