@@ -233,6 +233,32 @@ pub struct ImapConfig {
     /// needs them or a client fetches them.
     #[serde(default = "default_true")]
     pub background_indexing: bool,
+    /// Who evaluates BODY and TEXT over messages stored in plaintext.
+    #[serde(default)]
+    pub search: SearchMode,
+}
+
+/// Who evaluates content criteria over messages the server can read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Sealpost, over every message indexed whole: no search string
+    /// reaches the server.
+    #[default]
+    Local,
+    /// The server, for messages stored in plaintext: the index keeps only
+    /// their header (much smaller), and the strings of BODY and TEXT are
+    /// sent to the server when a mailbox holds such messages.
+    Hybrid,
+}
+
+impl std::fmt::Display for SearchMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SearchMode::Local => "local",
+            SearchMode::Hybrid => "hybrid",
+        })
+    }
 }
 
 impl Default for ImapConfig {
@@ -243,6 +269,7 @@ impl Default for ImapConfig {
             append_encrypt: AppendEncrypt::default(),
             side_connections: default_side_connections(),
             background_indexing: true,
+            search: SearchMode::Local,
         }
     }
 }

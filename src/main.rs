@@ -337,10 +337,16 @@ fn index(config: &Config, command: IndexCommand) -> Result<()> {
                         .checked
                         .map(|t| format!(" (server asked {})", utc_time(t)))
                         .unwrap_or_default();
-                    let partial = match mailbox.headers_only {
-                        0 => String::new(),
-                        n => format!(", {n} by their header only (over imap.max_message_size)"),
-                    };
+                    let mut partial = String::new();
+                    if mailbox.over_limit > 0 {
+                        partial += &format!(", {} by their header only (over imap.max_message_size)", mailbox.over_limit);
+                    }
+                    if mailbox.plaintext_headers > 0 {
+                        partial += &format!(
+                            ", {} plaintext by their header (imap.search = \"hybrid\": the server searches their bodies)",
+                            mailbox.plaintext_headers
+                        );
+                    }
                     println!(
                         "  {}: {} indexed{partial}, {missing}{checked}",
                         String::from_utf8_lossy(&mailbox.name),

@@ -57,6 +57,7 @@ pub fn restart_only(running: &Config, new: &Config) -> Vec<String> {
             running.imap.cache_size.to_string(),
             new.imap.cache_size.to_string(),
         ),
+        ("imap.search", running.imap.search.to_string(), new.imap.search.to_string()),
         (
             "metrics.per_account",
             running.metrics.per_account.to_string(),

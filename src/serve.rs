@@ -15,7 +15,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::account::{Account, AccountError, Accounts};
-use crate::config::{Config, Loaded};
+use crate::config::{Config, Loaded, SearchMode};
 use crate::discovery::{Discovery, DiscoveryError};
 use crate::imap::indexer::Indexer;
 use crate::imap::served::Served;
@@ -292,7 +292,22 @@ fn imap_state(base: &Base, config: &Config, account: &Arc<Account>, previous: Op
     let before = previous.map(|p| &p.imap);
     let index = match before.and_then(|b| b.indexes.get(login)) {
         Some(index) => index.clone(),
-        None => Arc::new(SearchIndex::open(&SearchIndex::dir_for(&config.data_dir, login), &account.key)?),
+        None => {
+            let index = SearchIndex::open(&SearchIndex::dir_for(&config.data_dir, login), &account.key)?;
+            // Searches without the server's help need every message whole.
+            if config.imap.search == SearchMode::Local {
+                match index.forget_plaintext_headers() {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(account = %login, messages = n, "imap.search is local: plaintext messages indexed by their header are indexed whole again")
+                    }
+                    Err(e) => {
+                        tracing::warn!(account = %login, error = %e, "cannot drop the plaintext headers imap.search = hybrid indexed")
+                    }
+                }
+            }
+            Arc::new(index)
+        }
     };
     let cache = match before.and_then(|b| b.caches.get(login)) {
         Some(cache) => cache.clone(),
@@ -332,6 +347,7 @@ fn imap_state(base: &Base, config: &Config, account: &Arc<Account>, previous: Op
             base.keystore.clone(),
             base.metrics.clone(),
             config.imap.max_message_size,
+            config.imap.search,
         ),
     };
     Ok(ImapState {

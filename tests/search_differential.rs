@@ -1388,6 +1388,35 @@ fn search_without_esearch_at_the_server_matches_dovecot() {
     differential("SORT", "m", SORTS, &mut direct, &mut through).check("SORT without ESEARCH");
 }
 
+/// `imap.search = "hybrid"`, over the plaintext mailbox: Sealpost
+/// indexes only the messages' headers and asks Dovecot for BODY and
+/// TEXT; the answers are still Dovecot's own.
+#[test]
+fn hybrid_search_over_plaintext_matches_dovecot() {
+    let fixture = fixture();
+    let user = User::new(USER);
+    let proxy = Proxy::start_with(
+        &user,
+        Setup {
+            extra: "[imap]\nsearch = \"hybrid\"\nbackground_indexing = false\n",
+            ..Setup::default()
+        },
+    );
+    let plain = &fixture.plain.as_ref().unwrap().name;
+    let mut direct = Client::direct(USER);
+    direct.must(&format!("EXAMINE {plain}"));
+    let mut through = Client::through(&proxy, &user.dir.path().join("tls/local-cert.pem"), USER);
+    through.must(&format!("EXAMINE {plain}"));
+    differential("SEARCH", "h", SEARCHES, &mut direct, &mut through).check("hybrid SEARCH");
+    differential("SORT", "i", SORTS, &mut direct, &mut through).check("hybrid SORT");
+    let (ok, status) = proxy.cli(&["index", "status"]);
+    let wanted = format!(
+        "{plain}: {n} indexed, {n} plaintext by their header (imap.search = \"hybrid\": the server searches their bodies)",
+        n = fixture.cases.len()
+    );
+    assert!(ok && status.contains(&wanted), "{wanted} in {status}");
+}
+
 #[test]
 fn sort_matches_dovecot() {
     let fixture = fixture();

@@ -349,3 +349,54 @@ fn a_message_over_the_size_limit_is_searched_by_its_header() {
     );
     client.command("a8", &format!("DELETE {mailbox}"));
 }
+
+#[test]
+fn hybrid_search_asks_the_server_about_plaintext_bodies_only() {
+    let OnDemand {
+        dave,
+        proxy,
+        mut client,
+        mailbox,
+        marker,
+    } = on_demand_with("hybrid", "mixedheron", "search = \"hybrid\"\n");
+    let user = DAVE;
+    let mut direct = Imap::connect(user);
+    let plain = format!("From: a@example.org\r\nSubject: plain\r\n\r\nThe {marker} in clear.\r\n");
+    let secret = format!("From: b@example.org\r\nSubject: sealed\r\n\r\nThe {marker} sealed.\r\n");
+    let sealed = dave.encrypt(secret.as_bytes(), &[user]).remove(0).message;
+    let other = "From: c@example.org\r\nSubject: other\r\n\r\nNothing here.\r\n";
+    for message in [plain.as_bytes(), &sealed, other.as_bytes()] {
+        direct.append(&mailbox, message).expect("stored");
+    }
+    client.command("a3", &format!("SELECT {mailbox}"));
+    // The encrypted body from the index, the plaintext one from the server.
+    let answer = client.command("a4", &format!("UID SEARCH BODY {marker}"));
+    assert!(answer.contains("* SEARCH 1 2\r\n"), "{answer}");
+    let answer = client.command("a5", &format!("UID SEARCH NOT TEXT {marker}"));
+    assert!(answer.contains("* SEARCH 3\r\n"), "{answer}");
+    let answer = client.command("a6", &format!("UID SEARCH OR SUBJECT sealed BODY {marker} NOT FROM a@example.org"));
+    assert!(answer.contains("* SEARCH 2\r\n"), "{answer}");
+    let (ok, status) = proxy.cli(&["index", "status"]);
+    let wanted = format!("{mailbox}: 3 indexed, 2 plaintext by their header");
+    assert!(ok && status.contains(&wanted), "{wanted} in {status}");
+    // Back to local: the plaintext messages are indexed whole again, and
+    // the answers stay the same.
+    drop(client);
+    drop(proxy);
+    let proxy = Proxy::start_with(
+        &dave,
+        Setup {
+            extra: "[imap]\nbackground_indexing = false\n",
+            ..Setup::default()
+        },
+    );
+    let mut client = Raw::connect(proxy.imap);
+    assert!(client.command("b1", &format!("LOGIN {user} {}", password(user))).contains("b1 OK"));
+    client.command("b2", &format!("SELECT {mailbox}"));
+    let answer = client.command("b3", &format!("UID SEARCH BODY {marker}"));
+    assert!(answer.contains("* OK Sealpost is indexing 2 messages"), "{answer}");
+    assert!(answer.contains("* SEARCH 1 2\r\n"), "{answer}");
+    let (ok, status) = proxy.cli(&["index", "status"]);
+    assert!(ok && status.contains(&format!("{mailbox}: 3 indexed, 0 missing")), "{status}");
+    client.command("b4", &format!("DELETE {mailbox}"));
+}

@@ -29,13 +29,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::auth::Credentials;
-use super::sidefetch::{Fetched, SideConn, Want};
+use super::sidefetch::{header_length, Fetched, SideConn, Want};
 use super::upstream::{Dialer, UpstreamError};
 use super::view::MessageView;
 use crate::account::Account;
+use crate::config::SearchMode;
+use crate::message::Protection;
 use crate::metrics::Metrics;
 use crate::pgp::{Keystore, LiveKeystore};
-use crate::search::Document;
+use crate::search::{Coverage, Document};
 use crate::store::{IndexError, MailboxId, SearchIndex};
 
 /// Messages fetched per round trip.
@@ -55,6 +57,7 @@ pub struct Indexer {
     keystore: Arc<LiveKeystore>,
     metrics: Arc<Metrics>,
     max_size: u64,
+    search: SearchMode,
     running: AtomicBool,
     /// Messages a client fetched being indexed now.
     fetched_in_flight: AtomicUsize,
@@ -73,6 +76,7 @@ impl Indexer {
         keystore: Arc<LiveKeystore>,
         metrics: Arc<Metrics>,
         max_size: u64,
+        search: SearchMode,
     ) -> Arc<Indexer> {
         Arc::new(Indexer {
             account,
@@ -81,6 +85,7 @@ impl Indexer {
             keystore,
             metrics,
             max_size,
+            search,
             running: AtomicBool::new(false),
             fetched_in_flight: AtomicUsize::new(0),
         })
@@ -288,8 +293,8 @@ impl Indexer {
                 let started = Instant::now();
                 let fetched = conn.fetch(mailbox, &sequence_set(batch), Want::Messages, self.max_size).await?;
                 let keystore = self.keystore.snapshot();
-                let (index, account, metrics) = (self.index.clone(), self.account.clone(), self.metrics.clone());
-                blocking(move || index_fetched(&index, mailbox_id, fetched, &account, &keystore, &metrics)).await?;
+                let (index, account, metrics, search) = (self.index.clone(), self.account.clone(), self.metrics.clone(), self.search);
+                blocking(move || index_fetched(&index, mailbox_id, fetched, &account, &keystore, &metrics, search)).await?;
                 done += batch.len();
                 self.metrics.search_backlog.sub(batch.len() as i64);
                 // At most MAX_RATE messages a second.
@@ -326,7 +331,8 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, IndexError
 }
 
 /// Indexes fetched messages as the client sees them (decrypted when
-/// encrypted). Blocking: decryption and index writes.
+/// encrypted); with `search` hybrid, plaintext ones by their header.
+/// Blocking: decryption and index writes.
 pub fn index_fetched(
     index: &SearchIndex,
     mailbox: MailboxId,
@@ -334,18 +340,24 @@ pub fn index_fetched(
     account: &Account,
     keystore: &Keystore,
     metrics: &Metrics,
+    search: SearchMode,
 ) -> Result<(), IndexError> {
     let documents: Vec<(u32, i64, Document)> = fetched
         .into_iter()
         .map(|message| {
+            let raw = &message.message;
+            let header_only = |size, coverage| Document {
+                size,
+                coverage,
+                ..MessageView::parse(&raw[..header_length(raw)]).search_text()
+            };
             let document = match message.over_limit {
                 // Only the header was read; it cannot be decrypted.
-                Some(size) => Document {
-                    size,
-                    headers_only: true,
-                    ..MessageView::parse(&message.message).search_text()
-                },
-                None => MessageView::parse(&shown_message(&message.message, account, keystore)).search_text(),
+                Some(size) => header_only(size, Coverage::OverLimit),
+                None if search == SearchMode::Hybrid && crate::message::protection(raw) != Protection::Encrypted => {
+                    header_only(raw.len() as u64, Coverage::PlaintextHeader)
+                }
+                None => MessageView::parse(&shown_message(raw, account, keystore)).search_text(),
             };
             (message.uid, message.arrival, document)
         })
@@ -358,7 +370,7 @@ pub fn index_fetched(
 
 /// The message as the client sees it: decrypted when it is encrypted.
 fn shown_message(raw: &[u8], account: &Account, keystore: &Keystore) -> Vec<u8> {
-    if crate::message::protection(raw) != crate::message::Protection::Encrypted {
+    if crate::message::protection(raw) != Protection::Encrypted {
         return raw.to_vec();
     }
     let outcome = crate::message::decrypt_message(raw, std::slice::from_ref(&account.key), keystore);

@@ -99,6 +99,7 @@ pub(crate) async fn run(
         client: &writer,
         fetcher: &fetcher,
         esearch,
+        literal_plus,
     };
     let to_server = client_to_server(reader, writer.clone(), up_writer, state.clone(), (&upload, &search), shutdown);
     let to_client = server_to_client(shared, up_reader, writer.clone(), state.clone(), rewriter);

@@ -550,7 +550,7 @@ fn examined(untagged: &[Vec<u8>], asked_changes: bool) -> Examined {
 
 /// The length of a message's header, its blank line included (all of
 /// `message` when no blank line ends it).
-fn header_length(message: &[u8]) -> usize {
+pub(crate) fn header_length(message: &[u8]) -> usize {
     let crlf = memchr::memmem::find(message, b"\r\n\r\n").map(|at| at + 4);
     let lf = memchr::memmem::find(message, b"\n\n").map(|at| at + 2);
     crlf.into_iter().chain(lf).min().unwrap_or(message.len())

@@ -50,9 +50,32 @@ pub struct Document {
     pub sent: i64,
     /// What SORT and THREAD read.
     pub order: OrderKeys,
-    /// Only the message's header was read (the message was over
-    /// `imap.max_message_size`): its body texts are empty.
-    pub headers_only: bool,
+    /// How much of the message the texts hold.
+    pub coverage: Coverage,
+}
+
+/// How much of a message its [`Document`] holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Coverage {
+    /// All of it.
+    #[default]
+    Whole = 0,
+    /// Its header only: it was over `imap.max_message_size`.
+    OverLimit = 1,
+    /// Its header only: it is stored in plaintext, and the server
+    /// searches its body (`imap.search = "hybrid"`).
+    PlaintextHeader = 2,
+}
+
+impl Coverage {
+    /// The coverage stored as `code`.
+    pub fn from_code(code: i64) -> Coverage {
+        match code {
+            1 => Coverage::OverLimit,
+            2 => Coverage::PlaintextHeader,
+            _ => Coverage::Whole,
+        }
+    }
 }
 
 /// What SORT (RFC 5256, RFC 5957) and THREAD read in a message, as

@@ -59,7 +59,7 @@ use super::{io_error, StoreError};
 use crate::pgp::UnlockedKey;
 use crate::search::grams::{self, Gram, GramSet};
 use crate::search::words;
-use crate::search::{fields_named, Criterion, Document, Field, OrderKeys, OrderRow};
+use crate::search::{fields_named, Coverage, Criterion, Document, Field, OrderKeys, OrderRow};
 
 /// The index's master key.
 const INDEX_KEY: KeyFile = KeyFile {
@@ -87,7 +87,7 @@ const SCHEMA_VERSION: i64 = 8;
 const MIGRATIONS: [(i64, &str); 1] = [(
     7,
     "ALTER TABLE mailboxes ADD COLUMN modseq INTEGER;
-     ALTER TABLE messages ADD COLUMN headers_only INTEGER NOT NULL DEFAULT 0;",
+     ALTER TABLE messages ADD COLUMN coverage INTEGER NOT NULL DEFAULT 0;",
 )];
 /// The tables of every layout so far, dropped when the version changes.
 const TABLES: [&str; 9] = [
@@ -127,7 +127,7 @@ const SCHEMA: &str = "
         sent INTEGER NOT NULL,
         arrival INTEGER,
         order_keys BLOB NOT NULL,
-        headers_only INTEGER NOT NULL DEFAULT 0,
+        coverage INTEGER NOT NULL DEFAULT 0,
         UNIQUE (mailbox, uid)
     );
     CREATE TABLE IF NOT EXISTS texts (
@@ -207,9 +207,12 @@ pub struct MailboxStats {
     pub name: Vec<u8>,
     /// Messages indexed.
     pub messages: u64,
-    /// Of those, messages indexed by their header only (over
-    /// `imap.max_message_size`).
-    pub headers_only: u64,
+    /// Of those, messages indexed by their header only because they are
+    /// over `imap.max_message_size`.
+    pub over_limit: u64,
+    /// Of those, plaintext messages indexed by their header only, whose
+    /// bodies the server searches (`imap.search = "hybrid"`).
+    pub plaintext_headers: u64,
     /// Messages the server held when last asked (`None`: not asked yet).
     pub on_server: Option<u64>,
     /// When that was (seconds since the epoch).
@@ -385,10 +388,32 @@ impl SearchIndex {
         Ok(uids)
     }
 
-    /// The messages of `mailbox` indexed by their header only (they
-    /// were over `imap.max_message_size`), ascending.
-    pub fn headers_only(&self, mailbox: MailboxId) -> Result<Vec<u32>, IndexError> {
-        self.uids_where(mailbox, "headers_only")
+    /// The messages of `mailbox` indexed with `coverage`, ascending.
+    pub fn covered(&self, mailbox: MailboxId, coverage: Coverage) -> Result<Vec<u32>, IndexError> {
+        self.uids_where(mailbox, &format!("coverage = {}", coverage as i64))
+    }
+
+    /// Forgets every message indexed by its plaintext header (so that
+    /// it is indexed whole again), in every mailbox; how many.
+    pub fn forget_plaintext_headers(&self) -> Result<usize, IndexError> {
+        let mut db = self.lock();
+        let tx = db.transaction().map_err(self.error())?;
+        let ids: Vec<i64> = tx
+            .prepare(&format!(
+                "SELECT id FROM messages WHERE coverage = {}",
+                Coverage::PlaintextHeader as i64
+            ))
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(self.error())?;
+        for &id in &ids {
+            forget(&tx, id).map_err(self.error())?;
+        }
+        // Their mailboxes are no longer complete as of a mod-sequence.
+        if !ids.is_empty() {
+            tx.execute("UPDATE mailboxes SET modseq = NULL", []).map_err(self.error())?;
+        }
+        tx.commit().map_err(self.error())?;
+        Ok(ids.len())
     }
 
     /// The UIDVALIDITY the mailbox `name` is indexed under, and the
@@ -445,7 +470,7 @@ impl SearchIndex {
                 forget(&tx, old).map_err(self.error())?;
             }
             tx.prepare_cached(
-                "INSERT INTO messages (mailbox, uid, size, sent, arrival, order_keys, headers_only)
+                "INSERT INTO messages (mailbox, uid, size, sent, arrival, order_keys, coverage)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut s| {
@@ -456,7 +481,7 @@ impl SearchIndex {
                     document.sent,
                     arrival,
                     encode_order_keys(&document.order),
-                    document.headers_only
+                    document.coverage as i64
                 ])
             })
             .map_err(self.error())?;
@@ -748,7 +773,8 @@ impl SearchIndex {
         let db = self.lock();
         let mut statement = db
             .prepare(
-                "SELECT b.name, count(m.id), b.on_server, b.checked, coalesce(sum(m.headers_only), 0) FROM mailboxes b
+                "SELECT b.name, count(m.id), b.on_server, b.checked,
+                 count(CASE WHEN m.coverage = 1 THEN 1 END), count(CASE WHEN m.coverage = 2 THEN 1 END) FROM mailboxes b
                  LEFT JOIN messages m ON m.mailbox = b.id GROUP BY b.id ORDER BY b.name",
             )
             .map_err(self.error())?;
@@ -758,7 +784,8 @@ impl SearchIndex {
                 messages: r.get::<_, i64>(1)? as u64,
                 on_server: r.get::<_, Option<i64>>(2)?.map(|n| n as u64),
                 checked: r.get(3)?,
-                headers_only: r.get::<_, i64>(4)? as u64,
+                over_limit: r.get::<_, i64>(4)? as u64,
+                plaintext_headers: r.get::<_, i64>(5)? as u64,
             })
         });
         rows.and_then(|rows| rows.collect()).map_err(self.error())
@@ -1550,7 +1577,7 @@ mod tests {
         index
             .lock()
             .execute_batch(
-                "ALTER TABLE mailboxes DROP COLUMN modseq; ALTER TABLE messages DROP COLUMN headers_only;
+                "ALTER TABLE mailboxes DROP COLUMN modseq; ALTER TABLE messages DROP COLUMN coverage;
                  PRAGMA user_version = 7;",
             )
             .unwrap();
@@ -1558,14 +1585,22 @@ mod tests {
         let index = SearchIndex::open(dir.path(), &key).unwrap();
         let inbox = index.mailbox(b"INBOX", 5).unwrap();
         assert_eq!(index.uids(inbox).unwrap(), [3]);
-        assert_eq!(index.headers_only(inbox).unwrap(), Vec::<u32>::new());
-        let partial = Document {
-            headers_only: true,
-            ..doc("BIG", "", 1 << 30)
-        };
-        index.put(inbox, 4, None, &partial).unwrap();
-        assert_eq!(index.headers_only(inbox).unwrap(), [4]);
-        assert_eq!(index.stats().unwrap()[0].headers_only, 1);
+        assert_eq!(index.covered(inbox, Coverage::OverLimit).unwrap(), Vec::<u32>::new());
+        for (uid, coverage) in [(4, Coverage::OverLimit), (5, Coverage::PlaintextHeader)] {
+            let partial = Document {
+                coverage,
+                ..doc("BIG", "", 1 << 30)
+            };
+            index.put(inbox, uid, None, &partial).unwrap();
+        }
+        assert_eq!(index.covered(inbox, Coverage::OverLimit).unwrap(), [4]);
+        assert_eq!(index.covered(inbox, Coverage::Whole).unwrap(), [3]);
+        let stats = &index.stats().unwrap()[0];
+        assert_eq!((stats.messages, stats.over_limit, stats.plaintext_headers), (3, 1, 1));
+        index.set_synced(inbox, 10).unwrap();
+        assert_eq!(index.forget_plaintext_headers().unwrap(), 1);
+        assert_eq!(index.uids(inbox).unwrap(), [3, 4]);
+        assert_eq!(index.synced(b"INBOX").unwrap(), Some((5, None)));
         assert_eq!(index.synced(b"INBOX").unwrap(), Some((5, None)));
     }
 }

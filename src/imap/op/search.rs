@@ -3,7 +3,8 @@
 //!
 //! A search whose keys all concern what the server knows (flags, UIDs,
 //! sequence numbers, arrival dates) is relayed as written. Any other is
-//! answered by Sealpost, and no search string reaches the server:
+//! answered by Sealpost, and no search string reaches the server (but in
+//! hybrid mode, below):
 //!
 //! 1. On the client's own connection (so sequence numbers, `$` and
 //!    expunges are the session's), the proxy asks the server, with tags
@@ -21,6 +22,12 @@
 //!    with MIN, MAX, COUNT, ALL). `RETURN (SAVE)` has the server save the
 //!    result for `$`: the one time it learns a result, which the client's
 //!    next FETCH of `$` would tell it anyway.
+//!
+//! With `imap.search = "hybrid"` the index holds only the header of a
+//! message stored in plaintext; when the mailbox holds such messages, the
+//! server is asked which of them each BODY and TEXT string selects (one
+//! more `UID SEARCH CHARSET UTF-8 BODY ...` per string), and the user has
+//! accepted that it learns the strings.
 
 use std::sync::{Arc, Mutex as SyncMutex};
 
@@ -36,7 +43,7 @@ use crate::imap::searchkey::{self, Key, Program, ProgramError, Return};
 use crate::imap::sidefetch::SideFetcher;
 use crate::imap::state::{send, ClientWriter, Internal, InternalAnswer, SessionError, Shared, State, UpstreamWriter};
 use crate::imap::wire::{Pos, Wire};
-use crate::search::{order, thread, Algorithm, Criterion, OrderRow, SortCriterion};
+use crate::search::{order, thread, Algorithm, Coverage, Criterion, OrderRow, SortCriterion};
 use crate::store::{MailboxId, SearchIndex};
 
 /// Messages fetched from the server per round trip while indexing.
@@ -59,6 +66,9 @@ pub struct Search<'a> {
     /// nothing of the client's is in flight and go one at a time, so that
     /// each `* SEARCH` line is known to be theirs.
     pub esearch: bool,
+    /// The server takes `{n+}` literals (for the strings of a hybrid
+    /// search).
+    pub literal_plus: bool,
 }
 
 /// A search that failed before it could be answered.
@@ -220,12 +230,13 @@ impl Search<'_> {
         })
         .await?;
         self.bring_up_to_date(&index, mailbox_id, mailbox, &universe).await?;
-        let headers_only = blocking({
+        let covered = |coverage| {
             let index = index.clone();
-            move || index.headers_only(mailbox_id)
-        })
-        .await?;
-        let partial = headers_only.iter().filter(|u| universe.binary_search(u).is_ok()).count();
+            let universe = universe.clone();
+            blocking(move || Ok(intersect(&index.covered(mailbox_id, coverage)?, &universe)))
+        };
+        let plaintext_headers = covered(Coverage::PlaintextHeader).await?;
+        let partial = covered(Coverage::OverLimit).await?.len();
         if partial > 0 {
             let note = format!(
                 "* OK Sealpost read only the header of {partial} messages over imap.max_message_size; \
@@ -236,8 +247,9 @@ impl Search<'_> {
 
         let mut criteria = Vec::new();
         collect_criteria(&tree, &mut criteria);
-        let local_sets = blocking({
+        let mut local_sets = blocking({
             let index = index.clone();
+            let criteria = criteria.clone();
             move || {
                 criteria
                     .iter()
@@ -246,6 +258,10 @@ impl Search<'_> {
             }
         })
         .await?;
+        if !plaintext_headers.is_empty() {
+            self.add_server_matches(upstream, &criteria, &mut local_sets, &plaintext_headers)
+                .await?;
+        }
         let result = evaluate(&tree, &universe, &sets, &local_sets, &mut 0);
         Ok(Selection {
             universe,
@@ -254,6 +270,49 @@ impl Search<'_> {
             index,
             mailbox: mailbox_id,
         })
+    }
+
+    /// `imap.search = "hybrid"`: the index holds only the header of the
+    /// messages `plaintext` (ascending), so the server says which of them
+    /// each BODY or TEXT of `criteria` selects, and those join its set in
+    /// `sets`. The server learns the strings; it is asked only when the
+    /// mailbox holds such messages.
+    async fn add_server_matches(
+        &self,
+        upstream: &mut UpstreamWriter,
+        criteria: &[Criterion],
+        sets: &mut [Vec<u32>],
+        plaintext: &[u32],
+    ) -> Result<(), Failure> {
+        let mut parts = Vec::new();
+        let mut asked = Vec::new();
+        for (i, criterion) in criteria.iter().enumerate() {
+            let (name, needle) = match criterion {
+                Criterion::Body(needle) => ("BODY", needle),
+                Criterion::Text(needle) => ("TEXT", needle),
+                _ => continue,
+            };
+            let mut part = format!("CHARSET UTF-8 {name} ").into_bytes();
+            if !push_string(&mut part, needle.as_bytes(), self.literal_plus) {
+                return Err(Failure::No(
+                    "[CANNOT] Sealpost cannot send a string with a line break to a server without LITERAL+ (imap.search = \"hybrid\")"
+                        .into(),
+                ));
+            }
+            parts.push(part);
+            asked.push(i);
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let (found, _) = self.ask_server(upstream, &parts).await?;
+        for (i, found) in asked.into_iter().zip(found) {
+            let set = &mut sets[i];
+            set.extend(intersect(&found, plaintext));
+            set.sort_unstable();
+            set.dedup();
+        }
+        Ok(())
     }
 
     /// The selected UIDs in the order SORT `criteria` give.
@@ -519,7 +578,8 @@ impl Search<'_> {
             })?;
             let (index, account, keystore) = (index.clone(), self.account.clone(), self.shared.keystore.snapshot());
             let metrics = self.shared.metrics.clone();
-            blocking(move || index_fetched(&index, mailbox_id, messages, &account, &keystore, &metrics)).await?;
+            let search = self.shared.limits.search;
+            blocking(move || index_fetched(&index, mailbox_id, messages, &account, &keystore, &metrics, search)).await?;
         }
         Ok(())
     }
@@ -666,6 +726,21 @@ fn evaluate(plan: &Plan, universe: &[u32], server: &[Vec<u32>], local: &[Vec<u32
             result
         }
     }
+}
+
+/// Appends `value` as an IMAP string: a `{n+}` literal when the server
+/// takes them, else a quoted string (false when it cannot be one).
+fn push_string(out: &mut Vec<u8>, value: &[u8], literal_plus: bool) -> bool {
+    if literal_plus {
+        out.extend_from_slice(format!("{{{}+}}\r\n", value.len()).as_bytes());
+        out.extend_from_slice(value);
+        return true;
+    }
+    if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        return false;
+    }
+    out.extend_from_slice(&quoted(value));
+    true
 }
 
 fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
