@@ -15,6 +15,7 @@
 #
 #   bash benches/imap-throughput.sh                   # N=5000, IDLE=500, REPEAT=3
 #   N=300 IDLE=50 bash benches/imap-throughput.sh     # a quick check
+#   SEALPOST_BIN=/tmp/old/sealpost bash benches/imap-throughput.sh   # another build
 #
 # Each phase runs REPEAT times and the median is shown; before each
 # repetition of a first fetch Sealpost is restarted with an empty cache.
@@ -38,8 +39,14 @@ fail() { echo "imap-throughput: $*" >&2; exit 1; }
 bash deploy/teststack/start.sh
 # shellcheck disable=SC1091
 . "${SEALPOST_TESTSTACK_DIR:-/tmp/sealpost-teststack}/env"
-cargo build --release --locked --quiet
-bin="$PWD/target/release/sealpost"
+# SEALPOST_BIN: another build to measure (say, the previous commit's), for
+# a before/after table from one quiet moment.
+if [ -n "${SEALPOST_BIN:-}" ]; then
+  bin="$SEALPOST_BIN"
+else
+  cargo build --release --locked --quiet
+  bin="$PWD/target/release/sealpost"
+fi
 load=(python3 "$PWD/benches/imap_load.py")
 dave=(--user dave@example.com --password pw-dave)
 # Filling and deleting: plain LOGIN, which Dovecot allows on loopback.

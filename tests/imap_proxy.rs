@@ -735,3 +735,53 @@ print("\n".join(out))
         assert!(through.contains(expected), "{expected:?} in\n{through}");
     }
 }
+
+/// One FETCH about many encrypted messages (and some plaintext ones among
+/// them) decrypts them side by side, yet every answer reaches the client
+/// in the server's order, each with its own message: whole messages (the
+/// ciphertext is in the answer) and header downloads (Thunderbird's
+/// `BODY.PEEK[HEADER.FIELDS (...)]`, the ciphertext fetched aside).
+#[test]
+fn a_fetch_of_many_encrypted_messages_answers_in_order() {
+    use common::raw::Raw;
+    use common::rawimap::Imap;
+    let user = "dave@example.com";
+    let dave = User::new(user);
+    let proxy = Proxy::start(&dave, None, "");
+    let mailbox = token("ordered");
+    let mut direct = Imap::connect(user);
+    direct.command(format!("CREATE {mailbox}").as_bytes());
+    const COUNT: usize = 40;
+    for i in 1..=COUNT {
+        let message = format!(
+            "From: a@example.org\r\nTo: {user}\r\nSubject: number {i:02}\r\nMessage-ID: <n{i}@example.org>\r\n\r\nBody of message {i:02}.\r\n"
+        );
+        let stored = if i % 7 == 0 {
+            message.into_bytes()
+        } else {
+            dave.encrypt(message.as_bytes(), &[user]).remove(0).message
+        };
+        assert_eq!(direct.append(&mailbox, &stored).expect("stored"), i as u32);
+    }
+    let mut client = Raw::connect(proxy.imap);
+    assert!(client.command("a1", &format!("LOGIN {user} {}", password(user))).contains("a1 OK"));
+    assert!(client.command("a2", &format!("SELECT {mailbox}")).contains("a2 OK"));
+    for (tag, items, shown) in [
+        ("a3", "UID BODY.PEEK[]", "Body of message "),
+        ("a4", "UID BODY.PEEK[HEADER.FIELDS (SUBJECT)]", "Subject: number "),
+    ] {
+        let answer = client.command(tag, &format!("UID FETCH 1:* ({items})"));
+        assert!(answer.contains(&format!("{tag} OK")), "{answer}");
+        let starts: Vec<usize> = answer.match_indices(" FETCH (").map(|(at, _)| at).collect();
+        assert_eq!(starts.len(), COUNT, "{answer}");
+        for (n, window) in starts.iter().enumerate() {
+            let end = starts.get(n + 1).copied().unwrap_or(answer.len());
+            let one = &answer[*window..end];
+            let i = n + 1;
+            assert!(answer[..*window].ends_with(&format!("* {i}")), "answer {i} out of place: {one}");
+            assert!(one.contains(&format!("UID {i}")), "{one}");
+            assert!(one.contains(&format!("{shown}{i:02}")), "answer {i} shows another message: {one}");
+        }
+    }
+    client.command("a5", &format!("DELETE {mailbox}"));
+}

@@ -90,13 +90,18 @@ impl Rewriter {
         Some(line)
     }
 
-    /// Writes the client's version of one `* n FETCH (...)` answer.
-    pub async fn answer(&mut self, wire: &Wire, requests: &Requests, client: &ClientWriter) -> Result<(), SessionError> {
-        let Some((number, items)) = parse(wire) else {
-            // Not ours to understand: as it came.
-            let mut w = client.lock().await;
-            wire.write_to(&mut *w).await?;
-            return Ok(w.flush().await?);
+    /// Starts the client's version of one `* n FETCH (...)` answer: when
+    /// it is about an encrypted message, the decrypted message is made in
+    /// the background (cache, this answer's ciphertext, or a side fetch)
+    /// while later answers are read. [`Self::finish`] writes it, in order.
+    pub fn begin(&self, wire: Wire, requests: Requests) -> Pending {
+        let Some((number, items)) = parse(&wire) else {
+            return Pending {
+                wire,
+                requests,
+                parsed: None,
+                plaintext: None,
+            };
         };
         let value = |wanted: &FetchItem| {
             items
@@ -109,12 +114,47 @@ impl Rewriter {
             .and_then(|b| Value::parse(&b))
             .and_then(|v| v.text().map(<[u8]>::to_vec));
         let uid = value(&FetchItem::Uid).and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u32>().ok());
-
         let plaintext = if is_encrypted(structure.as_ref(), probe.as_deref()) {
-            keep_alive(client, self.plaintext(wire, &items, uid, requests)).await
+            let place = match (&requests.selected, uid) {
+                (Some(selected), Some(uid)) => Some((selected.mailbox.clone(), selected.uidvalidity, uid)),
+                _ => None,
+            };
+            let ciphertext = items
+                .iter()
+                .find(|i| i.item == FetchItem::Rfc822 || whole_section(&i.item, false))
+                .and_then(|i| Cursor::literal_of(&wire, i.value))
+                .and_then(|spool| spool.to_vec().ok());
+            Some(tokio::spawn(self.decryptor().plaintext(ciphertext, place)))
         } else {
-            self.learn_from_header(wire, &items);
+            self.learn_from_header(&wire, &items);
             None
+        };
+        Pending {
+            wire,
+            requests,
+            parsed: Some((number, items, uid)),
+            plaintext,
+        }
+    }
+
+    /// Writes the answer `pending` to the client, once its decrypted
+    /// message is made (telling the client while that takes long).
+    pub async fn finish(&mut self, pending: Pending, client: &ClientWriter) -> Result<(), SessionError> {
+        let Pending {
+            wire,
+            requests,
+            parsed,
+            plaintext,
+        } = pending;
+        let Some((number, items, uid)) = parsed else {
+            // Not ours to understand: as it came.
+            let mut w = client.lock().await;
+            wire.write_to(&mut *w).await?;
+            return Ok(w.flush().await?);
+        };
+        let plaintext = match plaintext {
+            Some(task) => keep_alive(client, task).await.ok().flatten(),
+            None => None,
         };
         if let (Some(message), Some(served), Some(selected), Some(uid)) = (&plaintext, &self.served, &requests.selected, uid) {
             let origin = Origin {
@@ -124,6 +164,8 @@ impl Rewriter {
             };
             served.record(message, origin);
         }
+        let requests = &requests;
+        let wire = &wire;
         let dropped = |item: &Item| requests.added.iter().any(|a| a.item.same_answer(&item.item));
         let mut w = client.lock().await;
         match plaintext {
@@ -207,15 +249,55 @@ impl Rewriter {
         self.shared.indexers.get(&self.account.login).cloned()
     }
 
-    /// The decrypted message (CRLF), from the cache, from this answer, or
-    /// fetched on the side connection; decrypted and cached as needed.
+    /// What makes decrypted messages for this session, on other tasks.
+    fn decryptor(&self) -> Decryptor {
+        Decryptor {
+            shared: self.shared.clone(),
+            account: self.account.clone(),
+            cache: self.cache.clone(),
+            fetcher: self.fetcher.clone(),
+        }
+    }
+}
+
+/// An answer begun by [`Rewriter::begin`], not written yet.
+pub struct Pending {
+    wire: Wire,
+    requests: Requests,
+    /// The answer's number, items and UID; `None` when not understood.
+    parsed: Option<(u32, Vec<Item>, Option<u32>)>,
+    /// The decrypted message being made, for an encrypted message.
+    plaintext: Option<tokio::task::JoinHandle<Option<Vec<u8>>>>,
+}
+
+impl Pending {
+    /// True while its message is decrypted in the background: later
+    /// answers may be read and begun before it is written.
+    pub fn decrypting(&self) -> bool {
+        self.plaintext.is_some()
+    }
+
+    /// The octets it holds (its literals), for the look-ahead's bound.
+    pub fn size(&self) -> u64 {
+        self.wire.parts.iter().filter_map(|p| p.literal.as_ref()).map(|l| l.len()).sum()
+    }
+}
+
+/// Obtains decrypted messages for a session, off its task.
+struct Decryptor {
+    shared: Arc<Shared>,
+    account: Arc<Account>,
+    cache: Option<Arc<MessageCache>>,
+    fetcher: Arc<SideFetcher>,
+}
+
+impl Decryptor {
+    /// The decrypted message (CRLF) at `place` (mailbox, UIDVALIDITY,
+    /// UID), from the cache, from `ciphertext` (the answer's own), or
+    /// fetched on a side connection; decrypted and cached as needed.
     /// `None` when it cannot be had (the client then sees the answer as
     /// the server gave it).
-    async fn plaintext(&mut self, wire: &Wire, items: &[Item], uid: Option<u32>, requests: &Requests) -> Option<Vec<u8>> {
-        let place = match (&requests.selected, uid) {
-            (Some(selected), Some(uid)) => Some((selected.mailbox.clone(), selected.uidvalidity, uid)),
-            _ => None,
-        };
+    async fn plaintext(self, ciphertext: Option<Vec<u8>>, place: Option<(Vec<u8>, Option<u32>, u32)>) -> Option<Vec<u8>> {
         if let (Some(cache), Some((mailbox, Some(uidvalidity), uid))) = (&self.cache, &place) {
             let cache = cache.clone();
             let (mailbox, uidvalidity, uid) = (mailbox.clone(), *uidvalidity, *uid);
@@ -240,12 +322,7 @@ impl Rewriter {
                 return Some(message);
             }
         }
-        let whole = items
-            .iter()
-            .find(|i| i.item == FetchItem::Rfc822 || whole_section(&i.item, false))
-            .and_then(|i| Cursor::literal_of(wire, i.value))
-            .and_then(|spool| spool.to_vec().ok());
-        let ciphertext = match whole {
+        let ciphertext = match ciphertext {
             Some(bytes) => bytes,
             None => {
                 let (mailbox, _, uid) = place.as_ref()?;
@@ -268,7 +345,7 @@ impl Rewriter {
         let learner = self.shared.learner.clone();
         let cache = self.cache.clone();
         let metrics = self.shared.metrics.clone();
-        let indexer = self.indexer();
+        let indexer = self.shared.indexers.get(&self.account.login).cloned();
         let caches: Vec<Arc<MessageCache>> = self.shared.caches.values().cloned().collect();
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();

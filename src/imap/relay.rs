@@ -5,6 +5,7 @@
 //! [`super::fetch::Rewriter`]) and capability lists. Also owns how a
 //! session ends: a shutdown between commands, a broken stream, LOGOUT.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use super::auth::Credentials;
 use super::capability;
 use super::command::head;
-use super::fetch::Rewriter;
+use super::fetch::{Pending, Rewriter};
 use super::framer::{self, FrameError};
 use super::op::{self, append, Command, Next, MAX_COMMAND_LINE};
 use super::response::{is_fetch_response, list_entry, tagged, uidvalidity};
@@ -35,6 +36,48 @@ const ANSWER_LIMITS: Limits = Limits {
 };
 
 /// A SEARCH command the proxy reads whole (strings in literals).
+/// At most this many octets of FETCH answers are held while their
+/// messages decrypt in the background (besides the one being read).
+const LOOKAHEAD_BYTES: u64 = 16 << 20;
+
+/// FETCH answers about encrypted messages whose decryption runs while the
+/// next answers are read, so that one session's FETCH decrypts on every
+/// core; written to the client in the order the server sent them.
+struct Lookahead {
+    begun: VecDeque<Pending>,
+    /// At most this many at once.
+    depth: usize,
+}
+
+impl Lookahead {
+    fn new() -> Lookahead {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Lookahead {
+            begun: VecDeque::new(),
+            depth: (2 * cores).clamp(2, 16),
+        }
+    }
+
+    /// Adds `pending`, writing the oldest answers while over the bounds.
+    async fn push(&mut self, pending: Pending, rewriter: &mut Rewriter, client: &ClientWriter) -> Result<(), SessionError> {
+        self.begun.push_back(pending);
+        while self.begun.len() > self.depth || self.begun.iter().map(Pending::size).sum::<u64>() > LOOKAHEAD_BYTES {
+            let oldest = self.begun.pop_front().expect("not empty");
+            rewriter.finish(oldest, client).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every answer begun, in order: before anything else the
+    /// server sent reaches the client.
+    async fn drain(&mut self, rewriter: &mut Rewriter, client: &ClientWriter) -> Result<(), SessionError> {
+        while let Some(oldest) = self.begun.pop_front() {
+            rewriter.finish(oldest, client).await?;
+        }
+        Ok(())
+    }
+}
+
 const SEARCH_LIMITS: Limits = Limits {
     line: MAX_COMMAND_LINE,
     literal: 64 * 1024,
@@ -262,6 +305,7 @@ async fn server_to_client(
     let mut line = Vec::new();
     let mut said_bye = false;
     let indexer = rewriter.indexer();
+    let mut lookahead = Lookahead::new();
     loop {
         let read = framer::read_segment(&mut reader, MAX_LINE, &mut line).await;
         // After the server's BYE, or once the client has logged out, the
@@ -276,6 +320,33 @@ async fn server_to_client(
             }
             read => read?,
         };
+        let requests = if is_fetch_response(&line) {
+            let s = state.lock().expect("state lock");
+            (!s.fetches.is_empty()).then(|| Requests::of(&s))
+        } else {
+            None
+        };
+        if let Some(requests) = requests {
+            let wire = Wire::read::<_, UpstreamWriter>(
+                &mut reader,
+                std::mem::take(&mut line),
+                literal,
+                &shared.spool_dir,
+                ANSWER_LIMITS,
+                Continuations::None,
+            )
+            .await?;
+            let pending = rewriter.begin(wire, requests);
+            if pending.decrypting() {
+                lookahead.push(pending, &mut rewriter, &client).await?;
+            } else {
+                lookahead.drain(&mut rewriter, &client).await?;
+                rewriter.finish(pending, &client).await?;
+            }
+            continue;
+        }
+        // Whatever else the server sent comes after the answers begun.
+        lookahead.drain(&mut rewriter, &client).await?;
         if line.is_empty() {
             if !expected_end {
                 // Without a word from the server the client would only
@@ -293,25 +364,6 @@ async fn server_to_client(
                 if !forward {
                     continue;
                 }
-            }
-        }
-        if is_fetch_response(&line) {
-            let requests = {
-                let s = state.lock().expect("state lock");
-                (!s.fetches.is_empty()).then(|| Requests::of(&s))
-            };
-            if let Some(requests) = requests {
-                let wire = Wire::read::<_, UpstreamWriter>(
-                    &mut reader,
-                    std::mem::take(&mut line),
-                    literal,
-                    &shared.spool_dir,
-                    ANSWER_LIMITS,
-                    Continuations::None,
-                )
-                .await?;
-                rewriter.answer(&wire, &requests, &client).await?;
-                continue;
             }
         }
         if internal_answer(&state, &line) {
