@@ -163,11 +163,15 @@ impl Fetch {
 
     /// The items the proxy adds so that each answer shows the message's UID,
     /// its structure and the start of its text: only those the client did
-    /// not ask for itself.
+    /// not ask for itself. An answer that carries the whole message shows
+    /// the rest itself, which spares the server computing BODYSTRUCTURE.
     pub fn additions(&self, uid_command: bool) -> Vec<Requested> {
         let mut added = Vec::new();
         if !uid_command && !self.asks_for(&FetchItem::Uid) {
             added.push(Requested::parse(b"UID"));
+        }
+        if self.items.iter().any(|r| r.item.is_whole_message(false)) {
+            return added;
         }
         if !self.asks_for(&FetchItem::BodyStructure) {
             added.push(Requested::parse(b"BODYSTRUCTURE"));
@@ -357,12 +361,20 @@ mod tests {
 
     #[test]
     fn rewrite_adds_only_what_is_missing() {
-        let line = b"A7 FETCH 3 (FLAGS BODY.PEEK[])\r\n";
+        let line = b"A7 FETCH 3 (FLAGS BODY.PEEK[HEADER])\r\n";
         let h = head(line).unwrap();
         let f = Fetch::parse(&line[h.args..]).unwrap();
         let added = f.additions(h.uid);
         let out = f.rewrite(&h, &added);
-        assert_eq!(out, b"A7 FETCH 3 (FLAGS BODY.PEEK[] UID BODYSTRUCTURE BODY.PEEK[TEXT]<0.512>)\r\n");
+        assert_eq!(
+            out,
+            b"A7 FETCH 3 (FLAGS BODY.PEEK[HEADER] UID BODYSTRUCTURE BODY.PEEK[TEXT]<0.512>)\r\n"
+        );
+        // The whole message shows whether it is encrypted.
+        let line = b"A9 FETCH 3 (FLAGS BODY.PEEK[])\r\n";
+        let h = head(line).unwrap();
+        let f = Fetch::parse(&line[h.args..]).unwrap();
+        assert_eq!(f.rewrite(&h, &f.additions(h.uid)), b"A9 FETCH 3 (FLAGS BODY.PEEK[] UID)\r\n");
         let line = b"A8 UID FETCH 3 BODYSTRUCTURE (CHANGEDSINCE 1)\r\n";
         let h = head(line).unwrap();
         let f = Fetch::parse(&line[h.args..]).unwrap();

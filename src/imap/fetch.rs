@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use super::command::{Fetch, PROBE};
 use super::emit;
 use super::item::{FetchItem, Partial};
-use super::section::{partial, Section, SectionText};
+use super::section::{partial, Section};
 use super::served::{Origin, Served};
 use super::sidefetch::SideFetcher;
 use super::state::{ClientWriter, Requests, SessionError, Shared};
@@ -114,16 +114,22 @@ impl Rewriter {
             .and_then(|b| Value::parse(&b))
             .and_then(|v| v.text().map(<[u8]>::to_vec));
         let uid = value(&FetchItem::Uid).and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u32>().ok());
-        let plaintext = if is_encrypted(structure.as_ref(), probe.as_deref()) {
+        let whole = items
+            .iter()
+            .find(|i| i.item.is_whole_message(false))
+            .and_then(|i| Cursor::literal_of(&wire, i.value));
+        // A whole message shows for itself whether it is encrypted (the
+        // proxy then asked for no BODYSTRUCTURE and no probe).
+        let encrypted = match whole {
+            Some(message) => encrypted_by_start(message),
+            None => is_encrypted(structure.as_ref(), probe.as_deref()),
+        };
+        let plaintext = if encrypted {
             let place = match (&requests.selected, uid) {
                 (Some(selected), Some(uid)) => Some((selected.mailbox.clone(), selected.uidvalidity, uid)),
                 _ => None,
             };
-            let ciphertext = items
-                .iter()
-                .find(|i| i.item == FetchItem::Rfc822 || whole_section(&i.item, false))
-                .and_then(|i| Cursor::literal_of(&wire, i.value))
-                .and_then(|spool| spool.to_vec().ok());
+            let ciphertext = whole.and_then(|spool| spool.to_vec().ok());
             Some(tokio::spawn(self.decryptor().plaintext(ciphertext, place)))
         } else {
             self.learn_from_header(&wire, &items);
@@ -231,7 +237,7 @@ impl Rewriter {
         const HEADER_LIMIT: usize = 256 * 1024;
         let header = items
             .iter()
-            .filter(|i| i.item == FetchItem::Rfc822 || i.item == FetchItem::Rfc822Header || whole_section(&i.item, true))
+            .filter(|i| i.item.is_whole_message(true))
             .find_map(|i| Cursor::literal_of(wire, i.value))
             .and_then(|spool| spool.head(HEADER_LIMIT).ok());
         if let Some(header) = header {
@@ -410,16 +416,6 @@ where
     }
 }
 
-/// True for `BODY[]` (and, with `or_header`, `BODY[HEADER]`) of the
-/// message itself, without a partial.
-fn whole_section(item: &FetchItem, or_header: bool) -> bool {
-    matches!(item, FetchItem::Section { section, partial: None, .. }
-        if section.part.is_empty() && (section.text == SectionText::All || (or_header && section.text == SectionText::Header)))
-}
-
-/// Answers `item` from the decrypted message into `out`: `Ok(false)` for
-/// items that do not depend on the content (they keep the server's
-/// value), an error for a BINARY section the message cannot give.
 fn answer_from(view: &MessageView<'_>, item: &Item, requests: &Requests, out: &mut Vec<u8>) -> Result<bool, BinaryError> {
     match &item.item {
         FetchItem::Uid | FetchItem::Flags | FetchItem::InternalDate | FetchItem::Other(_) => return Ok(false),
@@ -508,6 +504,38 @@ fn parse(wire: &Wire) -> Option<(u32, Vec<Item>)> {
         });
     }
     c.at_end().then_some((number, items))
+}
+
+/// How much of a whole message [`encrypted_by_start`] reads after its
+/// header: a PGP/MIME control part and the start of the encrypted part,
+/// or the start of the text.
+const DETECTION_HEAD: usize = 64 * 1024;
+
+/// True when `message` (the whole message as stored) is encrypted, read
+/// from its start: PGP/MIME (also as Exchange rewrites it) or an armored
+/// text part, as decryption will find it.
+fn encrypted_by_start(message: &crate::spool::Spool) -> bool {
+    // The header, however long, and what follows it.
+    let mut wanted = DETECTION_HEAD;
+    let mut head = loop {
+        let Ok(head) = message.head(wanted) else {
+            return false;
+        };
+        match crate::imap::sidefetch::header_length(&head) {
+            end if end < head.len() || head.len() as u64 >= message.len() => {
+                if end + DETECTION_HEAD <= head.len() || head.len() as u64 >= message.len() {
+                    break head;
+                }
+                wanted = end + DETECTION_HEAD;
+            }
+            _ => wanted *= 2,
+        }
+    };
+    // Whole lines only, so that a base64 text part decodes.
+    if (head.len() as u64) < message.len() {
+        head.truncate(head.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1));
+    }
+    crate::message::protection(&head) == crate::message::Protection::Encrypted
 }
 
 /// True when the message is PGP/MIME (also as Exchange rewrites it, under

@@ -100,6 +100,19 @@ impl FetchItem {
         parse_known(raw).unwrap_or_else(|| FetchItem::Other(raw.to_vec()))
     }
 
+    /// True for the whole message as stored: `RFC822`, or `BODY[]` without
+    /// a partial (with `or_header`, also its header alone).
+    pub fn is_whole_message(&self, or_header: bool) -> bool {
+        match self {
+            FetchItem::Rfc822 => true,
+            FetchItem::Rfc822Header => or_header,
+            FetchItem::Section {
+                section, partial: None, ..
+            } => section.part.is_empty() && (section.text == SectionText::All || (or_header && section.text == SectionText::Header)),
+            _ => false,
+        }
+    }
+
     /// True for items whose answer depends on the message content, which
     /// differs between the stored ciphertext and what the client is shown.
     /// An item that could not be parsed but is named like a content item
