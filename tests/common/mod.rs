@@ -7,6 +7,7 @@
 
 pub mod decoded;
 pub mod fault;
+pub mod manifests;
 pub mod messages;
 pub mod proxy;
 pub mod raw;
