@@ -9,6 +9,11 @@
 # cache). Twice: whole messages (BODY.PEEK[]), and the header download
 # Thunderbird does for a new folder (BODY.PEEK[HEADER.FIELDS (...)]), for
 # which Sealpost fetches each encrypted message on its side connection.
+# Then a mixed load (issue #12): CLIENTS (10) client processes log in,
+# SELECT, run random commands (whole and header FETCH, flag STORE, APPEND,
+# EXPUNGE of their own uploads, LOGOUT and log in again) for MIXED (60)
+# seconds, directly and through Sealpost, on both mailboxes; commands per
+# second are compared with Dovecot's under the same load.
 # Then IDLE connections are opened through Sealpost and its memory is read.
 # Prints messages/s, MB/s and ratios with the targets beside them, and the
 # CPU time Sealpost spent. Numbers only, no pass/fail.
@@ -16,6 +21,7 @@
 #   bash benches/imap-throughput.sh                   # N=5000, IDLE=500, REPEAT=3
 #   N=300 IDLE=50 bash benches/imap-throughput.sh     # a quick check
 #   SEALPOST_BIN=/tmp/old/sealpost bash benches/imap-throughput.sh   # another build
+#   MIXED=0 bash benches/imap-throughput.sh           # without the mixed load
 #
 # Each phase runs REPEAT times and the median is shown; before each
 # repetition of a first fetch Sealpost is restarted with an empty cache.
@@ -31,10 +37,14 @@ source deploy/setup-debian.sh
 N="${N:-5000}"
 IDLE="${IDLE:-500}"
 REPEAT="${REPEAT:-3}"
+MIXED="${MIXED:-60}"
+CLIENTS="${CLIENTS:-10}"
 fail() { echo "imap-throughput: $*" >&2; exit 1; }
 [[ $N =~ ^[1-9][0-9]*$ ]] || fail "N must be a positive whole number"
 [[ $IDLE =~ ^[0-9]+$ ]] || fail "IDLE must be a whole number (0: no idle connections)"
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || fail "REPEAT must be a positive whole number"
+[[ $MIXED =~ ^[0-9]+$ ]] || fail "MIXED must be a whole number of seconds (0: no mixed load)"
+[[ $CLIENTS =~ ^[1-9][0-9]*$ ]] || fail "CLIENTS must be a positive whole number"
 
 bash deploy/teststack/start.sh
 # shellcheck disable=SC1091
@@ -203,6 +213,33 @@ for items in whole headers; do
   first_fetch "$items-enc-sealpost-first" sealpost "$enc_box" "$items" --expect "$plain" --outcome decrypted
   fetch "$items-enc-sealpost-cached" sealpost "$enc_box" "$items" "$REPEAT" --expect "$plain" --outcome cached
 done
+
+# The mixed load: CLIENTS clients log in, run random commands and log out
+# for MIXED seconds, directly and through a freshly started Sealpost, on
+# each mailbox. An APPEND uploads the plain sample through Sealpost (which
+# encrypts it) and directly to the plaintext mailbox, the encrypted one
+# directly to the encrypted mailbox.
+mixed() {
+  local name=$1 path=$2 box=$3 template=$4 expect=$5 json
+  echo "== mixed-$name: $box, $CLIENTS clients, $MIXED s" >&2
+  if [ "$path" = direct ]; then
+    json=$("${load[@]}" mixed --host localhost --port "$IMAP_PORT" --starttls --cafile "$CA_FILE" "${dave[@]}" \
+      --mailbox "$box" --clients "$CLIENTS" --seconds "$MIXED" --template "$template" --run-id "$run-$name" --expect "$expect")
+  else
+    start_serve fresh
+    json=$("${load[@]}" mixed --host 127.0.0.1 --port "$port" --starttls --insecure "${dave[@]}" \
+      --mailbox "$box" --clients "$CLIENTS" --seconds "$MIXED" --template "$template" --run-id "$run-$name" \
+      --expect "$expect" --pid "$serve_pid")
+  fi
+  echo "$json" >&2
+  echo "mixed-$name $json" >>results
+}
+if ((MIXED > 0)); then
+  mixed plain-direct direct "$plain_box" plain.eml "Line 00100"
+  mixed plain-sealpost sealpost "$plain_box" plain.eml "Line 00100"
+  mixed enc-direct direct "$enc_box" enc.eml "BEGIN PGP MESSAGE"
+  mixed enc-sealpost sealpost "$enc_box" plain.eml "Line 00100"
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 stop_serve
 fetch_peak_kb=$peak_kb
@@ -236,10 +273,14 @@ import json, statistics, sys
 
 phases = {}
 idle = None
+mixed = {}
 for line in open(sys.argv[1]):
     name, data = line.split(" ", 1)
     if name == "idle":
         idle = json.loads(data)
+        continue
+    if name.startswith("mixed-"):
+        mixed[name[6:]] = json.loads(data)
         continue
     phases.setdefault(name, []).extend(json.loads(data)["runs"])
 n, peak_kb = int(sys.argv[2]), int(sys.argv[3])
@@ -298,6 +339,37 @@ for r in table:
         print(r[0])
     else:
         print("  ".join(f"{c:<{w}}" if i in (0, 4, 5) else f"{c:>{w}}" for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+if mixed:
+    print("mixed load: clients logging in, running random commands, logging out")
+    rows = [("phase", "commands/s", "ratio", "target", "logins", "p50 ms: login", "whole FETCH", "header FETCH", "STORE", "APPEND", "Sealpost CPU s", "cores")]
+    targets = {"plain-sealpost": ">= 0.90 of plain-direct", "enc-sealpost": ">= 0.75 of plain-direct"}
+    labels = {
+        "plain-direct": "plain, direct",
+        "plain-sealpost": "plain, Sealpost",
+        "enc-direct": "encrypted, direct (as stored)",
+        "enc-sealpost": "encrypted, Sealpost",
+    }
+    base = mixed.get("plain-direct")
+    for name in ("plain-direct", "plain-sealpost", "enc-direct", "enc-sealpost"):
+        m = mixed.get(name)
+        if not m:
+            continue
+        rate_ = m["commands"] / m["seconds"]
+        ops = m["ops"]
+        cpu = m["server_cpu_s"]
+        rows.append((
+            "  " + labels[name],
+            f"{rate_:.0f}",
+            num(rate_ / (base["commands"] / base["seconds"]) if base and name != "plain-direct" else None, ".2f"),
+            targets.get(name, ""),
+            str(ops["login"]["count"]),
+            *(num(ops[op]["p50_ms"], ".2f") for op in ("login", "fetch-whole", "fetch-headers", "store", "append")),
+            num(cpu, ".2f"),
+            num(cpu / m["seconds"] if cpu is not None else None, ".2f"),
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(f"{c:<{w}}" if i in (0, 3) else f"{c:>{w}}" for i, (c, w) in enumerate(zip(r, widths))).rstrip())
 print(f"\npeak RSS of sealpost serve while fetching: {peak_kb / 1024:.1f} MB (largest VmHWM of its runs above)")
 if idle:
     b, d = idle["before"], idle["during"]
@@ -312,6 +384,16 @@ if idle:
               f" open files {b['fds']} -> {d['fds']} (client and provider connection for each)")
 PY
 cat <<NOTE
+Mixed load: $CLIENTS client processes for $MIXED s per phase, each
+logging in (STARTTLS, LOGIN, SELECT, UID SEARCH ALL), then picking
+commands at random (whole-message FETCH 30%, header FETCH of 20 UIDs
+20%, flag STORE 20%, APPEND 10%, EXPUNGE of one of its own uploads 10%,
+LOGOUT 10%, after which it logs in again) until the time is up;
+"commands/s" counts every command and login, "ratio" against Dovecot
+directly on the plaintext mailbox; p50 latencies per kind. Through
+Sealpost every APPEND is encrypted (imap.append_encrypt = "all"), and the
+encrypted mailbox's whole FETCHes are decrypted (first from the
+messages, then from the cache as they repeat).
 
 N = $N messages of about 10 KB per mailbox, each phase $REPEAT time(s), the
 median shown. One client connection (Python, STARTTLS, with the test CA

@@ -9,6 +9,13 @@ raw sockets: the same client code talks to the provider and to Sealpost.
   imap_load.py fetch --mailbox NAME --items whole|headers --repeat R [--pid PID] [--metrics URL] ...
   imap_load.py idle --connections K --pid PID ...
   imap_load.py delete --mailbox NAME [--mailbox NAME ...] ...
+  imap_load.py mixed --mailbox NAME --template FILE --run-id ID [--clients 10] [--seconds 60] ...
+
+mixed runs --clients client processes for --seconds: each logs in,
+selects the mailbox, runs random commands (a whole-message FETCH, a
+header FETCH of 20 UIDs, a flag STORE, an APPEND of --template, an
+EXPUNGE of one of its own appended messages, LOGOUT and a new login)
+and counts them with their latencies.
 
 fetch sends `UID FETCH 1:* (...)` once per repetition on one connection
 (logged in and the mailbox selected beforehand, not timed) and reads the
@@ -32,10 +39,13 @@ stdlib only.
 import argparse
 import email.utils
 import json
+import multiprocessing
 import os
+import random
 import re
 import socket
 import ssl
+import statistics
 import sys
 import time
 import urllib.request
@@ -364,6 +374,128 @@ def cmd_idle(args, ctx):
     }, separators=(",", ":")))
 
 
+# The mixed load's commands and how often each is picked (a new login
+# after LOGOUT is counted as "login").
+MIXED_OPS = (
+    ("fetch-whole", 30),
+    ("fetch-headers", 20),
+    ("store", 20),
+    ("append", 10),
+    ("expunge", 10),
+    ("logout", 10),
+)
+HEADER_ITEMS = b"(UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Subject Date Message-ID)])"
+
+
+def mixed_client(args, ctx, index, deadline, results):
+    """One client of the mixed load until `deadline`: logs in, selects,
+    runs random commands, logs out, again. Puts its counts on `results`."""
+    rnd = random.Random(args.seed * 1000 + index)
+    with open(args.template, "rb") as f:
+        template = f.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    names, weights = zip(*MIXED_OPS)
+    done = {name: [] for name in names + ("login",)}
+    own, appended, error = [], 0, None
+    mailbox = quote(args.mailbox)
+    try:
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            conn = Connection(args, ctx)
+            select(conn, args.mailbox)
+            uids = []
+            conn.command(b"UID SEARCH ALL", lambda parts: uids.extend(search_uids(parts[0])))
+            done["login"].append(time.perf_counter() - t0)
+            while time.perf_counter() < deadline:
+                op = rnd.choices(names, weights)[0]
+                t0 = time.perf_counter()
+                if op == "fetch-whole":
+                    seen = []
+                    conn.command(b"UID FETCH %d (UID FLAGS BODY.PEEK[])" % rnd.choice(uids), lambda parts: seen.append(b"".join(parts)))
+                    # (A message another client expunged meanwhile has no answer.)
+                    bodies = [answer for answer in seen if b"BODY[] {" in answer.upper()]
+                    if args.expect and any(args.expect.encode() not in answer for answer in bodies):
+                        raise Failure(f"a whole-message FETCH answer lacks {args.expect!r}")
+                elif op == "fetch-headers":
+                    first = rnd.choice(uids)
+                    conn.command(b"UID FETCH %d:%d " % (first, first + 19) + HEADER_ITEMS)
+                elif op == "store":
+                    sign = rnd.choice((b"+", b"-"))
+                    conn.command(b"UID STORE %d %sFLAGS.SILENT (\\Flagged)" % (rnd.choice(uids), sign))
+                elif op == "append":
+                    appended += 1
+                    data = with_message_id(template, f"{args.run_id}-c{index}-{appended}@example.org")
+                    answer = conn.command(b"APPEND " + mailbox + b" (\\Seen) {%d+}\r\n" % len(data) + data)
+                    m = re.search(rb"APPENDUID \d+ (\d+)", answer, re.IGNORECASE)
+                    if not m:
+                        raise Failure(f"APPEND named no APPENDUID: {answer!r}")
+                    own.append(int(m.group(1)))
+                elif op == "expunge":
+                    if not own:
+                        continue
+                    uid = own.pop(rnd.randrange(len(own)))
+                    conn.command(b"UID STORE %d +FLAGS.SILENT (\\Deleted)" % uid)
+                    conn.command(b"UID EXPUNGE %d" % uid)
+                else:
+                    tag = conn.tag()
+                    conn.send(tag + b" LOGOUT\r\n")
+                    while not conn.response()[0].startswith(tag + b" "):
+                        pass
+                    conn.sock.close()
+                    done[op].append(time.perf_counter() - t0)
+                    break
+                done[op].append(time.perf_counter() - t0)
+            else:
+                conn.close()
+        # What this client appended and did not expunge goes (untimed).
+        if own:
+            conn = Connection(args, ctx)
+            select(conn, args.mailbox)
+            for uid in own:
+                conn.command(b"UID STORE %d +FLAGS.SILENT (\\Deleted)" % uid)
+                conn.command(b"UID EXPUNGE %d" % uid)
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - any failure is reported, or the parent would wait for ever
+        error = f"client {index}: {type(exc).__name__}: {exc}"
+    results.put({"done": done, "error": error})
+
+
+def search_uids(line):
+    """The numbers of a `* SEARCH` line; none of any other line."""
+    words = line.split()
+    return [int(w) for w in words[2:]] if words[:2] == [b"*", b"SEARCH"] else []
+
+
+def cmd_mixed(args, ctx):
+    """--clients processes (not threads: the client must not be what is
+    measured) run random commands for --seconds; counts and latencies."""
+    results = multiprocessing.Queue()
+    cpu_before = cpu_seconds(args.pid)
+    deadline = time.perf_counter() + args.seconds
+    clients = [multiprocessing.Process(target=mixed_client, args=(args, ctx, i, deadline, results)) for i in range(args.clients)]
+    t0 = time.perf_counter()
+    for c in clients:
+        c.start()
+    outcomes = [results.get() for _ in clients]
+    seconds = time.perf_counter() - t0
+    for c in clients:
+        c.join()
+    errors = [o["error"] for o in outcomes if o["error"]]
+    if errors:
+        raise Failure("; ".join(errors))
+    ops = {}
+    for name in [n for n, _ in MIXED_OPS] + ["login"]:
+        times = sorted(t for o in outcomes for t in o["done"][name])
+        ops[name] = {"count": len(times), "p50_ms": round(statistics.median(times) * 1000, 2) if times else None}
+    print(json.dumps({
+        "mailbox": args.mailbox,
+        "clients": args.clients,
+        "seconds": round(seconds, 3),
+        "commands": sum(o["count"] for o in ops.values()),
+        "ops": ops,
+        "server_cpu_s": round(cpu_seconds(args.pid) - cpu_before, 2) if args.pid else None,
+    }, separators=(",", ":")))
+
+
 def cmd_delete(args, ctx):
     """Deletes each mailbox; one that does not exist is no error."""
     conn = Connection(args, ctx)
@@ -386,7 +518,7 @@ def main():
     sample.add_argument("--message-id", required=True)
     sample.add_argument("--size", type=int, default=10_000)
     connected = []
-    for name in ("fill", "fetch", "idle", "delete"):
+    for name in ("fill", "fetch", "idle", "delete", "mixed"):
         c = sub.add_parser(name)
         c.add_argument("--host", required=True)
         c.add_argument("--port", type=int, required=True)
@@ -398,7 +530,7 @@ def main():
         c.add_argument("--password", required=True)
         c.add_argument("--timeout", type=float, default=300, help="seconds to wait for the server")
         connected.append(c)
-    fill, fetch, idle, delete = connected
+    fill, fetch, idle, delete, mixed = connected
     fill.add_argument("--mailbox", required=True)
     fill.add_argument("--count", type=int, required=True)
     fill.add_argument("--run-id", required=True, help="prefix of every Message-ID")
@@ -418,6 +550,14 @@ def main():
     idle.add_argument("--pid", type=int, required=True, help="the process whose memory to report (Sealpost)")
     idle.add_argument("--hold", type=float, default=2, help="seconds to wait with every connection idling before reading memory")
     delete.add_argument("--mailbox", action="append", required=True)
+    mixed.add_argument("--mailbox", required=True)
+    mixed.add_argument("--clients", type=int, default=10)
+    mixed.add_argument("--seconds", type=float, default=60)
+    mixed.add_argument("--seed", type=int, default=1)
+    mixed.add_argument("--template", required=True, help="the message each APPEND uploads (with its own Message-ID)")
+    mixed.add_argument("--run-id", required=True, help="prefix of the Message-IDs of appended messages")
+    mixed.add_argument("--expect", help="text every whole-message FETCH answer must contain")
+    mixed.add_argument("--pid", type=int, help="a process whose CPU time to report (Sealpost)")
     args = p.parse_args()
     if args.command == "sample":
         return cmd_sample(args)
@@ -428,7 +568,7 @@ def main():
     else:
         ctx = ssl.create_default_context(cafile=args.cafile)
     try:
-        {"fill": cmd_fill, "fetch": cmd_fetch, "idle": cmd_idle, "delete": cmd_delete}[args.command](args, ctx)
+        {"fill": cmd_fill, "fetch": cmd_fetch, "idle": cmd_idle, "delete": cmd_delete, "mixed": cmd_mixed}[args.command](args, ctx)
     except (OSError, Failure) as exc:
         sys.exit(f"imap_load {args.command}: {type(exc).__name__}: {exc}")
 
