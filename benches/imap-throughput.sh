@@ -200,7 +200,8 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 decrypted="Sealpost-Status: decrypted"
 # What Sealpost adds to a FETCH of message content that does not carry the
 # whole message, so that the answers show which messages are encrypted
-# (src/imap/command.rs, Fetch::additions); to a whole-message FETCH it adds
+# (src/imap/command.rs, Fetch::additions; RFC822.SIZE too, which the
+# header download asks for itself); to a whole-message FETCH it adds
 # nothing.
 added=(--extra-items BODYSTRUCTURE "BODY.PEEK[TEXT]<0.512>")
 for items in whole headers; do

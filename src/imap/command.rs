@@ -162,9 +162,11 @@ impl Fetch {
     }
 
     /// The items the proxy adds so that each answer shows the message's UID,
-    /// its structure and the start of its text: only those the client did
-    /// not ask for itself. An answer that carries the whole message shows
-    /// the rest itself, which spares the server computing BODYSTRUCTURE.
+    /// its structure and the start of its text, and its size (an encrypted
+    /// message is then fetched whole on a side connection, and the size
+    /// bounds how many are held at once): only those the client did not
+    /// ask for itself. An answer that carries the whole message shows the
+    /// rest itself, which spares the server computing BODYSTRUCTURE.
     pub fn additions(&self, uid_command: bool) -> Vec<Requested> {
         let mut added = Vec::new();
         if !uid_command && !self.asks_for(&FetchItem::Uid) {
@@ -172,6 +174,9 @@ impl Fetch {
         }
         if self.items.iter().any(|r| r.item.is_whole_message(false)) {
             return added;
+        }
+        if !self.asks_for(&FetchItem::Rfc822Size) {
+            added.push(Requested::parse(b"RFC822.SIZE"));
         }
         if !self.asks_for(&FetchItem::BodyStructure) {
             added.push(Requested::parse(b"BODYSTRUCTURE"));
@@ -368,7 +373,7 @@ mod tests {
         let out = f.rewrite(&h, &added);
         assert_eq!(
             out,
-            b"A7 FETCH 3 (FLAGS BODY.PEEK[HEADER] UID BODYSTRUCTURE BODY.PEEK[TEXT]<0.512>)\r\n"
+            b"A7 FETCH 3 (FLAGS BODY.PEEK[HEADER] UID RFC822.SIZE BODYSTRUCTURE BODY.PEEK[TEXT]<0.512>)\r\n"
         );
         // The whole message shows whether it is encrypted.
         let line = b"A9 FETCH 3 (FLAGS BODY.PEEK[])\r\n";
@@ -381,7 +386,7 @@ mod tests {
         let added = f.additions(h.uid);
         assert_eq!(
             f.rewrite(&h, &added),
-            b"A8 UID FETCH 3 (BODYSTRUCTURE BODY.PEEK[TEXT]<0.512>) (CHANGEDSINCE 1)\r\n"
+            b"A8 UID FETCH 3 (BODYSTRUCTURE RFC822.SIZE BODY.PEEK[TEXT]<0.512>) (CHANGEDSINCE 1)\r\n"
         );
     }
 }

@@ -101,6 +101,7 @@ impl Rewriter {
                 requests,
                 parsed: None,
                 plaintext: None,
+                fetched_aside: 0,
             };
         };
         let value = |wanted: &FetchItem| {
@@ -124,6 +125,12 @@ impl Rewriter {
             Some(message) => encrypted_by_start(message),
             None => is_encrypted(structure.as_ref(), probe.as_deref()),
         };
+        // What decrypting it will hold: the ciphertext fetched aside,
+        // its size as the server states it, and about as much again.
+        let fetched_aside = match (encrypted, whole) {
+            (true, None) => value(&FetchItem::Rfc822Size).and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok()),
+            _ => None,
+        };
         let plaintext = if encrypted {
             let place = match (&requests.selected, uid) {
                 (Some(selected), Some(uid)) => Some((selected.mailbox.clone(), selected.uidvalidity, uid)),
@@ -140,6 +147,7 @@ impl Rewriter {
             requests,
             parsed: Some((number, items, uid)),
             plaintext,
+            fetched_aside: fetched_aside.map_or(0, |size| 2 * size),
         }
     }
 
@@ -151,6 +159,7 @@ impl Rewriter {
             requests,
             parsed,
             plaintext,
+            ..
         } = pending;
         let Some((number, items, uid)) = parsed else {
             // Not ours to understand: as it came.
@@ -274,6 +283,9 @@ pub struct Pending {
     parsed: Option<(u32, Vec<Item>, Option<u32>)>,
     /// The decrypted message being made, for an encrypted message.
     plaintext: Option<tokio::task::JoinHandle<Option<Vec<u8>>>>,
+    /// Octets its decryption holds beyond the answer: twice the size of
+    /// a message fetched on a side connection (ciphertext and plaintext).
+    fetched_aside: u64,
 }
 
 impl Pending {
@@ -283,9 +295,11 @@ impl Pending {
         self.plaintext.is_some()
     }
 
-    /// The octets it holds (its literals), for the look-ahead's bound.
+    /// The octets it holds (its literals, and what a side fetch brings),
+    /// for the look-ahead's bound.
     pub fn size(&self) -> u64 {
-        self.wire.parts.iter().filter_map(|p| p.literal.as_ref()).map(|l| l.len()).sum()
+        let literals: u64 = self.wire.parts.iter().filter_map(|p| p.literal.as_ref()).map(|l| l.len()).sum();
+        literals + self.fetched_aside
     }
 }
 
