@@ -114,7 +114,8 @@ impl Rewriter {
         let probe = value(&FetchItem::parse(PROBE.as_bytes()))
             .and_then(|b| Value::parse(&b))
             .and_then(|v| v.text().map(<[u8]>::to_vec));
-        let uid = value(&FetchItem::Uid).and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u32>().ok());
+        let number_of = |wanted: &FetchItem| value(wanted).and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok());
+        let uid = number_of(&FetchItem::Uid).and_then(|n| u32::try_from(n).ok());
         let whole = items
             .iter()
             .find(|i| i.item.is_whole_message(false))
@@ -128,7 +129,7 @@ impl Rewriter {
         // What decrypting it will hold: the ciphertext fetched aside,
         // its size as the server states it, and about as much again.
         let fetched_aside = match (encrypted, whole) {
-            (true, None) => value(&FetchItem::Rfc822Size).and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok()),
+            (true, None) => number_of(&FetchItem::Rfc822Size),
             _ => None,
         };
         let plaintext = if encrypted {
@@ -430,6 +431,9 @@ where
     }
 }
 
+/// Answers `item` from the decrypted message into `out`: `Ok(false)` for
+/// items that do not depend on the content (they keep the server's
+/// value), an error for a BINARY section the message cannot give.
 fn answer_from(view: &MessageView<'_>, item: &Item, requests: &Requests, out: &mut Vec<u8>) -> Result<bool, BinaryError> {
     match &item.item {
         FetchItem::Uid | FetchItem::Flags | FetchItem::InternalDate | FetchItem::Other(_) => return Ok(false),
@@ -529,21 +533,18 @@ const DETECTION_HEAD: usize = 64 * 1024;
 /// from its start: PGP/MIME (also as Exchange rewrites it) or an armored
 /// text part, as decryption will find it.
 fn encrypted_by_start(message: &crate::spool::Spool) -> bool {
-    // The header, however long, and what follows it.
+    // The header, however long, and DETECTION_HEAD octets after it.
     let mut wanted = DETECTION_HEAD;
     let mut head = loop {
         let Ok(head) = message.head(wanted) else {
             return false;
         };
-        match crate::imap::sidefetch::header_length(&head) {
-            end if end < head.len() || head.len() as u64 >= message.len() => {
-                if end + DETECTION_HEAD <= head.len() || head.len() as u64 >= message.len() {
-                    break head;
-                }
-                wanted = end + DETECTION_HEAD;
-            }
-            _ => wanted *= 2,
+        let end = crate::imap::sidefetch::header_length(&head);
+        if head.len() as u64 >= message.len() || end + DETECTION_HEAD <= head.len() {
+            break head;
         }
+        // Past the header's end now, or twice as far to find it.
+        wanted = if end < head.len() { end + DETECTION_HEAD } else { 2 * wanted };
     };
     // Whole lines only, so that a base64 text part decodes.
     if (head.len() as u64) < message.len() {

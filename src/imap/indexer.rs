@@ -351,13 +351,15 @@ pub fn index_fetched(
                 coverage,
                 ..MessageView::parse(&raw[..header_length(raw)]).search_text()
             };
+            let encrypted = || crate::message::protection(raw) == Protection::Encrypted;
             let document = match message.over_limit {
                 // Only the header was read; it cannot be decrypted.
                 Some(size) => header_only(size, Coverage::OverLimit),
-                None if search == SearchMode::Hybrid && crate::message::protection(raw) != Protection::Encrypted => {
-                    header_only(raw.len() as u64, Coverage::PlaintextHeader)
-                }
-                None => MessageView::parse(&shown_message(raw, account, keystore)).search_text(),
+                None if !encrypted() => match search {
+                    SearchMode::Hybrid => header_only(raw.len() as u64, Coverage::PlaintextHeader),
+                    SearchMode::Local => MessageView::parse(raw).search_text(),
+                },
+                None => MessageView::parse(&decrypted(raw, account, keystore)).search_text(),
             };
             (message.uid, message.arrival, document)
         })
@@ -368,11 +370,8 @@ pub fn index_fetched(
     Ok(())
 }
 
-/// The message as the client sees it: decrypted when it is encrypted.
-fn shown_message(raw: &[u8], account: &Account, keystore: &Keystore) -> Vec<u8> {
-    if crate::message::protection(raw) != Protection::Encrypted {
-        return raw.to_vec();
-    }
+/// The encrypted message `raw` as the client sees it: decrypted.
+fn decrypted(raw: &[u8], account: &Account, keystore: &Keystore) -> Vec<u8> {
     let outcome = crate::message::decrypt_message(raw, std::slice::from_ref(&account.key), keystore);
     crate::mime::to_crlf(&outcome.message).into_owned()
 }

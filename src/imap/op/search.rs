@@ -230,13 +230,16 @@ impl Search<'_> {
         })
         .await?;
         self.bring_up_to_date(&index, mailbox_id, mailbox, &universe).await?;
-        let covered = |coverage| {
+        let (plaintext_headers, over_limit) = blocking({
             let index = index.clone();
-            let universe = universe.clone();
-            blocking(move || Ok(intersect(&index.covered(mailbox_id, coverage)?, &universe)))
-        };
-        let plaintext_headers = covered(Coverage::PlaintextHeader).await?;
-        let partial = covered(Coverage::OverLimit).await?.len();
+            move || {
+                let covered = |coverage| index.covered(mailbox_id, coverage);
+                Ok((covered(Coverage::PlaintextHeader)?, covered(Coverage::OverLimit)?))
+            }
+        })
+        .await?;
+        let plaintext_headers = intersect(&plaintext_headers, &universe);
+        let partial = intersect(&over_limit, &universe).len();
         if partial > 0 {
             let note = format!(
                 "* OK Sealpost read only the header of {partial} messages over imap.max_message_size; \
